@@ -1,0 +1,224 @@
+package main
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/config"
+	"github.com/flowgate/flowgate/internal/secrets"
+	"github.com/flowgate/flowgate/internal/secrets/awssm"
+	"github.com/flowgate/flowgate/internal/secrets/local"
+	"github.com/flowgate/flowgate/internal/store"
+	"github.com/flowgate/flowgate/internal/tenant"
+)
+
+// app is the state every command shares: the store, the audit recorder, tenant keys and
+// token keys. serve adds the network-facing parts on top.
+type app struct {
+	cfg      config.Config
+	log      *slog.Logger
+	db       *store.DB
+	recorder *audit.Recorder
+	auditPub []ed25519.PublicKey
+	keys     *secrets.Cache
+	signer   *auth.Signer
+	verifier *auth.Verifier
+	tenants  *tenant.Directory
+}
+
+type appOptions struct {
+	// checkpoints runs periodic audit checkpoints (the server does; one-shot commands only
+	// checkpoint when they close).
+	checkpoints bool
+}
+
+// openApp opens the store (applying migrations), loads every key file the configuration
+// names (generating them with --dev) and builds the shared services.
+func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, opts appOptions) (_ *app, err error) {
+	a := &app{cfg: cfg, log: log}
+	defer func() {
+		if err != nil {
+			a.close(context.WithoutCancel(ctx))
+		}
+	}()
+	if cfg.Dev {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("data_dir: %w", err)
+		}
+	}
+
+	a.db, err = store.Open(ctx, store.Config{
+		Driver: cfg.Store.Driver, DSN: cfg.Store.DSN, Path: cfg.Path(cfg.Store.Path), MaxOpenConns: cfg.Store.MaxOpenConns,
+	}, log)
+	if err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+
+	cpKeyPath := cfg.Path(cfg.Audit.CheckpointKeyFile)
+	cpKey, err := audit.LoadSigningKey(cpKeyPath)
+	if errors.Is(err, os.ErrNotExist) && cfg.Dev {
+		cpKey, err = audit.GenerateKey(cpKeyPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit.checkpoint_key_file: %w", err)
+	}
+	a.auditPub = []ed25519.PublicKey{cpKey.Public().(ed25519.PublicKey)}
+	interval := cfg.Audit.CheckpointInterval
+	if !opts.checkpoints {
+		interval = -1
+	}
+	a.recorder, err = audit.NewRecorder(audit.Options{
+		Storage: a.db, SigningKey: cpKey, FailOpen: !cfg.Audit.FailClosed,
+		CheckpointInterval: interval, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("audit: %w", err)
+	}
+
+	fpPath := cfg.Path(cfg.Secrets.FingerprintKeyFile)
+	var fpKey []byte
+	if cfg.Dev {
+		fpKey, _, err = secrets.LoadOrGenerateKeyFile(fpPath)
+	} else {
+		fpKey, err = secrets.LoadKeyFile(fpPath)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secrets.fingerprint_key_file: %w", err)
+	}
+	var provider secrets.Provider
+	switch cfg.Secrets.Provider {
+	case "local":
+		mkPath := cfg.Path(cfg.Secrets.Local.MasterKeyFile)
+		var mk []byte
+		if cfg.Dev {
+			mk, _, err = local.LoadOrGenerateMasterKey(mkPath)
+		} else {
+			mk, err = local.LoadMasterKey(mkPath)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("secrets.local.master_key_file: %w", err)
+		}
+		provider, err = local.New(local.Options{MasterKey: mk, FingerprintKey: fpKey, Store: a.db, Logger: log})
+	case "aws":
+		rw := cfg.Secrets.AWS.RecoveryWindowDays
+		provider, err = awssm.New(ctx, awssm.Options{
+			Region: cfg.Secrets.AWS.Region, Endpoint: cfg.Secrets.AWS.Endpoint,
+			SecretIDTemplate: cfg.Secrets.AWS.SecretIDTemplate, VersionStage: cfg.Secrets.AWS.VersionStage,
+			RecoveryWindowDays: &rw, FingerprintKey: fpKey, Logger: log,
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("secrets.%s: %w", cfg.Secrets.Provider, err)
+	}
+	a.keys, err = secrets.NewCache(secrets.CacheOptions{
+		Provider: provider, TTL: cfg.Secrets.CacheTTL, MaxStale: cfg.Secrets.MaxStale,
+		MaxEntries: cfg.Secrets.CacheSize, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("secrets: %w", err)
+	}
+
+	if err := a.openAuth(); err != nil {
+		return nil, err
+	}
+	// Short: a suspension made by another process (CLI, replica) reaches live sessions
+	// through the sweep within this TTL plus a second.
+	a.tenants = tenant.NewDirectory(a.db, 10000, 2*time.Second)
+	return a, nil
+}
+
+// openAuth loads the signing key and every configured issuer's keys.
+func (a *app) openAuth() error {
+	cfg := a.cfg
+	var issuers []auth.IssuerConfig
+	if s := cfg.Auth.Signing; s.Enabled {
+		path := cfg.Path(s.KeyFile)
+		var (
+			key ed25519.PrivateKey
+			err error
+		)
+		if cfg.Dev {
+			key, _, err = auth.EnsureSigningKey(path)
+		} else {
+			key, err = auth.LoadSigningKey(path)
+		}
+		if err != nil {
+			return fmt.Errorf("auth.signing.key_file: %w", err)
+		}
+		var prev []ed25519.PrivateKey
+		for i, f := range s.PreviousKeyFiles {
+			k, err := auth.LoadSigningKey(cfg.Path(f))
+			if err != nil {
+				return fmt.Errorf("auth.signing.previous_key_files[%d]: %w", i, err)
+			}
+			prev = append(prev, k)
+		}
+		a.signer, err = auth.NewSigner(auth.SignerOptions{
+			Issuer: s.Issuer, Audience: cfg.Auth.Audience, Key: key, Previous: prev,
+			TenantClaim: cfg.Auth.TenantClaim, DefaultTTL: s.DefaultTTL, MaxTTL: s.MaxTTL,
+		})
+		if err != nil {
+			return fmt.Errorf("auth.signing: %w", err)
+		}
+		issuers = append(issuers, a.signer.IssuerConfig())
+	}
+	for i, is := range cfg.Auth.Issuers {
+		ic := auth.IssuerConfig{Issuer: is.Issuer, Audience: is.Audience}
+		if ic.Audience == "" {
+			ic.Audience = cfg.Auth.Audience
+		}
+		for j, k := range is.Keys {
+			key, err := auth.LoadVerificationKey(cfg.Path(k.File), k.Alg)
+			if err != nil {
+				return fmt.Errorf("auth.issuers[%d].keys[%d]: %w", i, j, err)
+			}
+			ic.Keys = append(ic.Keys, auth.VerificationKey{KID: k.KID, Alg: k.Alg, Key: key})
+		}
+		issuers = append(issuers, ic)
+	}
+	v, err := auth.NewVerifier(auth.VerifierOptions{
+		Issuers: issuers, TenantClaim: cfg.Auth.TenantClaim, Leeway: cfg.Auth.Leeway, MaxTokenBytes: cfg.Auth.MaxTokenBytes,
+	})
+	if err != nil {
+		return fmt.Errorf("auth: %w", err)
+	}
+	a.verifier = v
+	return nil
+}
+
+// record writes an audit record for a CLI action; the operator's OS user is the actor.
+func (a *app) record(ctx context.Context, r audit.Record) error {
+	if r.Actor.Sub == "" {
+		r.Actor.Sub = "cli:" + osUser()
+	}
+	return a.recorder.Record(ctx, r)
+}
+
+func osUser() string {
+	if u := os.Getenv("USER"); u != "" {
+		return u
+	}
+	return fmt.Sprintf("uid-%d", os.Getuid())
+}
+
+func (a *app) close(ctx context.Context) {
+	if a.recorder != nil {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := a.recorder.Close(ctx); err != nil {
+			a.log.Error("audit close", "err", err)
+		}
+		cancel()
+	}
+	if a.db != nil {
+		if err := a.db.Close(); err != nil {
+			a.log.Error("store close", "err", err)
+		}
+	}
+}

@@ -1,0 +1,91 @@
+package auth
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"sync"
+	"time"
+)
+
+// maxTickets bounds outstanding tickets; each lives 30 s, so this is thousands of browser
+// handshakes a second before anyone is refused.
+const maxTickets = 100000
+
+// Tickets are single-use, short-lived stand-ins for a bearer token, for browsers that cannot
+// set headers and must not put a long-lived token in a URL (DESIGN §4).
+type Tickets struct {
+	ttl time.Duration
+	now func() time.Time
+
+	mu sync.Mutex
+	m  map[string]ticket
+}
+
+type ticket struct {
+	p   *Principal
+	exp time.Time
+}
+
+// ErrTooManyTickets is returned when the outstanding-ticket bound is reached.
+var ErrTooManyTickets = errors.New("auth: too many outstanding tickets")
+
+// NewTickets returns a ticket store whose tickets live ttl.
+func NewTickets(ttl time.Duration, now func() time.Time) *Tickets {
+	if now == nil {
+		now = time.Now
+	}
+	return &Tickets{ttl: ttl, now: now, m: map[string]ticket{}}
+}
+
+// Issue returns a ticket bound to p. It expires after the ttl or with p's token, whichever
+// comes first.
+func (t *Tickets) Issue(p *Principal) (string, time.Time, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", time.Time{}, err
+	}
+	id := "tk_" + base64.RawURLEncoding.EncodeToString(b[:])
+	now := t.now()
+	exp := now.Add(t.ttl)
+	if p.ExpiresAt.Before(exp) {
+		exp = p.ExpiresAt
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.m) >= maxTickets {
+		t.pruneLocked(now)
+		if len(t.m) >= maxTickets {
+			return "", time.Time{}, ErrTooManyTickets
+		}
+	}
+	t.m[id] = ticket{p: p, exp: exp}
+	return id, exp, nil
+}
+
+// Redeem consumes a ticket: the first call returns its principal, every later one fails.
+func (t *Tickets) Redeem(id string) (*Principal, error) {
+	t.mu.Lock()
+	tk, ok := t.m[id]
+	delete(t.m, id)
+	t.mu.Unlock()
+	if !ok || !t.now().Before(tk.exp) {
+		return nil, fail(ReasonTicket, nil)
+	}
+	return tk.p, nil
+}
+
+// Prune drops expired tickets; the server calls it periodically.
+func (t *Tickets) Prune() {
+	t.mu.Lock()
+	t.pruneLocked(t.now())
+	t.mu.Unlock()
+}
+
+func (t *Tickets) pruneLocked(now time.Time) {
+	for id, tk := range t.m {
+		if !now.Before(tk.exp) {
+			delete(t.m, id)
+		}
+	}
+}

@@ -1,0 +1,316 @@
+package config
+
+import "time"
+
+// Config is the whole configuration. Every field has a yaml tag; the environment variable for
+// a key is FLOWGATE_ followed by the upper-cased path with dots as underscores
+// (server.addr → FLOWGATE_SERVER_ADDR). configs/flowgate.yaml documents every key.
+type Config struct {
+	// DataDir holds the gateway's own state; relative paths elsewhere in the file resolve
+	// against it.
+	DataDir  string   `yaml:"data_dir"`
+	Server   Server   `yaml:"server"`
+	Ops      Ops      `yaml:"ops"`
+	Log      Log      `yaml:"log"`
+	Auth     Auth     `yaml:"auth"`
+	Limits   Limits   `yaml:"limits"`
+	Tasks    Tasks    `yaml:"tasks"`
+	Engine   Engine   `yaml:"engine"`
+	Secrets  Secrets  `yaml:"secrets"`
+	Store    Store    `yaml:"store"`
+	Audit    Audit    `yaml:"audit"`
+	Shutdown Shutdown `yaml:"shutdown"`
+	Cluster  Cluster  `yaml:"cluster"`
+	UI       UI       `yaml:"ui"`
+
+	// Dev is set by --dev, never by the file: it relaxes the insecure-settings checks that
+	// only make sense on a loopback demo.
+	Dev bool `yaml:"-"`
+}
+
+// Server is the public listener.
+type Server struct {
+	Addr              string        `yaml:"addr"`
+	AllowedOrigins    []string      `yaml:"allowed_origins"`
+	TrustedProxies    []string      `yaml:"trusted_proxies"`
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	IdleTimeout       time.Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int           `yaml:"max_header_bytes"`
+	MaxBodyBytes      int64         `yaml:"max_body_bytes"`
+}
+
+// Ops is the operator listener: metrics, pprof, health.
+type Ops struct {
+	Addr  string `yaml:"addr"`
+	Pprof bool   `yaml:"pprof"`
+}
+
+// Log configures slog.
+type Log struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// Auth configures token verification and issuance.
+type Auth struct {
+	Audience        string        `yaml:"audience"`
+	TenantClaim     string        `yaml:"tenant_claim"`
+	Leeway          time.Duration `yaml:"leeway"`
+	MaxTokenBytes   int           `yaml:"max_token_bytes"`
+	AllowQueryToken *bool         `yaml:"allow_query_token"`
+	TicketTTL       time.Duration `yaml:"ticket_ttl"`
+	Signing         Signing       `yaml:"signing"`
+	Issuers         []Issuer      `yaml:"issuers"`
+}
+
+// Signing is flowgate's own token issuer.
+type Signing struct {
+	Enabled          bool          `yaml:"enabled"`
+	Issuer           string        `yaml:"issuer"`
+	KeyFile          string        `yaml:"key_file"`
+	PreviousKeyFiles []string      `yaml:"previous_key_files"`
+	DefaultTTL       time.Duration `yaml:"default_ttl"`
+	MaxTTL           time.Duration `yaml:"max_ttl"`
+}
+
+// Issuer is an external token issuer: static keys, a JWKS URL, or both.
+type Issuer struct {
+	Issuer      string        `yaml:"issuer"`
+	Audience    string        `yaml:"audience"`
+	Algorithms  []string      `yaml:"algorithms"`
+	Keys        []Key         `yaml:"keys"`
+	JWKSURL     string        `yaml:"jwks_url"`
+	JWKSRefresh time.Duration `yaml:"jwks_refresh"`
+}
+
+// Key is one static verification key read from a file.
+type Key struct {
+	KID  string `yaml:"kid"`
+	Alg  string `yaml:"alg"`
+	File string `yaml:"file"`
+}
+
+// Limits are the abuse-control defaults of DESIGN §6; tenants may override some.
+type Limits struct {
+	MaxMessageBytes       int           `yaml:"max_message_bytes"`
+	MaxObjectiveChars     int           `yaml:"max_objective_chars"`
+	MaxObjectiveBytes     int           `yaml:"max_objective_bytes"`
+	MaxAgents             int           `yaml:"max_agents"`
+	DefaultAgents         int           `yaml:"default_agents"`
+	MaxTimeoutSeconds     int           `yaml:"max_timeout_seconds"`
+	DefaultTimeoutSeconds int           `yaml:"default_timeout_seconds"`
+	SendQueueMessages     int           `yaml:"send_queue_messages"`
+	SendQueueBytes        int           `yaml:"send_queue_bytes"`
+	PingInterval          time.Duration `yaml:"ping_interval"`
+	PongTimeout           time.Duration `yaml:"pong_timeout"`
+	WriteTimeout          time.Duration `yaml:"write_timeout"`
+	SwarmsPerMinute       int           `yaml:"swarms_per_minute"`
+	SwarmBurst            int           `yaml:"swarm_burst"`
+	UserConcurrentTasks   int           `yaml:"user_concurrent_tasks"`
+	TenantConcurrentTasks int           `yaml:"tenant_concurrent_tasks"`
+	UserConnections       int           `yaml:"user_connections"`
+	IPConnections         int           `yaml:"ip_connections"`
+	IPHandshakesPerSecond int           `yaml:"ip_handshakes_per_second"`
+	IPHandshakeBurst      int           `yaml:"ip_handshake_burst"`
+	GlobalConnections     int           `yaml:"global_connections"`
+	MessagesPerSecond     int           `yaml:"messages_per_second"`
+	MessageBurst          int           `yaml:"message_burst"`
+	ExecutorPool          int           `yaml:"executor_pool"`
+	ExecutorQueue         int           `yaml:"executor_queue"`
+	LimiterMaxEntries     int           `yaml:"limiter_max_entries"`
+}
+
+// Tasks configures the task lifecycle.
+type Tasks struct {
+	OnDisconnect        string        `yaml:"on_disconnect"`
+	DetachGrace         time.Duration `yaml:"detach_grace"`
+	Retention           time.Duration `yaml:"retention"`
+	MaxSubscriptions    int           `yaml:"max_subscriptions"`
+	ListLimit           int           `yaml:"list_limit"`
+	MaxResultBytes      int           `yaml:"max_result_bytes"`
+	MaxRetainedTasks    int           `yaml:"max_retained_tasks"`
+	MaxTaskLogBytes     int64         `yaml:"max_task_log_bytes"`
+	MaxTaskLogEvents    int           `yaml:"max_task_log_events"`
+	StatusPersistPeriod time.Duration `yaml:"status_persist_period"`
+}
+
+// Engine selects and bounds the swarm engine.
+type Engine struct {
+	Profile        string        `yaml:"profile"`
+	Command        string        `yaml:"command"`
+	Args           []string      `yaml:"args"`
+	Env            []string      `yaml:"env"`
+	WorkdirRoot    string        `yaml:"workdir_root"`
+	KillGrace      time.Duration `yaml:"kill_grace"`
+	MaxLineBytes   int           `yaml:"max_line_bytes"`
+	MaxOutputBytes int64         `yaml:"max_output_bytes"`
+	Sandbox        string        `yaml:"sandbox"`
+}
+
+// Secrets configures where tenant API keys live.
+type Secrets struct {
+	Provider           string        `yaml:"provider"`
+	CacheTTL           time.Duration `yaml:"cache_ttl"`
+	MaxStale           time.Duration `yaml:"max_stale"`
+	CacheSize          int           `yaml:"cache_size"`
+	FingerprintKeyFile string        `yaml:"fingerprint_key_file"`
+	Local              LocalSecrets  `yaml:"local"`
+	AWS                AWSSecrets    `yaml:"aws"`
+}
+
+// LocalSecrets is the AES-256-GCM provider.
+type LocalSecrets struct {
+	MasterKeyFile string `yaml:"master_key_file"`
+}
+
+// AWSSecrets is the Secrets Manager provider.
+type AWSSecrets struct {
+	Region             string `yaml:"region"`
+	Endpoint           string `yaml:"endpoint"`
+	SecretIDTemplate   string `yaml:"secret_id_template"`
+	VersionStage       string `yaml:"version_stage"`
+	RecoveryWindowDays int    `yaml:"recovery_window_days"`
+}
+
+// Store selects the database.
+type Store struct {
+	Driver       string `yaml:"driver"`
+	Path         string `yaml:"path"`
+	DSN          string `yaml:"dsn"`
+	MaxOpenConns int    `yaml:"max_open_conns"`
+}
+
+// Audit configures the tamper-evident log.
+type Audit struct {
+	FailClosed         bool          `yaml:"fail_closed"`
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	CheckpointKeyFile  string        `yaml:"checkpoint_key_file"`
+	Retention          time.Duration `yaml:"retention"`
+}
+
+// Shutdown configures the drain on SIGTERM.
+type Shutdown struct {
+	Grace time.Duration `yaml:"grace"`
+}
+
+// Cluster turns on scale-out when RedisURL is set.
+type Cluster struct {
+	RedisURL          string        `yaml:"redis_url"`
+	NodeID            string        `yaml:"node_id"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	HeartbeatTTL      time.Duration `yaml:"heartbeat_ttl"`
+	StreamMaxLen      int64         `yaml:"stream_max_len"`
+	EventTTL          time.Duration `yaml:"event_ttl"`
+}
+
+// UI toggles the embedded dashboard and SDK.
+type UI struct {
+	Enabled bool `yaml:"enabled"`
+}
+
+// Default returns the configuration every key falls back to. configs/flowgate.yaml must
+// say the same (a test checks it).
+func Default() Config {
+	return Config{
+		DataDir: "./data",
+		Server: Server{
+			Addr:              ":8080",
+			ReadHeaderTimeout: 5 * time.Second,
+			IdleTimeout:       120 * time.Second,
+			MaxHeaderBytes:    32 << 10,
+			MaxBodyBytes:      64 << 10,
+		},
+		Ops: Ops{Addr: "127.0.0.1:9090", Pprof: true},
+		Log: Log{Level: "info", Format: "json"},
+		Auth: Auth{
+			Audience:      "flowgate",
+			TenantClaim:   "tenant",
+			Leeway:        30 * time.Second,
+			MaxTokenBytes: 8 << 10,
+			TicketTTL:     30 * time.Second,
+			Signing: Signing{
+				Enabled:    true,
+				Issuer:     "flowgate",
+				KeyFile:    "signing.key",
+				DefaultTTL: time.Hour,
+				MaxTTL:     24 * time.Hour,
+			},
+		},
+		Limits: Limits{
+			MaxMessageBytes:       64 << 10,
+			MaxObjectiveChars:     1000,
+			MaxObjectiveBytes:     4000,
+			MaxAgents:             20,
+			DefaultAgents:         3,
+			MaxTimeoutSeconds:     3600,
+			DefaultTimeoutSeconds: 600,
+			SendQueueMessages:     256,
+			SendQueueBytes:        1 << 20,
+			PingInterval:          25 * time.Second,
+			PongTimeout:           60 * time.Second,
+			WriteTimeout:          10 * time.Second,
+			SwarmsPerMinute:       10,
+			SwarmBurst:            10,
+			UserConcurrentTasks:   5,
+			TenantConcurrentTasks: 50,
+			UserConnections:       10,
+			IPConnections:         100,
+			IPHandshakesPerSecond: 50,
+			IPHandshakeBurst:      100,
+			GlobalConnections:     20000,
+			MessagesPerSecond:     20,
+			MessageBurst:          40,
+			ExecutorPool:          64,
+			ExecutorQueue:         256,
+			LimiterMaxEntries:     1000000,
+		},
+		Tasks: Tasks{
+			OnDisconnect:        "detach",
+			DetachGrace:         2 * time.Minute,
+			Retention:           15 * time.Minute,
+			MaxSubscriptions:    64,
+			ListLimit:           50,
+			MaxResultBytes:      64 << 10,
+			MaxRetainedTasks:    10000,
+			MaxTaskLogBytes:     64 << 20,
+			MaxTaskLogEvents:    1000000,
+			StatusPersistPeriod: 0,
+		},
+		Engine: Engine{
+			Profile:        "claude-flow-v2",
+			WorkdirRoot:    "tasks",
+			KillGrace:      5 * time.Second,
+			MaxLineBytes:   1 << 20,
+			MaxOutputBytes: 32 << 20,
+			Sandbox:        "auto",
+		},
+		Secrets: Secrets{
+			Provider:           "aws",
+			CacheTTL:           5 * time.Minute,
+			MaxStale:           15 * time.Minute,
+			CacheSize:          10000,
+			FingerprintKeyFile: "fingerprint.key",
+			Local:              LocalSecrets{MasterKeyFile: "master.key"},
+			AWS: AWSSecrets{
+				SecretIDTemplate:   "flowgate/tenants/{tenant}/anthropic-api-key",
+				VersionStage:       "AWSCURRENT",
+				RecoveryWindowDays: 7,
+			},
+		},
+		Store: Store{Driver: "sqlite", Path: "flowgate.db", MaxOpenConns: 10},
+		Audit: Audit{
+			FailClosed:         true,
+			CheckpointInterval: time.Minute,
+			CheckpointKeyFile:  "audit-checkpoint.key",
+			Retention:          400 * 24 * time.Hour,
+		},
+		Shutdown: Shutdown{Grace: 30 * time.Second},
+		Cluster: Cluster{
+			HeartbeatInterval: 2 * time.Second,
+			HeartbeatTTL:      10 * time.Second,
+			StreamMaxLen:      100000,
+			EventTTL:          time.Hour,
+		},
+		UI: UI{Enabled: true},
+	}
+}

@@ -1,0 +1,267 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/client"
+)
+
+// binary is the flowgate binary built once for the whole package.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "flowgate-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "flowgate")
+	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/flowgate/flowgate/cmd/flowgate")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build flowgate:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// gateway is a running `flowgate serve --dev`.
+type gateway struct {
+	t          *testing.T
+	cmd        *exec.Cmd
+	dataDir    string
+	URL        string // ws://host:port/ws
+	HTTP       string // http://host:port
+	Ops        string // http://host:port of the ops listener
+	UserToken  string
+	AdminToken string
+
+	mu     sync.Mutex
+	logs   strings.Builder
+	exited chan struct{}
+	err    error
+}
+
+type gwOptions struct {
+	env     map[string]string
+	dataDir string
+}
+
+// startGateway runs the binary with --dev on random loopback ports and waits for the
+// scripting contract's lines on stdout.
+func startGateway(t *testing.T, opts gwOptions) *gateway {
+	t.Helper()
+	dataDir := opts.dataDir
+	if dataDir == "" {
+		dataDir = t.TempDir()
+	}
+	g := &gateway{t: t, dataDir: dataDir, exited: make(chan struct{})}
+	cmd := exec.Command(binary, "serve", "--dev", "--data-dir", dataDir)
+	env := []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + dataDir, "GORACE=halt_on_error=1",
+		"FLOWGATE_SERVER_ADDR=127.0.0.1:0", "FLOWGATE_OPS_ADDR=127.0.0.1:0",
+		"FLOWGATE_LOG_FORMAT=json", "FLOWGATE_LOG_LEVEL=debug",
+	}
+	for k, v := range opts.env {
+		env = append(env, k+"="+v)
+	}
+	cmd.Env = env
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.logs.Len() < 64<<20 {
+			g.logs.Write(p)
+		}
+		return len(p), nil
+	})
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	g.cmd = cmd
+	lines := make(chan string, 16)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	go func() {
+		g.err = cmd.Wait()
+		close(g.exited)
+	}()
+	t.Cleanup(func() {
+		g.stop()
+		if t.Failed() {
+			t.Logf("gateway log:\n%s", tail(g.Logs(), 200))
+		}
+	})
+	deadline := time.After(60 * time.Second)
+	for g.URL == "" || g.UserToken == "" || g.AdminToken == "" {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatalf("gateway exited before it was ready: %v\n%s", g.err, g.Logs())
+			}
+			k, v, _ := strings.Cut(line, ": ")
+			switch k {
+			case "url":
+				g.URL = v
+				g.HTTP = "http://" + strings.TrimSuffix(strings.TrimPrefix(v, "ws://"), "/ws")
+			case "user-token":
+				g.UserToken = v
+			case "admin-token":
+				g.AdminToken = v
+			}
+		case <-deadline:
+			t.Fatalf("gateway not ready after 60s\n%s", g.Logs())
+		}
+	}
+	go func() {
+		for range lines {
+		}
+	}()
+	g.Ops = "http://" + g.opsAddr(t)
+	return g
+}
+
+// opsAddr finds the ops listener's address in the "listening" log line.
+func (g *gateway) opsAddr(t *testing.T) string {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		for _, line := range strings.Split(g.Logs(), "\n") {
+			if strings.Contains(line, `"msg":"listening"`) {
+				if _, after, ok := strings.Cut(line, `"ops":"`); ok {
+					addr, _, _ := strings.Cut(after, `"`)
+					return addr
+				}
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatal("no listening line in the log")
+	return ""
+}
+
+// Logs is everything the gateway wrote to stderr.
+func (g *gateway) Logs() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.logs.String()
+}
+
+// signal sends sig and waits up to d for the process to exit; it reports whether it did.
+func (g *gateway) signal(sig syscall.Signal, d time.Duration) bool {
+	_ = g.cmd.Process.Signal(sig)
+	select {
+	case <-g.exited:
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
+func (g *gateway) stop() {
+	select {
+	case <-g.exited:
+		return
+	default:
+	}
+	if !g.signal(syscall.SIGTERM, 40*time.Second) {
+		_ = g.cmd.Process.Kill()
+		<-g.exited
+	}
+}
+
+// token mints a token with the gateway's own CLI, as an operator would.
+func (g *gateway) token(t *testing.T, tenant, sub string, ttl string, perms ...string) string {
+	t.Helper()
+	args := []string{"token", "issue", "--dev", "--data-dir", g.dataDir, "--tenant", tenant, "--sub", sub, "--ttl", ttl}
+	for _, p := range perms {
+		args = append(args, "--perm", p)
+	}
+	out, err := g.cli(t, "", args...)
+	if err != nil {
+		t.Fatalf("token issue: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(out)
+}
+
+// cli runs the binary with args against the gateway's data dir.
+func (g *gateway) cli(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + g.dataDir, "FLOWGATE_LOG_LEVEL=error"}
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		return out.String() + errb.String(), err
+	}
+	return out.String(), nil
+}
+
+// dial connects with the user token in the Authorization header.
+func (g *gateway) dial(t *testing.T, token string) *client.Conn {
+	t.Helper()
+	return g.dialWith(t, client.Options{Token: token})
+}
+
+func (g *gateway) dialWith(t *testing.T, opts client.Options) *client.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, g.URL, opts)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (g *gateway) get(t *testing.T, url, token string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", url, nil)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp, string(body)
+}
+
+type writerFunc func(p []byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+func tail(s string, lines int) string {
+	parts := strings.Split(s, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	return strings.Join(parts, "\n")
+}

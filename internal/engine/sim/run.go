@@ -1,0 +1,739 @@
+package sim
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"math/rand/v2"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const (
+	outBufSize      = 64 << 10
+	hugeChunk       = 1 << 20
+	snippetRunes    = 80
+	maxStderrNotes  = 16
+	model           = "flowgate-sim"
+	initMessage     = "flowgate engine-sim: simulated engine; no network, no API key, no tools are run"
+	toolNames       = "Bash|Glob|Grep|Read|Edit|Write|TodoWrite"
+	bodyTools       = "Read|Grep|Glob|Bash"
+	agentTypes      = "researcher|coder|analyst|tester|reviewer|architect|optimizer|documenter"
+	verbs           = "Analysing|Reviewing|Drafting|Checking|Summarising|Planning|Comparing|Refining"
+	subjects        = "the requirements|the module layout|edge cases|the test plan|prior findings|the data flow|error handling|the final report"
+	files           = "docs/overview.md|docs/design.md|notes/plan.md|src/main.go|src/handler.go|src/store.go"
+	words           = "TODO|timeout|retry|cache|config|error"
+	globs           = "**/*.go|**/*.md|src/**/*.ts|**/*_test.go"
+	grandchildLife  = defaultSleeper
+	grandchildReady = 10 * time.Second
+)
+
+// errStopped: a signal or ctx asked the run to stop; nothing more is written.
+var errStopped = errors.New("engine-sim: stopped")
+
+// run is one execution of the simulator: a deterministic script written as stream-json.
+type run struct {
+	cfg    *config
+	getenv func(string) string
+	out    *bufio.Writer
+	stderr io.Writer
+	stop   <-chan struct{}
+
+	rng       *rand.Rand
+	sessionID string
+	snippet   string
+	start     time.Time
+	next      time.Time // when the next paced event is due
+	timer     *time.Timer
+	line      []byte
+	toolUseID []byte
+	turns     int
+
+	tools, verbs, subjects, files, words, globs []string
+	agentTypes                                  []string // index k-1 is agent-k's type
+}
+
+func newRun(cfg *config, getenv func(string) string, stdout, stderr io.Writer, stop <-chan struct{}) *run {
+	sum := sha256.Sum256([]byte(cfg.objective))
+	r := &run{
+		cfg:       cfg,
+		getenv:    getenv,
+		out:       bufio.NewWriterSize(stdout, outBufSize),
+		stderr:    stderr,
+		stop:      stop,
+		rng:       rand.New(rand.NewPCG(binary.LittleEndian.Uint64(sum[8:]), binary.LittleEndian.Uint64(sum[16:]))),
+		sessionID: "sim-" + hex.EncodeToString(sum[:8]),
+		snippet:   snippet(cfg.objective),
+		line:      make([]byte, 0, 1024),
+		tools:     strings.Split(bodyTools, "|"),
+		verbs:     strings.Split(verbs, "|"),
+		subjects:  strings.Split(subjects, "|"),
+		files:     strings.Split(files, "|"),
+		words:     strings.Split(words, "|"),
+		globs:     strings.Split(globs, "|"),
+	}
+	types := strings.Split(agentTypes, "|")
+	offset := int(sum[24]) % len(types)
+	r.agentTypes = make([]string, cfg.agents)
+	for k := range r.agentTypes {
+		if k == 0 {
+			r.agentTypes[k] = "coordinator"
+			continue
+		}
+		r.agentTypes[k] = types[(offset+k-1)%len(types)]
+	}
+	return r
+}
+
+// snippet is a one-line, bounded view of the objective for human-readable text.
+func snippet(obj string) string {
+	var b strings.Builder
+	n := 0
+	for _, c := range obj {
+		if n == snippetRunes {
+			b.WriteString("...")
+			break
+		}
+		if c < 0x20 || c == 0x7f {
+			c = ' '
+		}
+		b.WriteRune(c)
+		n++
+	}
+	return b.String()
+}
+
+// run writes the whole script. The order: init, grandchild, env, key, stderr, [hang], agents,
+// huge line, forged events, body, result, [sleep].
+func (r *run) run() error {
+	cfg := r.cfg
+	r.start = time.Now()
+	r.next = r.start
+	r.timer = time.NewTimer(time.Hour)
+	r.timer.Stop()
+	defer r.timer.Stop()
+
+	if err := r.checkStop(); err != nil {
+		return err
+	}
+	if err := r.emitInit(); err != nil {
+		return err
+	}
+	if cfg.setsidChild {
+		if err := r.emitGrandchild(); err != nil {
+			return err
+		}
+	}
+	if cfg.printEnv {
+		if err := r.emitEnv(); err != nil {
+			return err
+		}
+	}
+	if cfg.printKey {
+		if err := r.emitKey(); err != nil {
+			return err
+		}
+	}
+	if cfg.stderr {
+		if err := r.note("engine-sim: warning: simulated stderr output (start)"); err != nil {
+			return err
+		}
+	}
+	if cfg.hang {
+		if err := r.flush(); err != nil {
+			return err
+		}
+		<-r.stop
+		return errStopped
+	}
+	for k := 1; k <= cfg.agents; k++ {
+		if err := r.wait(); err != nil {
+			return err
+		}
+		if err := r.emitSpawn(k); err != nil {
+			return err
+		}
+	}
+	if cfg.nonJSON {
+		if err := r.plain("flowgate engine-sim: simulated engine starting (plain text, not JSON)"); err != nil {
+			return err
+		}
+	}
+	if cfg.hugeLine > 0 {
+		if err := r.emitHuge(cfg.hugeLine); err != nil {
+			return err
+		}
+	}
+	failing := cfg.fail || cfg.fakeComplete
+	if cfg.fakeComplete {
+		if err := r.emitForged(); err != nil {
+			return err
+		}
+	}
+	n := cfg.events
+	if failing {
+		n = cfg.events / 2
+	}
+	for i := range n {
+		if err := r.wait(); err != nil {
+			return err
+		}
+		if err := r.emitBody(i, cfg.events); err != nil {
+			return err
+		}
+		if cfg.nonJSON && i%3 == 2 {
+			if err := r.plain("sim: plain text line after body event " + strconv.Itoa(i+1) + " (not JSON)"); err != nil {
+				return err
+			}
+		}
+		if cfg.stderr && i == n/2 {
+			if err := r.note("engine-sim: warning: simulated stderr output at body event " + strconv.Itoa(i+1)); err != nil {
+				return err
+			}
+		}
+	}
+	if failing {
+		if err := r.note("engine-sim: error: simulated failure"); err != nil {
+			return err
+		}
+	}
+	if err := r.wait(); err != nil {
+		return err
+	}
+	if err := r.emitResult(failing); err != nil {
+		return err
+	}
+	if cfg.stderr {
+		if err := r.note("engine-sim: notice: simulated run finished"); err != nil {
+			return err
+		}
+	}
+	if err := r.flush(); err != nil {
+		return err
+	}
+	if cfg.sleep > 0 {
+		if err := sleepOrStop(cfg.sleep, r.stop); err != nil {
+			return err
+		}
+	}
+	code := 0
+	switch {
+	case cfg.exitCodeSet:
+		code = cfg.exitCode
+	case failing:
+		code = 1
+	}
+	if code != 0 {
+		return &ExitError{Code: code, Err: ErrSimulatedFailure}
+	}
+	return nil
+}
+
+func (r *run) checkStop() error {
+	select {
+	case <-r.stop:
+		return errStopped
+	default:
+		return nil
+	}
+}
+
+// wait paces the next event on a fixed schedule (start + k·pace), so a slow write does not
+// slow the rate; output is flushed before sleeping so a paced line is seen as soon as it is due.
+func (r *run) wait() error {
+	if r.cfg.pace <= 0 {
+		return r.checkStop()
+	}
+	r.next = r.next.Add(r.cfg.pace)
+	d := time.Until(r.next)
+	if d <= 0 {
+		return r.checkStop()
+	}
+	if err := r.flush(); err != nil {
+		return err
+	}
+	r.timer.Reset(d)
+	select {
+	case <-r.stop:
+		return errStopped
+	case <-r.timer.C:
+		return nil
+	}
+}
+
+func sleepOrStop(d time.Duration, stop <-chan struct{}) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-stop:
+		return errStopped
+	case <-t.C:
+		return nil
+	}
+}
+
+func (r *run) flush() error {
+	if err := r.out.Flush(); err != nil {
+		return fmt.Errorf("write stdout: %w", err)
+	}
+	return nil
+}
+
+// write hands p to the buffer so that every write(2) carries whole lines: a line that does not
+// fit flushes what is buffered first.
+func (r *run) write(p []byte) error {
+	if len(p) > r.out.Available() && r.out.Buffered() > 0 {
+		if err := r.flush(); err != nil {
+			return err
+		}
+	}
+	if _, err := r.out.Write(p); err != nil {
+		return fmt.Errorf("write stdout: %w", err)
+	}
+	return nil
+}
+
+// note writes one line to stderr, after flushing stdout so the two read in order.
+func (r *run) note(s string) error {
+	if err := r.flush(); err != nil {
+		return err
+	}
+	_, _ = io.WriteString(r.stderr, s+"\n")
+	return nil
+}
+
+// plain writes one non-JSON line to stdout.
+func (r *run) plain(s string) error {
+	r.line = append(append(r.line[:0], s...), '\n')
+	return r.write(r.line)
+}
+
+// begin starts an event line: {"type":"<typ>"
+func (r *run) begin(typ string) {
+	r.line = append(r.line[:0], `{"type":"`...)
+	r.line = append(r.line, typ...)
+	r.line = append(r.line, '"')
+}
+
+// str appends ,"key":<JSON string of val>.
+func (r *run) str(key, val string) {
+	r.line = append(r.line, ',', '"')
+	r.line = append(r.line, key...)
+	r.line = append(r.line, '"', ':')
+	r.line = appendJSONString(r.line, val)
+}
+
+// num appends ,"key":<n>.
+func (r *run) num(key string, n int64) {
+	r.line = append(r.line, ',', '"')
+	r.line = append(r.line, key...)
+	r.line = append(r.line, '"', ':')
+	r.line = strconv.AppendInt(r.line, n, 10)
+}
+
+// raw appends ,"key":<JSON text>; the caller guarantees the text is valid JSON.
+func (r *run) raw(key, json string) {
+	r.line = append(r.line, ',', '"')
+	r.line = append(r.line, key...)
+	r.line = append(r.line, '"', ':')
+	r.line = append(r.line, json...)
+}
+
+// end stamps the event with its write time and writes it.
+func (r *run) end() error {
+	r.line = append(r.line, `,"emittedAtNs":`...)
+	r.line = strconv.AppendInt(r.line, time.Now().UnixNano(), 10)
+	r.line = append(r.line, '}', '\n')
+	return r.write(r.line)
+}
+
+func agentID(k int) string { return "agent-" + strconv.Itoa(k) }
+
+func (r *run) emitInit() error {
+	cwd, err := os.Getwd()
+	if err != nil {
+		cwd = ""
+	}
+	r.begin("system")
+	r.str("subtype", "init")
+	r.str("session_id", r.sessionID)
+	r.str("model", model)
+	r.raw("simulated", "true")
+	r.str("message", initMessage)
+	r.str("apiKeySource", "none")
+	r.line = append(r.line, `,"tools":[`...)
+	for i, t := range strings.Split(toolNames, "|") {
+		if i > 0 {
+			r.line = append(r.line, ',')
+		}
+		r.line = appendJSONString(r.line, t)
+	}
+	r.line = append(r.line, ']')
+	r.str("cwd", cwd)
+	r.str("style", r.cfg.style)
+	r.num("agents", int64(r.cfg.agents))
+	r.str("strategy", r.cfg.strategy)
+	r.str("mode", r.cfg.mode)
+	r.raw("parallel", strconv.FormatBool(r.cfg.parallel))
+	r.num("timeout", int64(r.cfg.timeoutSec))
+	r.num("events", int64(r.cfg.events))
+	return r.end()
+}
+
+func (r *run) emitSpawn(k int) error {
+	typ := r.agentTypes[k-1]
+	r.begin("agent_spawn")
+	r.str("agentId", agentID(k))
+	r.str("agentType", typ)
+	r.str("name", "sim-"+typ+"-"+strconv.Itoa(k))
+	r.str("status", "active")
+	r.str("session_id", r.sessionID)
+	return r.end()
+}
+
+// defaultMarker is stable for one engine process and unique among concurrent ones.
+func defaultMarker() string {
+	cwd, _ := os.Getwd()
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(cwd))
+	return fmt.Sprintf("sim-%08x-%d", h.Sum32(), os.Getpid())
+}
+
+func (r *run) emitGrandchild() error {
+	marker := r.cfg.marker
+	if marker == "" {
+		marker = defaultMarker()
+	}
+	// The grandchild must exist before the event that reports it; flush first so the gateway
+	// sees init even if the start is slow.
+	if err := r.flush(); err != nil {
+		return err
+	}
+	pid, err := startGrandchild(marker, r.cfg.ignoreTerm, r.stop)
+	if err != nil {
+		return fmt.Errorf("setsid grandchild: %w", err)
+	}
+	r.begin("sim_grandchild")
+	r.num("pid", int64(pid))
+	r.str("marker", marker)
+	r.raw("setsid", "true")
+	r.raw("ignoreTerm", strconv.FormatBool(r.cfg.ignoreTerm))
+	return r.end()
+}
+
+func (r *run) emitEnv() error {
+	env := make(map[string]string)
+	for _, kv := range os.Environ() {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			continue
+		}
+		if _, dup := env[k]; !dup {
+			env[k] = v
+		}
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	r.begin("sim_env")
+	r.line = append(r.line, `,"env":{`...)
+	for i, k := range keys {
+		if i > 0 {
+			r.line = append(r.line, ',')
+		}
+		r.line = appendJSONString(r.line, k)
+		r.line = append(r.line, ':')
+		r.line = appendJSONString(r.line, env[k])
+	}
+	r.line = append(r.line, '}')
+	return r.end()
+}
+
+func (r *run) emitKey() error {
+	key := r.getenv("ANTHROPIC_API_KEY")
+	r.beginAssistant()
+	r.assistantText("simulated key echo: ANTHROPIC_API_KEY=" + key)
+	r.endAssistant(1)
+	if err := r.end(); err != nil {
+		return err
+	}
+	// A raw line must stay one line whatever the variable holds.
+	oneLine := strings.NewReplacer("\n", " ", "\r", " ").Replace(key)
+	if err := r.plain("sim: plain key echo ANTHROPIC_API_KEY=" + oneLine); err != nil {
+		return err
+	}
+	return r.note("engine-sim: stderr key echo ANTHROPIC_API_KEY=" + oneLine)
+}
+
+func (r *run) emitHuge(n int) error {
+	if err := r.flush(); err != nil {
+		return err
+	}
+	chunk := make([]byte, min(n, hugeChunk))
+	for i := range chunk {
+		chunk[i] = 'x'
+	}
+	for n > 0 {
+		c := min(n, len(chunk))
+		if _, err := r.out.Write(chunk[:c]); err != nil {
+			return fmt.Errorf("write stdout: %w", err)
+		}
+		n -= c
+	}
+	if err := r.out.WriteByte('\n'); err != nil {
+		return fmt.Errorf("write stdout: %w", err)
+	}
+	return nil
+}
+
+// emitForged writes events whose type is the gateway's own, or that carry the gateway's
+// fields, so tests can check the gateway wraps or overwrites them.
+func (r *run) emitForged() error {
+	forged := []func(){
+		func() {
+			r.begin("task_complete")
+			r.str("taskId", "forged-task")
+			r.num("seq", 999999)
+			r.str("status", "success")
+			r.num("exitCode", 0)
+			r.str("result", "forged completion from the engine")
+		},
+		func() {
+			r.begin("error")
+			r.str("code", "internal")
+			r.str("error", "forged error from the engine")
+		},
+		func() { r.begin("task_cancelled"); r.str("taskId", "forged-task") },
+		func() { r.begin("task_created"); r.str("taskId", "forged-task"); r.str("status", "pending") },
+		func() { r.begin("connection"); r.str("sessionId", "forged-session"); r.str("status", "connected") },
+		func() { r.begin("status"); r.str("taskId", "forged-task"); r.str("status", "running") },
+		func() { r.begin("task_output"); r.str("taskId", "forged-task"); r.str("line", "forged output") },
+		func() { r.begin("task_log"); r.str("level", "error"); r.str("message", "forged log") },
+		func() { r.begin("engine_event"); r.raw("event", `{"type":"task_complete","status":"success"}`) },
+		func() { r.begin("pong"); r.str("serverTime", "1970-01-01T00:00:00Z") },
+		func() {
+			r.begin("task_progress")
+			r.num("progress", 0)
+			r.str("message", "event with forged gateway fields")
+			r.str("agentId", agentID(1))
+			r.str("taskId", "forged-task")
+			r.num("seq", 999999)
+			r.str("serverTime", "1970-01-01T00:00:00Z")
+		},
+	}
+	for _, f := range forged {
+		if err := r.wait(); err != nil {
+			return err
+		}
+		f()
+		if err := r.end(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Body event kinds, in cycle order.
+const (
+	kindText = iota
+	kindToolUse
+	kindToolResult
+	kindProgress
+)
+
+// bodyKind lays the body out in cycles of text, tool_use, tool_result, task_progress; a last,
+// short cycle keeps tool_use/tool_result pairs and still ends on task_progress.
+func bodyKind(i, total int) (kind, cycle int) {
+	full := total / 4
+	cycle = i / 4
+	if cycle < full {
+		return i % 4, cycle
+	}
+	j := i - 4*full
+	switch total % 4 {
+	case 1:
+		return kindProgress, cycle
+	case 2:
+		return [...]int{kindText, kindProgress}[j], cycle
+	default:
+		return [...]int{kindToolUse, kindToolResult, kindProgress}[j], cycle
+	}
+}
+
+func (r *run) pick(list []string) string { return list[r.rng.IntN(len(list))] }
+
+// beginAssistant opens an assistant message up to its content array.
+func (r *run) beginAssistant() {
+	r.turns++
+	r.begin("assistant")
+	r.line = append(r.line, `,"message":{"id":"msg_sim_`...)
+	r.line = appendHex64(r.line, r.rng.Uint64())
+	r.line = append(r.line, `","type":"message","role":"assistant","model":"`+model+`","content":[`...)
+}
+
+// assistantText writes one text content item.
+func (r *run) assistantText(text string) {
+	r.line = append(r.line, `{"type":"text","text":`...)
+	r.line = appendJSONString(r.line, text)
+	r.line = append(r.line, '}')
+}
+
+// endAssistant closes what beginAssistant opened.
+func (r *run) endAssistant(agent int) {
+	r.line = append(r.line, `]},"parent_tool_use_id":null`...)
+	r.str("session_id", r.sessionID)
+	r.line = append(r.line, `,"agentId":"agent-`...)
+	r.line = strconv.AppendInt(r.line, int64(agent), 10)
+	r.line = append(r.line, '"')
+}
+
+func (r *run) emitBody(i, total int) error {
+	kind, cycle := bodyKind(i, total)
+	agent := cycle%r.cfg.agents + 1
+	typ := r.agentTypes[agent-1]
+	step := strconv.Itoa(cycle + 1)
+	switch kind {
+	case kindText:
+		r.beginAssistant()
+		if cycle == 0 {
+			r.assistantText(typ + " " + agentID(agent) + ": simulated plan for the objective: " + r.snippet)
+		} else {
+			// Every piece is a constant of this file or a number: no escaping needed.
+			r.line = append(r.line, `{"type":"text","text":"`...)
+			r.line = append(r.line, typ...)
+			r.line = append(r.line, " agent-"...)
+			r.line = strconv.AppendInt(r.line, int64(agent), 10)
+			r.line = append(r.line, ": "...)
+			r.line = append(r.line, r.pick(r.verbs)...)
+			r.line = append(r.line, ' ')
+			r.line = append(r.line, r.pick(r.subjects)...)
+			r.line = append(r.line, " (step "...)
+			r.line = append(r.line, step...)
+			r.line = append(r.line, `)"}`...)
+		}
+		r.endAssistant(agent)
+	case kindToolUse:
+		r.beginAssistant()
+		tool := r.pick(r.tools)
+		r.toolUseID = appendHex64(append(r.toolUseID[:0], "toolu_sim_"...), r.rng.Uint64())
+		r.line = append(r.line, `{"type":"tool_use","id":"`...)
+		r.line = append(r.line, r.toolUseID...)
+		r.line = append(r.line, `","name":"`...)
+		r.line = append(r.line, tool...)
+		r.line = append(r.line, `","input":{`...)
+		switch tool {
+		case "Read":
+			r.line = append(r.line, `"file_path":"`...)
+			r.line = append(r.line, r.pick(r.files)...)
+			r.line = append(r.line, '"')
+		case "Grep":
+			r.line = append(r.line, `"pattern":"`...)
+			r.line = append(r.line, r.pick(r.words)...)
+			r.line = append(r.line, `","path":"src"`...)
+		case "Glob":
+			r.line = append(r.line, `"pattern":"`...)
+			r.line = append(r.line, r.pick(r.globs)...)
+			r.line = append(r.line, '"')
+		default:
+			r.line = append(r.line, `"command":"echo simulated step `...)
+			r.line = append(r.line, step...)
+			r.line = append(r.line, `","description":"simulated command, never executed"`...)
+		}
+		r.line = append(r.line, "}}"...)
+		r.endAssistant(agent)
+	case kindToolResult:
+		r.begin("user")
+		r.line = append(r.line, `,"message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"`...)
+		r.line = append(r.line, r.toolUseID...)
+		r.line = append(r.line, `","content":"simulated tool result for step `...)
+		r.line = append(r.line, step...)
+		r.line = append(r.line, ": "...)
+		r.line = strconv.AppendInt(r.line, int64(1+r.rng.IntN(200)), 10)
+		r.line = append(r.line, ` lines"}]},"parent_tool_use_id":null`...)
+		r.str("session_id", r.sessionID)
+		r.str("agentId", agentID(agent))
+	default:
+		pct := int64(i+1) * 100 / int64(total)
+		r.begin("task_progress")
+		r.num("progress", pct)
+		r.line = append(r.line, `,"message":"`...)
+		r.line = append(r.line, phase(pct)...)
+		r.line = append(r.line, ": agent-"...)
+		r.line = strconv.AppendInt(r.line, int64(agent), 10)
+		r.line = append(r.line, " ("...)
+		r.line = append(r.line, typ...)
+		r.line = append(r.line, ") finished step "...)
+		r.line = append(r.line, step...)
+		r.line = append(r.line, '"')
+		r.str("agentId", agentID(agent))
+		r.str("session_id", r.sessionID)
+	}
+	return r.end()
+}
+
+func phase(pct int64) string {
+	switch {
+	case pct < 25:
+		return "Researching"
+	case pct < 50:
+		return "Designing"
+	case pct < 75:
+		return "Implementing"
+	case pct < 100:
+		return "Testing"
+	default:
+		return "Finalising"
+	}
+}
+
+func (r *run) emitResult(failed bool) error {
+	isErr := failed || r.cfg.isError
+	r.begin("result")
+	var text string
+	switch {
+	case failed:
+		r.str("subtype", "error_during_execution")
+		text = "Simulated swarm failed: simulated failure requested (fail or fake-complete)"
+	case isErr:
+		r.str("subtype", "error_during_execution")
+		text = "Simulated swarm completed with is_error: " + r.snippet
+	default:
+		r.str("subtype", "success")
+		text = "Simulated swarm completed: " + r.snippet
+	}
+	r.raw("is_error", strconv.FormatBool(isErr))
+	r.str("result", text+" ("+plural(r.cfg.agents, "agent")+", "+plural(r.cfg.events, "event")+")")
+	r.num("duration_ms", time.Since(r.start).Milliseconds())
+	r.num("duration_api_ms", 0)
+	r.num("num_turns", int64(r.turns))
+	r.raw("total_cost_usd", "0")
+	r.raw("usage", `{"input_tokens":0,"output_tokens":0}`)
+	r.str("session_id", r.sessionID)
+	r.raw("simulated", "true")
+	return r.end()
+}
+
+func plural(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
+func appendHex64(dst []byte, v uint64) []byte {
+	const digits = "0123456789abcdef"
+	for s := 60; s >= 0; s -= 4 {
+		dst = append(dst, digits[(v>>uint(s))&0xf])
+	}
+	return dst
+}

@@ -1,0 +1,398 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/flowgate/flowgate/internal/engine"
+	"github.com/flowgate/flowgate/internal/executor/sandbox"
+)
+
+// Defaults and bounds of Options.
+const (
+	DefaultKillGrace      = 5 * time.Second
+	DefaultMaxLineBytes   = 1 << 20
+	DefaultMaxOutputBytes = 64 << 20
+	// DefaultPath is the engine's PATH, after the engine binary's own directory. The server's
+	// PATH is not used: it is whatever the service manager or a developer shell happened to
+	// have, and PATH decides which binary an engine runs for "node", "git" or "sh".
+	DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+	DefaultLang = "C.UTF-8"
+	DefaultTZ   = "UTC"
+
+	maxKillGrace    = 10 * time.Minute
+	maxLineBytes    = 64 << 20
+	minLineBytes    = 64
+	maxPassEnv      = 64
+	maxEnvValue     = 32 << 10
+	minDrainTimeout = 2 * time.Second
+)
+
+// ErrStart wraps every error of Run that means the engine never ran: the caller reports it as a
+// failure to start, distinct from a run that ended badly.
+var ErrStart = errors.New("executor: could not start engine")
+
+var (
+	taskIDRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
+	envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+)
+
+// Options configures New.
+type Options struct {
+	Profile        *engine.Profile
+	WorkdirRoot    string        // engine.workdir_root; each task gets WorkdirRoot/<taskID>, mode 0700, removed after the run
+	KillGrace      time.Duration // engine.kill_grace: SIGTERM to all, SIGKILL after this (default 5s)
+	MaxLineBytes   int           // engine.max_line_bytes (default 1 MiB)
+	MaxOutputBytes int64         // engine.max_output_bytes: stdout+stderr per task (default 64 MiB); exceeding kills the task
+	PassEnv        []string      // engine.env: extra variable NAMES copied from Getenv at New
+	Getenv         func(string) string
+	Sandbox        sandbox.Mode // auto | pidns | pgroup
+	InitPath       string       // the flowgate binary, run as "sandbox-init" (os.Executable())
+	Logger         *slog.Logger
+}
+
+// Executor runs engine processes. It is safe for concurrent use; it owns no goroutine between
+// calls to Run.
+type Executor struct {
+	profile  *engine.Profile
+	sb       *sandbox.Sandbox
+	root     string
+	grace    time.Duration
+	maxLine  int
+	maxOut   int64
+	baseEnv  []string // PATH, LANG, TZ, profile variables, passed variables; HOME and the key are per task
+	log      *slog.Logger
+	drainMax time.Duration
+}
+
+// Spec is one task to run.
+type Spec struct {
+	TaskID  string // names the working directory: [A-Za-z0-9][A-Za-z0-9_.-]{0,127}
+	Tenant  string // for logs only
+	Request engine.Request
+	APIKey  string // the tenant's key; only ever in the child's environment, redacted from its output
+}
+
+// Output receives the engine's output, one line at a time without its newline, already
+// redacted and cut to MaxLineBytes (truncated=true). The slice is valid only during the call.
+// Stdout and Stderr are called from two different goroutines, possibly at the same time; each
+// of them is called sequentially. A slow Output slows the engine (its pipe fills up), it does
+// not lose output.
+type Output interface {
+	Stdout(line []byte, truncated bool)
+	Stderr(line []byte, truncated bool)
+}
+
+// Result is how a run ended. ExitCode is the engine's; if it was killed by a signal, ExitCode is
+// 128+signo and Signal its name ("SIGTERM"). Whether a kill was a cancel, a timeout or a
+// shutdown is known to the caller (it cancelled ctx); OutputLimitExceeded says the executor
+// killed the task itself for exceeding MaxOutputBytes.
+type Result struct {
+	ExitCode            int
+	Signal              string
+	OutputLimitExceeded bool
+	StartedAt, EndedAt  time.Time
+}
+
+// New validates opts, resolves the environment and probes the sandbox once (a warning is
+// logged when it falls back to process groups). Errors name the config key.
+func New(opts Options) (*Executor, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.Profile == nil {
+		return nil, errors.New("executor: engine profile required")
+	}
+	e := &Executor{profile: opts.Profile, log: log}
+
+	switch {
+	case opts.KillGrace == 0:
+		e.grace = DefaultKillGrace
+	case opts.KillGrace < 0 || opts.KillGrace > maxKillGrace:
+		return nil, fmt.Errorf("engine.kill_grace: %s not in (0, %s]", opts.KillGrace, maxKillGrace)
+	default:
+		e.grace = opts.KillGrace
+	}
+	e.drainMax = max(e.grace, minDrainTimeout)
+	switch {
+	case opts.MaxLineBytes == 0:
+		e.maxLine = DefaultMaxLineBytes
+	case opts.MaxLineBytes < minLineBytes || opts.MaxLineBytes > maxLineBytes:
+		return nil, fmt.Errorf("engine.max_line_bytes: %d not in [%d, %d]", opts.MaxLineBytes, minLineBytes, maxLineBytes)
+	default:
+		e.maxLine = opts.MaxLineBytes
+	}
+	switch {
+	case opts.MaxOutputBytes == 0:
+		e.maxOut = DefaultMaxOutputBytes
+	case opts.MaxOutputBytes < 0:
+		return nil, fmt.Errorf("engine.max_output_bytes: %d is negative", opts.MaxOutputBytes)
+	default:
+		e.maxOut = opts.MaxOutputBytes
+	}
+
+	root, err := prepareRoot(opts.WorkdirRoot)
+	if err != nil {
+		return nil, err
+	}
+	e.root = root
+	if fi, err := os.Stat(root); err == nil && fi.Mode().Perm()&0o022 != 0 {
+		log.Warn("engine.workdir_root is writable by other users; task directories are 0700 but others can squat on task names", "path", root)
+	}
+
+	getenv := opts.Getenv
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	env, err := baseEnv(opts.Profile, opts.PassEnv, getenv)
+	if err != nil {
+		return nil, err
+	}
+	e.baseEnv = env
+
+	sb, err := sandbox.New(sandbox.Options{Mode: opts.Sandbox, InitPath: opts.InitPath, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("engine.sandbox: %w", err)
+	}
+	e.sb = sb
+	return e, nil
+}
+
+func prepareRoot(root string) (string, error) {
+	if root == "" || !filepath.IsAbs(root) {
+		return "", fmt.Errorf("engine.workdir_root: %q is not an absolute path", root)
+	}
+	root = filepath.Clean(root)
+	if err := os.MkdirAll(root, 0o700); err != nil {
+		return "", fmt.Errorf("engine.workdir_root: %w", err)
+	}
+	fi, err := os.Lstat(root)
+	if err != nil {
+		return "", fmt.Errorf("engine.workdir_root: %w", err)
+	}
+	if !fi.IsDir() {
+		return "", fmt.Errorf("engine.workdir_root: %s is not a directory", root)
+	}
+	return root, nil
+}
+
+func baseEnv(p *engine.Profile, pass []string, getenv func(string) string) ([]string, error) {
+	profileEnv := p.Env()
+	// The executor's own variables; engine.env may not override them.
+	taken := map[string]bool{"PATH": true, "HOME": true, "LANG": true, "TZ": true, "ANTHROPIC_API_KEY": true}
+	for _, kv := range profileEnv {
+		name, _, _ := strings.Cut(kv, "=")
+		taken[name] = true
+	}
+	if len(pass) > maxPassEnv {
+		return nil, fmt.Errorf("engine.env: %d names, at most %d", len(pass), maxPassEnv)
+	}
+	seen := map[string]bool{}
+	var passed []string
+	for i, name := range pass {
+		switch {
+		case !envNameRe.MatchString(name):
+			return nil, fmt.Errorf("engine.env[%d]: %q is not a variable name", i, name)
+		case taken[name]:
+			return nil, fmt.Errorf("engine.env[%d]: %s is set by flowgate and cannot be passed through", i, name)
+		case seen[name]:
+			return nil, fmt.Errorf("engine.env[%d]: %s listed twice", i, name)
+		}
+		// Server credentials never reach an engine, even if configured: flowgate's own
+		// settings and the AWS credentials that can read every tenant's key.
+		for _, pre := range []string{"FLOWGATE_", "AWS_"} {
+			if strings.HasPrefix(name, pre) {
+				return nil, fmt.Errorf("engine.env[%d]: %s: %s* variables hold server credentials and are never passed to engines", i, name, pre)
+			}
+		}
+		seen[name] = true
+		if v := getenv(name); v != "" && validEnvValue(v) {
+			passed = append(passed, name+"="+v)
+		}
+	}
+
+	path := DefaultPath
+	if dir := filepath.Dir(p.Command()); !strings.Contains(":"+DefaultPath+":", ":"+dir+":") {
+		// The engine's own directory first: a node-based engine installed under /opt/x/bin
+		// finds its interpreter there (#!/usr/bin/env node).
+		path = dir + ":" + DefaultPath
+	}
+	env := []string{"PATH=" + path}
+	env = append(env, "LANG="+envOr(getenv, "LANG", DefaultLang), "TZ="+envOr(getenv, "TZ", DefaultTZ))
+	env = append(env, profileEnv...)
+	return append(env, passed...), nil
+}
+
+func envOr(getenv func(string) string, name, def string) string {
+	if v := getenv(name); v != "" && len(v) <= 256 && validEnvValue(v) {
+		return v
+	}
+	return def
+}
+
+func validEnvValue(v string) bool {
+	return len(v) <= maxEnvValue && strings.IndexByte(v, 0) < 0
+}
+
+// SandboxMode is the sandbox mode in use (pidns or pgroup, never auto).
+func (e *Executor) SandboxMode() sandbox.Mode { return e.sb.Mode() }
+
+// Run runs spec's engine to completion and returns only when the engine and every descendant
+// are gone and both pipes are drained. Cancelling ctx (cancel, timeout, shutdown) sends SIGTERM
+// to every process of the task and SIGKILL after KillGrace; exceeding MaxOutputBytes SIGKILLs
+// them at once. The error is non-nil only if the engine could not be started; it then wraps
+// ErrStart. Output is called from two goroutines (see Output).
+func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, error) {
+	if !taskIDRe.MatchString(spec.TaskID) {
+		return Result{}, fmt.Errorf("%w: invalid task id", ErrStart)
+	}
+	if strings.IndexByte(spec.APIKey, 0) >= 0 || len(spec.APIKey) > maxEnvValue {
+		return Result{}, fmt.Errorf("%w: malformed api key", ErrStart)
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	workdir := filepath.Join(e.root, spec.TaskID)
+	argv, err := e.profile.Argv(spec.Request, workdir)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	// Mkdir, not MkdirAll: an existing entry (a previous task, a planted symlink) is an error.
+	if err := os.Mkdir(workdir, 0o700); err != nil {
+		return Result{}, fmt.Errorf("%w: task directory: %w", ErrStart, err)
+	}
+	defer e.removeWorkdir(workdir, spec.TaskID)
+	if err := os.Chmod(workdir, 0o700); err != nil {
+		return Result{}, fmt.Errorf("%w: task directory: %w", ErrStart, err)
+	}
+
+	env := make([]string, 0, len(e.baseEnv)+2)
+	env = append(env, e.baseEnv[0], "HOME="+workdir)
+	env = append(env, e.baseEnv[1:]...)
+	if spec.APIKey != "" {
+		env = append(env, "ANTHROPIC_API_KEY="+spec.APIKey)
+	}
+
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	res := Result{StartedAt: time.Now()}
+	proc, err := e.sb.Start(sandbox.Command{
+		Path: e.profile.Command(), Args: argv, Env: env, Dir: workdir, Stdout: outW, Stderr: errW,
+	})
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	log := e.log.With("task", spec.TaskID, "tenant", spec.Tenant)
+	log.Debug("engine started", "profile", e.profile.Name(), "pid", proc.Pid(), "sandbox", e.sb.Mode())
+
+	red := NewRedactor(spec.APIKey)
+	b := newBudget(e.maxOut)
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); pump(outR, e.maxLine, red, b, out.Stdout) }()
+	go func() { defer wg.Done(); pump(errR, e.maxLine, red, b, out.Stderr) }()
+
+	var grace *time.Timer
+	var graceC <-chan time.Time
+	ctxDone, limit := ctx.Done(), b.ch
+supervise:
+	for {
+		select {
+		case <-proc.Done():
+			break supervise
+		case <-ctxDone:
+			ctxDone = nil
+			proc.Terminate()
+			grace = time.NewTimer(e.grace)
+			graceC = grace.C
+		case <-graceC:
+			graceC = nil
+			log.Info("engine ignored SIGTERM, killing", "grace", e.grace)
+			proc.Kill()
+		case <-limit:
+			limit = nil
+			log.Warn("engine output limit exceeded, killing", "max_output_bytes", e.maxOut)
+			proc.Kill()
+		}
+	}
+	if grace != nil {
+		grace.Stop()
+	}
+	st, werr := proc.Wait()
+
+	// Every process of the task is gone, so the pipes reach EOF as soon as the readers have
+	// consumed what is buffered. Only a descriptor smuggled out of the task (or a PGroup-mode
+	// escapee) could keep them open: stop reading then rather than hang.
+	drained := make(chan struct{})
+	go func() { wg.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(e.drainMax):
+		log.Warn("engine output still open after the process tree ended, closing it")
+		past := time.Unix(1, 0)
+		_ = outR.SetReadDeadline(past)
+		_ = errR.SetReadDeadline(past)
+		<-drained
+	}
+	outR.Close()
+	errR.Close()
+
+	res.EndedAt = time.Now()
+	res.OutputLimitExceeded = b.exceeded.Load()
+	if werr != nil {
+		// The init was started and is gone; its status is unknown. Report it as killed.
+		log.Error("engine wait failed", "err", werr)
+		res.ExitCode, res.Signal = 128+int(unix.SIGKILL), unix.SignalName(unix.SIGKILL)
+	} else {
+		res.ExitCode = st.ExitCode
+		if st.Signal != 0 {
+			res.Signal = unix.SignalName(st.Signal)
+		}
+	}
+	log.Debug("engine exited", "exit_code", res.ExitCode, "signal", res.Signal,
+		"output_bytes", b.used.Load(), "output_limit_exceeded", res.OutputLimitExceeded,
+		"duration", res.EndedAt.Sub(res.StartedAt))
+	return res, nil
+}
+
+// removeWorkdir deletes the task directory. An engine may leave read-only directories behind;
+// they are made writable and removal is retried.
+func (e *Executor) removeWorkdir(dir, taskID string) {
+	if err := os.RemoveAll(dir); err == nil {
+		return
+	}
+	// WalkDir visits a directory before reading it, so the chmod lets it descend.
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o700)
+		}
+		return nil
+	})
+	if err := os.RemoveAll(dir); err != nil {
+		e.log.Error("could not remove task directory", "task", taskID, "err", err)
+	}
+}

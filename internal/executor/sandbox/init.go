@@ -1,0 +1,330 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// InitArg is the hidden flowgate subcommand that runs InitMain.
+const InitArg = "sandbox-init"
+
+// probeToken is printed by a probing init so the probe knows InitPath really is a flowgate init
+// and not some binary that happens to exit 0.
+const probeToken = "flowgate-sandbox-init-ok"
+
+// Exit codes of the init for its own failures, before the engine ran.
+const (
+	exitUsage     = 125
+	exitSetup     = 126
+	exitExecFails = 127
+)
+
+// Lines on the status fd, read by the gateway.
+const (
+	statusStartOK  = "start ok"
+	statusStartErr = "start err "
+	statusInitPid  = "init "
+	statusExit     = "exit "
+	statusSignal   = "signal "
+)
+
+type initConfig struct {
+	ns        bool // PID 1 of a fresh PID namespace: kill(-1) reaches exactly the task
+	subreaper bool // pgroup mode: child subreaper, signals walk the process tree
+	relay     bool // start an --ns init in a new user+PID namespace and relay to it
+	mountProc bool
+	probe     bool
+	statusFD  int
+	path      string
+	args      []string
+}
+
+func parseInitArgs(args []string) (initConfig, error) {
+	var c initConfig
+	i := 0
+	for ; i < len(args); i++ {
+		switch a := args[i]; a {
+		case "--ns":
+			c.ns = true
+		case "--subreaper":
+			c.subreaper = true
+		case "--relay":
+			c.relay = true
+		case "--mount-proc":
+			c.mountProc = true
+		case "--probe":
+			c.probe = true
+		case "--status-fd":
+			if i+1 >= len(args) {
+				return c, errors.New("--status-fd needs a value")
+			}
+			i++
+			fd, err := strconv.Atoi(args[i])
+			if err != nil || fd < 3 {
+				return c, errors.New("--status-fd: want a descriptor >= 3")
+			}
+			c.statusFD = fd
+		case "--":
+			if i+1 < len(args) {
+				c.path, c.args = args[i+1], args[i+2:]
+			}
+			i = len(args)
+		default:
+			return c, fmt.Errorf("unknown argument %q", a)
+		}
+	}
+	n := 0
+	for _, b := range []bool{c.ns, c.subreaper, c.relay} {
+		if b {
+			n++
+		}
+	}
+	if n != 1 {
+		return c, errors.New("exactly one of --ns, --subreaper and --relay is required")
+	}
+	if !c.probe && !filepath.IsAbs(c.path) {
+		return c, errors.New("usage: sandbox-init --ns|--subreaper|--relay [--mount-proc] [--status-fd N] -- /abs/engine [args...]")
+	}
+	return c, nil
+}
+
+// InitMain is the flowgate sandbox init; args are the arguments after "sandbox-init". It must
+// run before anything else in main (no config, no logging on stdout: stdout and stderr belong
+// to the engine). It returns the process exit code: the engine's exit code, 128+signal if the
+// engine was killed, or 125-127 when the init itself failed.
+//
+// With --ns it must be PID 1 of a new PID namespace (it refuses otherwise, because kill(-1)
+// anywhere else would signal every process of the user). It then starts the engine with the
+// environment, directory and stdio it was given (adding or changing nothing), reaps every
+// process that gets reparented to it, forwards SIGTERM, SIGINT and SIGHUP as kill(-1, SIGTERM),
+// and once the engine has exited SIGKILLs whatever is left, reaps it and exits with the engine's
+// status. With --subreaper it does the same as a child subreaper, signalling its process tree
+// instead of kill(-1); on SIGHUP with a new parent (the gateway died, see Pdeathsig) it
+// SIGKILLs the tree. With --relay it starts itself with --ns in a new user and PID namespace
+// (for a gateway that may not create a PID namespace itself) and forwards signals to it.
+func InitMain(args []string) int {
+	cfg, err := parseInitArgs(args)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "flowgate sandbox-init: %v\n", err)
+		return exitUsage
+	}
+	status := -1
+	if cfg.statusFD > 0 {
+		status = cfg.statusFD
+		unix.CloseOnExec(status)
+		// Never block on the status pipe: the gateway reads it only at the start and the
+		// end, and an engine must not be able to wedge the init by filling it.
+		_ = unix.SetNonblock(status, true)
+	}
+	report := func(line string) {
+		if status >= 0 {
+			_, _ = unix.Write(status, []byte(line+"\n"))
+		}
+	}
+	fail := func(code int, format string, a ...any) int {
+		msg := fmt.Sprintf(format, a...)
+		report(statusStartErr + msg)
+		fmt.Fprintf(os.Stderr, "flowgate sandbox-init: %s\n", msg)
+		return code
+	}
+
+	// NO_NEW_PRIVS and PDEATHSIG are per thread, and children are forked from this thread:
+	// keep the goroutine on it for good.
+	runtime.LockOSThread()
+
+	if cfg.ns && os.Getpid() != 1 {
+		return fail(exitSetup, "--ns: not PID 1 of a new PID namespace")
+	}
+	origParent := os.Getppid()
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
+
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		return fail(exitSetup, "prctl(PR_SET_NO_NEW_PRIVS): %v", err)
+	}
+	// Hard limit too, so the engine cannot raise it back: a core file of an engine holds the
+	// tenant's key.
+	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err != nil {
+		return fail(exitSetup, "setrlimit(RLIMIT_CORE): %v", err)
+	}
+	if cfg.relay {
+		return relay(cfg, sigs, report, fail)
+	}
+	// Non-dumpable: an engine of the same (non-root) user can then neither ptrace the init
+	// nor open its descriptors through /proc/<pid>/fd (the status pipe). Reset by execve, so
+	// the engine itself is unaffected.
+	if err := MakeNonDumpable(); err != nil {
+		return fail(exitSetup, "%v", err)
+	}
+	if cfg.subreaper {
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return fail(exitSetup, "prctl(PR_SET_CHILD_SUBREAPER): %v", err)
+		}
+	}
+	if cfg.mountProc {
+		// A private /proc shows only this namespace's processes, so an engine cannot even
+		// see other tasks' engines (whose environ holds other tenants' keys).
+		if err := unix.Mount("none", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			return fail(exitSetup, "make mounts private: %v", err)
+		}
+		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
+			return fail(exitSetup, "mount /proc: %v", err)
+		}
+	}
+	if cfg.probe {
+		fmt.Fprintln(os.Stdout, probeToken)
+		return 0
+	}
+
+	argv := append([]string{cfg.path}, cfg.args...)
+	pid, err := syscall.ForkExec(cfg.path, argv, &syscall.ProcAttr{
+		Env:   os.Environ(),
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+	})
+	if err != nil {
+		return fail(exitExecFails, "start engine: %v", err)
+	}
+	report(statusStartOK)
+
+	killAll := func(sig unix.Signal) {
+		if cfg.ns {
+			_ = unix.Kill(-1, sig) // PID 1: every other process of the namespace, nothing else
+			return
+		}
+		signalDescendants(os.Getpid(), sig)
+	}
+	go func() {
+		for s := range sigs {
+			if s == unix.SIGHUP && cfg.subreaper && os.Getppid() != origParent {
+				// Our Pdeathsig: the gateway is gone and nobody will ever SIGKILL us.
+				killDescendants(os.Getpid())
+				continue
+			}
+			killAll(unix.SIGTERM)
+		}
+	}()
+
+	var ws unix.WaitStatus
+	for {
+		wpid, err := unix.Wait4(-1, &ws, 0, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			// ECHILD cannot happen while the engine is ours; be safe rather than spin.
+			return fail(exitSetup, "wait: %v", err)
+		}
+		if wpid == pid {
+			break
+		}
+	}
+	engine := ws
+
+	// The engine is gone: nothing of the task may outlive it.
+	delay := 100 * time.Microsecond
+	for {
+		killAll(unix.SIGKILL)
+		var w unix.WaitStatus
+		for {
+			wpid, err := unix.Wait4(-1, &w, unix.WNOHANG, nil)
+			if err == unix.EINTR {
+				continue
+			}
+			if err == unix.ECHILD {
+				return exitWith(engine, report)
+			}
+			if err != nil || wpid == 0 {
+				break
+			}
+		}
+		time.Sleep(delay)
+		delay = min(2*delay, 10*time.Millisecond)
+	}
+}
+
+// relay starts the --ns init in a new user and PID namespace and stands between it and the
+// gateway. It exists because a gateway that is not root must map its ids into the new user
+// namespace through /proc/<child>/uid_map, which a non-dumpable gateway (MakeNonDumpable)
+// cannot open: the relay is a fresh, dumpable exec and can. It reports the init's pid so the
+// gateway can SIGKILL the namespace directly, and exits only after the init is reaped, that is
+// after the kernel has killed everything in the namespace.
+func relay(cfg initConfig, sigs chan os.Signal, report func(string), fail func(int, string, ...any) int) int {
+	exe, err := os.Executable()
+	if err != nil {
+		return fail(exitSetup, "relay: %v", err)
+	}
+	args := []string{exe, InitArg, "--ns"}
+	files := []uintptr{0, 1, 2}
+	if cfg.mountProc {
+		args = append(args, "--mount-proc")
+	}
+	if cfg.probe {
+		args = append(args, "--probe")
+	}
+	if cfg.statusFD > 0 {
+		args = append(args, "--status-fd", "3")
+		files = append(files, uintptr(cfg.statusFD))
+	}
+	if !cfg.probe {
+		args = append(args, "--")
+		args = append(args, cfg.path)
+		args = append(args, cfg.args...)
+	}
+	flags := uintptr(unix.CLONE_NEWUSER | unix.CLONE_NEWPID)
+	if cfg.mountProc {
+		flags |= unix.CLONE_NEWNS
+	}
+	uid, gid := os.Getuid(), os.Getgid()
+	pid, err := syscall.ForkExec(exe, args, &syscall.ProcAttr{
+		Env:   os.Environ(),
+		Files: files,
+		Sys: &syscall.SysProcAttr{
+			Cloneflags:  flags,
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}},
+			Pdeathsig:   syscall.SIGKILL, // our death takes the namespace down
+		},
+	})
+	if err != nil {
+		return fail(exitSetup, "start namespace init: %v", err)
+	}
+	report(statusInitPid + strconv.Itoa(pid))
+	// Only now: the uid_map above had to be written while we were dumpable.
+	_ = MakeNonDumpable()
+	go func() {
+		for range sigs {
+			_ = unix.Kill(pid, unix.SIGTERM) // our unreaped child: the pid cannot be recycled
+		}
+	}()
+	var ws unix.WaitStatus
+	for {
+		_, err := unix.Wait4(pid, &ws, 0, nil)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if ws.Signaled() {
+		// The init was killed and wrote nothing; its last words are ours to say.
+		return exitWith(ws, report)
+	}
+	return ws.ExitStatus()
+}
+
+func exitWith(ws unix.WaitStatus, report func(string)) int {
+	if ws.Signaled() {
+		report(statusSignal + strconv.Itoa(int(ws.Signal())))
+		return 128 + int(ws.Signal())
+	}
+	report(statusExit + strconv.Itoa(ws.ExitStatus()))
+	return ws.ExitStatus()
+}

@@ -1,0 +1,502 @@
+package sandbox
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrUnavailable is returned by New when Mode is PIDNS and PID namespaces are refused.
+var ErrUnavailable = errors.New("sandbox: pid namespaces unavailable")
+
+const (
+	probeTimeout = 10 * time.Second
+	startTimeout = 30 * time.Second
+	maxStatus    = 4096
+)
+
+// Options configures New.
+type Options struct {
+	Mode     Mode   // Auto (default), PIDNS or PGroup
+	InitPath string // absolute path of a binary whose "sandbox-init" subcommand runs InitMain
+	Logger   *slog.Logger
+}
+
+// Sandbox starts engine process trees in the mode chosen at New. Safe for concurrent use.
+//
+// Known limits of PGroup mode: the supervisor walks its process tree (it is a child subreaper,
+// so orphans and setsid'd processes stay in it) and the gateway signals that tree and the
+// process group. A descendant escapes only if the supervisor dies before it (an engine can
+// SIGKILL its own supervisor, it runs as the same user) or if it re-parents itself outside by
+// other means; such processes are then found only through the process group. PIDNS mode has
+// neither hole: processes of the namespace cannot signal its init, and the kernel kills the
+// whole namespace when the init dies for any reason.
+type Sandbox struct {
+	mode     Mode
+	initPath string
+	setup    candidate
+}
+
+// candidate is one way of starting the init.
+type candidate struct {
+	name      string
+	flags     uintptr // clone flags for a direct --ns init; 0 with relay or subreaper
+	relay     bool    // the init is started by a relay in a new user+PID namespace
+	mountProc bool
+}
+
+// New validates opts and, unless Mode is PGroup, probes once which PID namespace setup the
+// kernel allows by starting InitPath in it. It logs a warning when it falls back to PGroup or
+// cannot give engines a private /proc.
+func New(opts Options) (*Sandbox, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	mode, err := ParseMode(string(opts.Mode))
+	if err != nil {
+		return nil, err
+	}
+	if err := checkInit(opts.InitPath); err != nil {
+		return nil, err
+	}
+	s := &Sandbox{initPath: opts.InitPath}
+	var probeErrs []error
+	if mode != PGroup {
+		for _, c := range candidates() {
+			err := s.probe(c)
+			if err == nil {
+				s.mode, s.setup = PIDNS, c
+				break
+			}
+			probeErrs = append(probeErrs, fmt.Errorf("%s: %w", c.name, err))
+		}
+		if s.mode == PIDNS {
+			if !s.setup.mountProc {
+				log.Warn("sandbox: engines run in a PID namespace but see the host's /proc (could not mount a private one): an engine can list other processes and read the environment of other engines running as the same user",
+					"probe_errors", errors.Join(probeErrs...).Error())
+			} else {
+				log.Info("sandbox: engines run in their own PID and mount namespace with a private /proc", "user_namespace", s.setup.relay)
+			}
+			return s, nil
+		}
+		if mode == PIDNS {
+			return nil, fmt.Errorf("%w: %w", ErrUnavailable, errors.Join(probeErrs...))
+		}
+	}
+	pg := candidate{name: "pgroup"}
+	if err := s.probe(pg); err != nil {
+		return nil, fmt.Errorf("sandbox: init %s does not work: %w", opts.InitPath, err)
+	}
+	s.mode, s.setup = PGroup, pg
+	if mode == Auto {
+		log.Warn("sandbox: PID namespaces unavailable, falling back to process groups: a descendant that kills its supervisor and was re-parented away can survive its task, and engines see the host's /proc",
+			"probe_errors", errors.Join(probeErrs...).Error())
+	} else {
+		log.Warn("sandbox: process-group mode configured: a descendant that kills its supervisor and was re-parented away can survive its task, and engines see the host's /proc")
+	}
+	return s, nil
+}
+
+// candidates in order of preference. Direct namespaces need CAP_SYS_ADMIN; the relayed ones
+// work for an unprivileged gateway where the kernel allows unprivileged user namespaces (a
+// private /proc then also needs the mapped user to be root, so it is usually skipped).
+func candidates() []candidate {
+	const pid, mnt = unix.CLONE_NEWPID, unix.CLONE_NEWNS
+	return []candidate{
+		{name: "pid+mount namespace", flags: pid | mnt, mountProc: true},
+		{name: "user+pid+mount namespace", relay: true, mountProc: true},
+		{name: "pid namespace", flags: pid},
+		{name: "user+pid namespace", relay: true},
+	}
+}
+
+func checkInit(path string) error {
+	if !filepath.IsAbs(path) {
+		return fmt.Errorf("sandbox: init path %q is not absolute", path)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("sandbox: init path: %w", err)
+	}
+	if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("sandbox: init path %s is not an executable file", path)
+	}
+	return nil
+}
+
+// Mode is the mode in use (never Auto).
+func (s *Sandbox) Mode() Mode { return s.mode }
+
+// PrivateProc reports whether engines get a /proc showing only their own namespace.
+func (s *Sandbox) PrivateProc() bool { return s.setup.mountProc }
+
+// UserNamespace reports whether engines run in a user namespace (unprivileged gateway).
+func (s *Sandbox) UserNamespace() bool { return s.setup.relay }
+
+func (s *Sandbox) sysProcAttr(c candidate) *syscall.SysProcAttr {
+	// Setpgid in every mode: a ^C on the gateway's terminal must not reach engines directly.
+	attr := &syscall.SysProcAttr{Setpgid: true}
+	switch {
+	case c.flags != 0:
+		attr.Cloneflags = c.flags
+		attr.Pdeathsig = syscall.SIGKILL // the kernel then kills the whole namespace
+	case c.relay:
+		attr.Pdeathsig = syscall.SIGKILL // the relay's death SIGKILLs the init (its Pdeathsig)
+	default:
+		// PGroup: a catchable parent-death signal, so the supervisor can kill its tree first.
+		attr.Pdeathsig = syscall.SIGHUP
+	}
+	return attr
+}
+
+func (s *Sandbox) initArgs(c candidate, extra ...string) []string {
+	args := []string{s.initPath, InitArg}
+	switch {
+	case c.flags != 0:
+		args = append(args, "--ns")
+	case c.relay:
+		args = append(args, "--relay")
+	default:
+		args = append(args, "--subreaper")
+	}
+	if c.mountProc {
+		args = append(args, "--mount-proc")
+	}
+	return append(args, extra...)
+}
+
+func (s *Sandbox) probe(c candidate) error {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		w.Close()
+		return err
+	}
+	defer devnull.Close()
+	type started struct {
+		p   *os.Process
+		err error
+	}
+	res := make(chan started, 1)
+	done := make(chan *os.ProcessState, 1)
+	go func() {
+		runtime.LockOSThread() // Pdeathsig follows the forking thread
+		defer runtime.UnlockOSThread()
+		p, err := os.StartProcess(s.initPath, s.initArgs(c, "--probe"), &os.ProcAttr{
+			Env:   []string{},
+			Files: []*os.File{devnull, w, w},
+			Sys:   s.sysProcAttr(c),
+		})
+		res <- started{p, err}
+		if err != nil {
+			return
+		}
+		st, _ := p.Wait()
+		done <- st
+	}()
+	st := <-res
+	w.Close()
+	if st.err != nil {
+		return st.err
+	}
+	var out []byte
+	readDone := make(chan struct{})
+	go func() {
+		out, _ = io.ReadAll(io.LimitReader(r, maxStatus))
+		close(readDone)
+	}()
+	var state *os.ProcessState
+	select {
+	case state = <-done:
+	case <-ctx.Done():
+		_ = st.p.Kill()
+		state = <-done
+	}
+	<-readDone
+	if state == nil || !state.Success() {
+		return fmt.Errorf("init failed (%v): %s", state, strings.TrimSpace(string(out)))
+	}
+	if !strings.Contains(string(out), probeToken) {
+		return fmt.Errorf("%s does not implement %q", s.initPath, InitArg)
+	}
+	return nil
+}
+
+// Command is one engine invocation.
+type Command struct {
+	Path   string   // absolute
+	Args   []string // argv[1:]
+	Env    []string // the complete environment; the init adds nothing
+	Dir    string
+	Stdout *os.File // write ends, owned by the caller (close them after Start)
+	Stderr *os.File
+}
+
+// Status is how the engine ended.
+type Status struct {
+	ExitCode int         // the engine's exit code, or 128+signal
+	Signal   unix.Signal // non-zero if the engine (or, when it had to be killed, its init) died of a signal
+}
+
+// Process is a started task. Terminate and Kill may be called from any goroutine, any number
+// of times, also after the process ended.
+type Process struct {
+	s      *Sandbox
+	proc   *os.Process
+	pid    int
+	status *bufio.Reader
+	statR  *os.File
+	ready  chan struct{} // Start has set pid and initFD
+	done   chan struct{}
+
+	mu     sync.Mutex // guards reaped against group signals racing the reap
+	reaped bool
+	state  *os.ProcessState
+	err    error
+
+	initFD int // relay mode: pidfd of the namespace init (a grandchild), or -1
+
+	waitOnce   sync.Once
+	exitStatus Status
+	waitErr    error
+}
+
+// openInit takes a pidfd on the relay's init. The pid is checked to be the relay's child after
+// opening, so a recycled pid is never signalled.
+func (p *Process) openInit(v string) {
+	pid, err := strconv.Atoi(v)
+	if err != nil || pid <= 1 {
+		return
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	if e, ok := readStat(pid, make([]byte, 512)); !ok || e.ppid != p.pid {
+		unix.Close(fd)
+		return
+	}
+	p.initFD = fd
+}
+
+// ErrStart wraps every failure to get the engine running.
+var ErrStart = errors.New("sandbox: could not start engine")
+
+// Start starts the init (or supervisor) and, through it, the engine. It returns once the
+// engine has been exec'd, or an error wrapping ErrStart.
+func (s *Sandbox) Start(cmd Command) (*Process, error) {
+	if !filepath.IsAbs(cmd.Path) {
+		return nil, fmt.Errorf("%w: engine path is not absolute", ErrStart)
+	}
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	defer devnull.Close()
+	statR, statW, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	c := s.setup
+	args := s.initArgs(c, "--status-fd", "3", "--", cmd.Path)
+	args = append(args, cmd.Args...)
+	env := cmd.Env
+	if env == nil {
+		env = []string{} // nil would mean "inherit the server's environment"
+	}
+	p := &Process{s: s, statR: statR, status: bufio.NewReaderSize(io.LimitReader(statR, maxStatus), 512), done: make(chan struct{}), ready: make(chan struct{}), initFD: -1}
+	type started struct {
+		proc *os.Process
+		err  error
+	}
+	res := make(chan started, 1)
+	go func() {
+		// Pdeathsig fires when the forking thread exits, not the process (go.dev/issue/27505):
+		// keep this goroutine on its thread until the init is gone.
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		proc, err := os.StartProcess(s.initPath, args, &os.ProcAttr{
+			Dir:   cmd.Dir,
+			Env:   env,
+			Files: []*os.File{devnull, cmd.Stdout, cmd.Stderr, statW},
+			Sys:   s.sysProcAttr(c),
+		})
+		res <- started{proc, err}
+		if err != nil {
+			return
+		}
+		<-p.ready
+		p.wait(proc)
+	}()
+	st := <-res
+	statW.Close()
+	if st.err != nil {
+		statR.Close()
+		return nil, fmt.Errorf("%w: %w", ErrStart, st.err)
+	}
+	p.proc, p.pid = st.proc, st.proc.Pid
+
+	_ = statR.SetReadDeadline(time.Now().Add(startTimeout))
+	line, rerr := p.status.ReadString('\n')
+	line = strings.TrimSuffix(line, "\n")
+	if v, ok := strings.CutPrefix(line, statusInitPid); ok && c.relay {
+		p.openInit(v)
+		line, rerr = p.status.ReadString('\n')
+		line = strings.TrimSuffix(line, "\n")
+	}
+	_ = statR.SetReadDeadline(time.Time{})
+	close(p.ready)
+	if line != statusStartOK {
+		p.Kill()
+		_, _ = p.Wait()
+		msg := strings.TrimPrefix(line, statusStartErr)
+		if msg == "" && rerr != nil {
+			msg = fmt.Sprintf("init reported nothing: %v", rerr)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrStart, msg)
+	}
+	return p, nil
+}
+
+// wait runs on the locked thread that started the init.
+func (p *Process) wait(proc *os.Process) {
+	defer close(p.done)
+	defer p.waitInit()
+	if p.s.mode == PGroup {
+		// Wait for the exit without reaping, so the supervisor's pid, and with it the process
+		// group id, cannot be recycled while the group is swept.
+		var info unix.Siginfo
+		for {
+			err := unix.Waitid(unix.P_PID, proc.Pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+			if err != unix.EINTR {
+				break
+			}
+		}
+		p.mu.Lock()
+		killDescendants(proc.Pid)
+		_ = unix.Kill(-proc.Pid, unix.SIGKILL)
+		p.reaped = true
+		p.mu.Unlock()
+	}
+	state, err := proc.Wait()
+	p.mu.Lock()
+	p.reaped = true
+	p.state, p.err = state, err
+	p.mu.Unlock()
+}
+
+// waitInit (relay mode) waits until the namespace init has exited. The relay normally reaps it
+// before exiting, but if the relay was killed the init dies asynchronously (Pdeathsig), and the
+// pidfd turns readable only once the kernel has killed the rest of its namespace.
+func (p *Process) waitInit() {
+	if p.initFD < 0 {
+		return
+	}
+	fds := []unix.PollFd{{Fd: int32(p.initFD), Events: unix.POLLIN}}
+	for {
+		if _, err := unix.Poll(fds, -1); err != unix.EINTR {
+			break
+		}
+	}
+}
+
+// Pid is the host pid of the init (PIDNS), relay (PIDNS in a user namespace) or supervisor
+// (PGroup).
+func (p *Process) Pid() int { return p.pid }
+
+// Done is closed when the init and, with it, every process of the task is gone.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Terminate asks every process of the task to exit (SIGTERM): the init forwards it with
+// kill(-1) in its namespace, the PGroup supervisor to its whole tree.
+func (p *Process) Terminate() {
+	_ = p.proc.Signal(unix.SIGTERM) // a relay forwards it to its init
+}
+
+// Kill SIGKILLs every process of the task. In PIDNS mode killing the init is enough: the
+// kernel kills the rest of the namespace before the init can be reaped. In PGroup mode the
+// tree below the supervisor is killed first (while the supervisor still holds the orphans),
+// then the process group.
+func (p *Process) Kill() {
+	if p.s.mode == PIDNS {
+		if p.initFD >= 0 {
+			// The init first, so the relay can still reap it and report the status.
+			_ = unix.PidfdSendSignal(p.initFD, unix.SIGKILL, nil, 0)
+			return
+		}
+		_ = p.proc.Kill()
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.reaped {
+		return
+	}
+	killDescendants(p.pid)
+	_ = unix.Kill(-p.pid, unix.SIGKILL)
+}
+
+// Wait waits for Done and returns the engine's status. Later calls return the same.
+func (p *Process) Wait() (Status, error) {
+	p.waitOnce.Do(func() { p.exitStatus, p.waitErr = p.result() })
+	return p.exitStatus, p.waitErr
+}
+
+func (p *Process) result() (Status, error) {
+	<-p.done
+	defer p.statR.Close()
+	if p.initFD >= 0 {
+		defer unix.Close(p.initFD)
+	}
+	p.mu.Lock()
+	state, err := p.state, p.err
+	p.mu.Unlock()
+	if err != nil {
+		return Status{}, fmt.Errorf("sandbox: wait: %w", err)
+	}
+	ws, _ := state.Sys().(syscall.WaitStatus)
+	if !ws.Signaled() {
+		// The init reports the engine's own status as its last line, written after every
+		// other process of the task is gone; the exit code alone cannot tell "exit 143" from
+		// SIGTERM. When the init itself was killed there is no such line (and anything on
+		// the pipe may come from elsewhere): its own wait status is the answer.
+		_ = p.statR.SetReadDeadline(time.Now().Add(time.Second))
+		rest, _ := io.ReadAll(p.status)
+		lines := strings.Split(strings.TrimSpace(string(rest)), "\n")
+		last := lines[len(lines)-1]
+		if v, ok := strings.CutPrefix(last, statusExit); ok {
+			if n, err := strconv.Atoi(v); err == nil && n == ws.ExitStatus() {
+				return Status{ExitCode: n}, nil
+			}
+		}
+		if v, ok := strings.CutPrefix(last, statusSignal); ok {
+			if n, err := strconv.Atoi(v); err == nil && n > 0 && n < 65 && 128+n == ws.ExitStatus() {
+				return Status{ExitCode: 128 + n, Signal: unix.Signal(n)}, nil
+			}
+		}
+	}
+	if ws.Signaled() {
+		return Status{ExitCode: 128 + int(ws.Signal()), Signal: unix.Signal(ws.Signal())}, nil
+	}
+	return Status{ExitCode: ws.ExitStatus()}, nil
+}

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"net/http"
+	"net/http/pprof"
+	"sync"
+)
+
+// Public returns the public listener's handler: every route of DESIGN §9 in one place.
+func Public(d *Deps) http.Handler {
+	d.origins = newOriginPolicy(d.Origins)
+	d.writeBufferPool = &sync.Pool{}
+	if d.Draining == nil {
+		d.Draining = func() bool { return false }
+	}
+	mux := http.NewServeMux()
+	ws := handleWS(d)
+	mux.Handle("GET /ws", ws)
+	mux.Handle("GET /{$}", handleRoot(d, ws))
+	mux.Handle("GET /healthz", handleHealth())
+	mux.Handle("GET /readyz", handleReady(d))
+	mux.Handle("GET /.well-known/jwks.json", handleJWKS(d))
+	mux.Handle("POST /v1/ws-ticket", handleTicket(d))
+	if d.UI != nil {
+		mux.Handle("GET /ui/", d.UI)
+		mux.Handle("GET /sdk/", d.UI)
+	}
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, r, http.StatusNotFound, "not_found", "no such route")
+	}))
+	var h http.Handler = mux
+	h = withSecurityHeaders(h)
+	h = withAccessLog(d.Logger, d.clientIP, h)
+	h = withRecover(d.Logger, h)
+	h = withRequestID(h)
+	return h
+}
+
+// Ops returns the operator listener's handler: metrics, pprof and health, never public.
+func Ops(d *Deps) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", handleHealth())
+	mux.Handle("GET /readyz", handleReady(d))
+	if d.MetricsHandler != nil {
+		mux.Handle("GET /metrics", d.MetricsHandler)
+	}
+	if d.Pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	return withRecover(d.Logger, withRequestID(mux))
+}
+
+// handleRoot serves seed clients, which open their WebSocket on "/"; a browser visiting
+// "/" is sent to the dashboard.
+func handleRoot(d *Deps, ws http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "" {
+			ws.ServeHTTP(w, r)
+			return
+		}
+		if d.UI != nil {
+			http.Redirect(w, r, "/ui/", http.StatusFound)
+			return
+		}
+		writeProblem(w, r, http.StatusNotFound, "not_found", "no such route")
+	})
+}

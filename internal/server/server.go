@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/config"
+	"github.com/flowgate/flowgate/internal/ratelimit"
+	"github.com/flowgate/flowgate/internal/session"
+	"github.com/flowgate/flowgate/internal/store"
+	"github.com/flowgate/flowgate/internal/task"
+)
+
+// Verifier checks bearer tokens.
+type Verifier interface {
+	Verify(ctx context.Context, raw string) (*auth.Principal, error)
+}
+
+// Tenants looks tenants up (cached).
+type Tenants interface {
+	Get(ctx context.Context, id string) (store.Tenant, error)
+}
+
+// Auditor records security-relevant actions.
+type Auditor interface {
+	Record(ctx context.Context, r audit.Record) error
+}
+
+// IPResolver names the client address of a request.
+type IPResolver interface {
+	IP(r *http.Request) netip.Addr
+}
+
+// Metrics receives HTTP-level counters.
+type Metrics interface {
+	AuthFailure(reason string)
+	Rejected(scope string)
+}
+
+// Deps is everything the HTTP surface needs. cmd/flowgate builds it.
+type Deps struct {
+	Logger      *slog.Logger
+	Limits      config.Limits
+	QueryTokens bool
+	Origins     []string
+
+	Verifier    Verifier
+	Signer      *auth.Signer
+	Tickets     *auth.Tickets
+	Revocations *auth.Revocations
+	Tenants     Tenants
+	Audit       Auditor
+	Hub         *session.Hub
+	Tasks       *task.Manager
+	Limiter     *ratelimit.Limiter
+	Conns       *ratelimit.Counter
+	IPs         IPResolver
+	Metrics     Metrics
+	MaxBodySize int64
+
+	// Ready reports whether dependencies (store, cache) can serve; nil means ready.
+	Ready func(ctx context.Context) error
+	// Draining is true once shutdown began: readiness fails, new connections are refused.
+	Draining func() bool
+	// UI serves /ui/ and /sdk/ when set.
+	UI http.Handler
+	// MetricsHandler serves /metrics on the ops listener.
+	MetricsHandler http.Handler
+	Pprof          bool
+
+	origins         originPolicy
+	writeBufferPool *sync.Pool
+}
+
+func (d *Deps) clientIP(r *http.Request) string {
+	if d.IPs == nil {
+		return ""
+	}
+	a := d.IPs.IP(r)
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
+}
+
+type metricsShim struct{ m Metrics }
+
+func (s metricsShim) authFailure(reason string) {
+	if s.m != nil {
+		s.m.AuthFailure(reason)
+	}
+}
+
+func (s metricsShim) rejected(scope string) {
+	if s.m != nil {
+		s.m.Rejected(scope)
+	}
+}
+
+// NewHTTPServer returns an http.Server with the timeouts and header bound of DESIGN §9.
+// WriteTimeout stays 0: WebSocket connections are long-lived and set their own deadlines,
+// and API handlers bound their own work.
+func NewHTTPServer(h http.Handler, readHeaderTimeout, idleTimeout time.Duration, maxHeaderBytes int, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       0,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+func (d *Deps) metrics() metricsShim { return metricsShim{d.Metrics} }

@@ -1,0 +1,162 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/session"
+	"github.com/flowgate/flowgate/internal/tenant"
+)
+
+// handleWS authenticates a WebSocket handshake and hands the connection to a session.
+// Every refusal happens before the upgrade, as an HTTP status with a problem+json body, and
+// leaves an audit record; nothing about the session exists until all checks pass.
+func handleWS(d *Deps) http.Handler {
+	up := &websocket.Upgrader{
+		HandshakeTimeout:  10 * time.Second,
+		ReadBufferSize:    1024,
+		WriteBufferSize:   4096,
+		WriteBufferPool:   d.writeBufferPool,
+		Subprotocols:      []string{protocol.Name},
+		EnableCompression: false,
+		// Origin is checked below, before authentication, with the configured policy.
+		CheckOrigin: func(*http.Request) bool { return true },
+		Error: func(w http.ResponseWriter, r *http.Request, status int, reason error) {
+			writeProblem(w, r, status, "bad_handshake", "not a valid WebSocket handshake")
+		},
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		ip := d.clientIP(r)
+		src := audit.Source{IP: ip, Origin: trimHeader(r.Header.Get("Origin"), 256), UserAgent: trimHeader(r.UserAgent(), 256)}
+		refuse := func(status int, code, reason, detail string, retry time.Duration, p *auth.Principal) {
+			d.metrics().authFailure(reason)
+			rec := audit.Record{Action: audit.ActionAuthFailure, Outcome: audit.OutcomeDenied, Reason: reason,
+				Source: src, RequestID: requestIDFrom(ctx), Details: map[string]any{"status": status}}
+			if p != nil {
+				rec.Tenant, rec.Actor = p.Tenant, audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}
+			}
+			if err := d.Audit.Record(context.WithoutCancel(ctx), rec); err != nil {
+				d.Logger.Error("audit write failed", "action", rec.Action, "err", err)
+			}
+			writeProblemExt(w, r, status, code, detail, retry, nil)
+		}
+
+		if !websocket.IsWebSocketUpgrade(r) {
+			writeProblem(w, r, http.StatusUpgradeRequired, "upgrade_required", "this endpoint speaks WebSocket (flowgate.v1)")
+			return
+		}
+		if d.Draining() {
+			writeProblemExt(w, r, http.StatusServiceUnavailable, protocol.CodeServerDraining, "the server is shutting down", time.Second, nil)
+			return
+		}
+		if !d.origins.check(r) {
+			refuse(http.StatusForbidden, protocol.CodeForbidden, "origin_not_allowed", "this Origin may not connect", 0, nil)
+			return
+		}
+		// Caps before authentication: a flood never reaches the verifier.
+		if dec := d.Limiter.Allow("hs:"+ip, rate.Limit(d.Limits.IPHandshakesPerSecond), d.Limits.IPHandshakeBurst, time.Now()); !dec.OK {
+			d.metrics().rejected("handshake_ip")
+			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many handshakes from this address", dec.RetryAfter, nil)
+			return
+		}
+		releaseGlobal, ok := d.Conns.Acquire("global", d.Limits.GlobalConnections)
+		if !ok {
+			d.metrics().rejected("connections_global")
+			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "the server is at its connection limit", 5*time.Second, nil)
+			return
+		}
+		defer releaseGlobal()
+		releaseIP, ok := d.Conns.Acquire("ip:"+ip, d.Limits.IPConnections)
+		if !ok {
+			d.metrics().rejected("connections_ip")
+			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many connections from this address", 5*time.Second, nil)
+			return
+		}
+		defer releaseIP()
+
+		cred, err := auth.FromRequest(r, protocol.BearerPrefix, d.QueryTokens)
+		if errors.Is(err, auth.ErrConflictingCredentials) {
+			refuse(http.StatusBadRequest, protocol.CodeUnauthorized, auth.ReasonConflict, "the request carries two different credentials", 0, nil)
+			return
+		}
+		if err != nil {
+			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonOf(err), "authentication required: "+auth.ReasonOf(err), 0, nil)
+			return
+		}
+		var p *auth.Principal
+		if cred.Source == auth.SourceTicket {
+			p, err = d.Tickets.Redeem(cred.Value)
+		} else {
+			p, err = d.Verifier.Verify(ctx, cred.Value)
+		}
+		if err != nil {
+			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonOf(err), "authentication failed: "+auth.ReasonOf(err), 0, nil)
+			return
+		}
+		if p.JTI != "" && d.Revocations.Revoked(p.JTI) {
+			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonRevoked, "authentication failed: "+auth.ReasonRevoked, 0, p)
+			return
+		}
+		t, err := d.Tenants.Get(ctx, p.Tenant)
+		switch {
+		case errors.Is(err, tenant.ErrNotFound):
+			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonTenantUnknown, "authentication failed: "+auth.ReasonTenantUnknown, 0, p)
+			return
+		case err != nil:
+			d.Logger.Error("tenant lookup failed", "tenant", p.Tenant, "err", err)
+			writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "temporarily unavailable")
+			return
+		case !tenant.Active(t):
+			refuse(http.StatusForbidden, protocol.CodeTenantSuspended, auth.ReasonSuspended, "the tenant is suspended", 0, p)
+			return
+		}
+		releaseUser, ok := d.Conns.Acquire("user:"+p.Tenant+"\x00"+p.Subject, d.Limits.UserConnections)
+		if !ok {
+			d.metrics().rejected("connections_user")
+			rec := audit.Record{Action: audit.ActionRateLimitDenied, Outcome: audit.OutcomeDenied, Reason: "user connection limit",
+				Tenant: p.Tenant, Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Source: src, RequestID: requestIDFrom(ctx),
+				Details: map[string]any{"scope": "user_connections", "limit": d.Limits.UserConnections}}
+			if err := d.Audit.Record(context.WithoutCancel(ctx), rec); err != nil {
+				d.Logger.Error("audit write failed", "action", rec.Action, "err", err)
+			}
+			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many connections for this user", 5*time.Second, nil)
+			return
+		}
+		defer releaseUser()
+
+		// The session exists only once its opening is on record (fail closed).
+		if err := d.Audit.Record(ctx, audit.Record{
+			Action: audit.ActionSessionOpen, Outcome: audit.OutcomeSuccess, Tenant: p.Tenant,
+			Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Source: src, RequestID: requestIDFrom(ctx),
+			Details: map[string]any{"credential": cred.Source},
+		}); err != nil {
+			d.Logger.Error("audit write failed; connection refused", "err", err)
+			writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "temporarily unavailable")
+			return
+		}
+		// Never echo the bearer subprotocol: the Upgrader answers with flowgate.v1 only.
+		conn, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return // the Upgrader has answered
+		}
+		d.Hub.Serve(context.WithoutCancel(ctx), conn, p, session.Meta{IP: ip, Origin: src.Origin, UserAgent: src.UserAgent, RequestID: requestIDFrom(ctx)})
+	})
+}
+
+func trimHeader(s string, max int) string {
+	s = strings.TrimSpace(s)
+	if len(s) > max {
+		return s[:max]
+	}
+	return s
+}

@@ -1,0 +1,425 @@
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/task"
+)
+
+// Meta is where a session came from, for audit records and logs.
+type Meta struct {
+	IP        string
+	Origin    string
+	UserAgent string
+	RequestID string
+}
+
+// Session is one connection. Its reader is the goroutine that called Serve; its writer is
+// started on demand when there is something to send and ends when there is nothing left,
+// so an idle connection holds one goroutine.
+type Session struct {
+	id        string
+	hub       *Hub
+	opts      *Options
+	conn      *websocket.Conn
+	meta      Meta
+	principal atomic.Pointer[auth.Principal]
+
+	mu          sync.Mutex
+	queue       [][]byte
+	queueBytes  int
+	subs        map[string]*task.Subscription
+	dirty       bool
+	writing     bool
+	pingDue     bool
+	nextPing    time.Time
+	closing     bool
+	closeSent   bool
+	closeCode   int
+	closeReason string
+	ended       bool
+
+	writer sync.WaitGroup
+
+	// Reader-goroutine state.
+	msgLimiter     *rate.Limiter
+	lastDenyAudit  time.Time
+	deniedSinceLog int
+}
+
+// ID is the session id sent in the welcome frame.
+func (s *Session) ID() string { return s.id }
+
+// Principal is the identity the session currently speaks for (reauth may refresh it).
+func (s *Session) Principal() *auth.Principal { return s.principal.Load() }
+
+// Serve runs a session on an upgraded connection until it ends, then releases everything it
+// held: subscriptions (detaching the tasks they watched), the writer, the connection.
+// The caller has already authenticated p and recorded session.open.
+func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, p *auth.Principal, meta Meta) {
+	o := &h.opts
+	s := &Session{
+		id:         newSessionID(),
+		hub:        h,
+		opts:       o,
+		conn:       conn,
+		meta:       meta,
+		subs:       map[string]*task.Subscription{},
+		msgLimiter: rate.NewLimiter(rate.Limit(o.MessagesPerSecond), o.MessageBurst),
+	}
+	s.principal.Store(p)
+	if !h.add(s) {
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseGoingAway, protocol.ReasonShutdown), time.Now().Add(time.Second))
+		conn.Close()
+		return
+	}
+	o.metric(func(m Metrics) { m.SessionOpened() })
+	now := o.Now()
+	s.nextPing = now.Add(o.PingInterval)
+	s.send(protocol.Connection{
+		Type: protocol.TypeConnection, SessionID: s.id, Status: "connected", Version: o.Version,
+		Protocol: protocol.Name, Tenant: p.Tenant, User: p.Subject, Permissions: p.Permissions,
+		ExpiresAt: protocol.Time(p.ExpiresAt), Limits: o.PublicLimits, ServerTime: protocol.Time(now),
+	})
+	code := s.readLoop(ctx)
+	s.end(ctx, code)
+}
+
+func newSessionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// readLoop reads frames until the connection ends and returns the close code to report.
+func (s *Session) readLoop(ctx context.Context) int {
+	o := s.opts
+	c := s.conn
+	c.SetReadLimit(o.MaxMessageBytes)
+	_ = c.SetReadDeadline(o.Now().Add(o.PongTimeout))
+	c.SetPongHandler(func(string) error {
+		if s.isClosing() {
+			return nil
+		}
+		return c.SetReadDeadline(o.Now().Add(o.PongTimeout))
+	})
+	for {
+		mt, data, err := c.ReadMessage()
+		if err != nil {
+			var ce *websocket.CloseError
+			switch {
+			case errors.As(err, &ce):
+				return ce.Code
+			case errors.Is(err, websocket.ErrReadLimit):
+				// gorilla has already sent 1009 on its way out.
+				s.closeWith(protocol.CloseMessageTooBig, "message too big")
+				return protocol.CloseMessageTooBig
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				s.closeWith(protocol.ClosePolicyViolation, "pong timeout")
+				return protocol.ClosePolicyViolation
+			}
+			return websocket.CloseAbnormalClosure
+		}
+		if s.isClosing() {
+			continue // drain until the peer answers our close
+		}
+		_ = c.SetReadDeadline(o.Now().Add(o.PongTimeout))
+		if mt != websocket.TextMessage {
+			s.closeWith(protocol.CloseUnsupportedData, "binary frames are not supported")
+			continue
+		}
+		if !utf8.Valid(data) {
+			s.closeWith(protocol.CloseInvalidPayload, "invalid UTF-8")
+			continue
+		}
+		if !s.msgLimiter.Allow() {
+			s.denyMessage(ctx)
+			continue
+		}
+		s.handle(ctx, data)
+	}
+}
+
+// denyMessage answers a message over the per-connection rate. The audit log gets one record
+// per ten seconds of flooding, with the count, not one per message.
+func (s *Session) denyMessage(ctx context.Context) {
+	o := s.opts
+	now := o.Now()
+	r := s.msgLimiter.ReserveN(now, 1)
+	wait := r.DelayFrom(now)
+	r.CancelAt(now)
+	s.sendError(protocol.CodeRateLimited, "too many messages on this connection", "", "", wait, nil)
+	o.metric(func(m Metrics) { m.Rejected(protocol.CodeRateLimited, "connection") })
+	s.deniedSinceLog++
+	if now.Sub(s.lastDenyAudit) >= 10*time.Second {
+		s.audit(ctx, audit.ActionRateLimitDenied, audit.OutcomeDenied, "connection message rate", "", "",
+			map[string]any{"scope": "connection", "denied": s.deniedSinceLog})
+		s.lastDenyAudit = now
+		s.deniedSinceLog = 0
+	}
+}
+
+// send queues a direct reply. Past the send bound the client is a slow consumer.
+func (s *Session) send(v any) {
+	frame, err := json.Marshal(v)
+	if err != nil {
+		s.opts.Logger.Error("encode reply", "session", s.id, "err", err)
+		return
+	}
+	s.mu.Lock()
+	if s.closing || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	if len(s.queue) >= s.opts.SendQueueMessages || s.queueBytes+len(frame) > s.opts.SendQueueBytes {
+		s.mu.Unlock()
+		s.closeWith(protocol.ClosePolicyViolation, protocol.ReasonSlowConsumer)
+		return
+	}
+	s.queue = append(s.queue, frame)
+	s.queueBytes += len(frame)
+	s.kickLocked()
+	s.mu.Unlock()
+}
+
+// Notify implements task.Subscriber.
+func (s *Session) Notify() {
+	s.mu.Lock()
+	s.kickLocked()
+	s.mu.Unlock()
+}
+
+// SlowConsumer implements task.Subscriber.
+func (s *Session) SlowConsumer() {
+	s.closeWith(protocol.ClosePolicyViolation, protocol.ReasonSlowConsumer)
+}
+
+var _ task.Subscriber = (*Session)(nil)
+
+// kickLocked marks work pending and starts the writer if none is running.
+func (s *Session) kickLocked() {
+	s.dirty = true
+	if s.writing || s.ended {
+		return
+	}
+	s.writing = true
+	s.writer.Add(1)
+	go s.writeLoop()
+}
+
+func (s *Session) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}
+
+// closeWith starts the close handshake: the writer drops what is pending, sends the close
+// frame, and the reader ends when the peer answers (or its deadline passes).
+func (s *Session) closeWith(code int, reason string) {
+	s.mu.Lock()
+	if s.closing || s.ended {
+		s.mu.Unlock()
+		return
+	}
+	s.closing, s.closeCode, s.closeReason = true, code, reason
+	s.queue, s.queueBytes = nil, 0
+	s.kickLocked()
+	s.mu.Unlock()
+	// Do not wait longer than a second for the peer's close frame.
+	_ = s.conn.SetReadDeadline(time.Now().Add(time.Second + s.opts.WriteTimeout))
+}
+
+func (s *Session) pingIfDue(now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing || s.ended || now.Before(s.nextPing) {
+		return
+	}
+	s.nextPing = now.Add(s.opts.PingInterval)
+	s.pingDue = true
+	s.kickLocked()
+}
+
+const (
+	maxBatchFrames = 128
+	maxBatchBytes  = 256 << 10
+)
+
+// writeLoop is the session's only writer. It runs while there is work and exits when a
+// pass finds nothing new; kickLocked starts it again.
+func (s *Session) writeLoop() {
+	defer s.writer.Done()
+	var (
+		subs   []*task.Subscription
+		frames [][]byte
+	)
+	for {
+		s.mu.Lock()
+		s.dirty = false
+		queue := s.queue
+		s.queue, s.queueBytes = nil, 0
+		ping := s.pingDue
+		s.pingDue = false
+		closing, closeSent := s.closing, s.closeSent
+		subs = subs[:0]
+		if !closing {
+			for _, sub := range s.subs {
+				subs = append(subs, sub)
+			}
+		}
+		s.mu.Unlock()
+
+		if closing {
+			if !closeSent {
+				s.mu.Lock()
+				s.closeSent = true
+				code, reason := s.closeCode, s.closeReason
+				s.mu.Unlock()
+				_ = s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
+			}
+			s.mu.Lock()
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+
+		err := s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		if err == nil && ping {
+			err = s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.opts.WriteTimeout))
+		}
+		for _, f := range queue {
+			if err != nil {
+				break
+			}
+			err = s.conn.WriteMessage(websocket.TextMessage, f)
+		}
+		more := false
+		for _, sub := range subs {
+			if err != nil {
+				break
+			}
+			var last, end int64
+			frames, last, end = sub.Pending(frames[:0], maxBatchFrames, maxBatchBytes)
+			for _, f := range frames {
+				if err = s.conn.WriteMessage(websocket.TextMessage, f); err != nil {
+					break
+				}
+			}
+			if err != nil {
+				break
+			}
+			if len(frames) > 0 {
+				sub.Advance(last, end)
+			}
+			if sub.HasPending() {
+				more = true
+			}
+			if sub.Finished() {
+				s.dropSub(sub)
+			}
+		}
+		clear(frames)
+		if err != nil {
+			// The peer is gone or too slow to take a frame within the write timeout.
+			s.mu.Lock()
+			s.ended = true
+			s.writing = false
+			s.mu.Unlock()
+			s.conn.Close()
+			return
+		}
+		s.mu.Lock()
+		if !more && !s.dirty && len(s.queue) == 0 && !s.pingDue && !s.closing {
+			s.writing = false
+			s.mu.Unlock()
+			return
+		}
+		s.mu.Unlock()
+	}
+}
+
+func (s *Session) dropSub(sub *task.Subscription) {
+	s.mu.Lock()
+	id := sub.Task().ID
+	if s.subs[id] == sub {
+		delete(s.subs, id)
+	}
+	s.mu.Unlock()
+	sub.Close()
+}
+
+func (s *Session) addSub(id string, sub *task.Subscription) bool {
+	s.mu.Lock()
+	if s.ended || s.closing {
+		s.mu.Unlock()
+		sub.Close()
+		return false
+	}
+	old := s.subs[id]
+	s.subs[id] = sub
+	s.mu.Unlock()
+	if old != nil {
+		old.Close()
+	}
+	return true
+}
+
+// end releases the session after its reader returned.
+func (s *Session) end(ctx context.Context, code int) {
+	s.mu.Lock()
+	if !s.closing {
+		// The peer closed or vanished: there is no one to send a close frame to.
+		s.closing, s.closeSent, s.closeCode = true, true, code
+	}
+	subs := s.subs
+	s.subs = map[string]*task.Subscription{}
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.Close() // detaches the tasks this session watched
+	}
+	s.writer.Wait()
+	s.mu.Lock()
+	s.ended = true
+	s.mu.Unlock()
+	s.conn.Close()
+	s.hub.remove(s)
+	s.opts.metric(func(m Metrics) { m.SessionClosed(code) })
+	s.audit(context.WithoutCancel(ctx), audit.ActionSessionClose, audit.OutcomeSuccess, closeReason(code, s.closeReason), "", "",
+		map[string]any{"code": code})
+}
+
+func closeReason(code int, reason string) string {
+	if reason != "" {
+		return reason
+	}
+	switch code {
+	case websocket.CloseNormalClosure:
+		return "client closed"
+	case websocket.CloseGoingAway:
+		return "going away"
+	}
+	return "connection lost"
+}
+
+func (o *Options) metric(f func(Metrics)) {
+	if o.Metrics != nil {
+		f(o.Metrics)
+	}
+}

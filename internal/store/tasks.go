@@ -1,0 +1,344 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// Task statuses (the task_complete statuses of the wire protocol plus the two live ones).
+const (
+	TaskPending     = "pending"
+	TaskRunning     = "running"
+	TaskSuccess     = "success"
+	TaskFailed      = "failed"
+	TaskTimeout     = "timeout"
+	TaskCancelled   = "cancelled"
+	TaskInterrupted = "interrupted"
+)
+
+// Input bounds for tasks. ResultSummary and Error longer than their bound are cut (at a rune
+// boundary) rather than refused, so that recording how a task ended cannot fail on its size.
+const (
+	MaxTaskIDBytes        = 128
+	MaxOwnerBytes         = 256
+	MaxObjectiveBytes     = 16 << 10
+	MaxOptionBytes        = 64 // strategy, mode
+	MaxNodeBytes          = 128
+	MaxResultSummaryBytes = 64 << 10
+	MaxTaskErrorBytes     = 4 << 10
+)
+
+// interruptedError is recorded on tasks InterruptRunning ends, unless they already carry one.
+const interruptedError = "interrupted: server stopped before the task ended"
+
+// Task is one swarm run.
+type Task struct {
+	ID            string     `json:"id"`
+	Tenant        string     `json:"tenant"`
+	Owner         string     `json:"owner"`
+	Objective     string     `json:"objective"`
+	Agents        int        `json:"agents"`
+	Strategy      string     `json:"strategy"`
+	Mode          string     `json:"mode"`
+	TimeoutSec    int        `json:"timeoutSec"`
+	Status        string     `json:"status"`
+	Node          string     `json:"node,omitempty"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	StartedAt     *time.Time `json:"startedAt,omitempty"`
+	EndedAt       *time.Time `json:"endedAt,omitempty"`
+	ExitCode      *int       `json:"exitCode,omitempty"`
+	ResultSummary string     `json:"resultSummary,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	LastSeq       int64      `json:"lastSeq"`
+}
+
+// TaskUpdate changes a live (pending or running) task; nil fields are left as they are.
+// Typical uses: {Status: running, StartedAt, Node} when the engine starts, {LastSeq} as events
+// flow, and {Status: success|failed|…, EndedAt, ExitCode, ResultSummary, Error, LastSeq} at the
+// end.
+type TaskUpdate struct {
+	Status        string // "" = unchanged
+	Node          *string
+	StartedAt     *time.Time
+	EndedAt       *time.Time
+	ExitCode      *int
+	ResultSummary *string
+	Error         *string
+	LastSeq       *int64
+}
+
+// TaskFilter selects tasks for ListTasks. Empty fields match everything.
+type TaskFilter struct {
+	Tenant string
+	Owner  string
+	Status string
+	Limit  int // see DefaultListLimit, MaxListLimit
+	// Before (exclusive) pages backwards: pass the CreatedAt, and BeforeID the ID, of the last
+	// task of the previous page. Without BeforeID, tasks created at exactly Before are skipped.
+	Before   time.Time
+	BeforeID string
+}
+
+const taskCols = "id, tenant, owner, objective, agents, strategy, mode, timeout_sec, status, node, " +
+	"created_at, started_at, ended_at, exit_code, result_summary, error_msg, last_seq"
+
+// ValidTaskStatus reports whether s is one of the Task* statuses.
+func ValidTaskStatus(s string) bool {
+	switch s {
+	case TaskPending, TaskRunning, TaskSuccess, TaskFailed, TaskTimeout, TaskCancelled, TaskInterrupted:
+		return true
+	}
+	return false
+}
+
+// TaskStatusFinal reports whether a task in status s has ended.
+func TaskStatusFinal(s string) bool {
+	return ValidTaskStatus(s) && s != TaskPending && s != TaskRunning
+}
+
+func checkText(field, s string, max int) error {
+	if len(s) > max || !utf8.ValidString(s) {
+		return fmt.Errorf("%w: task %s must be valid UTF-8 of at most %d bytes", ErrInvalid, field, max)
+	}
+	return nil
+}
+
+// truncateUTF8 cuts s to at most max bytes without splitting a rune.
+func truncateUTF8(s string, max int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= max {
+		return s
+	}
+	for max > 0 && !utf8.RuneStart(s[max]) {
+		max--
+	}
+	return s[:max]
+}
+
+// CreateTask stores a new task (status defaults to pending, CreatedAt to now) and returns it.
+// It returns ErrConflict if the id is taken and ErrNotFound if the tenant does not exist.
+func (db *DB) CreateTask(ctx context.Context, t Task) (Task, error) {
+	if t.Status == "" {
+		t.Status = TaskPending
+	}
+	if t.CreatedAt.IsZero() {
+		t.CreatedAt = db.timeNow()
+	}
+	t.CreatedAt = normTime(t.CreatedAt)
+	t.StartedAt, t.EndedAt = normTimePtr(t.StartedAt), normTimePtr(t.EndedAt)
+	t.ResultSummary = truncateUTF8(t.ResultSummary, MaxResultSummaryBytes)
+	t.Error = truncateUTF8(t.Error, MaxTaskErrorBytes)
+	if t.ID == "" {
+		return Task{}, fmt.Errorf("%w: task id is empty", ErrInvalid)
+	}
+	for _, c := range []struct {
+		field, value string
+		max          int
+	}{
+		{"id", t.ID, MaxTaskIDBytes},
+		{"owner", t.Owner, MaxOwnerBytes},
+		{"objective", t.Objective, MaxObjectiveBytes},
+		{"strategy", t.Strategy, MaxOptionBytes},
+		{"mode", t.Mode, MaxOptionBytes},
+		{"node", t.Node, MaxNodeBytes},
+	} {
+		if err := checkText(c.field, c.value, c.max); err != nil {
+			return Task{}, err
+		}
+	}
+	if !ValidTaskStatus(t.Status) {
+		return Task{}, fmt.Errorf("%w: unknown task status %q", ErrInvalid, t.Status)
+	}
+	if t.Agents < 0 || t.TimeoutSec < 0 || t.LastSeq < 0 {
+		return Task{}, fmt.Errorf("%w: task agents, timeout and lastSeq must not be negative", ErrInvalid)
+	}
+	_, err := db.db.ExecContext(ctx, db.Rebind(
+		"INSERT INTO tasks ("+taskCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+		t.ID, t.Tenant, t.Owner, t.Objective, t.Agents, t.Strategy, t.Mode, t.TimeoutSec, t.Status, t.Node,
+		db.TimeArg(t.CreatedAt), db.NullTimeArg(t.StartedAt), db.NullTimeArg(t.EndedAt), nullInt(t.ExitCode),
+		t.ResultSummary, t.Error, t.LastSeq)
+	switch {
+	case db.dialect.isUniqueViolation(err):
+		return Task{}, fmt.Errorf("task %s: %w", t.ID, ErrConflict)
+	case db.dialect.isForeignKeyViolation(err):
+		return Task{}, fmt.Errorf("tenant %s: %w", t.Tenant, ErrNotFound)
+	case err != nil:
+		return Task{}, fmt.Errorf("store: create task: %w", err)
+	}
+	return t, nil
+}
+
+// GetTask returns the task if it belongs to tenant; a task of another tenant is ErrNotFound.
+func (db *DB) GetTask(ctx context.Context, tenant, id string) (Task, error) {
+	row := db.db.QueryRowContext(ctx, db.Rebind(
+		"SELECT "+taskCols+" FROM tasks WHERE tenant = ? AND id = ?"), tenant, id)
+	return scanTask(row)
+}
+
+// UpdateTask applies u to a task of tenant that is still pending or running and returns the
+// stored task. It returns ErrNotFound if the tenant has no such task and ErrConflict if the task
+// has already ended (its final status is never overwritten).
+func (db *DB) UpdateTask(ctx context.Context, tenant, id string, u TaskUpdate) (Task, error) {
+	var status any
+	if u.Status != "" {
+		if !ValidTaskStatus(u.Status) {
+			return Task{}, fmt.Errorf("%w: unknown task status %q", ErrInvalid, u.Status)
+		}
+		status = u.Status
+	}
+	var node, summary, errMsg, lastSeq any
+	if u.Node != nil {
+		if err := checkText("node", *u.Node, MaxNodeBytes); err != nil {
+			return Task{}, err
+		}
+		node = *u.Node
+	}
+	if u.ResultSummary != nil {
+		summary = truncateUTF8(*u.ResultSummary, MaxResultSummaryBytes)
+	}
+	if u.Error != nil {
+		errMsg = truncateUTF8(*u.Error, MaxTaskErrorBytes)
+	}
+	if u.LastSeq != nil {
+		if *u.LastSeq < 0 {
+			return Task{}, fmt.Errorf("%w: task lastSeq must not be negative", ErrInvalid)
+		}
+		lastSeq = *u.LastSeq
+	}
+	// COALESCE(?, col) keeps the column when the argument is NULL, so one statement serves every
+	// kind of update.
+	row := db.db.QueryRowContext(ctx, db.Rebind(`UPDATE tasks SET
+		status = COALESCE(?, status),
+		node = COALESCE(?, node),
+		started_at = COALESCE(?, started_at),
+		ended_at = COALESCE(?, ended_at),
+		exit_code = COALESCE(?, exit_code),
+		result_summary = COALESCE(?, result_summary),
+		error_msg = COALESCE(?, error_msg),
+		last_seq = COALESCE(?, last_seq)
+		WHERE tenant = ? AND id = ? AND status IN (?, ?)
+		RETURNING `+taskCols),
+		status, node, db.NullTimeArg(u.StartedAt), db.NullTimeArg(u.EndedAt), nullInt(u.ExitCode),
+		summary, errMsg, lastSeq, tenant, id, TaskPending, TaskRunning)
+	t, err := scanTask(row)
+	if !errors.Is(err, ErrNotFound) {
+		return t, err
+	}
+	// Nothing matched: tell a missing task from a finished one.
+	if _, gerr := db.GetTask(ctx, tenant, id); gerr != nil {
+		return Task{}, gerr
+	}
+	return Task{}, fmt.Errorf("task %s has ended: %w", id, ErrConflict)
+}
+
+// ListTasks returns the tasks matching f, newest first.
+func (db *DB) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
+	var (
+		where []string
+		args  []any
+	)
+	add := func(cond string, a ...any) {
+		where = append(where, cond)
+		args = append(args, a...)
+	}
+	if f.Tenant != "" {
+		add("tenant = ?", f.Tenant)
+	}
+	if f.Owner != "" {
+		add("owner = ?", f.Owner)
+	}
+	if f.Status != "" {
+		add("status = ?", f.Status)
+	}
+	if !f.Before.IsZero() {
+		if f.BeforeID != "" {
+			add("(created_at < ? OR (created_at = ? AND id < ?))",
+				db.TimeArg(f.Before), db.TimeArg(f.Before), f.BeforeID)
+		} else {
+			add("created_at < ?", db.TimeArg(f.Before))
+		}
+	}
+	q := "SELECT " + taskCols + " FROM tasks"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY created_at DESC, id DESC LIMIT ?"
+	args = append(args, clampLimit(f.Limit))
+	rows, err := db.db.QueryContext(ctx, db.Rebind(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: list tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list tasks: %w", err)
+	}
+	return out, nil
+}
+
+// InterruptRunning marks the tasks that node left pending or running as interrupted, ended now,
+// and returns how many it changed. node "" means every node: a single-node server calls it at
+// start for the tasks a crashed predecessor left behind.
+func (db *DB) InterruptRunning(ctx context.Context, node string) (int, error) {
+	res, err := db.db.ExecContext(ctx, db.Rebind(`UPDATE tasks SET
+		status = ?, ended_at = ?,
+		error_msg = CASE WHEN error_msg = '' THEN ? ELSE error_msg END
+		WHERE status IN (?, ?) AND (? = '' OR node = ?)`),
+		TaskInterrupted, db.TimeArg(db.timeNow()), interruptedError, TaskPending, TaskRunning, node, node)
+	if err != nil {
+		return 0, fmt.Errorf("store: interrupt running tasks: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: interrupt running tasks: %w", err)
+	}
+	return int(n), nil
+}
+
+func scanTask(s scanner) (Task, error) {
+	var (
+		t        Task
+		exitCode sql.NullInt64
+	)
+	err := s.Scan(&t.ID, &t.Tenant, &t.Owner, &t.Objective, &t.Agents, &t.Strategy, &t.Mode, &t.TimeoutSec,
+		&t.Status, &t.Node, TimeDest(&t.CreatedAt), NullTimeDest(&t.StartedAt), NullTimeDest(&t.EndedAt),
+		&exitCode, &t.ResultSummary, &t.Error, &t.LastSeq)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Task{}, fmt.Errorf("task: %w", ErrNotFound)
+	}
+	if err != nil {
+		return Task{}, fmt.Errorf("store: read task: %w", err)
+	}
+	if exitCode.Valid {
+		c := int(exitCode.Int64)
+		t.ExitCode = &c
+	}
+	return t, nil
+}
+
+func nullInt(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return int64(*p)
+}
+
+func normTimePtr(t *time.Time) *time.Time {
+	if t == nil {
+		return nil
+	}
+	n := normTime(*t)
+	return &n
+}

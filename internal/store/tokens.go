@@ -1,0 +1,98 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Bounds for revocations. MaxRevokedList bounds one ListRevoked answer; page on with the
+// RevokedAt of its last entry.
+const (
+	MaxJTIBytes       = 256
+	MaxRevokedByBytes = 256
+	MaxRevokedList    = 100_000
+)
+
+// RevokedToken is a revoked token id, kept until the token would have expired anyway.
+type RevokedToken struct {
+	JTI       string    `json:"jti"`
+	Tenant    string    `json:"tenant"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	RevokedAt time.Time `json:"revokedAt"`
+	RevokedBy string    `json:"revokedBy,omitempty"`
+}
+
+// RevokeToken records a revocation (RevokedAt defaults to now). Revoking a jti twice is not an
+// error; the first record is kept.
+func (db *DB) RevokeToken(ctx context.Context, r RevokedToken) error {
+	if r.JTI == "" || len(r.JTI) > MaxJTIBytes {
+		return fmt.Errorf("%w: jti must be 1 to %d bytes", ErrInvalid, MaxJTIBytes)
+	}
+	if len(r.Tenant) > MaxTenantNameBytes || len(r.RevokedBy) > MaxRevokedByBytes {
+		return fmt.Errorf("%w: revocation tenant or revokedBy too long", ErrInvalid)
+	}
+	if r.ExpiresAt.IsZero() {
+		return fmt.Errorf("%w: revocation needs the token's expiry", ErrInvalid)
+	}
+	if r.RevokedAt.IsZero() {
+		r.RevokedAt = db.timeNow()
+	}
+	_, err := db.db.ExecContext(ctx, db.Rebind(
+		`INSERT INTO revoked_tokens (jti, tenant, expires_at, revoked_at, revoked_by)
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (jti) DO NOTHING`),
+		r.JTI, r.Tenant, db.TimeArg(r.ExpiresAt), db.TimeArg(r.RevokedAt), r.RevokedBy)
+	if err != nil {
+		return fmt.Errorf("store: revoke token: %w", err)
+	}
+	return nil
+}
+
+// IsRevoked reports whether jti has been revoked (and not yet pruned).
+func (db *DB) IsRevoked(ctx context.Context, jti string) (bool, error) {
+	var n int
+	err := db.db.QueryRowContext(ctx, db.Rebind(
+		"SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?"), jti).Scan(&n)
+	if err != nil {
+		return false, fmt.Errorf("store: check revocation: %w", err)
+	}
+	return n > 0, nil
+}
+
+// ListRevoked returns revocations recorded at or after since, oldest first, at most
+// MaxRevokedList of them; a zero since lists all. Used to warm and refresh an in-memory set.
+func (db *DB) ListRevoked(ctx context.Context, since time.Time) ([]RevokedToken, error) {
+	rows, err := db.db.QueryContext(ctx, db.Rebind(
+		`SELECT jti, tenant, expires_at, revoked_at, revoked_by FROM revoked_tokens
+		WHERE revoked_at >= ? ORDER BY revoked_at, jti LIMIT ?`),
+		db.TimeArg(since), MaxRevokedList)
+	if err != nil {
+		return nil, fmt.Errorf("store: list revoked tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []RevokedToken
+	for rows.Next() {
+		var r RevokedToken
+		if err := rows.Scan(&r.JTI, &r.Tenant, TimeDest(&r.ExpiresAt), TimeDest(&r.RevokedAt), &r.RevokedBy); err != nil {
+			return nil, fmt.Errorf("store: read revoked token: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: list revoked tokens: %w", err)
+	}
+	return out, nil
+}
+
+// PruneRevoked deletes revocations of tokens that expired before now and returns how many.
+func (db *DB) PruneRevoked(ctx context.Context, now time.Time) (int, error) {
+	res, err := db.db.ExecContext(ctx, db.Rebind("DELETE FROM revoked_tokens WHERE expires_at < ?"), db.TimeArg(now))
+	if err != nil {
+		return 0, fmt.Errorf("store: prune revoked tokens: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("store: prune revoked tokens: %w", err)
+	}
+	return int(n), nil
+}

@@ -1,0 +1,119 @@
+package task
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+var frameNow = time.Date(2026, 11, 25, 12, 0, 0, 123e6, time.UTC)
+
+func decodeFrame(t *testing.T, frame []byte) map[string]any {
+	t.Helper()
+	if !json.Valid(frame) {
+		t.Fatalf("frame is not valid JSON: %s", frame)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(frame, &m); err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestEngineFrame(t *testing.T) {
+	tests := []struct {
+		name      string
+		line      string
+		truncated bool
+		wantType  string         // type field of the frame
+		want      map[string]any // fields that must hold
+		absent    []string
+	}{
+		{"flat event", `{"type":"agent_spawn","agentId":"a1"}`, false, "agent_spawn", map[string]any{"agentId": "a1"}, nil},
+		{"empty object", `{}`, false, "", nil, nil},
+		{"whitespace", "  { \"type\" : \"assistant\" , \"x\" : [1, {\"y\": \"}\"}] }  ", false, "assistant", nil, nil},
+		{"engine forges gateway fields", `{"type":"task_progress","taskId":"other","seq":999,"serverTime":"1999","progress":5}`, false, "task_progress",
+			map[string]any{"progress": float64(5)}, nil},
+		{"escaped gateway key", `{"type":"x","t\u0061skId":"forged","s\u0065q":1}`, false, "x", nil, nil},
+		{"reserved type wrapped", `{"type":"task_complete","status":"success","exitCode":0}`, false, "engine_event", nil, []string{"status", "exitCode"}},
+		{"reserved type escaped", `{"typ\u0065":"task_complete","status":"success"}`, false, "engine_event", nil, []string{"status"}},
+		{"reserved value escaped", `{"type":"task_compl\u0065te"}`, false, "engine_event", nil, nil},
+		{"duplicate type keys", `{"type":"task_complete","type":"assistant"}`, false, "engine_event", nil, nil},
+		{"error type wrapped", `{"type":"error","message":"boom"}`, false, "engine_event", nil, []string{"message"}},
+		{"not json", `hello world`, false, "task_output", map[string]any{"line": "hello world"}, nil},
+		{"json array", `[1,2]`, false, "task_output", map[string]any{"line": "[1,2]"}, nil},
+		{"broken json", `{"type":"x"`, false, "task_output", nil, nil},
+		{"truncated json", `{"type":"x","a":"bbbb`, true, "task_output", map[string]any{"truncated": true}, nil},
+		{"html in line", `<script>alert(1)</script>`, false, "task_output", map[string]any{"line": "<script>alert(1)</script>"}, nil},
+		{"invalid utf8", "caf\xe9", false, "task_output", map[string]any{"line": "caf\ufffd"}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			frame, _ := engineFrame(nil, []byte(tt.line), tt.truncated, "11111111-2222-4333-8444-555555555555", 7, frameNow)
+			m := decodeFrame(t, frame)
+			if m["taskId"] != "11111111-2222-4333-8444-555555555555" || m["seq"] != float64(7) || m["serverTime"] != "2026-11-25T12:00:00.123Z" {
+				t.Fatalf("gateway fields wrong: %s", frame)
+			}
+			if got, _ := m["type"].(string); got != tt.wantType {
+				t.Fatalf("type = %q; want %q (%s)", got, tt.wantType, frame)
+			}
+			for k, v := range tt.want {
+				if m[k] != v {
+					t.Fatalf("%s = %v; want %v (%s)", k, m[k], v, frame)
+				}
+			}
+			for _, k := range tt.absent {
+				if _, ok := m[k]; ok {
+					t.Fatalf("%s must be inside event, not top level: %s", k, frame)
+				}
+			}
+			if strings.Count(string(frame), `"taskId"`) != 1 || strings.Count(string(frame), `"seq"`) != 1 {
+				t.Fatalf("duplicate gateway keys: %s", frame)
+			}
+			if tt.wantType == "engine_event" {
+				if _, ok := m["event"].(map[string]any); !ok {
+					t.Fatalf("engine_event without event object: %s", frame)
+				}
+			}
+		})
+	}
+}
+
+func TestOutputFrame(t *testing.T) {
+	frame := outputFrame(nil, "task_log", "message", []byte("warn: \"x\"\n\x00\u2028"), true, "t", 3, frameNow)
+	m := decodeFrame(t, frame)
+	if m["type"] != "task_log" || m["level"] != "error" || m["message"] != "warn: \"x\"\n\x00\u2028" || m["truncated"] != true {
+		t.Fatalf("frame = %s", frame)
+	}
+}
+
+func FuzzEngineFrame(f *testing.F) {
+	for _, s := range []string{`{"type":"a"}`, `{"t\u0079pe":"error"}`, `{"taskId":1,"seq":{"a":[1]}}`, `x`, `{}`, `{"a":"\\\""}`} {
+		f.Add([]byte(s), false)
+	}
+	f.Fuzz(func(t *testing.T, line []byte, truncated bool) {
+		frame, _ := engineFrame(nil, line, truncated, "t", 1, frameNow)
+		var m map[string]any
+		if err := json.Unmarshal(frame, &m); err != nil {
+			t.Fatalf("invalid frame %q for line %q: %v", frame, line, err)
+		}
+		if m["taskId"] != "t" || m["seq"] != float64(1) {
+			t.Fatalf("gateway fields lost: %s", frame)
+		}
+		typ, _ := m["type"].(string)
+		if typ == "task_complete" || typ == "error" || typ == "connection" || typ == "status" {
+			t.Fatalf("reserved type %q reached top level: %s", typ, frame)
+		}
+	})
+}
+
+func BenchmarkEngineFrame(b *testing.B) {
+	line := []byte(`{"type":"assistant","message":{"role":"assistant","content":[{"type":"text","text":"Analyzing the repository structure to find the build files"}]},"session_id":"sim-1234","emittedAtNs":1732000000000000000}`)
+	buf := make([]byte, 0, 512)
+	b.SetBytes(int64(len(line)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf, _ = engineFrame(buf[:0], line, false, "11111111-2222-4333-8444-555555555555", 12345, frameNow)
+	}
+}

@@ -1,0 +1,752 @@
+package task
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/engine"
+	"github.com/flowgate/flowgate/internal/executor"
+	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/store"
+)
+
+// Runner runs one engine process to completion (the executor).
+type Runner interface {
+	Run(ctx context.Context, spec executor.Spec, out executor.Output) (executor.Result, error)
+}
+
+// KeySource returns the API key of a tenant, and only of that tenant.
+type KeySource interface {
+	APIKey(ctx context.Context, tenant, keyRef string) (string, error)
+}
+
+// Store persists tasks.
+type Store interface {
+	CreateTask(ctx context.Context, t store.Task) (store.Task, error)
+	UpdateTask(ctx context.Context, tenant, id string, u store.TaskUpdate) (store.Task, error)
+	GetTask(ctx context.Context, tenant, id string) (store.Task, error)
+	ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error)
+}
+
+// Auditor records security-relevant actions; an error means the record was not written.
+type Auditor interface {
+	Record(ctx context.Context, r audit.Record) error
+}
+
+// Metrics receives task counters; nil methods are fine (see noMetrics).
+type Metrics interface {
+	TaskStarted()
+	TaskFinished(status string, d time.Duration)
+	QueueWait(d time.Duration)
+	Event(bytes int)
+	SlowConsumer()
+}
+
+// Options configures a Manager.
+type Options struct {
+	Runner  Runner
+	Keys    KeySource
+	Store   Store
+	Audit   Auditor
+	Metrics Metrics
+	Logger  *slog.Logger
+	Node    string
+
+	Pool               int // engine processes at once
+	Queue              int // tasks waiting for a slot
+	UserConcurrent     int
+	TenantConcurrent   int // default; Request.TenantConcurrent overrides
+	OnDisconnectCancel bool
+	DetachGrace        time.Duration
+	Retention          time.Duration
+	MaxRetained        int
+	MaxResultBytes     int
+	MaxLogBytes        int64
+	MaxLogEvents       int
+	SendQueueMessages  int
+	SendQueueBytes     int
+	WriteTimeout       time.Duration
+	ListLimit          int
+	Now                func() time.Time
+	KeyFetchTimeout    time.Duration
+	PersistTimeout     time.Duration
+}
+
+// Errors Create returns; the session maps them to wire codes.
+var (
+	ErrNotFound       = errors.New("task not found")
+	ErrDraining       = errors.New("server is draining")
+	ErrKeyUnavailable = errors.New("tenant key unavailable")
+	ErrAudit          = errors.New("audit record could not be written")
+	ErrForbidden      = errors.New("forbidden")
+)
+
+// QuotaError is a refused swarm: which bound fired.
+type QuotaError struct {
+	Scope string // user | tenant | executor
+	Limit int
+}
+
+func (e *QuotaError) Error() string {
+	return fmt.Sprintf("%s concurrent task limit (%d) reached", e.Scope, e.Limit)
+}
+
+// Manager owns every task of this process.
+type Manager struct {
+	opts    Options
+	log     *slog.Logger
+	metrics metricsAdapter
+	slots   chan struct{}
+
+	mu       sync.Mutex // guards the maps and counters below; never held on the event path
+	tasks    map[string]*Task
+	byUser   map[userKey][]*Task
+	userLive map[userKey]int
+	tenLive  map[string]int
+	waiting  int
+	running  int
+	finished []*Task // oldest first, for retention
+
+	draining atomic.Bool
+	wg       sync.WaitGroup
+}
+
+type userKey struct{ tenant, sub string }
+
+// NewManager checks the options and returns an idle manager.
+func NewManager(opts Options) (*Manager, error) {
+	if opts.Runner == nil || opts.Keys == nil || opts.Store == nil || opts.Audit == nil {
+		return nil, errors.New("task: Runner, Keys, Store and Audit are required")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&opts.Pool, 64)
+	def(&opts.UserConcurrent, 5)
+	def(&opts.TenantConcurrent, 50)
+	def(&opts.MaxRetained, 10000)
+	def(&opts.MaxResultBytes, 64<<10)
+	def(&opts.MaxLogEvents, 1000000)
+	def(&opts.SendQueueMessages, 256)
+	def(&opts.SendQueueBytes, 1<<20)
+	def(&opts.ListLimit, 50)
+	if opts.Queue < 0 {
+		opts.Queue = 0
+	}
+	if opts.MaxLogBytes <= 0 {
+		opts.MaxLogBytes = 64 << 20
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = 10 * time.Second
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 15 * time.Minute
+	}
+	if opts.KeyFetchTimeout <= 0 {
+		opts.KeyFetchTimeout = 10 * time.Second
+	}
+	if opts.PersistTimeout <= 0 {
+		opts.PersistTimeout = 5 * time.Second
+	}
+	return &Manager{
+		opts:     opts,
+		log:      opts.Logger,
+		metrics:  metricsAdapter{opts.Metrics},
+		slots:    make(chan struct{}, opts.Pool),
+		tasks:    map[string]*Task{},
+		byUser:   map[userKey][]*Task{},
+		userLive: map[userKey]int{},
+		tenLive:  map[string]int{},
+	}, nil
+}
+
+func (m *Manager) now() time.Time { return m.opts.Now() }
+
+// Request is a validated swarm request with the tenant-specific bounds that apply to it.
+type Request struct {
+	Objective        string
+	Engine           engine.Request
+	KeyRef           string // the tenant's Secrets Manager id override, "" = default
+	TenantConcurrent int    // 0 = the default
+}
+
+// Meta is request context for audit records.
+type Meta struct {
+	SessionID string
+	RequestID string
+	Source    audit.Source
+}
+
+// Create admits a swarm: quotas, the tenant's key, the audit record, the stored row, then
+// the task is queued for the executor. Nothing is started or left behind when it fails.
+func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, meta Meta) (*Task, error) {
+	if m.draining.Load() {
+		return nil, ErrDraining
+	}
+	uk := userKey{p.Tenant, p.Subject}
+	tenantLimit := req.TenantConcurrent
+	if tenantLimit <= 0 {
+		tenantLimit = m.opts.TenantConcurrent
+	}
+	if err := m.reserve(uk, tenantLimit); err != nil {
+		return nil, err
+	}
+	release := true
+	defer func() {
+		if release {
+			m.unreserve(uk)
+		}
+	}()
+
+	keyCtx, cancel := context.WithTimeout(ctx, m.opts.KeyFetchTimeout)
+	key, err := m.opts.Keys.APIKey(keyCtx, p.Tenant, req.KeyRef)
+	cancel()
+	if err != nil {
+		m.log.Warn("tenant key unavailable", "tenant", p.Tenant, "err", err)
+		_ = m.opts.Audit.Record(ctx, m.record(p, meta, audit.ActionKeyFetchFailed, audit.OutcomeFailure, "", err.Error(), nil))
+		return nil, fmt.Errorf("%w: %w", ErrKeyUnavailable, err)
+	}
+
+	now := m.now().UTC()
+	t := &Task{
+		ID:        newID(),
+		Tenant:    p.Tenant,
+		Owner:     p.Subject,
+		Objective: req.Objective,
+		Request:   req.Engine,
+		CreatedAt: now,
+		m:         m,
+		done:      make(chan struct{}),
+		status:    protocol.StatusPending,
+		exitCode:  -1,
+	}
+	details := audit.ObjectiveDigest(req.Objective)
+	details["agents"] = req.Engine.Agents
+	details["strategy"] = req.Engine.Strategy
+	details["mode"] = req.Engine.Mode
+	details["timeoutSeconds"] = int(req.Engine.Timeout / time.Second)
+	if err := m.opts.Audit.Record(ctx, m.record(p, meta, audit.ActionTaskCreate, audit.OutcomeSuccess, t.ID, "", details)); err != nil {
+		m.log.Error("audit write failed; swarm refused", "err", err)
+		return nil, fmt.Errorf("%w: %w", ErrAudit, err)
+	}
+	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.PersistTimeout)
+	_, err = m.opts.Store.CreateTask(pctx, store.Task{
+		ID: t.ID, Tenant: t.Tenant, Owner: t.Owner, Objective: t.Objective,
+		Agents: req.Engine.Agents, Strategy: req.Engine.Strategy, Mode: req.Engine.Mode,
+		TimeoutSec: int(req.Engine.Timeout / time.Second), Status: protocol.StatusPending,
+		Node: m.opts.Node, CreatedAt: now,
+	})
+	pcancel()
+	if err != nil {
+		return nil, fmt.Errorf("task: persist: %w", err)
+	}
+
+	tctx, tcancel := context.WithCancelCause(context.Background())
+	t.cancel = tcancel
+	t.stop = tctx.Done()
+	m.mu.Lock()
+	m.tasks[t.ID] = t
+	m.byUser[uk] = append(m.byUser[uk], t)
+	m.mu.Unlock()
+	release = false
+
+	m.wg.Add(1)
+	go m.run(tctx, t, key)
+	return t, nil
+}
+
+func (m *Manager) record(p *auth.Principal, meta Meta, action, outcome, taskID, reason string, details map[string]any) audit.Record {
+	r := audit.Record{
+		Action: action, Outcome: outcome, Reason: reason, Tenant: p.Tenant,
+		Actor:     audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP},
+		Source:    meta.Source,
+		RequestID: meta.RequestID, SessionID: meta.SessionID, Details: details,
+	}
+	if taskID != "" {
+		r.Target = audit.Target{Type: "task", ID: taskID}
+	}
+	return r
+}
+
+func (m *Manager) reserve(uk userKey, tenantLimit int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch {
+	case m.userLive[uk] >= m.opts.UserConcurrent:
+		return &QuotaError{Scope: "user", Limit: m.opts.UserConcurrent}
+	case m.tenLive[uk.tenant] >= tenantLimit:
+		return &QuotaError{Scope: "tenant", Limit: tenantLimit}
+	case m.waiting+m.running >= m.opts.Pool+m.opts.Queue:
+		return &QuotaError{Scope: "executor", Limit: m.opts.Pool + m.opts.Queue}
+	}
+	m.userLive[uk]++
+	m.tenLive[uk.tenant]++
+	m.waiting++
+	return nil
+}
+
+// unreserve undoes reserve for a task that never reached the queue.
+func (m *Manager) unreserve(uk userKey) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.waiting--
+	m.dropLive(uk)
+}
+
+func (m *Manager) dropLive(uk userKey) {
+	if m.userLive[uk]--; m.userLive[uk] <= 0 {
+		delete(m.userLive, uk)
+	}
+	if m.tenLive[uk.tenant]--; m.tenLive[uk.tenant] <= 0 {
+		delete(m.tenLive, uk.tenant)
+	}
+}
+
+// run waits for an executor slot, runs the engine and finishes the task.
+func (m *Manager) run(ctx context.Context, t *Task, key string) {
+	defer m.wg.Done()
+	queued := m.now()
+	select {
+	case m.slots <- struct{}{}:
+	case <-ctx.Done():
+		m.mu.Lock()
+		m.waiting--
+		m.mu.Unlock()
+		m.finish(ctx, t, executor.Result{ExitCode: -1}, nil, false)
+		return
+	}
+	m.mu.Lock()
+	m.waiting--
+	m.running++
+	m.mu.Unlock()
+	defer func() {
+		<-m.slots
+		m.mu.Lock()
+		m.running--
+		m.mu.Unlock()
+	}()
+	m.metrics.queueWait(m.now().Sub(queued))
+
+	started := m.now().UTC()
+	t.mu.Lock()
+	t.status = protocol.StatusRunning
+	t.startedAt = started
+	t.mu.Unlock()
+	m.persist(t.Tenant, t.ID, store.TaskUpdate{Status: protocol.StatusRunning, StartedAt: &started})
+	m.metrics.taskStarted()
+
+	timeout := t.Request.Timeout
+	timer := time.AfterFunc(timeout, func() { t.cancel(errTimeout) })
+	res, err := m.opts.Runner.Run(ctx, executor.Spec{
+		TaskID: t.ID, Tenant: t.Tenant, Request: t.Request, APIKey: key,
+	}, output{t})
+	timer.Stop()
+	m.finish(ctx, t, res, err, true)
+}
+
+// output adapts the executor's line callbacks to the task's log.
+type output struct{ t *Task }
+
+func (o output) Stdout(line []byte, truncated bool) {
+	o.t.appendFrame(func(dst []byte, seq int64, now time.Time) ([]byte, string) {
+		return engineFrame(dst, line, truncated, o.t.ID, seq, now)
+	}, len(line))
+}
+
+func (o output) Stderr(line []byte, truncated bool) {
+	o.t.appendFrame(func(dst []byte, seq int64, now time.Time) ([]byte, string) {
+		return outputFrame(dst, protocol.TypeTaskLog, "message", line, truncated, o.t.ID, seq, now), ""
+	}, len(line))
+}
+
+// finish decides the final status, logs task_complete, persists and audits.
+func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runErr error, ran bool) {
+	cause := context.Cause(ctx)
+	now := m.now().UTC()
+
+	t.mu.Lock()
+	status, errMsg := protocol.StatusFailed, ""
+	switch {
+	case res.OutputLimitExceeded || errors.Is(cause, errOutputLimit) || errors.Is(cause, errLogLimit):
+		errMsg = "output limit exceeded"
+	case errors.Is(cause, errTimeout):
+		status, errMsg = protocol.StatusTimeout, fmt.Sprintf("timed out after %s", t.Request.Timeout)
+	case errors.Is(cause, errShutdown):
+		status, errMsg = protocol.StatusInterrupted, "server shut down"
+	case errors.Is(cause, errDetached), errors.Is(cause, errOwnerAbandon):
+		status, errMsg = protocol.StatusCancelled, cause.Error()
+	case errors.Is(cause, errCancelled):
+		status, errMsg = protocol.StatusCancelled, "cancelled"
+	case runErr != nil:
+		errMsg = "engine could not be started"
+		m.log.Error("engine run failed", "task", t.ID, "tenant", t.Tenant, "err", runErr)
+	case res.ExitCode == 0 && !(t.hasResult && t.isError):
+		status = protocol.StatusSuccess
+	case res.ExitCode == 0:
+		errMsg = "engine reported an error"
+	default:
+		errMsg = fmt.Sprintf("engine exited with code %d", res.ExitCode)
+	}
+	exit := -1
+	if ran && runErr == nil {
+		exit = res.ExitCode
+	}
+	var dur time.Duration
+	if !t.startedAt.IsZero() {
+		dur = now.Sub(t.startedAt)
+	}
+	seq := int64(len(t.log)) + 1
+	frame, _ := jsonFrame(protocol.TaskComplete{
+		Type: protocol.TypeTaskComplete, TaskID: t.ID, Seq: seq, ServerTime: protocol.Time(now),
+		ExitCode: exit, Status: status, DurationMs: dur.Milliseconds(), Result: t.result, Error: errMsg,
+	})
+	end := t.headBytes.Load() + int64(len(frame))
+	t.log = append(t.log, entry{frame: frame, end: end})
+	t.status, t.exitCode, t.errMsg, t.endedAt = status, exit, errMsg, now
+	if t.detach != nil {
+		t.detach.Stop()
+		t.detach = nil
+	}
+	subs := t.subs
+	result := t.result
+	t.headBytes.Store(end)
+	t.headSeq.Store(seq)
+	close(t.done)
+	t.mu.Unlock()
+	t.cancel(nil) // release the context's resources
+
+	for _, s := range subs {
+		s.sub.Notify()
+	}
+	var exitPtr *int
+	if exit >= 0 {
+		exitPtr = &exit
+	}
+	summary := truncateUTF8(result, 1024)
+	m.persist(t.Tenant, t.ID, store.TaskUpdate{Status: status, EndedAt: &now, ExitCode: exitPtr, ResultSummary: &summary, Error: &errMsg, LastSeq: &seq})
+	m.metrics.taskFinished(status, dur)
+	outcome := audit.OutcomeSuccess
+	if status != protocol.StatusSuccess {
+		outcome = audit.OutcomeFailure
+	}
+	// The task has already ended; a failed record here is logged, it cannot refuse anything.
+	if err := m.opts.Audit.Record(context.Background(), audit.Record{
+		Action: audit.ActionTaskComplete, Outcome: outcome, Reason: errMsg, Tenant: t.Tenant,
+		Actor:   audit.Actor{Sub: t.Owner},
+		Target:  audit.Target{Type: "task", ID: t.ID},
+		Details: map[string]any{"status": status, "exitCode": exit, "durationMs": dur.Milliseconds(), "events": seq},
+	}); err != nil {
+		m.log.Error("audit write failed for task.complete", "task", t.ID, "err", err)
+	}
+
+	m.mu.Lock()
+	m.dropLive(userKey{t.Tenant, t.Owner})
+	m.finished = append(m.finished, t)
+	m.evictLocked(now)
+	m.mu.Unlock()
+}
+
+func (m *Manager) persist(tenant, id string, u store.TaskUpdate) {
+	ctx, cancel := context.WithTimeout(context.Background(), m.opts.PersistTimeout)
+	defer cancel()
+	if _, err := m.opts.Store.UpdateTask(ctx, tenant, id, u); err != nil {
+		m.log.Error("task state not persisted", "task", id, "status", u.Status, "err", err)
+	}
+}
+
+// evictLocked drops finished tasks past their retention or beyond the retained bound.
+// Subscribers still holding one keep its log alive until they let go.
+func (m *Manager) evictLocked(now time.Time) {
+	n := 0
+	for _, t := range m.finished {
+		if now.Sub(t.endedAt) < m.opts.Retention && len(m.finished)-n <= m.opts.MaxRetained {
+			break
+		}
+		n++
+		delete(m.tasks, t.ID)
+		uk := userKey{t.Tenant, t.Owner}
+		list := m.byUser[uk]
+		if i := slices.Index(list, t); i >= 0 {
+			list = slices.Delete(list, i, i+1)
+		}
+		if len(list) == 0 {
+			delete(m.byUser, uk)
+		} else {
+			m.byUser[uk] = list
+		}
+	}
+	m.finished = slices.Delete(m.finished, 0, n)
+}
+
+// Sweep evicts expired tasks; the server calls it periodically.
+func (m *Manager) Sweep() {
+	m.mu.Lock()
+	m.evictLocked(m.now())
+	m.mu.Unlock()
+}
+
+// visible reports whether p may see t: its owner, a task admin of its tenant, or a
+// platform admin. Anything else is answered exactly like a task that does not exist.
+func visible(p *auth.Principal, tenant, owner string) bool {
+	if p.Has(auth.PermPlatformAdmin) {
+		return true
+	}
+	return p.Tenant == tenant && (p.Subject == owner || p.Has(auth.PermTaskAdmin))
+}
+
+// Get returns a live or retained task p may see.
+func (m *Manager) Get(p *auth.Principal, id string) (*Task, bool) {
+	m.mu.Lock()
+	t, ok := m.tasks[id]
+	m.mu.Unlock()
+	if !ok || !visible(p, t.Tenant, t.Owner) {
+		return nil, false
+	}
+	return t, true
+}
+
+// Status returns the state of a task p may see, from memory or, once evicted, the store.
+func (m *Manager) Status(ctx context.Context, p *auth.Principal, id string) (Snapshot, error) {
+	if t, ok := m.Get(p, id); ok {
+		return t.Snapshot(), nil
+	}
+	rec, err := m.opts.Store.GetTask(ctx, p.Tenant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return Snapshot{}, ErrNotFound
+	}
+	if err != nil {
+		return Snapshot{}, err
+	}
+	if !visible(p, rec.Tenant, rec.Owner) {
+		return Snapshot{}, ErrNotFound
+	}
+	return fromRecord(rec), nil
+}
+
+func fromRecord(r store.Task) Snapshot {
+	s := Snapshot{ID: r.ID, Tenant: r.Tenant, Owner: r.Owner, Objective: r.Objective, Status: r.Status,
+		CreatedAt: r.CreatedAt, LastSeq: r.LastSeq, ExitCode: -1, Error: r.Error}
+	if r.StartedAt != nil {
+		s.StartedAt = *r.StartedAt
+	}
+	if r.EndedAt != nil {
+		s.EndedAt = *r.EndedAt
+	}
+	if r.ExitCode != nil {
+		s.ExitCode = *r.ExitCode
+	}
+	return s
+}
+
+// Cancel cancels a task p may cancel (its owner, a task admin of its tenant, a platform
+// admin). Cancelling a task that already ended is a no-op that still succeeds.
+func (m *Manager) Cancel(ctx context.Context, p *auth.Principal, id string, meta Meta) error {
+	t, ok := m.Get(p, id)
+	if !ok {
+		return ErrNotFound
+	}
+	if err := m.opts.Audit.Record(ctx, m.record(p, meta, audit.ActionTaskCancel, audit.OutcomeSuccess, t.ID, "", nil)); err != nil {
+		return fmt.Errorf("%w: %w", ErrAudit, err)
+	}
+	t.cancel(errCancelled)
+	return nil
+}
+
+// List returns p's own recent tasks, newest first: live and retained ones from memory,
+// completed with older ones from the store.
+func (m *Manager) List(ctx context.Context, p *auth.Principal) ([]Snapshot, error) {
+	limit := m.opts.ListLimit
+	m.mu.Lock()
+	mem := slices.Clone(m.byUser[userKey{p.Tenant, p.Subject}])
+	m.mu.Unlock()
+	seen := map[string]bool{}
+	var out []Snapshot
+	for i := len(mem) - 1; i >= 0 && len(out) < limit; i-- {
+		s := mem[i].Snapshot()
+		seen[s.ID] = true
+		out = append(out, s)
+	}
+	if len(out) < limit {
+		recs, err := m.opts.Store.ListTasks(ctx, store.TaskFilter{Tenant: p.Tenant, Owner: p.Subject, Limit: limit})
+		if err != nil {
+			return out, err
+		}
+		for _, r := range recs {
+			if !seen[r.ID] && len(out) < limit {
+				out = append(out, fromRecord(r))
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out, nil
+}
+
+// Subscribe attaches sub to a task p may see, replaying every event after afterSeq.
+func (m *Manager) Subscribe(p *auth.Principal, id string, afterSeq int64, sub Subscriber) (*Subscription, error) {
+	t, ok := m.Get(p, id)
+	if !ok {
+		return nil, ErrNotFound
+	}
+	return m.attach(t, p, afterSeq, sub), nil
+}
+
+// Attach subscribes the creator of t (from Create) from the first event.
+func (m *Manager) Attach(t *Task, p *auth.Principal, sub Subscriber) *Subscription {
+	return m.attach(t, p, 0, sub)
+}
+
+func (m *Manager) attach(t *Task, p *auth.Principal, afterSeq int64, sub Subscriber) *Subscription {
+	s := &Subscription{
+		task: t, sub: sub, owner: p.Tenant == t.Tenant && p.Subject == t.Owner,
+		progress: make(chan struct{}, 1), gone: make(chan struct{}),
+		maxMsgs: int64(m.opts.SendQueueMessages), maxBytes: int64(m.opts.SendQueueBytes),
+	}
+	t.mu.Lock()
+	if afterSeq < 0 {
+		afterSeq = 0
+	}
+	if afterSeq > int64(len(t.log)) {
+		afterSeq = int64(len(t.log))
+	}
+	s.cursor.Store(afterSeq)
+	if afterSeq > 0 {
+		s.cursorBytes.Store(t.log[afterSeq-1].end)
+	}
+	t.subs = append(slices.Clip(t.subs), s)
+	if s.owner {
+		t.ownerSubs++
+		if t.detach != nil {
+			t.detach.Stop()
+			t.detach = nil
+		}
+	}
+	t.mu.Unlock()
+	sub.Notify()
+	return s
+}
+
+// unsubscribe removes s; when the last owner session of a live task goes, the task is
+// detached (cancelled after the grace) or cancelled at once, per tasks.on_disconnect.
+func (m *Manager) unsubscribe(s *Subscription) {
+	if !s.closed.CompareAndSwap(false, true) {
+		return
+	}
+	close(s.gone)
+	t := s.task
+	t.mu.Lock()
+	if i := slices.Index(t.subs, s); i >= 0 {
+		subs := make([]*Subscription, 0, len(t.subs)-1)
+		subs = append(subs, t.subs[:i]...)
+		t.subs = append(subs, t.subs[i+1:]...)
+	}
+	abandon := false
+	if s.owner {
+		t.ownerSubs--
+		if t.ownerSubs == 0 && !protocol.Terminal(t.status) {
+			t.lastOwner = m.now()
+			if m.opts.OnDisconnectCancel || m.opts.DetachGrace <= 0 {
+				abandon = true
+			} else if !m.draining.Load() {
+				t.detach = time.AfterFunc(m.opts.DetachGrace, func() { t.cancel(errDetached) })
+			}
+		}
+	}
+	t.mu.Unlock()
+	if abandon {
+		t.cancel(errOwnerAbandon)
+	}
+}
+
+// Drain refuses new tasks, gives running ones until ctx ends to finish, then cancels the
+// rest as interrupted and waits for every task goroutine.
+func (m *Manager) Drain(ctx context.Context) {
+	m.draining.Store(true)
+	done := make(chan struct{})
+	go func() {
+		m.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return
+	case <-ctx.Done():
+	}
+	m.mu.Lock()
+	for _, t := range m.tasks {
+		t.cancel(errShutdown)
+	}
+	m.mu.Unlock()
+	<-done
+}
+
+// Draining reports whether Drain has begun.
+func (m *Manager) Draining() bool { return m.draining.Load() }
+
+// Counts reports live tasks for metrics and readiness.
+func (m *Manager) Counts() (waiting, running int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.waiting, m.running
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	const hx = "0123456789abcdef"
+	out := make([]byte, 0, 36)
+	for i, c := range b {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			out = append(out, '-')
+		}
+		out = append(out, hx[c>>4], hx[c&0xf])
+	}
+	return string(out)
+}
+
+type metricsAdapter struct{ m Metrics }
+
+func (a metricsAdapter) taskStarted() {
+	if a.m != nil {
+		a.m.TaskStarted()
+	}
+}
+func (a metricsAdapter) taskFinished(s string, d time.Duration) {
+	if a.m != nil {
+		a.m.TaskFinished(s, d)
+	}
+}
+func (a metricsAdapter) queueWait(d time.Duration) {
+	if a.m != nil {
+		a.m.QueueWait(d)
+	}
+}
+func (a metricsAdapter) event(n int) {
+	if a.m != nil {
+		a.m.Event(n)
+	}
+}
+func (a metricsAdapter) slowConsumer() {
+	if a.m != nil {
+		a.m.SlowConsumer()
+	}
+}

@@ -1,0 +1,196 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/engine"
+	"github.com/flowgate/flowgate/internal/protocol"
+)
+
+// Causes of a task's context cancellation; finish maps them to a status.
+var (
+	errCancelled    = errors.New("cancelled")
+	errTimeout      = errors.New("timeout")
+	errShutdown     = errors.New("server shutting down")
+	errDetached     = errors.New("owner disconnected")
+	errOutputLimit  = errors.New("output limit exceeded")
+	errLogLimit     = errors.New("event log limit exceeded")
+	errOwnerAbandon = errors.New("owner disconnected and tasks.on_disconnect is cancel")
+)
+
+// entry is one event of a task's log: the frame every subscriber receives and the
+// cumulative byte count through it (for the slow-consumer byte bound).
+type entry struct {
+	frame []byte
+	end   int64
+}
+
+// Task is one swarm run. Identity fields never change after creation; the rest is guarded
+// by mu, except the head counters that subscribers poll without locking.
+type Task struct {
+	ID        string
+	Tenant    string
+	Owner     string
+	Objective string
+	Request   engine.Request
+	CreatedAt time.Time
+
+	m      *Manager
+	cancel context.CancelCauseFunc
+	stop   <-chan struct{} // the task context's Done: ends backpressure waits
+	done   chan struct{}   // closed once the task is terminal and task_complete is logged
+
+	headSeq   atomic.Int64
+	headBytes atomic.Int64
+
+	mu        sync.RWMutex
+	status    string
+	startedAt time.Time
+	endedAt   time.Time
+	exitCode  int
+	result    string
+	isError   bool
+	hasResult bool
+	errMsg    string
+	log       []entry
+	subs      []*Subscription // copy-on-write: readers take the slice under mu and iterate freely
+	ownerSubs int
+	detach    *time.Timer
+	lastOwner time.Time // last time an owner session was subscribed
+}
+
+// Snapshot is a consistent view of a task's state.
+type Snapshot struct {
+	ID        string
+	Tenant    string
+	Owner     string
+	Objective string
+	Status    string
+	CreatedAt time.Time
+	StartedAt time.Time
+	EndedAt   time.Time
+	ExitCode  int
+	LastSeq   int64
+	Error     string
+}
+
+// Snapshot returns the task's current state.
+func (t *Task) Snapshot() Snapshot {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return Snapshot{
+		ID: t.ID, Tenant: t.Tenant, Owner: t.Owner, Objective: t.Objective, Status: t.status,
+		CreatedAt: t.CreatedAt, StartedAt: t.startedAt, EndedAt: t.endedAt, ExitCode: t.exitCode,
+		LastSeq: int64(len(t.log)), Error: t.errMsg,
+	}
+}
+
+// Done is closed when the task has ended.
+func (t *Task) Done() <-chan struct{} { return t.done }
+
+// appendFrame adds one event to the log under the lock, builds its frame with the seq it
+// gets, and then wakes subscribers and applies backpressure outside the lock.
+func (t *Task) appendFrame(build func(dst []byte, seq int64, now time.Time) ([]byte, string), sizeHint int) {
+	now := t.m.now()
+	t.mu.Lock()
+	if protocol.Terminal(t.status) {
+		t.mu.Unlock()
+		return // late output after the end (cannot happen with a reaped child, but be safe)
+	}
+	seq := int64(len(t.log)) + 1
+	frame, typ := build(make([]byte, 0, sizeHint+128), seq, now)
+	end := t.headBytes.Load() + int64(len(frame))
+	if seq > int64(t.m.opts.MaxLogEvents) || end > t.m.opts.MaxLogBytes {
+		t.mu.Unlock()
+		t.cancel(errLogLimit)
+		return
+	}
+	t.log = append(t.log, entry{frame: frame, end: end})
+	if typ == "result" {
+		t.captureResult(frame)
+	}
+	subs := t.subs
+	t.headBytes.Store(end)
+	t.headSeq.Store(seq)
+	t.mu.Unlock()
+
+	t.m.metrics.event(len(frame))
+	for _, s := range subs {
+		s.sub.Notify()
+	}
+	for _, s := range subs {
+		t.backpressure(s)
+	}
+}
+
+// captureResult keeps the engine's final result line for task_complete: is_error decides
+// success even when the exit code is 0. Called with mu held.
+func (t *Task) captureResult(frame []byte) {
+	var r struct {
+		IsError *bool           `json:"is_error"`
+		Result  json.RawMessage `json:"result"`
+	}
+	if json.Unmarshal(frame, &r) != nil {
+		return
+	}
+	t.hasResult = true
+	t.isError = r.IsError != nil && *r.IsError
+	var s string
+	if json.Unmarshal(r.Result, &s) != nil {
+		s = string(r.Result)
+	}
+	if max := t.m.opts.MaxResultBytes; len(s) > max {
+		s = truncateUTF8(s, max)
+	}
+	t.result = s
+}
+
+// backpressure holds the engine's output (and so, through the pipe, the engine) while a
+// live subscriber is more than the send bound behind, for at most the write timeout; a
+// subscriber still behind after that is a slow consumer and is dropped. Replays (a
+// subscriber that has not yet caught up once) are exempt: they read from the log at their
+// own pace.
+func (t *Task) backpressure(s *Subscription) {
+	if !s.live.Load() {
+		return
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	for s.behind(t.headSeq.Load(), t.headBytes.Load()) {
+		if timer == nil {
+			timer = time.NewTimer(t.m.opts.WriteTimeout)
+		}
+		select {
+		case <-s.progress:
+		case <-s.gone:
+			return
+		case <-t.stop:
+			return
+		case <-timer.C:
+			t.m.metrics.slowConsumer()
+			s.sub.SlowConsumer()
+			t.m.unsubscribe(s)
+			return
+		}
+	}
+}
+
+func truncateUTF8(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && s[cut]&0xC0 == 0x80 {
+		cut--
+	}
+	return s[:cut]
+}

@@ -209,6 +209,9 @@ func osUser() string {
 }
 
 func (a *app) close(ctx context.Context) {
+	if a.keys != nil {
+		a.keys.Close()
+	}
 	if a.recorder != nil {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		if err := a.recorder.Close(ctx); err != nil {

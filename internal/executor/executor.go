@@ -88,7 +88,8 @@ type Spec struct {
 // redacted and cut to MaxLineBytes (truncated=true). The slice is valid only during the call.
 // Stdout and Stderr are called from two different goroutines, possibly at the same time; each
 // of them is called sequentially. A slow Output slows the engine (its pipe fills up), it does
-// not lose output.
+// not lose output; an Output that never returns keeps Run from returning, so it must not block
+// on anything that waits for Run (queue or drop instead).
 type Output interface {
 	Stdout(line []byte, truncated bool)
 	Stderr(line []byte, truncated bool)
@@ -255,6 +256,9 @@ func (e *Executor) SandboxMode() sandbox.Mode { return e.sb.Mode() }
 // them at once. The error is non-nil only if the engine could not be started; it then wraps
 // ErrStart. Output is called from two goroutines (see Output).
 func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, error) {
+	if out == nil {
+		return Result{}, fmt.Errorf("%w: no output", ErrStart)
+	}
 	if !taskIDRe.MatchString(spec.TaskID) {
 		return Result{}, fmt.Errorf("%w: invalid task id", ErrStart)
 	}

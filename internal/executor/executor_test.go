@@ -728,3 +728,25 @@ func TestConcurrentRuns(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// The PGroup hole (an engine kills its own supervisor after leaving a setsid'd process behind
+// that holds stdout): Run must still return, after the drain timeout, and not hang on the pipe.
+func TestPGroupEscapeeDoesNotHangRun(t *testing.T) {
+	mark := newMarker()
+	t.Cleanup(func() {
+		for _, pid := range survivors(mark) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+	script := fmt.Sprintf(`setsid %s helper-sleep "$1" & sleep 0.3; echo escaping; kill -KILL $PPID; sleep 300`, self(t))
+	ex := newExecutor(t, sandbox.PGroup, shProfile(t, script))
+	c := &collector{}
+	res, err := ex.Run(t.Context(), spec("t1", mark), c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("result %+v, output %q, escaped: %v", res, c.stdout(), survivors(mark))
+	if !slices.Contains(c.stdout(), "escaping") {
+		t.Errorf("output %q", c.stdout())
+	}
+}

@@ -39,7 +39,7 @@ type TenantCreate struct {
 // and the engine's strategy enum). The returned value has Name defaulted to ID.
 func (v *Validator) TenantCreate(in TenantCreate, global Limits) (TenantCreate, error) {
 	errs := fieldErrors{}
-	v.check(&params{lim: global.withDefaults()}, &in, errs)
+	v.check(&params{lim: global.WithDefaults()}, &in, errs)
 	if err := errs.err(); err != nil {
 		return TenantCreate{}, err
 	}
@@ -67,7 +67,7 @@ func tenantPatchRules(sl validator.StructLevel) {
 // Who may change what (limits: platform:admin only) is the handler's decision.
 func (v *Validator) TenantPatch(in TenantPatch, global Limits) (TenantPatch, error) {
 	errs := fieldErrors{}
-	v.check(&params{lim: global.withDefaults()}, &in, errs)
+	v.check(&params{lim: global.WithDefaults()}, &in, errs)
 	if err := errs.err(); err != nil {
 		return TenantPatch{}, err
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -204,10 +205,8 @@ func betweenParam(param string) (lo, hi int) {
 }
 
 func enum(s string, allowed []string) string {
-	for _, a := range allowed {
-		if s == a {
-			return ""
-		}
+	if slices.Contains(allowed, s) {
+		return ""
 	}
 	return "must be one of: " + strings.Join(allowed, ", ")
 }

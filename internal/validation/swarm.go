@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"math"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -42,7 +43,10 @@ type Limits struct {
 	DefaultMode           string
 }
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with every zero field set to its default, defaults clamped to the
+// maxima and DefaultStrategy/DefaultMode replaced by the first allowed value when they are not
+// allowed. These are the effective bounds (e.g. for the connection frame's limits).
+func (l Limits) WithDefaults() Limits {
 	setInt := func(p *int, def int) {
 		if *p <= 0 {
 			*p = def
@@ -67,13 +71,13 @@ func (l Limits) withDefaults() Limits {
 	if l.DefaultStrategy == "" {
 		l.DefaultStrategy = DefaultStrategy
 	}
-	if enum(l.DefaultStrategy, l.Strategies) != "" {
+	if !slices.Contains(l.Strategies, l.DefaultStrategy) {
 		l.DefaultStrategy = l.Strategies[0]
 	}
 	if l.DefaultMode == "" {
 		l.DefaultMode = DefaultMode
 	}
-	if enum(l.DefaultMode, l.Modes) != "" {
+	if !slices.Contains(l.Modes, l.DefaultMode) {
 		l.DefaultMode = l.Modes[0]
 	}
 	return l
@@ -108,7 +112,7 @@ type swarmOptions struct {
 // Swarm validates a swarm message against lim and returns the request with defaults applied,
 // or an *Error naming every failing field.
 func (v *Validator) Swarm(m *protocol.Swarm, lim Limits) (SwarmRequest, error) {
-	lim = lim.withDefaults()
+	lim = lim.WithDefaults()
 	p := &params{lim: lim}
 	errs := fieldErrors{}
 	in := swarmInput{Objective: m.Objective, RequestID: m.RequestID}

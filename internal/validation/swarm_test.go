@@ -3,6 +3,8 @@ package validation
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -296,6 +298,33 @@ func BenchmarkSwarm(b *testing.B) {
 	for b.Loop() {
 		if _, err := v.Swarm(m, Limits{}); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// TestConcurrentUse: one Validator is shared by every session.
+func TestConcurrentUse(t *testing.T) {
+	v := New()
+	done := make(chan error)
+	for g := range 16 {
+		go func() {
+			var err error
+			for i := range 200 {
+				agents := (g+i)%25 + 1
+				m := &protocol.Swarm{Type: "swarm", Objective: ptr("task"), Options: map[string]json.RawMessage{
+					"agents": json.RawMessage(strconv.Itoa(agents)),
+				}}
+				req, e := v.Swarm(m, Limits{})
+				if (e == nil) != (agents <= 20) || (e == nil && req.Agents != agents) {
+					err = fmt.Errorf("agents %d: %+v, %v", agents, req, e)
+				}
+			}
+			done <- err
+		}()
+	}
+	for range 16 {
+		if err := <-done; err != nil {
+			t.Error(err)
 		}
 	}
 }

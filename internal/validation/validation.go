@@ -95,11 +95,17 @@ func paramsFrom(ctx context.Context) *params {
 	if p, ok := ctx.Value(paramsKey{}).(*params); ok {
 		return p
 	}
-	return &params{lim: Limits{}.withDefaults(), maxTTL: DefaultMaxTokenTTL}
+	return &params{lim: Limits{}.WithDefaults(), maxTTL: DefaultMaxTokenTTL}
 }
 
 // check runs the struct rules on s (a pointer) and adds every failure to errs.
 func (v *Validator) check(p *params, s any, errs fieldErrors) {
+	if p.lim.MaxAgents == 0 {
+		p.lim = p.lim.WithDefaults()
+	}
+	if p.maxTTL <= 0 {
+		p.maxTTL = DefaultMaxTokenTTL
+	}
 	ctx := context.WithValue(context.Background(), paramsKey{}, p)
 	err := v.v.StructCtx(ctx, s)
 	if err == nil {

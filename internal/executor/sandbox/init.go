@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -44,6 +45,7 @@ type initConfig struct {
 	mountProc bool
 	probe     bool
 	statusFD  int
+	asUser    *[2]int // --as-user UID:GID: run the engine as this user in a nested user namespace
 	path      string
 	args      []string
 }
@@ -63,6 +65,18 @@ func parseInitArgs(args []string) (initConfig, error) {
 			c.mountProc = true
 		case "--probe":
 			c.probe = true
+		case "--as-user":
+			if i+1 >= len(args) {
+				return c, errors.New("--as-user needs UID:GID")
+			}
+			i++
+			u, g, ok := strings.Cut(args[i], ":")
+			uid, err1 := strconv.Atoi(u)
+			gid, err2 := strconv.Atoi(g)
+			if !ok || err1 != nil || err2 != nil || uid < 0 || gid < 0 {
+				return c, errors.New("--as-user: want UID:GID")
+			}
+			c.asUser = &[2]int{uid, gid}
 		case "--status-fd":
 			if i+1 >= len(args) {
 				return c, errors.New("--status-fd needs a value")
@@ -91,8 +105,11 @@ func parseInitArgs(args []string) (initConfig, error) {
 	if n != 1 {
 		return c, errors.New("exactly one of --ns, --subreaper and --relay is required")
 	}
+	if c.asUser != nil && !c.ns {
+		return c, errors.New("--as-user needs --ns")
+	}
 	if !c.probe && !filepath.IsAbs(c.path) {
-		return c, errors.New("usage: sandbox-init --ns|--subreaper|--relay [--mount-proc] [--status-fd N] -- /abs/engine [args...]")
+		return c, errors.New("usage: sandbox-init --ns|--subreaper|--relay [--mount-proc] [--as-user UID:GID] [--status-fd N] -- /abs/engine [args...]")
 	}
 	return c, nil
 }
@@ -110,7 +127,16 @@ func parseInitArgs(args []string) (initConfig, error) {
 // status. With --subreaper it does the same as a child subreaper, signalling its process tree
 // instead of kill(-1); on SIGHUP with a new parent (the gateway died, see Pdeathsig) it
 // SIGKILLs the tree. With --relay it starts itself with --ns in a new user and PID namespace
-// (for a gateway that may not create a PID namespace itself) and forwards signals to it.
+// (for a gateway that may not create a PID namespace itself) and forwards signals to it; with
+// --mount-proc too, the relay maps the gateway's user to root in that namespace so the init can
+// mount /proc, and the init starts the engine as the gateway's user again, without
+// capabilities, in a nested user namespace (--as-user).
+//
+// The gateway wires it as a hidden subcommand, first thing in main:
+//
+//	if len(os.Args) > 1 && os.Args[1] == sandbox.InitArg {
+//		os.Exit(sandbox.InitMain(os.Args[2:]))
+//	}
 func InitMain(args []string) int {
 	cfg, err := parseInitArgs(args)
 	if err != nil {
@@ -180,7 +206,30 @@ func InitMain(args []string) int {
 			return fail(exitSetup, "mount /proc: %v", err)
 		}
 	}
+	engineAttr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if cfg.asUser != nil {
+		// The relay mapped the gateway's user to root here so that this init could mount
+		// /proc; the engine must not be root, so it gets a nested user namespace in which it
+		// is the gateway's user again, without capabilities.
+		uid, gid := cfg.asUser[0], cfg.asUser[1]
+		engineAttr.Cloneflags = unix.CLONE_NEWUSER
+		engineAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: os.Getuid(), Size: 1}}
+		engineAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: os.Getgid(), Size: 1}}
+	}
 	if cfg.probe {
+		if cfg.asUser != nil {
+			// Prove the nested namespace works too, or this setup is no good.
+			pid, err := syscall.ForkExec("/proc/self/exe", []string{"true", InitArg, "--usage-probe"}, &syscall.ProcAttr{Sys: engineAttr})
+			if err != nil {
+				return fail(exitSetup, "nested user namespace: %v", err)
+			}
+			var ws unix.WaitStatus
+			for {
+				if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
+					break
+				}
+			}
+		}
 		fmt.Fprintln(os.Stdout, probeToken)
 		return 0
 	}
@@ -189,7 +238,7 @@ func InitMain(args []string) int {
 	pid, err := syscall.ForkExec(cfg.path, argv, &syscall.ProcAttr{
 		Env:   os.Environ(),
 		Files: []uintptr{0, 1, 2},
-		Sys:   &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL},
+		Sys:   engineAttr,
 	})
 	if err != nil {
 		return fail(exitExecFails, "start engine: %v", err)
@@ -265,8 +314,13 @@ func relay(cfg initConfig, sigs chan os.Signal, report func(string), fail func(i
 	}
 	args := []string{exe, InitArg, "--ns"}
 	files := []uintptr{0, 1, 2}
+	uid, gid := os.Getuid(), os.Getgid()
+	inner := [2]int{uid, gid} // our ids as seen inside the new user namespace
 	if cfg.mountProc {
-		args = append(args, "--mount-proc")
+		// Mounting /proc needs capabilities in the new namespace, which only its root
+		// has: map us to root there; the init starts the engine as us again (--as-user).
+		inner = [2]int{0, 0}
+		args = append(args, "--mount-proc", "--as-user", fmt.Sprintf("%d:%d", uid, gid))
 	}
 	if cfg.probe {
 		args = append(args, "--probe")
@@ -284,14 +338,13 @@ func relay(cfg initConfig, sigs chan os.Signal, report func(string), fail func(i
 	if cfg.mountProc {
 		flags |= unix.CLONE_NEWNS
 	}
-	uid, gid := os.Getuid(), os.Getgid()
 	pid, err := syscall.ForkExec(exe, args, &syscall.ProcAttr{
 		Env:   os.Environ(),
 		Files: files,
 		Sys: &syscall.SysProcAttr{
 			Cloneflags:  flags,
-			UidMappings: []syscall.SysProcIDMap{{ContainerID: uid, HostID: uid, Size: 1}},
-			GidMappings: []syscall.SysProcIDMap{{ContainerID: gid, HostID: gid, Size: 1}},
+			UidMappings: []syscall.SysProcIDMap{{ContainerID: inner[0], HostID: uid, Size: 1}},
+			GidMappings: []syscall.SysProcIDMap{{ContainerID: inner[1], HostID: gid, Size: 1}},
 			Pdeathsig:   syscall.SIGKILL, // our death takes the namespace down
 		},
 	})

@@ -37,13 +37,17 @@ type Options struct {
 
 // Sandbox starts engine process trees in the mode chosen at New. Safe for concurrent use.
 //
-// Known limits of PGroup mode: the supervisor walks its process tree (it is a child subreaper,
-// so orphans and setsid'd processes stay in it) and the gateway signals that tree and the
-// process group. A descendant escapes only if the supervisor dies before it (an engine can
-// SIGKILL its own supervisor, it runs as the same user) or if it re-parents itself outside by
-// other means; such processes are then found only through the process group. PIDNS mode has
-// neither hole: processes of the namespace cannot signal its init, and the kernel kills the
-// whole namespace when the init dies for any reason.
+// PIDNS: the init is PID 1 of a new PID namespace (and, where possible, of a mount namespace
+// with a private /proc, so an engine sees only its own task). Processes of the namespace cannot
+// kill their init, and when the init dies for any reason, including the gateway's death
+// (Pdeathsig), the kernel kills every process of the namespace. A gateway without
+// CAP_SYS_ADMIN gets the same through a user namespace, started by a relay process (see
+// InitMain) because a non-dumpable gateway cannot write a child's uid_map itself.
+//
+// PGroup (fallback): the supervisor is a child subreaper, so orphans and setsid'd processes
+// stay in its tree; it and the gateway signal that tree and the process group. A descendant
+// escapes only if the supervisor dies before it (an engine can SIGKILL its own supervisor: same
+// user) after it was re-parented away or left the group. Engines see the host's /proc.
 type Sandbox struct {
 	mode     Mode
 	initPath string
@@ -87,7 +91,7 @@ func New(opts Options) (*Sandbox, error) {
 		if s.mode == PIDNS {
 			if !s.setup.mountProc {
 				log.Warn("sandbox: engines run in a PID namespace but see the host's /proc (could not mount a private one): an engine can list other processes and read the environment of other engines running as the same user",
-					"probe_errors", errors.Join(probeErrs...).Error())
+					"probe_errors", joinErrs(probeErrs))
 			} else {
 				log.Info("sandbox: engines run in their own PID and mount namespace with a private /proc", "user_namespace", s.setup.relay)
 			}
@@ -103,17 +107,24 @@ func New(opts Options) (*Sandbox, error) {
 	}
 	s.mode, s.setup = PGroup, pg
 	if mode == Auto {
-		log.Warn("sandbox: PID namespaces unavailable, falling back to process groups: a descendant that kills its supervisor and was re-parented away can survive its task, and engines see the host's /proc",
-			"probe_errors", errors.Join(probeErrs...).Error())
+		log.Warn("sandbox: PID namespaces unavailable, falling back to process groups: a descendant that kills its supervisor and was re-parented away can survive its task, and engines see the host's /proc (other engines' environment included when they run as the same user)",
+			"probe_errors", joinErrs(probeErrs))
 	} else {
 		log.Warn("sandbox: process-group mode configured: a descendant that kills its supervisor and was re-parented away can survive its task, and engines see the host's /proc")
 	}
 	return s, nil
 }
 
+func joinErrs(errs []error) string {
+	if err := errors.Join(errs...); err != nil {
+		return err.Error()
+	}
+	return ""
+}
+
 // candidates in order of preference. Direct namespaces need CAP_SYS_ADMIN; the relayed ones
-// work for an unprivileged gateway where the kernel allows unprivileged user namespaces (a
-// private /proc then also needs the mapped user to be root, so it is usually skipped).
+// work for an unprivileged gateway where the kernel allows unprivileged user namespaces. A
+// private /proc fails where /proc is partly masked (as in most containers).
 func candidates() []candidate {
 	const pid, mnt = unix.CLONE_NEWPID, unix.CLONE_NEWNS
 	return []candidate{

@@ -32,6 +32,8 @@ func TestMain(m *testing.M) {
 			os.Exit(helperMode())
 		case "helper-gateway":
 			os.Exit(helperGateway(os.Args[2], os.Args[3]))
+		case "helper-server":
+			os.Exit(helperServer(os.Args[2] == "nondumpable"))
 		}
 	}
 	os.Exit(m.Run())
@@ -52,7 +54,7 @@ func helperMode() int {
 		return 1
 	}
 	fmt.Printf("mode=%s private_proc=%v user_namespace=%v\n", sb.Mode(), sb.PrivateProc(), sb.UserNamespace())
-	out, status, err := run(sb, "/bin/sh", "-c", `echo "uid=$(id -u) pid=$$ ppid=$PPID"`)
+	out, status, err := run(sb, "/bin/sh", "-c", `echo "uid=$(id -u) pid=$$ ppid=$PPID procs=$(ls /proc | grep -c '^[0-9]')"`)
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1
@@ -358,6 +360,15 @@ func TestModesByUserAndDumpability(t *testing.T) {
 			if !bytes.Contains(out, []byte(want)) || !bytes.Contains(out, []byte("status=0")) || bytes.Contains(out, []byte(" pid=1 ")) {
 				t.Errorf("want %q in the output", want)
 			}
+			// With a private /proc the engine sees its namespace only: init, sh, the $(...) subshell,
+			// ls, grep.
+			if bytes.Contains(out, []byte("private_proc=true")) {
+				i := bytes.Index(out, []byte("procs="))
+				n, _ := strconv.Atoi(strings.Fields(string(out[i+len("procs="):]))[0])
+				if n < 1 || n > 5 {
+					t.Errorf("engine sees %d processes", n)
+				}
+			}
 		})
 	}
 }
@@ -372,12 +383,15 @@ func TestMakeNonDumpable(t *testing.T) {
 			mark := marker(t)
 			// A process as nobody that optionally makes itself non-dumpable, then waits;
 			// a second process as nobody tries to read its environ.
-			server := exec.Command(initPath(t), "-test.run=^TestHelperServer$")
-			server.Env = []string{"FG_HELPER_SERVER=1", "FG_SECRET=" + mark, fmt.Sprintf("FG_NONDUMP=%v", nondump)}
+			arg := "dumpable"
+			if nondump {
+				arg = "nondumpable"
+			}
+			server := exec.Command(runnableByNobody(t), "helper-server", arg)
+			server.Env = []string{"FG_SECRET=" + mark}
 			server.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
 			server.Dir = "/"
 			stdout, _ := server.StdoutPipe()
-			server.Path = runnableByNobody(t)
 			if err := server.Start(); err != nil {
 				t.Fatal(err)
 			}
@@ -398,19 +412,19 @@ func TestMakeNonDumpable(t *testing.T) {
 	}
 }
 
-// TestHelperServer is the server side of TestMakeNonDumpable, run in a child process.
-func TestHelperServer(t *testing.T) {
-	if os.Getenv("FG_HELPER_SERVER") != "1" {
-		t.Skip("helper")
-	}
-	if os.Getenv("FG_NONDUMP") == "true" {
+// helperServer is the server side of TestMakeNonDumpable, run in a child process.
+func helperServer(nondump bool) int {
+	if nondump {
 		if err := MakeNonDumpable(); err != nil {
-			t.Fatal(err)
+			fmt.Println("error:", err)
+			return 1
 		}
 		if d, err := Dumpable(); err != nil || d {
-			t.Fatalf("still dumpable: %v %v", d, err)
+			fmt.Println("still dumpable:", d, err)
+			return 1
 		}
 	}
 	fmt.Println("ready")
 	time.Sleep(time.Minute)
+	return 0
 }

@@ -103,6 +103,9 @@ func PostgresDSN(t testing.TB) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := admin.PingContext(ctx); err != nil {
+		if os.Getenv("FLOWGATE_TEST_REQUIRE_SERVICES") != "" {
+			t.Fatalf("postgres not reachable at %s (FLOWGATE_TEST_REQUIRE_SERVICES is set): %v", u.Host, err)
+		}
 		t.Skipf("postgres not reachable at %s: %v", u.Host, err)
 	}
 	schema := "t_" + randomHex(t, 8)

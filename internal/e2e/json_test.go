@@ -1,0 +1,10 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+)
+
+func jsonDecode(r io.Reader, v any) error {
+	return json.NewDecoder(io.LimitReader(r, 1<<20)).Decode(v)
+}

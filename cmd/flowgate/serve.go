@@ -25,7 +25,9 @@ import (
 	"github.com/flowgate/flowgate/internal/ratelimit"
 	"github.com/flowgate/flowgate/internal/server"
 	"github.com/flowgate/flowgate/internal/session"
+	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/task"
+	"github.com/flowgate/flowgate/internal/tenant"
 	"github.com/flowgate/flowgate/internal/validation"
 )
 
@@ -120,8 +122,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxTimeoutSeconds: l.MaxTimeoutSeconds, DefaultAgents: l.DefaultAgents, DefaultTimeoutSeconds: l.DefaultTimeoutSeconds,
 		Strategies: profile.Strategies(), Modes: profile.Modes(), DefaultStrategy: profile.DefaultStrategy(), DefaultMode: profile.DefaultMode(),
 	}
+	validator := validation.New()
 	hub := session.NewHub(session.Options{
-		Logger: log, Tasks: tasks, Validator: validation.New(), Verifier: a.verifier, Revocations: revocations,
+		Logger: log, Tasks: tasks, Validator: validator, Verifier: a.verifier, Revocations: revocations,
 		Tenants: a.tenants, Audit: a.recorder, Swarms: limiter,
 		Version: version, SwarmLimits: swarmLimits,
 		PublicLimits: protocol.Limits{
@@ -140,12 +143,28 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("server.trusted_proxies: %w", err)
 	}
 
+	auditLog, err := audit.NewReader(audit.ReaderOptions{Storage: a.db, PublicKeys: a.auditPub, Logger: log})
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
 	var draining atomic.Bool
 	deps := &server.Deps{
 		Logger: log, Limits: l, QueryTokens: cfg.QueryTokensAllowed(), Origins: cfg.Server.AllowedOrigins,
 		Verifier: a.verifier, Signer: a.signer, Tickets: auth.NewTickets(cfg.Auth.TicketTTL, nil), Revocations: revocations,
 		Tenants: a.tenants, Audit: a.recorder, Hub: hub, Tasks: tasks, Limiter: limiter, Conns: conns, IPs: ips,
 		MaxBodySize: cfg.Server.MaxBodyBytes, Pprof: cfg.Ops.Pprof,
+		Store: a.db, Keys: a.keys, AuditLog: auditLog, Validator: validator, TenantDefaults: swarmLimits,
+		TenantChanged: func(ctx context.Context, t store.Tenant) {
+			a.tenants.Invalidate(t.ID)
+			if t.Status != tenant.StatusActive {
+				hub.CloseTenant(t.ID)
+			}
+		},
+		TokenRevoked: func(ctx context.Context, jti string, exp time.Time) {
+			revocations.Add(jti, exp)
+			hub.CloseJTI(jti)
+		},
+		KeyChanged: func(ctx context.Context, tenant string) {},
 		Ready:    func(ctx context.Context) error { return a.db.Ping(ctx) },
 		Draining: draining.Load,
 	}

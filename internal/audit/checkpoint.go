@@ -12,8 +12,9 @@ import (
 var ErrChainBroken = errors.New("audit: chain fails verification")
 
 // Checkpoint signs the head of every chain that advanced since its last checkpoint and stores
-// the signatures. Before signing, the records since the previous checkpoint (or anchor, or
-// genesis) are re-verified, as is the last record this process wrote to the chain. It returns
+// the signatures. Before signing, the links of the records since the previous checkpoint (or
+// anchor, or genesis) are re-checked (seq, prevHash, hash), as is the last record this process
+// wrote to the chain. It returns
 // how many chains were signed; a chain that fails is skipped, logged and reported in the error
 // (wrapping ErrChainBroken). Each checkpoint is also logged, leaving a copy outside the
 // database.
@@ -102,7 +103,7 @@ func (r *Recorder) verifySinceCheckpoint(ctx context.Context, s ChainState, writ
 		start = Head{Seq: cp.Seq, Hash: cp.Hash}
 	}
 	w := &walker{
-		st: r.st, keys: r.keys, chain: s.Chain, start: start, end: s.Head.Seq,
+		st: r.st, keys: r.keys, chain: s.Chain, start: start, end: s.Head.Seq, light: true,
 		recs: newRecordIter(r.st, s.Chain, start.Seq),
 	}
 	if h := written; wrote {

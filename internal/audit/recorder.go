@@ -28,7 +28,7 @@ const (
 	DefaultCheckpointInterval = time.Minute
 	DefaultMaxBatch           = 256
 	MaxMaxBatch               = 1024
-	MaxLinger                 = 10 * time.Millisecond
+	MaxLinger                 = 2 * time.Millisecond
 	DefaultQueueSize          = 4096
 	MaxQueueSize              = 1 << 16
 	DefaultWriteTimeout       = 10 * time.Second
@@ -56,7 +56,7 @@ type Options struct {
 	CheckpointInterval time.Duration
 
 	// Group commit: one transaction takes up to MaxBatch queued records (0 = 256, at most 1024);
-	// Linger (0 = none, at most 10ms) is how long a batch that is not full waits for more.
+	// Linger (0 = none, at most 2ms) is how long a batch that is not full waits for more.
 	// QueueSize bounds the records waiting (0 = 4096, at most 65536); Record blocks (until its
 	// ctx ends) while the queue is full. WriteTimeout bounds one append transaction (0 = 10s).
 	MaxBatch     int

@@ -21,6 +21,14 @@ func Public(d *Deps) http.Handler {
 	mux.Handle("GET /readyz", handleReady(d))
 	mux.Handle("GET /.well-known/jwks.json", handleJWKS(d))
 	mux.Handle("POST /v1/ws-ticket", handleTicket(d))
+
+	// Tenants and keys (admin_tenants.go, admin_keys.go).
+
+	// Tokens and revocation (admin_tokens.go).
+
+	// Tasks (admin_tasks.go).
+
+	// Audit review (admin_audit.go).
 	if d.UI != nil {
 		mux.Handle("GET /ui/", d.UI)
 		mux.Handle("GET /sdk/", d.UI)

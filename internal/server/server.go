@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -12,10 +13,37 @@ import (
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/config"
 	"github.com/flowgate/flowgate/internal/ratelimit"
+	"github.com/flowgate/flowgate/internal/secrets"
 	"github.com/flowgate/flowgate/internal/session"
 	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/task"
+	"github.com/flowgate/flowgate/internal/validation"
 )
+
+// TenantStore is what the admin handlers need of the store.
+type TenantStore interface {
+	CreateTenant(ctx context.Context, t store.Tenant) (store.Tenant, error)
+	GetTenant(ctx context.Context, id string) (store.Tenant, error)
+	ListTenants(ctx context.Context, limit int, afterID string) ([]store.Tenant, error)
+	UpdateTenant(ctx context.Context, id string, fn func(*store.Tenant) error) (store.Tenant, error)
+	ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error)
+	RevokeToken(ctx context.Context, r store.RevokedToken) error
+}
+
+// KeyAdmin sets, deletes and describes tenant engine keys (the secrets cache, which
+// invalidates itself on every change).
+type KeyAdmin interface {
+	Set(ctx context.Context, tenant, keyRef, value string) (secrets.Metadata, error)
+	Delete(ctx context.Context, tenant, keyRef string) error
+	Describe(ctx context.Context, tenant, keyRef string) (secrets.Metadata, error)
+}
+
+// AuditReader answers the audit review routes.
+type AuditReader interface {
+	Query(ctx context.Context, f audit.Filter) ([]audit.Record, string, error)
+	Export(ctx context.Context, f audit.Filter, w io.Writer) error
+	Verify(ctx context.Context, opts audit.VerifyOptions) (audit.Report, error)
+}
 
 // Verifier checks bearer tokens.
 type Verifier interface {
@@ -63,6 +91,21 @@ type Deps struct {
 	IPs         IPResolver
 	Metrics     Metrics
 	MaxBodySize int64
+
+	// Admin API (DESIGN §9).
+	Store          TenantStore
+	Keys           KeyAdmin
+	AuditLog       AuditReader
+	Validator      *validation.Validator
+	TenantDefaults validation.Limits // global bounds a tenant's limits are checked against
+	// TenantChanged is called after a tenant is created or updated: it invalidates caches and
+	// closes the sessions of a suspended tenant (locally and, in a cluster, everywhere).
+	TenantChanged func(ctx context.Context, t store.Tenant)
+	// TokenRevoked is called after a revocation is stored: it updates the revocation set and
+	// closes live sessions using the token (locally and, in a cluster, everywhere).
+	TokenRevoked func(ctx context.Context, jti string, exp time.Time)
+	// KeyChanged is called after a tenant key is set or deleted (cluster-wide invalidation).
+	KeyChanged func(ctx context.Context, tenant string)
 
 	// Ready reports whether dependencies (store, cache) can serve; nil means ready.
 	Ready func(ctx context.Context) error

@@ -107,7 +107,7 @@ func TestHandshakeRefusals(t *testing.T) {
 		reason string
 	}{
 		{"valid control", mint(base(), key), 101, ""},
-		{"alg none", b64([]byte(`{"alg":"none","typ":"JWT","kid":"` + kid + `"}`)) + "." + b64([]byte(`{"iss":"flowgate","aud":"flowgate","sub":"m","tenant":"demo","exp":9999999999}`)) + ".", 401, auth.ReasonAlgorithm},
+		{"alg none", b64([]byte(`{"alg":"none","typ":"JWT","kid":"`+kid+`"}`)) + "." + b64([]byte(`{"iss":"flowgate","aud":"flowgate","sub":"m","tenant":"demo","exp":9999999999}`)) + ".", 401, auth.ReasonAlgorithm},
 		{"wrong key", mint(base(), otherKey), 401, auth.ReasonSignature},
 		{"expired", with(func(c jwt.MapClaims) { c["exp"] = now.Add(-5 * time.Minute).Unix() }), 401, auth.ReasonExpired},
 		{"wrong audience", with(func(c jwt.MapClaims) { c["aud"] = "other" }), 401, auth.ReasonAudience},

@@ -36,7 +36,7 @@ func writeProblemExt(w http.ResponseWriter, r *http.Request, status int, code, d
 		Fields:    fields,
 	}
 	if retryAfter > 0 {
-		p.RetryAfterMs = max(1, retryAfter.Milliseconds())
+		p.RetryAfterMs = ceilMillis(retryAfter)
 		w.Header().Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
@@ -51,4 +51,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// ceilMillis rounds up, so a client that waits retryAfterMs is never early.
+func ceilMillis(d time.Duration) int64 {
+	return max(1, int64((d+time.Millisecond-1)/time.Millisecond))
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/clientip"
 	"github.com/flowgate/flowgate/internal/config"
 	"github.com/flowgate/flowgate/internal/ratelimit"
 	"github.com/flowgate/flowgate/internal/secrets"
@@ -130,6 +131,18 @@ func (d *Deps) clientIP(r *http.Request) string {
 		return ""
 	}
 	return a.String()
+}
+
+// clientBlock is the rate-limit key of a request's client: its IPv4 address, or its IPv6 /64.
+func (d *Deps) clientBlock(r *http.Request) string {
+	if d.IPs == nil {
+		return "unknown"
+	}
+	a := d.IPs.IP(r)
+	if !a.IsValid() {
+		return "unknown"
+	}
+	return clientip.Block(a).String()
 }
 
 type metricsShim struct{ m Metrics }

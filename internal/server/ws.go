@@ -37,6 +37,8 @@ func handleWS(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
 		ip := d.clientIP(r)
+		// Caps and rate limits count an IPv6 client's whole /64: one host holds many addresses.
+		ipKey := d.clientBlock(r)
 		src := audit.Source{IP: ip, Origin: trimHeader(r.Header.Get("Origin"), 256), UserAgent: trimHeader(r.UserAgent(), 256)}
 		refuse := func(status int, code, reason, detail string, retry time.Duration, p *auth.Principal) {
 			d.metrics().authFailure(reason)
@@ -64,7 +66,7 @@ func handleWS(d *Deps) http.Handler {
 			return
 		}
 		// Caps before authentication: a flood never reaches the verifier.
-		if dec := d.Limiter.Allow("hs:"+ip, rate.Limit(d.Limits.IPHandshakesPerSecond), d.Limits.IPHandshakeBurst, time.Now()); !dec.OK {
+		if dec := d.Limiter.Allow("hs:"+ipKey, rate.Limit(d.Limits.IPHandshakesPerSecond), d.Limits.IPHandshakeBurst, time.Now()); !dec.OK {
 			d.metrics().rejected("handshake_ip")
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many handshakes from this address", dec.RetryAfter, nil)
 			return
@@ -76,7 +78,7 @@ func handleWS(d *Deps) http.Handler {
 			return
 		}
 		defer releaseGlobal()
-		releaseIP, ok := d.Conns.Acquire("ip:"+ip, d.Limits.IPConnections)
+		releaseIP, ok := d.Conns.Acquire("ip:"+ipKey, d.Limits.IPConnections)
 		if !ok {
 			d.metrics().rejected("connections_ip")
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many connections from this address", 5*time.Second, nil)

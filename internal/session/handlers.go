@@ -338,7 +338,7 @@ func (s *Session) sendError(code, msg, reqID, taskID string, retryAfter time.Dur
 		RequestID: reqID, TaskID: taskID, Fields: fields,
 	}
 	if retryAfter > 0 {
-		e.RetryAfterMs = max(1, retryAfter.Milliseconds())
+		e.RetryAfterMs = ceilMillis(retryAfter)
 	}
 	s.send(e)
 }
@@ -366,4 +366,9 @@ func (s *Session) audit(ctx context.Context, action, outcome, reason, taskID, re
 	if err := s.opts.Audit.Record(ctx, r); err != nil {
 		s.opts.Logger.Error("audit write failed", "action", action, "session", s.id, "err", err)
 	}
+}
+
+// ceilMillis rounds up, so a client that waits retryAfterMs is never early.
+func ceilMillis(d time.Duration) int64 {
+	return max(1, int64((d+time.Millisecond-1)/time.Millisecond))
 }

@@ -31,7 +31,7 @@ type TenantLimits struct {
 // TenantCreate is the body of POST /v1/admin/tenants.
 type TenantCreate struct {
 	ID     string        `json:"id" validate:"required,tenantid"`
-	Name   string        `json:"name" validate:"omitempty,max=200,printable,notblank"`
+	Name   string        `json:"name" validate:"omitempty,max=200,maxbytes=200,printable,notblank"`
 	Limits *TenantLimits `json:"limits"`
 }
 
@@ -51,7 +51,7 @@ func (v *Validator) TenantCreate(in TenantCreate, global Limits) (TenantCreate, 
 
 // TenantPatch is the body of PATCH /v1/admin/tenants/{id}; nil fields stay as they are.
 type TenantPatch struct {
-	Name   *string       `json:"name" validate:"omitempty,nonempty,max=200,printable,notblank"`
+	Name   *string       `json:"name" validate:"omitempty,nonempty,max=200,maxbytes=200,printable,notblank"`
 	Status *string       `json:"status" validate:"omitempty,oneof=active suspended"`
 	Limits *TenantLimits `json:"limits"`
 }

@@ -1,0 +1,295 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/client"
+)
+
+// enginesStarted counts engine processes the gateway has started, from its debug log.
+func enginesStarted(g *gateway) int { return strings.Count(g.Logs(), `"msg":"engine started"`) }
+
+func TestValidationRejectsAndSpawnsNothing(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	c := g.dial(t, g.UserToken)
+	tests := []struct {
+		name  string
+		raw   string
+		field string
+	}{
+		{"missing objective", `{"type":"swarm"}`, "objective"},
+		{"empty", `{"type":"swarm","objective":""}`, "objective"},
+		{"blank", `{"type":"swarm","objective":" \t\n "}`, "objective"},
+		{"1001 chars", `{"type":"swarm","objective":"` + strings.Repeat("a", 1001) + `"}`, "objective"},
+		{"4001 bytes of emoji", `{"type":"swarm","objective":"` + strings.Repeat("😀", 1000) + `a"}`, "objective"},
+		{"NUL", `{"type":"swarm","objective":"a\u0000b"}`, "objective"},
+		{"ANSI escape", `{"type":"swarm","objective":"\u001b[31mred"}`, "objective"},
+		{"bidi override", `{"type":"swarm","objective":"abc\u202Edef"}`, "objective"},
+		{"leading dashes", `{"type":"swarm","objective":"--background"}`, "objective"},
+		{"em dash", `{"type":"swarm","objective":"—dash"}`, "objective"},
+		{"agents 0", `{"type":"swarm","objective":"x","options":{"agents":0}}`, "options.agents"},
+		{"agents 21", `{"type":"swarm","objective":"x","options":{"agents":21}}`, "options.agents"},
+		{"agents string", `{"type":"swarm","objective":"x","options":{"agents":"5"}}`, "options.agents"},
+		{"agents fraction", `{"type":"swarm","objective":"x","options":{"agents":5.5}}`, "options.agents"},
+		{"agents negative", `{"type":"swarm","objective":"x","options":{"agents":-1}}`, "options.agents"},
+		{"agents exponent", `{"type":"swarm","objective":"x","options":{"agents":1e9}}`, "options.agents"},
+		{"timeout 0", `{"type":"swarm","objective":"x","options":{"timeout":0}}`, "options.timeout"},
+		{"timeout 3601", `{"type":"swarm","objective":"x","options":{"timeout":3601}}`, "options.timeout"},
+		{"strategy evil", `{"type":"swarm","objective":"x","options":{"strategy":"evil"}}`, "options.strategy"},
+		{"strategy flag", `{"type":"swarm","objective":"x","options":{"strategy":"--x"}}`, "options.strategy"},
+		{"unknown option", `{"type":"swarm","objective":"x","options":{"sandbox":"off"}}`, "options.sandbox"},
+	}
+	before := enginesStarted(g)
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			raw := strings.Replace(tt.raw, `{"type":"swarm"`, fmt.Sprintf(`{"type":"swarm","requestId":"v%d"`, i), 1)
+			if err := c.SendRaw([]byte(raw)); err != nil {
+				t.Fatal(err)
+			}
+			m := readUntil(t, c, 10*time.Second, func(m client.Message) bool { return m.RequestID == fmt.Sprintf("v%d", i) || m.Type == "task_created" })
+			if m.Type != "error" || m.Code != "validation_failed" || m.Fields[tt.field] == "" {
+				t.Fatalf("got %s; want validation_failed naming %s", m.Raw, tt.field)
+			}
+		})
+	}
+	// An unknown top-level field is a malformed message, not a validation failure.
+	if err := c.SendRaw([]byte(`{"type":"swarm","objective":"x","sandbox":false}`)); err != nil {
+		t.Fatal(err)
+	}
+	m := readUntil(t, c, 10*time.Second, func(m client.Message) bool { return m.Type == "error" || m.Type == "task_created" })
+	if m.Code != "invalid_message" {
+		t.Fatalf("unknown top-level field: %s", m.Raw)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := enginesStarted(g) - before; n != 0 {
+		t.Fatalf("%d engines started for rejected requests", n)
+	}
+}
+
+func TestShellMetacharactersReachTheEngineUnchanged(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	c := g.dial(t, g.UserToken)
+	for _, obj := range []string{"count files $(id) now", "list ; rm -rf / please", "quote `whoami` and \"this\" and 'that'", "pipe | and > redirect & bg; exit 1"} {
+		r := runSwarm(t, c, obj+" sim:pace=0 sim:events=1", nil)
+		var res struct{ Result string }
+		if err := jsonUnmarshal(r.complete.Raw, &res); err != nil {
+			t.Fatal(err)
+		}
+		want := obj + " sim:pace=0 sim:events=1"
+		if r.complete.Status != "success" || !strings.Contains(res.Result, want) {
+			t.Fatalf("engine saw %q; want it to contain %q", res.Result, want)
+		}
+	}
+}
+
+// quickSwarm runs one short swarm to completion and returns the error frame, if refused.
+func quickSwarm(t *testing.T, c *client.Conn, id string) client.Message {
+	t.Helper()
+	if err := c.Send(map[string]any{"type": "swarm", "objective": "quick sim:pace=0 sim:events=1", "requestId": id}); err != nil {
+		t.Fatal(err)
+	}
+	var created string
+	for {
+		m := readUntil(t, c, 20*time.Second, func(m client.Message) bool {
+			return m.RequestID == id || (created != "" && m.TaskID == created && m.Type == "task_complete")
+		})
+		switch m.Type {
+		case "error":
+			return m
+		case "task_created":
+			created = m.TaskID
+		case "task_complete":
+			return m
+		}
+	}
+}
+
+func TestSwarmRateLimitHoldsAcrossConnections(t *testing.T) {
+	// A bucket of 10 that refills every 30 s (the default refills every 6 s): the test sends
+	// its 11 swarms well within one refill however slow the machine is.
+	g := startGateway(t, gwOptions{env: map[string]string{
+		"FLOWGATE_LIMITS_SWARMS_PER_MINUTE":     "2",
+		"FLOWGATE_LIMITS_USER_CONCURRENT_TASKS": "20",
+	}})
+	a1 := g.dial(t, g.UserToken)
+	a2 := g.dial(t, g.UserToken)
+	create := func(c *client.Conn, id string) client.Message {
+		t.Helper()
+		if err := c.Send(map[string]any{"type": "swarm", "objective": "quick sim:pace=0 sim:events=1", "requestId": id}); err != nil {
+			t.Fatal(err)
+		}
+		return readUntil(t, c, 20*time.Second, func(m client.Message) bool { return m.RequestID == id })
+	}
+	for i := 0; i < 10; i++ {
+		c := a1
+		if i%2 == 1 {
+			c = a2 // two connections share the user's bucket
+		}
+		if m := create(c, fmt.Sprintf("q%d", i)); m.Type != "task_created" {
+			t.Fatalf("swarm %d refused: %s", i+1, m.Raw)
+		}
+	}
+	m := create(a2, "q10")
+	if m.Type != "error" || m.Code != "rate_limited" || m.RetryAfterMs <= 0 || m.RetryAfterMs > 30000 {
+		t.Fatalf("11th swarm: %s; want rate_limited with retryAfterMs in (0, 30000]", m.Raw)
+	}
+	// A reconnect does not reset the bucket.
+	a1.Close()
+	a3 := g.dial(t, g.UserToken)
+	if m := create(a3, "q11"); m.Code != "rate_limited" {
+		t.Fatalf("after reconnect: %s", m.Raw)
+	}
+	// Another user of the same tenant is served.
+	bob := g.dial(t, g.token(t, "demo", "bob", "1h", "swarm:execute"))
+	if m := quickSwarm(t, bob, "b1"); m.Type != "task_complete" || m.Status != "success" {
+		t.Fatalf("bob refused: %s", m.Raw)
+	}
+	if !auditHas(t, g, "ratelimit.denied") {
+		t.Fatal("no audit record of the rate-limit denial")
+	}
+}
+
+func TestConcurrencyQuotas(t *testing.T) {
+	g := startGateway(t, gwOptions{env: map[string]string{
+		"FLOWGATE_LIMITS_EXECUTOR_POOL":           "2",
+		"FLOWGATE_LIMITS_EXECUTOR_QUEUE":          "1",
+		"FLOWGATE_LIMITS_USER_CONCURRENT_TASKS":   "2",
+		"FLOWGATE_LIMITS_TENANT_CONCURRENT_TASKS": "4",
+	}})
+	alice := g.dial(t, g.UserToken)
+	bob := g.dial(t, g.token(t, "demo", "bob", "1h", "swarm:execute"))
+	carol := g.dial(t, g.token(t, "demo", "carol", "1h", "swarm:execute"))
+	long := "long sim:hang"
+	send := func(c *client.Conn, id string) client.Message {
+		t.Helper()
+		if err := c.Send(map[string]any{"type": "swarm", "objective": long, "requestId": id}); err != nil {
+			t.Fatal(err)
+		}
+		return readUntil(t, c, 20*time.Second, func(m client.Message) bool { return m.RequestID == id })
+	}
+	a1, a2 := send(alice, "a1"), send(alice, "a2")
+	if a1.Type != "task_created" || a2.Type != "task_created" {
+		t.Fatalf("alice: %s %s", a1.Raw, a2.Raw)
+	}
+	if m := send(alice, "a3"); m.Code != "quota_exceeded" {
+		t.Fatalf("alice's 3rd concurrent swarm: %s; want quota_exceeded (user)", m.Raw)
+	}
+	// The pool (2) is full; bob's swarm waits in the queue (1) and shows pending.
+	b1 := send(bob, "b1")
+	if b1.Type != "task_created" {
+		t.Fatalf("bob: %s", b1.Raw)
+	}
+	if err := bob.Send(map[string]any{"type": "status", "taskId": b1.TaskID, "requestId": "s"}); err != nil {
+		t.Fatal(err)
+	}
+	if st := readUntil(t, bob, 10*time.Second, func(m client.Message) bool { return m.RequestID == "s" }); st.Status != "pending" {
+		t.Fatalf("queued task status = %s", st.Raw)
+	}
+	// Pool and queue are full: the executor bound answers quota_exceeded.
+	if m := send(carol, "c1"); m.Code != "quota_exceeded" {
+		t.Fatalf("carol past the executor bound: %s", m.Raw)
+	}
+	// Cancelling a running task lets the queued one run.
+	if err := alice.Send(map[string]any{"type": "cancel", "taskId": a1.TaskID}); err != nil {
+		t.Fatal(err)
+	}
+	readUntil(t, bob, 20*time.Second, func(m client.Message) bool { return m.TaskID == b1.TaskID && m.Type == "system" })
+}
+
+func TestConnectionCaps(t *testing.T) {
+	g := startGateway(t, gwOptions{env: map[string]string{
+		"FLOWGATE_LIMITS_USER_CONNECTIONS":         "3",
+		"FLOWGATE_LIMITS_IP_HANDSHAKES_PER_SECOND": "1000",
+		"FLOWGATE_LIMITS_IP_HANDSHAKE_BURST":       "1000",
+	}})
+	for i := 0; i < 3; i++ {
+		g.dial(t, g.UserToken)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := client.Dial(ctx, g.URL, client.Options{Token: g.UserToken})
+	var he *client.HandshakeError
+	if !errors.As(err, &he) || he.Status != 429 || he.Code != "rate_limited" {
+		t.Fatalf("4th connection of one user: %v; want 429 rate_limited", err)
+	}
+	// Another user is not affected.
+	g.dial(t, g.AdminToken)
+
+	h := startGateway(t, gwOptions{env: map[string]string{
+		"FLOWGATE_LIMITS_IP_HANDSHAKES_PER_SECOND": "1",
+		"FLOWGATE_LIMITS_IP_HANDSHAKE_BURST":       "3",
+	}})
+	refused := 0
+	for i := 0; i < 6; i++ {
+		c, err := client.Dial(ctx, h.URL, client.Options{Token: h.UserToken})
+		if err == nil {
+			c.Close()
+			continue
+		}
+		if errors.As(err, &he) && he.Status == 429 {
+			refused++
+		}
+	}
+	if refused < 2 {
+		t.Fatalf("%d of 6 rapid handshakes refused; want the per-IP rate to refuse past the burst of 3", refused)
+	}
+}
+
+func TestFloodDoesNotStarveOthers(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	flooder := g.dial(t, g.UserToken)
+	bob := g.dial(t, g.token(t, "demo", "bob", "1h", "swarm:execute"))
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { // writer: messages as fast as the socket takes them
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if flooder.Send(map[string]any{"type": "ping", "requestId": fmt.Sprint(i)}) != nil {
+				return
+			}
+		}
+	}()
+	limited := make(chan bool, 1)
+	go func() { // reader: the flood is answered with rate_limited, not served
+		defer wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		for {
+			m, err := flooder.Read(ctx)
+			if err != nil {
+				return
+			}
+			if m.Code == "rate_limited" {
+				select {
+				case limited <- true:
+				default:
+				}
+			}
+		}
+	}()
+	// Meanwhile another user of the same tenant runs a swarm to success.
+	r := runSwarm(t, bob, "fair share sim:pace=10ms sim:events=30", nil)
+	if r.complete.Status != "success" {
+		t.Fatalf("bob's swarm: %s", r.complete.Raw)
+	}
+	select {
+	case <-limited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the flood was never rate limited")
+	}
+	close(stop)
+	flooder.Abort()
+	wg.Wait()
+}

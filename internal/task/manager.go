@@ -337,12 +337,6 @@ func (m *Manager) run(ctx context.Context, t *Task, key string) {
 	m.waiting--
 	m.running++
 	m.mu.Unlock()
-	defer func() {
-		<-m.slots
-		m.mu.Lock()
-		m.running--
-		m.mu.Unlock()
-	}()
 	m.metrics.queueWait(m.now().Sub(queued))
 
 	started := m.now().UTC()
@@ -359,6 +353,11 @@ func (m *Manager) run(ctx context.Context, t *Task, key string) {
 		TaskID: t.ID, Tenant: t.Tenant, Request: t.Request, APIKey: key,
 	}, output{t})
 	timer.Stop()
+	// The slot is free as soon as the process is gone, before anyone hears the task ended.
+	<-m.slots
+	m.mu.Lock()
+	m.running--
+	m.mu.Unlock()
 	m.finish(ctx, t, res, err, true)
 }
 
@@ -377,12 +376,18 @@ func (o output) Stderr(line []byte, truncated bool) {
 	}, len(line))
 }
 
-// finish decides the final status, logs task_complete, persists and audits.
+// finish decides the final status, persists it, releases the task's quota, and only then
+// logs task_complete: a client that hears the task ended finds the store agreeing and can
+// start its next swarm at once.
 func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runErr error, ran bool) {
 	cause := context.Cause(ctx)
 	now := m.now().UTC()
 
-	t.mu.Lock()
+	t.mu.RLock()
+	startedAt, hasResult, isError, result := t.startedAt, t.hasResult, t.isError, t.result
+	seq := int64(len(t.log)) + 1
+	t.mu.RUnlock()
+
 	status, errMsg := protocol.StatusFailed, ""
 	switch {
 	case res.OutputLimitExceeded || errors.Is(cause, errOutputLimit) || errors.Is(cause, errLogLimit):
@@ -398,7 +403,7 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 	case runErr != nil:
 		errMsg = "engine could not be started"
 		m.log.Error("engine run failed", "task", t.ID, "tenant", t.Tenant, "err", runErr)
-	case res.ExitCode == 0 && !(t.hasResult && t.isError):
+	case res.ExitCode == 0 && !(hasResult && isError):
 		status = protocol.StatusSuccess
 	case res.ExitCode == 0:
 		errMsg = "engine reported an error"
@@ -410,31 +415,8 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 		exit = res.ExitCode
 	}
 	var dur time.Duration
-	if !t.startedAt.IsZero() {
-		dur = now.Sub(t.startedAt)
-	}
-	seq := int64(len(t.log)) + 1
-	frame, _ := jsonFrame(protocol.TaskComplete{
-		Type: protocol.TypeTaskComplete, TaskID: t.ID, Seq: seq, ServerTime: protocol.Time(now),
-		ExitCode: exit, Status: status, DurationMs: dur.Milliseconds(), Result: t.result, Error: errMsg,
-	})
-	end := t.headBytes.Load() + int64(len(frame))
-	t.log = append(t.log, entry{frame: frame, end: end})
-	t.status, t.exitCode, t.errMsg, t.endedAt = status, exit, errMsg, now
-	if t.detach != nil {
-		t.detach.Stop()
-		t.detach = nil
-	}
-	subs := t.subs
-	result := t.result
-	t.headBytes.Store(end)
-	t.headSeq.Store(seq)
-	close(t.done)
-	t.mu.Unlock()
-	t.cancel(nil) // release the context's resources
-
-	for _, s := range subs {
-		s.sub.Notify()
+	if !startedAt.IsZero() {
+		dur = now.Sub(startedAt)
 	}
 	var exitPtr *int
 	if exit >= 0 {
@@ -442,6 +424,36 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 	}
 	summary := truncateUTF8(result, 1024)
 	m.persist(t.Tenant, t.ID, store.TaskUpdate{Status: status, EndedAt: &now, ExitCode: exitPtr, ResultSummary: &summary, Error: &errMsg, LastSeq: &seq})
+
+	frame, _ := jsonFrame(protocol.TaskComplete{
+		Type: protocol.TypeTaskComplete, TaskID: t.ID, Seq: seq, ServerTime: protocol.Time(now),
+		ExitCode: exit, Status: status, DurationMs: dur.Milliseconds(), Result: result, Error: errMsg,
+	})
+	t.mu.Lock()
+	end := t.headBytes.Load() + int64(len(frame))
+	t.log = append(t.log, entry{frame: frame, end: end})
+	t.status, t.exitCode, t.errMsg, t.endedAt = status, exit, errMsg, now
+	t.ended.Store(now.UnixNano())
+	if t.detach != nil {
+		t.detach.Stop()
+		t.detach = nil
+	}
+	subs := t.subs
+	t.headBytes.Store(end)
+	t.headSeq.Store(seq)
+	t.mu.Unlock()
+	t.cancel(nil) // release the context's resources
+
+	m.mu.Lock()
+	m.dropLive(userKey{t.Tenant, t.Owner})
+	m.finished = append(m.finished, t)
+	m.evictLocked(now)
+	m.mu.Unlock()
+
+	close(t.done)
+	for _, s := range subs {
+		s.sub.Notify()
+	}
 	m.metrics.taskFinished(status, dur)
 	outcome := audit.OutcomeSuccess
 	if status != protocol.StatusSuccess {
@@ -456,12 +468,6 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 	}); err != nil {
 		m.log.Error("audit write failed for task.complete", "task", t.ID, "err", err)
 	}
-
-	m.mu.Lock()
-	m.dropLive(userKey{t.Tenant, t.Owner})
-	m.finished = append(m.finished, t)
-	m.evictLocked(now)
-	m.mu.Unlock()
 }
 
 func (m *Manager) persist(tenant, id string, u store.TaskUpdate) {
@@ -477,7 +483,7 @@ func (m *Manager) persist(tenant, id string, u store.TaskUpdate) {
 func (m *Manager) evictLocked(now time.Time) {
 	n := 0
 	for _, t := range m.finished {
-		if now.Sub(t.endedAt) < m.opts.Retention && len(m.finished)-n <= m.opts.MaxRetained {
+		if now.Sub(time.Unix(0, t.ended.Load())) < m.opts.Retention && len(m.finished)-n <= m.opts.MaxRetained {
 			break
 		}
 		n++

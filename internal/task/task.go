@@ -47,6 +47,7 @@ type Task struct {
 
 	headSeq   atomic.Int64
 	headBytes atomic.Int64
+	ended     atomic.Int64 // unix ns when the task ended; read by eviction without mu
 
 	mu        sync.RWMutex
 	status    string

@@ -1,0 +1,418 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/engine"
+	"github.com/flowgate/flowgate/internal/executor"
+	"github.com/flowgate/flowgate/internal/executor/sandbox"
+	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/secrets"
+	"github.com/flowgate/flowgate/internal/secrets/local"
+	"github.com/flowgate/flowgate/internal/store"
+	"github.com/flowgate/flowgate/internal/store/storetest"
+)
+
+// TestMain lets this test binary serve as the sandbox init of the executor it drives.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == sandbox.InitArg {
+		os.Exit(sandbox.InitMain(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
+
+type env struct {
+	db   *store.DB
+	keys *secrets.Cache
+	rec  *audit.Recorder
+}
+
+func newEnv(t *testing.T) env {
+	t.Helper()
+	db := storetest.Open(t, store.DriverSQLite)
+	for _, id := range []string{"acme", "other"} {
+		storetest.CreateTenant(t, db, id)
+	}
+	prov, err := local.New(local.Options{MasterKey: make([]byte, 32), FingerprintKey: []byte("fp-key-for-tests-0123456789abcdef"), Store: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := secrets.NewCache(secrets.CacheOptions{Provider: prov, TTL: time.Minute, MaxStale: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(keys.Close)
+	if _, err := keys.Set(context.Background(), "acme", "", "sk-ant-test-acme-key-0123456789"); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := audit.NewRecorder(audit.Options{Storage: db, CheckpointInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rec.Close(context.Background()) })
+	return env{db: db, keys: keys, rec: rec}
+}
+
+// newManager runs engines as /bin/sh -c script (the objective is $1).
+func newManager(t *testing.T, e env, script string, mod func(*Options)) *Manager {
+	t.Helper()
+	prof, err := engine.New(engine.Config{Profile: engine.ProfileCustom, Command: "/bin/sh", Args: []string{"-c", script, "sh", "{objective}"}}, nil, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe, err := executor.New(executor.Options{Profile: prof, WorkdirRoot: t.TempDir(), KillGrace: 500 * time.Millisecond,
+		Sandbox: sandbox.PGroup, InitPath: os.Args[0], Getenv: func(string) string { return "" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	opts := Options{Runner: exe, Keys: e.keys, Store: e.db, Audit: e.rec, Pool: 4, Queue: 4, UserConcurrent: 3,
+		TenantConcurrent: 5, DetachGrace: time.Minute, WriteTimeout: 200 * time.Millisecond}
+	if mod != nil {
+		mod(&opts)
+	}
+	m, err := NewManager(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		defer cancel()
+		m.Drain(ctx)
+	})
+	return m
+}
+
+func principal(tenant, sub string, perms ...string) *auth.Principal {
+	return &auth.Principal{Tenant: tenant, Subject: sub, Permissions: perms, ExpiresAt: time.Now().Add(time.Hour)}
+}
+
+func request(obj string) Request {
+	return Request{Objective: obj, Engine: engine.Request{Objective: obj, Agents: 1, Strategy: "auto", Mode: "centralized", Timeout: time.Minute}}
+}
+
+// reader is a subscriber that drains like a session writer and records every frame.
+type reader struct {
+	mu     sync.Mutex
+	sub    *Subscription
+	frames []map[string]any
+	wake   chan struct{}
+	slow   chan struct{}
+	stall  bool // never read: a stuck client
+	done   chan struct{}
+}
+
+func newReader(stall bool) *reader {
+	return &reader{wake: make(chan struct{}, 1), slow: make(chan struct{}), stall: stall, done: make(chan struct{})}
+}
+
+func (r *reader) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (r *reader) SlowConsumer() { close(r.slow) }
+
+func (r *reader) run(t *testing.T, s *Subscription) {
+	r.sub = s
+	go func() {
+		defer close(r.done)
+		var buf [][]byte
+		for range r.wake {
+			if r.stall {
+				continue
+			}
+			for {
+				var last, end int64
+				buf, last, end = s.Pending(buf[:0], 16, 1<<20)
+				if len(buf) == 0 {
+					break
+				}
+				for _, f := range buf {
+					var m map[string]any
+					if err := json.Unmarshal(f, &m); err != nil {
+						t.Errorf("bad frame %s", f)
+					}
+					r.mu.Lock()
+					r.frames = append(r.frames, m)
+					r.mu.Unlock()
+				}
+				s.Advance(last, end)
+			}
+			if s.Finished() {
+				return
+			}
+		}
+	}()
+}
+
+func (r *reader) wait(t *testing.T) []map[string]any {
+	t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("task did not finish")
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.frames
+}
+
+func run(t *testing.T, m *Manager, p *auth.Principal, obj string) []map[string]any {
+	t.Helper()
+	tk, err := m.Create(context.Background(), p, request(obj), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newReader(false)
+	r.run(t, m.Attach(tk, p, r))
+	return r.wait(t)
+}
+
+const script = `
+echo '{"type":"system","subtype":"init"}'
+echo '{"type":"assistant","taskId":"forged","seq":99}'
+echo 'plain text'
+echo 'to stderr' >&2
+case "$1" in
+  *iserror*) echo '{"type":"result","is_error":true,"result":"bad"}' ;;
+  *fail*) exit 3 ;;
+  *hang*) sleep 60 ;;
+  *) echo '{"type":"result","is_error":false,"result":"all done"}' ;;
+esac`
+
+func TestLifecycle(t *testing.T) {
+	e := newEnv(t)
+	m := newManager(t, e, script, nil)
+	p := principal("acme", "alice", auth.PermSwarmExecute)
+	tests := []struct {
+		obj, status, result string
+		exit                float64
+	}{
+		{"ok", protocol.StatusSuccess, "all done", 0},
+		{"iserror", protocol.StatusFailed, "bad", 0},
+		{"fail", protocol.StatusFailed, "", 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.obj, func(t *testing.T) {
+			frames := run(t, m, p, tt.obj)
+			for i, f := range frames {
+				if f["seq"] != float64(i+1) {
+					t.Fatalf("frame %d has seq %v", i, f["seq"])
+				}
+			}
+			last := frames[len(frames)-1]
+			if last["type"] != "task_complete" || last["status"] != tt.status || last["exitCode"] != tt.exit {
+				t.Fatalf("task_complete = %v", last)
+			}
+			if tt.result != "" && last["result"] != tt.result {
+				t.Fatalf("result = %v", last["result"])
+			}
+			if frames[1]["taskId"] == "forged" {
+				t.Fatal("engine overrode taskId")
+			}
+			types := []string{}
+			for _, f := range frames {
+				types = append(types, f["type"].(string))
+			}
+			if !strings.Contains(strings.Join(types, ","), "task_output") || !strings.Contains(strings.Join(types, ","), "task_log") {
+				t.Fatalf("types = %v", types)
+			}
+			rec, err := e.db.GetTask(context.Background(), "acme", last["taskId"].(string))
+			if err != nil || rec.Status != tt.status || rec.LastSeq != int64(len(frames)) {
+				t.Fatalf("stored task = %+v, %v", rec, err)
+			}
+		})
+	}
+}
+
+func TestQuotasAndKeys(t *testing.T) {
+	e := newEnv(t)
+	m := newManager(t, e, script, func(o *Options) { o.Pool, o.Queue, o.UserConcurrent, o.TenantConcurrent = 2, 1, 2, 3 })
+	ctx := context.Background()
+	alice, bob, carol := principal("acme", "alice"), principal("acme", "bob"), principal("acme", "carol")
+	mustCreate := func(p *auth.Principal) *Task {
+		t.Helper()
+		tk, err := m.Create(ctx, p, request("hang"), Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tk
+	}
+	quota := func(p *auth.Principal, scope string) {
+		t.Helper()
+		_, err := m.Create(ctx, p, request("hang"), Meta{})
+		var qe *QuotaError
+		if !errors.As(err, &qe) || qe.Scope != scope {
+			t.Fatalf("Create = %v; want quota %s", err, scope)
+		}
+	}
+	a1 := mustCreate(alice)
+	mustCreate(alice)
+	quota(alice, "user")
+	mustCreate(bob) // the pool (2) is full: queued
+	quota(carol, "tenant")
+	if err := m.Cancel(ctx, alice, a1.ID, Meta{}); err != nil {
+		t.Fatal(err)
+	}
+	<-a1.Done()
+	if s := a1.Snapshot(); s.Status != protocol.StatusCancelled {
+		t.Fatalf("cancelled task = %+v", s)
+	}
+	// Another tenant without a key: nothing is created or stored.
+	_, err := m.Create(ctx, principal("other", "x"), request("ok"), Meta{})
+	if !errors.Is(err, ErrKeyUnavailable) {
+		t.Fatalf("Create without key = %v", err)
+	}
+	recs, _ := e.db.ListTasks(ctx, store.TaskFilter{Tenant: "other"})
+	if len(recs) != 0 {
+		t.Fatalf("tasks stored for a refused swarm: %v", recs)
+	}
+	// Another user may not see or cancel a task; a task admin may.
+	if _, ok := m.Get(bob, a1.ID); ok {
+		t.Fatal("bob sees alice's task")
+	}
+	if err := m.Cancel(ctx, bob, a1.ID, Meta{}); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("bob's cancel = %v", err)
+	}
+	if _, ok := m.Get(principal("acme", "admin", auth.PermTaskAdmin), a1.ID); !ok {
+		t.Fatal("task admin cannot see the task")
+	}
+	if _, ok := m.Get(principal("other", "admin", auth.PermTaskAdmin), a1.ID); ok {
+		t.Fatal("a task admin of another tenant sees the task")
+	}
+}
+
+type failingAudit struct{}
+
+func (failingAudit) Record(context.Context, audit.Record) error { return errors.New("disk full") }
+
+func TestAuditFailClosed(t *testing.T) {
+	e := newEnv(t)
+	m := newManager(t, e, script, func(o *Options) { o.Audit = failingAudit{} })
+	_, err := m.Create(context.Background(), principal("acme", "alice"), request("ok"), Meta{})
+	if !errors.Is(err, ErrAudit) {
+		t.Fatalf("Create = %v; want ErrAudit", err)
+	}
+	if w, r := m.Counts(); w != 0 || r != 0 {
+		t.Fatalf("counts after refusal: waiting %d running %d", w, r)
+	}
+}
+
+func TestDetach(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	alice := principal("acme", "alice")
+
+	m := newManager(t, e, script, func(o *Options) { o.DetachGrace = 300 * time.Millisecond })
+	tk, err := m.Create(ctx, alice, request("hang"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newReader(false)
+	s := m.Attach(tk, alice, r)
+	r.run(t, s)
+	s.Close() // the owner's session went away
+	select {
+	case <-tk.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("detached task not cancelled after the grace")
+	}
+	if snap := tk.Snapshot(); snap.Status != protocol.StatusCancelled || !strings.Contains(snap.Error, "owner disconnected") {
+		t.Fatalf("snapshot = %+v", snap)
+	}
+
+	// Resubscribing within the grace keeps the task alive.
+	tk2, _ := m.Create(ctx, alice, request("hang"), Meta{})
+	r2 := newReader(false)
+	s2 := m.Attach(tk2, alice, r2)
+	r2.run(t, s2)
+	s2.Close()
+	r3 := newReader(false)
+	s3, err := m.Subscribe(alice, tk2.ID, 0, r3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3.run(t, s3)
+	time.Sleep(600 * time.Millisecond)
+	if snap := tk2.Snapshot(); snap.Status != protocol.StatusRunning {
+		t.Fatalf("resubscribed task = %+v", snap)
+	}
+	_ = m.Cancel(ctx, alice, tk2.ID, Meta{})
+
+	// tasks.on_disconnect: cancel restores the seed behaviour.
+	mc := newManager(t, e, script, func(o *Options) { o.OnDisconnectCancel = true })
+	tk3, _ := mc.Create(ctx, alice, request("hang"), Meta{})
+	r4 := newReader(false)
+	s4 := mc.Attach(tk3, alice, r4)
+	r4.run(t, s4)
+	s4.Close()
+	select {
+	case <-tk3.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("task not cancelled on disconnect")
+	}
+}
+
+func TestSlowConsumerIsDroppedAndTaskContinues(t *testing.T) {
+	e := newEnv(t)
+	// 2,000 lines: far past the 16-message bound of this test.
+	m := newManager(t, e, `i=0; while [ $i -lt 2000 ]; do echo "{\"type\":\"tick\",\"i\":$i}"; i=$((i+1)); done`,
+		func(o *Options) { o.SendQueueMessages = 16 })
+	p := principal("acme", "alice")
+	tk, err := m.Create(context.Background(), p, request("ok"), Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stuck := newReader(true)
+	s := m.Attach(tk, p, stuck)
+	s.live.Store(true) // it had caught up once, then stopped reading
+	stuck.run(t, s)
+	select {
+	case <-stuck.slow:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a stuck subscriber was never declared slow")
+	}
+	select {
+	case <-tk.Done():
+	case <-time.After(20 * time.Second):
+		t.Fatal("the task stalled behind a slow consumer")
+	}
+	if snap := tk.Snapshot(); snap.Status != protocol.StatusSuccess || snap.LastSeq != 2001 {
+		t.Fatalf("snapshot = %+v", snap)
+	}
+}
+
+func TestEvictionFallsBackToStore(t *testing.T) {
+	e := newEnv(t)
+	m := newManager(t, e, script, func(o *Options) { o.Retention = time.Millisecond })
+	p := principal("acme", "alice")
+	frames := run(t, m, p, "ok")
+	id := frames[0]["taskId"].(string)
+	time.Sleep(5 * time.Millisecond)
+	m.Sweep()
+	if _, ok := m.Get(p, id); ok {
+		t.Fatal("task still in memory after retention")
+	}
+	snap, err := m.Status(context.Background(), p, id)
+	if err != nil || snap.Status != protocol.StatusSuccess || snap.LastSeq != int64(len(frames)) {
+		t.Fatalf("Status from store = %+v, %v", snap, err)
+	}
+	if _, err := m.Status(context.Background(), principal("acme", "bob"), id); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("bob's status from store = %v", err)
+	}
+	list, err := m.List(context.Background(), p)
+	if err != nil || len(list) != 1 || list[0].ID != id {
+		t.Fatalf("List = %+v, %v", list, err)
+	}
+}

@@ -20,7 +20,7 @@ import (
 type Tasks interface {
 	Create(ctx context.Context, p *auth.Principal, req task.Request, meta task.Meta) (*task.Task, error)
 	Attach(t *task.Task, p *auth.Principal, sub task.Subscriber) *task.Subscription
-	Subscribe(p *auth.Principal, id string, afterSeq int64, sub task.Subscriber) (*task.Subscription, error)
+	Subscribe(ctx context.Context, p *auth.Principal, id string, afterSeq int64, sub task.Subscriber) (*task.Subscription, error)
 	Status(ctx context.Context, p *auth.Principal, id string) (task.Snapshot, error)
 	Cancel(ctx context.Context, p *auth.Principal, id string, meta task.Meta) error
 	List(ctx context.Context, p *auth.Principal) ([]task.Snapshot, error)
@@ -32,9 +32,10 @@ type TokenVerifier interface {
 	Verify(ctx context.Context, raw string) (*auth.Principal, error)
 }
 
-// Revocations answers whether a token id was revoked.
+// Revocations answers whether a tenant's token id was revoked (by its tenant's admin or
+// platform-wide).
 type Revocations interface {
-	Revoked(jti string) bool
+	Revoked(tenant, jti string) bool
 }
 
 // Tenants looks tenants up (cached).

@@ -221,7 +221,7 @@ func (s *Session) handleTaskRef(ctx context.Context, m *protocol.TaskRef) {
 			s.sendError(protocol.CodeQuotaExceeded, "too many subscriptions on this connection", req.RequestID, req.TaskID, 0, nil)
 			return
 		}
-		sub, err := o.Tasks.Subscribe(p, req.TaskID, req.AfterSeq, s)
+		sub, err := o.Tasks.Subscribe(ctx, p, req.TaskID, req.AfterSeq, s)
 		if errors.Is(err, task.ErrNotFound) {
 			s.sendError(protocol.CodeNotFound, "task not found", req.RequestID, req.TaskID, 0, nil)
 			return
@@ -263,7 +263,7 @@ func (s *Session) handleReauth(ctx context.Context, m *protocol.Reauth) {
 	}
 	cur := s.Principal()
 	np, err := o.Verifier.Verify(ctx, req.Token)
-	if err == nil && o.Revocations != nil && np.JTI != "" && o.Revocations.Revoked(np.JTI) {
+	if err == nil && o.Revocations != nil && np.JTI != "" && o.Revocations.Revoked(np.Tenant, np.JTI) {
 		err = &auth.Error{Reason: auth.ReasonRevoked}
 	}
 	if err != nil {

@@ -80,6 +80,10 @@ type Options struct {
 	Now                func() time.Time
 	KeyFetchTimeout    time.Duration
 	PersistTimeout     time.Duration
+	// Cluster, when set, shares limits, events and control with other replicas.
+	Cluster Cluster
+	// HoldInterval is how often a mirror tells the running node its owner still watches.
+	HoldInterval time.Duration
 }
 
 // Errors Create returns; the session maps them to wire codes.
@@ -166,6 +170,9 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.PersistTimeout <= 0 {
 		opts.PersistTimeout = 5 * time.Second
 	}
+	if opts.HoldInterval <= 0 {
+		opts.HoldInterval = 2 * time.Second
+	}
 	return &Manager{
 		opts:     opts,
 		log:      opts.Logger,
@@ -210,11 +217,27 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 		return nil, err
 	}
 	release := true
+	var clusterRelease func()
 	defer func() {
 		if release {
 			m.unreserve(uk)
+			if clusterRelease != nil {
+				clusterRelease()
+			}
 		}
 	}()
+	id := newID()
+	if m.opts.Cluster != nil {
+		rel, err := m.opts.Cluster.ReserveTask(ctx, p.Tenant, p.Subject, id, m.opts.UserConcurrent, tenantLimit)
+		var qe *QuotaError
+		switch {
+		case errors.As(err, &qe):
+			return nil, err
+		case err != nil:
+			return nil, fmt.Errorf("%w: %w", ErrClusterUnavailable, err)
+		}
+		clusterRelease = rel
+	}
 
 	keyCtx, cancel := context.WithTimeout(ctx, m.opts.KeyFetchTimeout)
 	key, err := m.opts.Keys.APIKey(keyCtx, p.Tenant, req.KeyRef)
@@ -227,7 +250,7 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 
 	now := m.now().UTC()
 	t := &Task{
-		ID:        newID(),
+		ID:        id,
 		Tenant:    p.Tenant,
 		Owner:     p.Subject,
 		Objective: req.Objective,
@@ -237,6 +260,7 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 		done:      make(chan struct{}),
 		status:    protocol.StatusPending,
 		exitCode:  -1,
+		node:      m.opts.Node,
 	}
 	details := audit.ObjectiveDigest(req.Objective)
 	details["agents"] = req.Engine.Agents
@@ -262,11 +286,15 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 	tctx, tcancel := context.WithCancelCause(context.Background())
 	t.cancel = tcancel
 	t.stop = tctx.Done()
+	t.clusterRelease = clusterRelease
 	m.mu.Lock()
 	m.tasks[t.ID] = t
 	m.byUser[uk] = append(m.byUser[uk], t)
 	m.mu.Unlock()
 	release = false
+	if m.opts.Cluster != nil {
+		m.opts.Cluster.Publish(t)
+	}
 
 	m.wg.Add(1)
 	go m.run(tctx, t, key)
@@ -385,7 +413,7 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 
 	t.mu.RLock()
 	startedAt, hasResult, isError, result := t.startedAt, t.hasResult, t.isError, t.result
-	seq := int64(len(t.log)) + 1
+	seq := t.lastSeqLocked() + 1
 	t.mu.RUnlock()
 
 	status, errMsg := protocol.StatusFailed, ""
@@ -449,6 +477,9 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 	m.finished = append(m.finished, t)
 	m.evictLocked(now)
 	m.mu.Unlock()
+	if t.clusterRelease != nil {
+		t.clusterRelease()
+	}
 
 	close(t.done)
 	for _, s := range subs {
@@ -529,22 +560,23 @@ func (m *Manager) Get(p *auth.Principal, id string) (*Task, bool) {
 	return t, true
 }
 
-// Status returns the state of a task p may see, from memory or, once evicted, the store.
+// Status returns the state of a task p may see: from memory, or from the store (and, for
+// a task running on another node, the cluster's newest seq).
 func (m *Manager) Status(ctx context.Context, p *auth.Principal, id string) (Snapshot, error) {
-	if t, ok := m.Get(p, id); ok {
-		return t.Snapshot(), nil
-	}
-	rec, err := m.opts.Store.GetTask(ctx, p.Tenant, id)
-	if errors.Is(err, store.ErrNotFound) {
-		return Snapshot{}, ErrNotFound
-	}
+	t, rec, err := m.lookup(ctx, p, id)
 	if err != nil {
 		return Snapshot{}, err
 	}
-	if !visible(p, rec.Tenant, rec.Owner) {
-		return Snapshot{}, ErrNotFound
+	if t != nil {
+		return t.Snapshot(), nil
 	}
-	return fromRecord(rec), nil
+	snap := fromRecord(*rec)
+	if m.opts.Cluster != nil && !protocol.Terminal(rec.Status) {
+		if seq, err := m.opts.Cluster.LastSeq(ctx, id); err == nil {
+			snap.LastSeq = seq
+		}
+	}
+	return snap, nil
 }
 
 func fromRecord(r store.Task) Snapshot {
@@ -563,11 +595,23 @@ func fromRecord(r store.Task) Snapshot {
 }
 
 // Cancel cancels a task p may cancel (its owner, a task admin of its tenant, a platform
-// admin). Cancelling a task that already ended is a no-op that still succeeds.
+// admin), wherever it runs. Cancelling a task that already ended is a no-op that succeeds.
 func (m *Manager) Cancel(ctx context.Context, p *auth.Principal, id string, meta Meta) error {
-	t, ok := m.Get(p, id)
-	if !ok {
-		return ErrNotFound
+	t, rec, err := m.lookup(ctx, p, id)
+	if err != nil {
+		return err
+	}
+	switch {
+	case t != nil && t.remote:
+		if t.isDone() {
+			return nil
+		}
+		return m.cancelRemote(ctx, p, id, t.node, meta)
+	case t == nil:
+		if protocol.Terminal(rec.Status) {
+			return nil
+		}
+		return m.cancelRemote(ctx, p, id, rec.Node, meta)
 	}
 	if err := m.opts.Audit.Record(ctx, m.record(p, meta, audit.ActionTaskCancel, audit.OutcomeSuccess, t.ID, "", nil)); err != nil {
 		return fmt.Errorf("%w: %w", ErrAudit, err)
@@ -605,11 +649,15 @@ func (m *Manager) List(ctx context.Context, p *auth.Principal) ([]Snapshot, erro
 	return out, nil
 }
 
-// Subscribe attaches sub to a task p may see, replaying every event after afterSeq.
-func (m *Manager) Subscribe(p *auth.Principal, id string, afterSeq int64, sub Subscriber) (*Subscription, error) {
-	t, ok := m.Get(p, id)
-	if !ok {
-		return nil, ErrNotFound
+// Subscribe attaches sub to a task p may see, wherever it runs, replaying every event
+// after afterSeq and then following it live.
+func (m *Manager) Subscribe(ctx context.Context, p *auth.Principal, id string, afterSeq int64, sub Subscriber) (*Subscription, error) {
+	t, rec, err := m.lookup(ctx, p, id)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		t = m.mirror(*rec)
 	}
 	return m.attach(t, p, afterSeq, sub), nil
 }
@@ -626,20 +674,15 @@ func (m *Manager) attach(t *Task, p *auth.Principal, afterSeq int64, sub Subscri
 		maxMsgs: int64(m.opts.SendQueueMessages), maxBytes: int64(m.opts.SendQueueBytes),
 	}
 	t.mu.Lock()
-	if afterSeq < 0 {
-		afterSeq = 0
-	}
-	if afterSeq > int64(len(t.log)) {
-		afterSeq = int64(len(t.log))
-	}
+	afterSeq = min(max(afterSeq, t.base), t.lastSeqLocked())
 	s.cursor.Store(afterSeq)
-	if afterSeq > 0 {
-		s.cursorBytes.Store(t.log[afterSeq-1].end)
+	if afterSeq > t.base {
+		s.cursorBytes.Store(t.log[afterSeq-t.base-1].end)
 	}
 	t.subs = append(slices.Clip(t.subs), s)
 	if s.owner {
 		t.ownerSubs++
-		if t.detach != nil {
+		if t.detach != nil && !t.remote {
 			t.detach.Stop()
 			t.detach = nil
 		}
@@ -664,7 +707,7 @@ func (m *Manager) unsubscribe(s *Subscription) {
 		t.subs = append(subs, t.subs[i+1:]...)
 	}
 	abandon := false
-	if s.owner {
+	if s.owner && !t.remote {
 		t.ownerSubs--
 		if t.ownerSubs == 0 && !protocol.Terminal(t.status) {
 			t.lastOwner = m.now()
@@ -675,7 +718,12 @@ func (m *Manager) unsubscribe(s *Subscription) {
 			}
 		}
 	}
+	idle := t.remote && len(t.subs) == 0
 	t.mu.Unlock()
+	if idle {
+		m.dropMirror(t)
+		return
+	}
 	if abandon {
 		t.cancel(errOwnerAbandon)
 	}

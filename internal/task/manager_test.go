@@ -339,7 +339,7 @@ func TestDetach(t *testing.T) {
 	r2.run(t, s2)
 	s2.Close()
 	r3 := newReader(false)
-	s3, err := m.Subscribe(alice, tk2.ID, 0, r3)
+	s3, err := m.Subscribe(context.Background(), alice, tk2.ID, 0, r3)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -410,6 +410,17 @@ func TestEvictionFallsBackToStore(t *testing.T) {
 	}
 	if _, err := m.Status(context.Background(), principal("acme", "bob"), id); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("bob's status from store = %v", err)
+	}
+	// Resuming a long-finished task still tells the client how it ended.
+	late := newReader(false)
+	ls, err := m.Subscribe(context.Background(), p, id, 2, late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	late.run(t, ls)
+	got := late.wait(t)
+	if len(got) != 1 || got[0]["type"] != "task_complete" || got[0]["seq"] != float64(len(frames)) || got[0]["status"] != "success" {
+		t.Fatalf("late subscriber got %v", got)
 	}
 	list, err := m.List(context.Background(), p)
 	if err != nil || len(list) != 1 || list[0].ID != id {

@@ -15,9 +15,10 @@ type Subscriber interface {
 // pulls frames with Pending and confirms them with Advance; nothing is copied per
 // subscriber, so a thousand subscribers of one task cost a thousand cursors.
 type Subscription struct {
-	task  *Task
-	sub   Subscriber
-	owner bool
+	task   *Task
+	sub    Subscriber
+	owner  bool
+	exempt bool // the cluster publisher: never holds the engine back, never "slow"
 
 	cursor      atomic.Int64 // highest seq written to the client
 	cursorBytes atomic.Int64 // cumulative log bytes through cursor
@@ -33,28 +34,30 @@ type Subscription struct {
 // Task returns the subscribed task.
 func (s *Subscription) Task() *Task { return s.task }
 
-// Pending appends to dst up to max frames after the cursor, stopping early past maxBytes,
+// Pending appends to dst up to maxFrames frames after the cursor, stopping early past maxBytes,
 // and returns them with the seq and cumulative bytes of the last one. The frames are
 // immutable and stay valid after the call.
-func (s *Subscription) Pending(dst [][]byte, max int, maxBytes int) (frames [][]byte, lastSeq, lastEnd int64) {
+func (s *Subscription) Pending(dst [][]byte, maxFrames int, maxBytes int) (frames [][]byte, lastSeq, lastEnd int64) {
 	t := s.task
 	from := s.cursor.Load()
 	if from >= t.headSeq.Load() {
 		return dst, from, s.cursorBytes.Load()
 	}
 	t.mu.RLock()
-	log := t.log
+	log, base := t.log, t.base
 	t.mu.RUnlock()
 	lastSeq, lastEnd = from, s.cursorBytes.Load()
+	// A mirror whose stream was trimmed starts after base: events before it are gone.
+	start := max(from-base, 0)
 	size := 0
-	for i := from; i < int64(len(log)) && len(dst) < max; i++ {
+	for i := start; i < int64(len(log)) && len(dst) < maxFrames; i++ {
 		e := log[i]
 		if size > 0 && size+len(e.frame) > maxBytes {
 			break
 		}
 		dst = append(dst, e.frame)
 		size += len(e.frame)
-		lastSeq, lastEnd = i+1, e.end
+		lastSeq, lastEnd = base+i+1, e.end
 	}
 	return dst, lastSeq, lastEnd
 }

@@ -41,9 +41,16 @@ type Task struct {
 	CreatedAt time.Time
 
 	m      *Manager
-	cancel context.CancelCauseFunc
-	stop   <-chan struct{} // the task context's Done: ends backpressure waits
-	done   chan struct{}   // closed once the task is terminal and task_complete is logged
+	remote bool   // a mirror of a task running on another node, fed from the cluster
+	node   string // the node running the task
+	// base is the seq before log[0]: 0 for a local task; a mirror may start later when
+	// the cluster stream was trimmed.
+	base           int64
+	clusterRelease func()
+	follow         context.CancelFunc // stops a mirror's follower
+	cancel         context.CancelCauseFunc
+	stop           <-chan struct{} // the task context's Done: ends backpressure waits
+	done           chan struct{}   // closed once the task is terminal and task_complete is logged
 
 	headSeq   atomic.Int64
 	headBytes atomic.Int64
@@ -87,9 +94,11 @@ func (t *Task) Snapshot() Snapshot {
 	return Snapshot{
 		ID: t.ID, Tenant: t.Tenant, Owner: t.Owner, Objective: t.Objective, Status: t.status,
 		CreatedAt: t.CreatedAt, StartedAt: t.startedAt, EndedAt: t.endedAt, ExitCode: t.exitCode,
-		LastSeq: int64(len(t.log)), Error: t.errMsg,
+		LastSeq: t.lastSeqLocked(), Error: t.errMsg,
 	}
 }
+
+func (t *Task) lastSeqLocked() int64 { return t.base + int64(len(t.log)) }
 
 // Done is closed when the task has ended.
 func (t *Task) Done() <-chan struct{} { return t.done }
@@ -103,7 +112,7 @@ func (t *Task) appendFrame(build func(dst []byte, seq int64, now time.Time) ([]b
 		t.mu.Unlock()
 		return // late output after the end (cannot happen with a reaped child, but be safe)
 	}
-	seq := int64(len(t.log)) + 1
+	seq := t.lastSeqLocked() + 1
 	frame, typ := build(make([]byte, 0, sizeHint+128), seq, now)
 	end := t.headBytes.Load() + int64(len(frame))
 	if seq > int64(t.m.opts.MaxLogEvents) || end > t.m.opts.MaxLogBytes {
@@ -157,7 +166,7 @@ func (t *Task) captureResult(frame []byte) {
 // subscriber that has not yet caught up once) are exempt: they read from the log at their
 // own pace.
 func (t *Task) backpressure(s *Subscription) {
-	if !s.live.Load() {
+	if s.exempt || !s.live.Load() {
 		return
 	}
 	var timer *time.Timer

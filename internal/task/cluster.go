@@ -1,0 +1,294 @@
+package task
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/store"
+)
+
+// Cluster connects the manager to the other replicas (internal/cluster). Nil means a
+// single node: every task is local.
+type Cluster interface {
+	// ReserveTask takes cluster-wide concurrency slots for a new task. It returns a
+	// *QuotaError when a bound is reached; release gives the slots back.
+	ReserveTask(ctx context.Context, tenant, user, taskID string, userLimit, tenantLimit int) (release func(), err error)
+	// Publish mirrors t's events to the cluster, in seq order, for subscribers elsewhere.
+	Publish(t *Task)
+	// Follow replays a task's events with seq > afterSeq from the cluster and follows them
+	// until the task's final event (task_complete) or ctx ends. sink gets them in order.
+	Follow(ctx context.Context, taskID string, afterSeq int64, sink func(seq int64, frame []byte)) error
+	// Cancel asks the node running a task to cancel it.
+	Cancel(ctx context.Context, node, taskID string) error
+	// Hold tells the node running a task that its owner is watching from another node, so
+	// the task is not cancelled as detached.
+	Hold(ctx context.Context, node, taskID string) error
+	// LastSeq is the newest seq published for a task (0 when none).
+	LastSeq(ctx context.Context, taskID string) (int64, error)
+}
+
+// ErrClusterUnavailable is a swarm refused because the cluster cannot guarantee its
+// limits (Redis is unreachable): fail closed.
+var ErrClusterUnavailable = errors.New("cluster coordination is unavailable")
+
+// Watch subscribes a system subscriber (the cluster publisher) from the first event. It is
+// exempt from backpressure: a slow Redis never holds the engine back.
+func (m *Manager) Watch(t *Task, sub Subscriber) *Subscription {
+	s := m.attach(t, &auth.Principal{}, 0, sub)
+	s.exempt = true
+	return s
+}
+
+// lookup finds a task p may see anywhere: in memory, or as a stored record.
+func (m *Manager) lookup(ctx context.Context, p *auth.Principal, id string) (*Task, *store.Task, error) {
+	if t, ok := m.Get(p, id); ok {
+		return t, nil, nil
+	}
+	rec, err := m.opts.Store.GetTask(ctx, p.Tenant, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if !visible(p, rec.Tenant, rec.Owner) {
+		return nil, nil, ErrNotFound
+	}
+	return nil, &rec, nil
+}
+
+// mirror returns the in-memory stand-in of a task known only from the store: in a cluster,
+// a copy fed from the task's event stream; on a single node (or when the stream expired),
+// a finished task holding just its task_complete, so a client resuming a long-finished
+// task still learns how it ended.
+func (m *Manager) mirror(rec store.Task) *Task {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if t, ok := m.tasks[rec.ID]; ok {
+		return t
+	}
+	t := &Task{
+		ID: rec.ID, Tenant: rec.Tenant, Owner: rec.Owner, Objective: rec.Objective, CreatedAt: rec.CreatedAt,
+		m: m, remote: true, node: rec.Node, done: make(chan struct{}), status: rec.Status, exitCode: -1,
+		cancel: func(error) {},
+	}
+	if rec.StartedAt != nil {
+		t.startedAt = *rec.StartedAt
+	}
+	m.tasks[rec.ID] = t
+	if m.opts.Cluster == nil {
+		t.finalFromRecord(rec)
+		return t
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	t.follow = cancel
+	m.wg.Add(1)
+	go m.runMirror(ctx, t, rec)
+	return t
+}
+
+// runMirror feeds a mirror from the cluster stream until its final event, and keeps the
+// owner node informed while the task's owner watches from here.
+func (m *Manager) runMirror(ctx context.Context, t *Task, rec store.Task) {
+	defer m.wg.Done()
+	holdCtx, stopHold := context.WithCancel(ctx)
+	defer stopHold()
+	if !protocol.Terminal(rec.Status) {
+		go m.holdLoop(holdCtx, t)
+	}
+	err := m.opts.Cluster.Follow(ctx, t.ID, 0, t.appendMirrored)
+	if ctx.Err() != nil {
+		return
+	}
+	select {
+	case <-t.done:
+		return
+	default:
+	}
+	if err != nil {
+		m.log.Warn("task stream unavailable", "task", t.ID, "err", err)
+	}
+	// The stream ended without a final event (expired, or never published): what the store
+	// knows is the best answer.
+	if fresh, err := m.opts.Store.GetTask(context.Background(), t.Tenant, t.ID); err == nil && protocol.Terminal(fresh.Status) {
+		t.finalFromRecord(fresh)
+	}
+}
+
+// holdLoop runs beside a mirror's follower; it is cancelled with it.
+func (m *Manager) holdLoop(ctx context.Context, t *Task) {
+	tick := time.NewTicker(m.opts.HoldInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			t.mu.RLock()
+			watching := t.ownerSubs > 0
+			t.mu.RUnlock()
+			if watching {
+				if err := m.opts.Cluster.Hold(ctx, t.node, t.ID); err != nil && ctx.Err() == nil {
+					m.log.Debug("hold failed", "task", t.ID, "err", err)
+				}
+			}
+		}
+	}
+}
+
+// appendMirrored adds one event received from the cluster. Duplicates are dropped; the
+// first event sets the base when the stream was trimmed.
+func (t *Task) appendMirrored(seq int64, frame []byte) {
+	t.mu.Lock()
+	if protocol.Terminal(t.status) && t.isDone() {
+		t.mu.Unlock()
+		return
+	}
+	if len(t.log) == 0 && seq > t.base+1 {
+		t.base = seq - 1
+	}
+	if seq != t.lastSeqLocked()+1 {
+		t.mu.Unlock()
+		return
+	}
+	end := t.headBytes.Load() + int64(len(frame))
+	t.log = append(t.log, entry{frame: frame, end: end})
+	final := false
+	var c struct {
+		Type     string `json:"type"`
+		Status   string `json:"status"`
+		ExitCode int    `json:"exitCode"`
+		Error    string `json:"error"`
+	}
+	if json.Unmarshal(frame, &c) == nil && c.Type == protocol.TypeTaskComplete {
+		final = true
+		t.status, t.exitCode, t.errMsg, t.endedAt = c.Status, c.ExitCode, c.Error, t.m.now().UTC()
+		t.ended.Store(t.endedAt.UnixNano())
+	} else if t.status == protocol.StatusPending {
+		t.status = protocol.StatusRunning
+	}
+	subs := t.subs
+	t.headBytes.Store(end)
+	t.headSeq.Store(seq)
+	t.mu.Unlock()
+	if final {
+		close(t.done)
+	}
+	for _, s := range subs {
+		s.sub.Notify()
+	}
+	for _, s := range subs {
+		t.backpressure(s)
+	}
+}
+
+// finalFromRecord ends a mirror with a task_complete built from the stored record.
+func (t *Task) finalFromRecord(rec store.Task) {
+	if !protocol.Terminal(rec.Status) {
+		return
+	}
+	exit := -1
+	if rec.ExitCode != nil {
+		exit = *rec.ExitCode
+	}
+	var dur int64
+	if rec.StartedAt != nil && rec.EndedAt != nil {
+		dur = rec.EndedAt.Sub(*rec.StartedAt).Milliseconds()
+	}
+	ended := t.m.now().UTC()
+	if rec.EndedAt != nil {
+		ended = *rec.EndedAt
+	}
+	seq := max(rec.LastSeq, 1)
+	frame, _ := jsonFrame(protocol.TaskComplete{
+		Type: protocol.TypeTaskComplete, TaskID: rec.ID, Seq: seq, ServerTime: protocol.Time(ended),
+		ExitCode: exit, Status: rec.Status, DurationMs: dur, Result: rec.ResultSummary, Error: rec.Error,
+	})
+	t.mu.Lock()
+	if t.isDone() {
+		t.mu.Unlock()
+		return
+	}
+	t.base = seq - 1
+	t.log = []entry{{frame: frame, end: int64(len(frame))}}
+	t.status, t.exitCode, t.errMsg, t.endedAt = rec.Status, exit, rec.Error, ended
+	t.ended.Store(ended.UnixNano())
+	subs := t.subs
+	t.headBytes.Store(int64(len(frame)))
+	t.headSeq.Store(seq)
+	t.mu.Unlock()
+	close(t.done)
+	for _, s := range subs {
+		s.sub.Notify()
+	}
+}
+
+func (t *Task) isDone() bool {
+	select {
+	case <-t.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// dropMirror forgets a mirror nobody watches any more and stops its follower.
+func (m *Manager) dropMirror(t *Task) {
+	m.mu.Lock()
+	if m.tasks[t.ID] == t {
+		delete(m.tasks, t.ID)
+	}
+	m.mu.Unlock()
+	if t.follow != nil {
+		t.follow()
+	}
+}
+
+// CancelLocal cancels a task this node runs, on behalf of another node that has already
+// authorized and recorded the request.
+func (m *Manager) CancelLocal(id string) bool {
+	m.mu.Lock()
+	t, ok := m.tasks[id]
+	m.mu.Unlock()
+	if !ok || t.remote {
+		return false
+	}
+	t.cancel(errCancelled)
+	return true
+}
+
+// HoldLocal keeps a task of this node attached while its owner watches from another node:
+// a pending detach timer starts over.
+func (m *Manager) HoldLocal(id string) {
+	m.mu.Lock()
+	t, ok := m.tasks[id]
+	m.mu.Unlock()
+	if !ok || t.remote {
+		return
+	}
+	t.mu.Lock()
+	if t.detach != nil {
+		t.detach.Reset(m.opts.DetachGrace)
+	}
+	t.mu.Unlock()
+}
+
+// cancelRemote records a cancel and forwards it to the node running the task.
+func (m *Manager) cancelRemote(ctx context.Context, p *auth.Principal, id, node string, meta Meta) error {
+	if m.opts.Cluster == nil {
+		return nil // single node: a task not in memory has ended
+	}
+	if err := m.opts.Audit.Record(ctx, m.record(p, meta, audit.ActionTaskCancel, audit.OutcomeSuccess, id, "", map[string]any{"node": node})); err != nil {
+		return fmt.Errorf("%w: %w", ErrAudit, err)
+	}
+	if err := m.opts.Cluster.Cancel(ctx, node, id); err != nil {
+		return fmt.Errorf("%w: %w", ErrClusterUnavailable, err)
+	}
+	return nil
+}

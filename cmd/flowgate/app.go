@@ -31,12 +31,18 @@ type app struct {
 	signer   *auth.Signer
 	verifier *auth.Verifier
 	tenants  *tenant.Directory
+	// jwks fetches the key sets of issuers configured with a jwks_url; nil when there are
+	// none. It makes no request until serve starts it (one-shot commands never do).
+	jwks *auth.JWKS
 }
 
 type appOptions struct {
 	// checkpoints runs periodic audit checkpoints (the server does; one-shot commands only
 	// checkpoint when they close).
 	checkpoints bool
+	// auditHooks and onSecretFetch feed the server's metrics (zero for one-shot commands).
+	auditHooks    audit.Hooks
+	onSecretFetch func(outcome string, took time.Duration)
 }
 
 // openApp opens the store (applying migrations), loads every key file the configuration
@@ -76,7 +82,7 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, opts appO
 	}
 	a.recorder, err = audit.NewRecorder(audit.Options{
 		Storage: a.db, SigningKey: cpKey, FailOpen: !cfg.Audit.FailClosed,
-		CheckpointInterval: interval, Logger: log,
+		CheckpointInterval: interval, Logger: log, Hooks: opts.auditHooks,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)
@@ -119,7 +125,7 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, opts appO
 	}
 	a.keys, err = secrets.NewCache(secrets.CacheOptions{
 		Provider: provider, TTL: cfg.Secrets.CacheTTL, MaxStale: cfg.Secrets.MaxStale,
-		MaxEntries: cfg.Secrets.CacheSize, Logger: log,
+		MaxEntries: cfg.Secrets.CacheSize, Logger: log, OnFetch: opts.onSecretFetch,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("secrets: %w", err)
@@ -169,8 +175,10 @@ func (a *app) openAuth() error {
 		}
 		issuers = append(issuers, a.signer.IssuerConfig())
 	}
+	var dynamic []auth.IssuerConfig
+	var sets []auth.JWKSIssuer
 	for i, is := range cfg.Auth.Issuers {
-		ic := auth.IssuerConfig{Issuer: is.Issuer, Audience: is.Audience}
+		ic := auth.IssuerConfig{Issuer: is.Issuer, Audience: is.Audience, Algorithms: is.Algorithms}
 		if ic.Audience == "" {
 			ic.Audience = cfg.Auth.Audience
 		}
@@ -181,11 +189,27 @@ func (a *app) openAuth() error {
 			}
 			ic.Keys = append(ic.Keys, auth.VerificationKey{KID: k.KID, Alg: k.Alg, Key: key})
 		}
-		issuers = append(issuers, ic)
+		if is.JWKSURL == "" {
+			issuers = append(issuers, ic)
+			continue
+		}
+		// Keys of a JWKS issuer are looked up by (issuer, kid) in its own set only; its static
+		// keys, if any, are consulted first.
+		dynamic = append(dynamic, ic)
+		sets = append(sets, auth.JWKSIssuer{Issuer: is.Issuer, URL: is.JWKSURL, Algorithms: is.Algorithms, Refresh: is.JWKSRefresh})
 	}
-	v, err := auth.NewVerifier(auth.VerifierOptions{
+	opts := auth.VerifierOptions{
 		Issuers: issuers, TenantClaim: cfg.Auth.TenantClaim, Leeway: cfg.Auth.Leeway, MaxTokenBytes: cfg.Auth.MaxTokenBytes,
-	})
+	}
+	if len(sets) > 0 {
+		jwks, err := auth.NewJWKS(auth.JWKSOptions{Issuers: sets, Logger: a.log.With("component", "jwks")})
+		if err != nil {
+			return fmt.Errorf("auth.issuers: %w", err)
+		}
+		a.jwks = jwks
+		opts.Dynamic, opts.DynamicIssuers = jwks, dynamic
+	}
+	v, err := auth.NewVerifier(opts)
 	if err != nil {
 		return fmt.Errorf("auth: %w", err)
 	}

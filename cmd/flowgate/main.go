@@ -102,6 +102,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runServe(ctx, rest, getenv, stdout, stderr)
 	case "token":
 		return runToken(ctx, rest, getenv, stdout, stderr)
+	case "swarm":
+		return runSwarm(ctx, rest, getenv, stdout, stderr)
+	case "healthcheck":
+		return runHealthcheck(ctx, rest, getenv, stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, rest, getenv, stdout, stderr)
+	case "tenant":
+		return runTenant(ctx, rest, getenv, stdout, stderr)
+	case "key":
+		return runKey(ctx, rest, getenv, os.Stdin, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "flowgate %s (commit %s, %s)\n", version, commit, goVersion())
 		return nil

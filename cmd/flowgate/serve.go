@@ -21,6 +21,7 @@ import (
 	"github.com/flowgate/flowgate/internal/engine"
 	"github.com/flowgate/flowgate/internal/executor"
 	"github.com/flowgate/flowgate/internal/executor/sandbox"
+	"github.com/flowgate/flowgate/internal/metrics"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/ratelimit"
 	"github.com/flowgate/flowgate/internal/server"
@@ -29,6 +30,7 @@ import (
 	"github.com/flowgate/flowgate/internal/task"
 	"github.com/flowgate/flowgate/internal/tenant"
 	"github.com/flowgate/flowgate/internal/validation"
+	"github.com/flowgate/flowgate/internal/web"
 )
 
 func runServe(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -54,7 +56,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("sandbox: %w", err)
 	}
 
-	a, err := openApp(ctx, cfg, log, appOptions{checkpoints: true})
+	// The server's own registry (never the global one), served on the ops listener only.
+	mx := metrics.New(metrics.Options{Version: version, Commit: commit, Logger: log})
+	a, err := openApp(ctx, cfg, log, appOptions{checkpoints: true, auditHooks: mx.AuditHooks(), onSecretFetch: mx.SecretFetch})
 	if err != nil {
 		return err
 	}
@@ -68,10 +72,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if node == "" {
 		node = nodeName()
 	}
-	if n, err := a.db.InterruptRunning(ctx, ""); err != nil {
-		return fmt.Errorf("store: mark interrupted tasks: %w", err)
-	} else if n > 0 {
-		log.Warn("tasks left running by an earlier process were marked interrupted", "count", n)
+	cl, err := openCluster(ctx, cfg, a, node, log)
+	if err != nil {
+		return err
+	}
+	if cl != nil {
+		defer cl.Close()
 	}
 
 	self, err := os.Executable()
@@ -99,13 +105,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	l := cfg.Limits
 	tasks, err := task.NewManager(task.Options{
-		Runner: exe, Keys: a.keys, Store: a.db, Audit: a.recorder, Logger: log, Node: node,
+		Runner: exe, Keys: a.keys, Store: a.db, Audit: a.recorder, Logger: log, Node: node, Metrics: mx.Tasks(),
 		Pool: l.ExecutorPool, Queue: l.ExecutorQueue, UserConcurrent: l.UserConcurrentTasks,
 		TenantConcurrent: l.TenantConcurrentTasks, OnDisconnectCancel: cfg.Tasks.OnDisconnect == "cancel",
 		DetachGrace: cfg.Tasks.DetachGrace, Retention: cfg.Tasks.Retention, MaxRetained: cfg.Tasks.MaxRetainedTasks,
 		MaxResultBytes: cfg.Tasks.MaxResultBytes, MaxLogBytes: cfg.Tasks.MaxTaskLogBytes, MaxLogEvents: cfg.Tasks.MaxTaskLogEvents,
 		SendQueueMessages: l.SendQueueMessages, SendQueueBytes: l.SendQueueBytes, WriteTimeout: l.WriteTimeout,
-		ListLimit: cfg.Tasks.ListLimit,
+		ListLimit: cfg.Tasks.ListLimit, Cluster: taskCluster(cl), HoldInterval: cfg.Cluster.HeartbeatInterval,
 	})
 	if err != nil {
 		return err
@@ -117,6 +123,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	limiter := ratelimit.New(ratelimit.Options{MaxEntries: l.LimiterMaxEntries})
 	conns := ratelimit.NewCounter(ratelimit.CounterOptions{})
+	var (
+		swarms   session.SwarmLimiter = limiter
+		connCaps server.ConnCounter   = conns
+	)
+	if cl != nil {
+		swarms, connCaps = cl.Swarms(limiter), cl.Connections(conns)
+	}
 	swarmLimits := validation.Limits{
 		MaxObjectiveChars: l.MaxObjectiveChars, MaxObjectiveBytes: l.MaxObjectiveBytes, MaxAgents: l.MaxAgents,
 		MaxTimeoutSeconds: l.MaxTimeoutSeconds, DefaultAgents: l.DefaultAgents, DefaultTimeoutSeconds: l.DefaultTimeoutSeconds,
@@ -124,8 +137,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	validator := validation.New()
 	hub := session.NewHub(session.Options{
-		Logger: log, Tasks: tasks, Validator: validator, Verifier: a.verifier, Revocations: revocations,
-		Tenants: a.tenants, Audit: a.recorder, Swarms: limiter,
+		Logger: log, Tasks: tasks, Validator: validator, Verifier: a.verifier, Revocations: revocations, Metrics: mx.Sessions(),
+		Tenants: a.tenants, Audit: a.recorder, Swarms: swarms,
 		Version: version, SwarmLimits: swarmLimits,
 		PublicLimits: protocol.Limits{
 			MaxMessageBytes: l.MaxMessageBytes, MaxObjectiveChars: l.MaxObjectiveChars, MaxObjectiveBytes: l.MaxObjectiveBytes,
@@ -151,8 +164,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	deps := &server.Deps{
 		Logger: log, Limits: l, QueryTokens: cfg.QueryTokensAllowed(), Origins: cfg.Server.AllowedOrigins,
 		Verifier: a.verifier, Signer: a.signer, Tickets: auth.NewTickets(cfg.Auth.TicketTTL, nil), Revocations: revocations,
-		Tenants: a.tenants, Audit: a.recorder, Hub: hub, Tasks: tasks, Limiter: limiter, Conns: conns, IPs: ips,
-		MaxBodySize: cfg.Server.MaxBodyBytes, Pprof: cfg.Ops.Pprof,
+		Tenants: a.tenants, Audit: a.recorder, Hub: hub, Tasks: tasks, Limiter: limiter, Conns: connCaps, IPs: ips,
+		MaxBodySize: cfg.Server.MaxBodyBytes, Pprof: cfg.Ops.Pprof, Metrics: mx.HTTP(), MetricsHandler: mx.Handler(),
 		Store: a.db, Keys: a.keys, AuditLog: auditLog, Validator: validator, TenantDefaults: swarmLimits,
 		TenantChanged: func(ctx context.Context, t store.Tenant) {
 			a.tenants.Invalidate(t.ID)
@@ -160,13 +173,39 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 				hub.CloseTenant(t.ID)
 			}
 		},
-		TokenRevoked: func(ctx context.Context, jti string, exp time.Time) {
-			revocations.Add(jti, exp)
-			hub.CloseJTI(jti)
+		TokenRevoked: func(ctx context.Context, tenant, jti string, exp time.Time) {
+			// Scoped: a tenant's revocation refuses and closes only that tenant's token;
+			// auth.AnyTenant (a platform admin's) does so in every tenant.
+			if err := revocations.Add(tenant, jti, exp); err != nil {
+				log.Error("revocation not applied in memory; the store reload retries", "tenant", tenant, "err", err)
+			}
+			hub.CloseJTI(tenant, jti)
 		},
-		KeyChanged: func(ctx context.Context, tenant string) {},
+		KeyChanged: func(ctx context.Context, tenant string) {
+			// The cache already dropped the key on Set/Delete; other processes learn from the
+			// tenant's change marker (see tenantWatch).
+			a.keys.Invalidate(tenant)
+		},
 		Ready:    func(ctx context.Context) error { return a.db.Ping(ctx) },
 		Draining: draining.Load,
+	}
+	if cfg.UI.Enabled {
+		deps.UI = web.Handler()
+	}
+	if err := mx.Observe(metrics.Sources{
+		TaskCounts: tasks.Counts, ExecutorPool: l.ExecutorPool, ExecutorQueue: l.ExecutorQueue,
+		SecretCache: func() metrics.SecretCacheStats {
+			st := a.keys.Stats()
+			return metrics.SecretCacheStats{Hits: st.Hits, Misses: st.Misses, StaleServed: st.StaleServed, Evictions: st.Evictions, Entries: st.Entries}
+		},
+		Limiter: func() metrics.LimiterStats {
+			st := limiter.Stats()
+			return metrics.LimiterStats{Entries: st.Entries, Evictions: st.Evictions}
+		},
+		AuditQueued: func() int { return a.recorder.Stats().Queued },
+		Ready:       deps.Ready, Draining: deps.Draining,
+	}); err != nil {
+		return fmt.Errorf("metrics: %w", err)
 	}
 
 	ln, err := net.Listen("tcp", cfg.Server.Addr)
@@ -203,6 +242,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}()
 	}
 	bgCtx, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	// External issuers' key sets: fetched now and refreshed in the background until shutdown
+	// ends (bgCtx) and Stop has waited for the refreshers.
+	if a.jwks != nil {
+		a.jwks.Start(bgCtx)
+		defer a.jwks.Stop()
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -270,12 +315,14 @@ func nodeName() string {
 	return host + "-" + hex.EncodeToString(b[:])
 }
 
-// janitor runs the periodic housekeeping of a server: revocations from other processes,
-// expired tickets and tasks, until ctx ends.
+// janitor runs the periodic housekeeping of a server: revocations and tenant changes (a
+// suspension, a key set or deleted) made by other processes, expired tickets and tasks, until
+// ctx ends.
 func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.Tickets, tasks *task.Manager) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	since := time.Now().Add(-time.Minute)
+	watch := newTenantWatch()
 	for {
 		select {
 		case <-ctx.Done():
@@ -286,6 +333,9 @@ func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.T
 			} else {
 				since = now.Add(-time.Minute)
 			}
+			if err := watch.poll(ctx, a, now); err != nil {
+				a.log.Warn("tenant changes refresh failed", "err", err)
+			}
 			rev.Prune()
 			tickets.Prune()
 			tasks.Sweep()
@@ -293,13 +343,27 @@ func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.T
 	}
 }
 
+// loadRevocations adds the revocations recorded since (all when zero), page by page, to rev,
+// each with its tenant scope, and deletes stored revocations of tokens that expired more than
+// the largest leeway ago (a token is still accepted within the leeway after its exp).
 func loadRevocations(ctx context.Context, a *app, rev *auth.Revocations, since time.Time) error {
-	list, err := a.db.ListRevoked(ctx, since)
-	if err != nil {
-		return fmt.Errorf("store: revoked tokens: %w", err)
+	for {
+		list, err := a.db.ListRevoked(ctx, since)
+		if err != nil {
+			return fmt.Errorf("store: revoked tokens: %w", err)
+		}
+		for _, r := range list {
+			if err := rev.Add(r.Tenant, r.JTI, r.ExpiresAt); err != nil {
+				a.log.Error("revocation not applied in memory", "tenant", r.Tenant, "err", err)
+			}
+		}
+		if len(list) < store.MaxRevokedList || !list[len(list)-1].RevokedAt.After(since) {
+			break
+		}
+		since = list[len(list)-1].RevokedAt
 	}
-	for _, r := range list {
-		rev.Add(r.JTI, r.ExpiresAt)
+	if _, err := a.db.PruneRevoked(ctx, time.Now().Add(-time.Minute)); err != nil {
+		return fmt.Errorf("store: prune revoked tokens: %w", err)
 	}
 	return nil
 }

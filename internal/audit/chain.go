@@ -7,21 +7,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 )
 
-// GenesisHash is the prevHash of the first record of every chain.
-var GenesisHash = strings.Repeat("0", 64)
+// GenesisHash is the prevHash of the first record of every chain: 64 zeros.
+const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
-// PlatformName is how reports and logs name the platform chain (whose tenant is "").
-const PlatformName = "platform"
-
-// chainName is the chain's display name. Tenant ids never contain '@', so "@platform" cannot
-// be mistaken for a tenant called "platform".
+// chainName is the chain's display name in logs and errors: ScopePlatform for the platform
+// chain. Tenant ids never contain '@', so it cannot be mistaken for a tenant called "platform".
 func chainName(tenant string) string {
 	if tenant == "" {
-		return "@" + PlatformName
+		return ScopePlatform
 	}
 	return tenant
 }

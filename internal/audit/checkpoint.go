@@ -14,10 +14,9 @@ var ErrChainBroken = errors.New("audit: chain fails verification")
 // Checkpoint signs the head of every chain that advanced since its last checkpoint and stores
 // the signatures. Before signing, the links of the records since the previous checkpoint (or
 // anchor, or genesis) are re-checked (seq, prevHash, hash), as is the last record this process
-// wrote to the chain. It returns
-// how many chains were signed; a chain that fails is skipped, logged and reported in the error
-// (wrapping ErrChainBroken). Each checkpoint is also logged, leaving a copy outside the
-// database.
+// wrote to the chain. It returns how many chains were signed; a chain that fails is skipped,
+// logged and reported in the error (wrapping ErrChainBroken). Each checkpoint is also logged,
+// leaving a copy outside the database.
 func (r *Recorder) Checkpoint(ctx context.Context) (int, error) {
 	if r.signer == nil {
 		return 0, ErrNoSigningKey
@@ -48,16 +47,23 @@ func (r *Recorder) checkpoint(ctx context.Context) (int, error) {
 		errs []error
 	)
 	for _, s := range states {
-		if !s.HasHead || s.Head.Seq <= max(s.CheckpointSeq, s.AnchorSeq) {
-			continue
-		}
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		h, ok := written[s.Chain]
-		p, err := r.verifySinceCheckpoint(ctx, s, h, ok)
-		if err != nil {
-			return 0, err
+		h, wrote := written[s.Chain]
+		var p *Problem
+		switch {
+		case wrote && (!s.HasHead || h.Seq > s.Head.Seq):
+			// Checked even when there is nothing new to sign: a tail cut back to the last
+			// checkpoint is invisible to Verify but not to the process that wrote it.
+			p = &Problem{Tenant: s.Chain, Seq: s.Head.Seq + 1, Kind: ProblemDeleted,
+				Detail: fmt.Sprintf("this process wrote up to seq %d; the head is at %d", h.Seq, s.Head.Seq)}
+		case !s.HasHead || s.Head.Seq <= max(s.CheckpointSeq, s.AnchorSeq):
+			continue
+		default:
+			if p, err = r.verifySinceCheckpoint(ctx, s, h, wrote); err != nil {
+				return 0, err
+			}
 		}
 		if p != nil {
 			r.logger.Error("audit chain fails verification; not signed", "chain", chainName(s.Chain),
@@ -106,14 +112,8 @@ func (r *Recorder) verifySinceCheckpoint(ctx context.Context, s ChainState, writ
 		st: r.st, keys: r.keys, chain: s.Chain, start: start, end: s.Head.Seq, light: true,
 		recs: newRecordIter(r.st, s.Chain, start.Seq),
 	}
-	if h := written; wrote {
-		if h.Seq > s.Head.Seq {
-			return &Problem{Tenant: s.Chain, Seq: s.Head.Seq + 1, Kind: ProblemDeleted,
-				Detail: fmt.Sprintf("this process wrote up to seq %d; the head is at %d", h.Seq, s.Head.Seq)}, nil
-		}
-		if h.Seq > start.Seq {
-			w.expect = &h
-		}
+	if wrote && written.Seq > start.Seq {
+		w.expect = &written
 	}
 	p, err := w.walk(ctx)
 	if err != nil || p != nil {

@@ -99,7 +99,8 @@ func (r *Reader) Query(ctx context.Context, f Filter) ([]Record, string, error) 
 
 // Export writes every matching record to w as NDJSON, one canonical record (with its hash) per
 // line, chain by chain in seq order, so that each chain can be re-verified from the file. It
-// reads page by page and never holds more than one page.
+// reads page by page and never holds more than one page. Recording the audit.export itself
+// (who exported what) is the caller's job: only it knows the actor.
 func (r *Reader) Export(ctx context.Context, f Filter, w io.Writer) error {
 	q, err := storedQuery(f)
 	if err != nil {

@@ -90,7 +90,7 @@ var (
 )
 
 // Record is one audit event. Callers fill the descriptive fields; Seq, PrevHash and Hash are
-// set by the Recorder, ID and Time when left empty.
+// set by the Recorder, ID (a UUIDv7) and Time (when Record is called) if left empty.
 type Record struct {
 	Seq       int64
 	ID        string
@@ -137,7 +137,8 @@ func ObjectiveDigest(obj string) map[string]any {
 	return map[string]any{"len": len(obj), "sha256": hex.EncodeToString(sum[:])}
 }
 
-// timeLayout is the record time format: RFC 3339, UTC, exactly three fraction digits.
+// timeLayout is the record time format: RFC 3339, UTC, exactly three fraction digits (years
+// 1970…9999).
 const timeLayout = "2006-01-02T15:04:05.000Z"
 
 // normalize validates r and returns the bounded copy that will be hashed and stored: strings
@@ -169,6 +170,9 @@ func normalize(r Record) (Record, error) {
 	r.SessionID = bound(r.SessionID, MaxSessionIDBytes)
 	if !r.Time.IsZero() {
 		r.Time = r.Time.UTC().Truncate(time.Millisecond)
+		if y := r.Time.Year(); y < 1970 || y > 9999 {
+			return Record{}, fmt.Errorf("%w: time out of range", ErrInvalidRecord)
+		}
 	}
 	d, err := normalizeDetails(r.Details)
 	if err != nil {
@@ -223,12 +227,6 @@ func normalizeDetails(in map[string]any) (map[string]any, error) {
 	return v.(map[string]any), nil
 }
 
-var (
-	timeType     = reflect.TypeFor[time.Time]()
-	durationType = reflect.TypeFor[time.Duration]()
-	numberType   = reflect.TypeFor[json.Number]()
-)
-
 // normalizeValue deep-copies v into canonical-encodable values. Structural limits set
 // b.reason instead of failing: an oversized detail must not refuse the audited action.
 // Unsupported types are an error: they are a programming mistake that tests catch.
@@ -245,11 +243,11 @@ func normalizeValue(v reflect.Value, depth int, b *detailsBudget) (any, error) {
 		return nil, nil
 	}
 	switch v.Type() {
-	case timeType:
+	case reflect.TypeFor[time.Time]():
 		return v.Interface().(time.Time).UTC().Format(time.RFC3339Nano), nil
-	case durationType:
+	case reflect.TypeFor[time.Duration]():
 		return v.Interface().(time.Duration).String(), nil
-	case numberType:
+	case reflect.TypeFor[json.Number]():
 		f, err := strconv.ParseFloat(v.String(), 64)
 		if err != nil {
 			return nil, fmt.Errorf("%w: details: malformed json.Number", ErrInvalidRecord)

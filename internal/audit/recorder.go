@@ -32,6 +32,7 @@ const (
 	DefaultQueueSize          = 4096
 	MaxQueueSize              = 1 << 16
 	DefaultWriteTimeout       = 10 * time.Second
+	DefaultPruneInterval      = 6 * time.Hour
 	// maxRemembered bounds the per-chain memory of what this process wrote last.
 	maxRemembered = 100_000
 )
@@ -55,6 +56,12 @@ type Options struct {
 	// at Close and on explicit Checkpoint calls.
 	CheckpointInterval time.Duration
 
+	// Retention is audit.retention: when > 0, the background loop prunes records older than
+	// this (see Prune) once per PruneInterval (0 = 6h), the first time one PruneInterval after
+	// start. 0 = no automatic pruning (the zero value never deletes evidence). Needs SigningKey.
+	Retention     time.Duration
+	PruneInterval time.Duration
+
 	// Group commit: one transaction takes up to MaxBatch queued records (0 = 256, at most 1024);
 	// Linger (0 = none, at most 2ms) is how long a batch that is not full waits for more.
 	// QueueSize bounds the records waiting (0 = 4096, at most 65536); Record blocks (until its
@@ -76,7 +83,7 @@ type Hooks struct {
 	// its error (nil when committed).
 	Batch func(records int, d time.Duration, err error)
 	// Failure is called once for every Record call that did not make its record durable, in
-	// either fail mode.
+	// either fail mode, with the record's action ("invalid" if malformed).
 	Failure func(action string, err error)
 	// Checkpoint is called after every checkpoint run with the number of chains signed and the
 	// run's error.
@@ -106,6 +113,8 @@ type Recorder struct {
 	linger       time.Duration
 	writeTimeout time.Duration
 	cpInterval   time.Duration
+	retention    time.Duration
+	pruneEvery   time.Duration
 	logger       *slog.Logger
 	clock        func() time.Time
 	hooks        Hooks
@@ -143,7 +152,8 @@ func NewRecorder(opts Options) (*Recorder, error) {
 	r := &Recorder{
 		st: opts.Storage, signer: opts.SigningKey, failOpen: opts.FailOpen,
 		maxBatch: opts.MaxBatch, linger: opts.Linger, writeTimeout: opts.WriteTimeout,
-		cpInterval: opts.CheckpointInterval, logger: opts.Logger, clock: opts.Clock, hooks: opts.Hooks,
+		cpInterval: opts.CheckpointInterval, retention: opts.Retention, pruneEvery: opts.PruneInterval,
+		logger: opts.Logger, clock: opts.Clock, hooks: opts.Hooks,
 		stopCP: make(chan struct{}), remembered: map[string]Head{},
 	}
 	if r.logger == nil {
@@ -164,6 +174,9 @@ func NewRecorder(opts Options) (*Recorder, error) {
 	}
 	if r.cpInterval == 0 {
 		r.cpInterval = DefaultCheckpointInterval
+	}
+	if r.pruneEvery <= 0 {
+		r.pruneEvery = DefaultPruneInterval
 	}
 	qs := opts.QueueSize
 	switch {
@@ -189,9 +202,11 @@ func NewRecorder(opts Options) (*Recorder, error) {
 
 	r.wg.Add(1)
 	go r.runWriter()
-	if r.signer != nil && r.cpInterval > 0 {
+	if r.signer != nil && (r.cpInterval > 0 || r.retention > 0) {
 		r.wg.Add(1)
-		go r.runCheckpoints()
+		go r.runMaintenance()
+	} else if r.retention > 0 {
+		r.logger.Warn("audit: retention needs the checkpoint key; records are never pruned")
 	}
 	return r, nil
 }
@@ -208,18 +223,26 @@ func (r *Recorder) Record(ctx context.Context, rec Record) error {
 		return nil
 	}
 	r.failed.Add(1)
+	// The action may be anything a buggy caller passed; keep metric labels bounded.
+	action := rec.Action
+	if len(action) > MaxActionBytes || !actionRE.MatchString(action) {
+		action = "invalid"
+	}
 	if r.hooks.Failure != nil {
-		r.hooks.Failure(rec.Action, err)
+		r.hooks.Failure(action, err)
 	}
 	if r.failOpen {
 		r.logger.ErrorContext(ctx, "audit record not written (fail-open)",
-			"action", bound(rec.Action, MaxActionBytes), "tenant", bound(rec.Tenant, 64), "err", err)
+			"action", action, "tenant", bound(rec.Tenant, 64), "err", err)
 		return nil
 	}
 	return err
 }
 
 func (r *Recorder) record(ctx context.Context, rec Record) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	n, err := normalize(rec)
 	if err != nil {
 		return err
@@ -350,7 +373,10 @@ func (r *Recorder) runWriter() {
 }
 
 // write appends one batch: records grouped per chain, chains in sorted order (so that
-// concurrent appenders in other processes lock heads in the same order), one transaction.
+// concurrent appenders in other processes lock heads in the same order), one transaction. If
+// that fails and the batch spans several chains, each chain is retried in its own transaction
+// (sharing one more WriteTimeout), so that one tenant's broken chain does not refuse every
+// other tenant's actions.
 func (r *Recorder) write(batch []*request) {
 	byChain := map[string][]*request{}
 	for _, req := range batch {
@@ -362,9 +388,33 @@ func (r *Recorder) write(batch []*request) {
 		chains = append(chains, c)
 	}
 	slices.Sort(chains)
+
+	ctx, cancel := context.WithTimeout(context.Background(), r.writeTimeout)
+	err := r.appendChains(ctx, chains, byChain, len(batch))
+	cancel()
+	if err == nil || len(chains) == 1 {
+		deliver(batch, err)
+		return
+	}
+	ctx, cancel = context.WithTimeout(context.Background(), r.writeTimeout)
+	defer cancel()
+	for _, c := range chains {
+		reqs := byChain[c]
+		deliver(reqs, r.appendChains(ctx, []string{c}, byChain, len(reqs)))
+	}
+}
+
+func deliver(reqs []*request, err error) {
+	for _, req := range reqs {
+		req.done <- err
+	}
+}
+
+// appendChains writes the requests of chains in one transaction.
+func (r *Recorder) appendChains(ctx context.Context, chains []string, byChain map[string][]*request, n int) error {
 	var heads map[string]Head
 	seal := func(locked map[string]Head) ([]StoredRecord, error) {
-		out := make([]StoredRecord, 0, len(batch))
+		out := make([]StoredRecord, 0, n)
 		heads = make(map[string]Head, len(chains))
 		for _, c := range chains {
 			h, ok := locked[c]
@@ -383,26 +433,20 @@ func (r *Recorder) write(batch []*request) {
 		}
 		return out, nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), r.writeTimeout)
 	t0 := time.Now()
 	err := r.st.AppendAudit(ctx, chains, seal)
-	cancel()
-	d := time.Since(t0)
 	if r.hooks.Batch != nil {
-		r.hooks.Batch(len(batch), d, err)
+		r.hooks.Batch(n, time.Since(t0), err)
 	}
 	if err != nil {
 		r.batchFailures.Add(1)
-		r.logger.Error("audit append failed", "records", len(batch), "chains", len(chains), "err", err)
-		err = fmt.Errorf("%w: %w", ErrWriteFailed, err)
-	} else {
-		r.batches.Add(1)
-		r.written.Add(uint64(len(batch)))
-		r.remember(heads)
+		r.logger.Error("audit append failed", "records", n, "chains", len(chains), "err", err)
+		return fmt.Errorf("%w: %w", ErrWriteFailed, err)
 	}
-	for _, req := range batch {
-		req.done <- err
-	}
+	r.batches.Add(1)
+	r.written.Add(uint64(n))
+	r.remember(heads)
+	return nil
 }
 
 func (r *Recorder) remember(heads map[string]Head) {
@@ -422,7 +466,8 @@ func (r *Recorder) rememberedHeads() map[string]Head {
 	return maps.Clone(r.remembered)
 }
 
-func (r *Recorder) runCheckpoints() {
+// runMaintenance signs checkpoints every cpInterval and prunes every pruneEvery.
+func (r *Recorder) runMaintenance() {
 	defer r.wg.Done()
 	// ctx ends when Close starts, interrupting a run in progress.
 	ctx, cancel := context.WithCancel(context.Background())
@@ -433,15 +478,32 @@ func (r *Recorder) runCheckpoints() {
 		<-r.stopCP
 		cancel()
 	})
-	t := time.NewTicker(r.cpInterval)
-	defer t.Stop()
+	var cpTick, pruneTick <-chan time.Time
+	if r.cpInterval > 0 {
+		t := time.NewTicker(r.cpInterval)
+		defer t.Stop()
+		cpTick = t.C
+	}
+	if r.retention > 0 {
+		t := time.NewTicker(r.pruneEvery)
+		defer t.Stop()
+		pruneTick = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
+		case <-cpTick:
 			if _, err := r.Checkpoint(ctx); err != nil && ctx.Err() == nil {
 				r.logger.Error("audit checkpoint failed", "err", err)
+			}
+		case <-pruneTick:
+			res, err := r.Prune(ctx, r.clock().Add(-r.retention))
+			if err != nil && ctx.Err() == nil {
+				r.logger.Error("audit prune failed", "err", err)
+			}
+			for _, c := range res.Chains {
+				r.logger.Info("audit records pruned", "chain", chainName(c.Tenant), "through_seq", c.ThroughSeq, "removed", c.Removed)
 			}
 		}
 	}

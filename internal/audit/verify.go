@@ -10,9 +10,6 @@ import (
 	"log/slog"
 )
 
-// ErrNoVerifyKey: a Reader needs at least one public key to check checkpoints.
-var ErrNoVerifyKey = errors.New("audit: no checkpoint verification key")
-
 // Reader verifies, queries and exports the log. It never writes; Recorder embeds one.
 type Reader struct {
 	st     Storage
@@ -97,7 +94,8 @@ type Report struct {
 
 // VerifyOptions selects what Verify checks.
 type VerifyOptions struct {
-	// Tenant: nil = every chain; pointer to "" = the platform chain; otherwise that tenant.
+	// Tenant: nil = every chain; pointer to "" (or ScopePlatform) = the platform chain;
+	// otherwise that tenant.
 	Tenant *string
 }
 
@@ -116,6 +114,9 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 	rep := Report{OK: true, Chains: []ChainReport{}}
 	if opts.Tenant != nil {
 		want := *opts.Tenant
+		if want == ScopePlatform {
+			want = ""
+		}
 		var sel []ChainState
 		for _, s := range states {
 			if s.Chain == want {
@@ -267,8 +268,8 @@ type walker struct {
 	// that bodies are canonical and agree with the columns: several times cheaper, for the
 	// check before each checkpoint. Verify always checks everything.
 	light bool
-	recs *recordIter
-	cps  *checkpointIter
+	recs  *recordIter
+	cps   *checkpointIter
 
 	last           Head
 	records        int64

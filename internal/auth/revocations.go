@@ -1,57 +1,122 @@
 package auth
 
 import (
+	"errors"
 	"sync"
 	"time"
 )
 
-// Revocations is the in-memory set of revoked token ids, consulted on every handshake and
-// by the session sweep. Entries live until the token's own expiry, after which the token is
-// refused anyway. The store holds the durable copy; this set is warmed from it at start and
-// fed by the revoke API (and, in a cluster, by other replicas).
+// AnyTenant scopes a revocation to every tenant: a platform admin's revocation. A tenant
+// admin's revocation names its own tenant and refuses only that tenant's token with the jti,
+// so one tenant can never revoke (deny service to) another tenant's tokens, even when jtis
+// collide across issuers. Tenant ids never contain "*".
+const AnyTenant = "*"
+
+// MaxRevocationsPerTenant bounds the live revocations of one scope (a tenant, or AnyTenant):
+// a tenant admin flooding revocations fills its own tenant's quota, not the process.
+const MaxRevocationsPerTenant = 100_000
+
+// revocationGrace keeps a revocation past the token's exp by the largest verification
+// leeway, during which the token is still accepted.
+const revocationGrace = time.Minute
+
+// ErrTooManyRevocations is a revocation refused because its scope is at its bound.
+var ErrTooManyRevocations = errors.New("auth: too many live revocations for this tenant")
+
+// Revocations is the in-memory set of revoked tokens, by (tenant, jti), consulted on every
+// handshake, API call and reauth and by the session sweep. Entries live until the token's own
+// expiry (plus the leeway), after which the token is refused anyway. The store holds the
+// durable copy; this set is warmed from it at start, fed by the revoke API and refreshed from
+// the store so revocations made elsewhere (CLI, other replicas) apply.
 type Revocations struct {
 	now func() time.Time
 
-	mu sync.RWMutex
-	m  map[string]time.Time // jti → token expiry
+	mu    sync.RWMutex
+	m     map[revKey]time.Time // → token expiry
+	count map[string]int       // live entries per scope
 }
+
+type revKey struct{ tenant, jti string }
 
 // NewRevocations returns an empty set.
 func NewRevocations(now func() time.Time) *Revocations {
 	if now == nil {
 		now = time.Now
 	}
-	return &Revocations{now: now, m: map[string]time.Time{}}
+	return &Revocations{now: now, m: map[revKey]time.Time{}, count: map[string]int{}}
 }
 
-// Add marks jti revoked until exp.
-func (r *Revocations) Add(jti string, exp time.Time) {
-	if jti == "" {
-		return
+func scope(tenant string) string {
+	if tenant == "" {
+		return AnyTenant // an unscoped revocation errs on the side of refusing more
 	}
-	r.mu.Lock()
-	r.m[jti] = exp
-	r.mu.Unlock()
+	return tenant
 }
 
-// Revoked reports whether jti is revoked.
-func (r *Revocations) Revoked(jti string) bool {
+// Add marks (tenant, jti) revoked until exp; tenant AnyTenant revokes jti in every tenant.
+// Revoking again keeps the later expiry.
+func (r *Revocations) Add(tenant, jti string, exp time.Time) error {
+	if jti == "" {
+		return nil
+	}
+	k := revKey{scope(tenant), jti}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.m[k]; ok {
+		if exp.After(old) {
+			r.m[k] = exp
+		}
+		return nil
+	}
+	if r.count[k.tenant] >= MaxRevocationsPerTenant {
+		r.pruneLocked(r.now())
+		if r.count[k.tenant] >= MaxRevocationsPerTenant {
+			return ErrTooManyRevocations
+		}
+	}
+	r.m[k] = exp
+	r.count[k.tenant]++
+	return nil
+}
+
+// Room reports whether tenant's scope can take one more revocation.
+func (r *Revocations) Room(tenant string) bool {
 	r.mu.RLock()
-	_, ok := r.m[jti]
-	r.mu.RUnlock()
+	defer r.mu.RUnlock()
+	return r.count[scope(tenant)] < MaxRevocationsPerTenant
+}
+
+// Revoked reports whether the token jti of tenant is revoked: by its own tenant's admin or
+// platform-wide.
+func (r *Revocations) Revoked(tenant, jti string) bool {
+	if jti == "" {
+		return false
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if _, ok := r.m[revKey{AnyTenant, jti}]; ok {
+		return true
+	}
+	_, ok := r.m[revKey{scope(tenant), jti}]
 	return ok
 }
 
 // Prune forgets entries whose tokens have expired.
 func (r *Revocations) Prune() {
-	now := r.now()
 	r.mu.Lock()
-	for jti, exp := range r.m {
-		if now.After(exp.Add(time.Minute)) { // past exp plus the largest leeway
-			delete(r.m, jti)
+	r.pruneLocked(r.now())
+	r.mu.Unlock()
+}
+
+func (r *Revocations) pruneLocked(now time.Time) {
+	for k, exp := range r.m {
+		if now.After(exp.Add(revocationGrace)) {
+			delete(r.m, k)
+			if r.count[k.tenant]--; r.count[k.tenant] <= 0 {
+				delete(r.count, k.tenant)
+			}
 		}
 	}
-	r.mu.Unlock()
 }
 
 // Len is the number of revoked tokens held.

@@ -12,6 +12,13 @@ import (
 // handshakes a second before anyone is refused.
 const maxTickets = 100000
 
+// DefaultTicketTTL is how long a ticket lives unless configured (auth.ticket_ttl).
+const DefaultTicketTTL = 30 * time.Second
+
+// ticketLen is the length of every ticket Issue returns ("tk_" + 43 base64url characters);
+// anything else is refused without a lookup.
+const ticketLen = 3 + 43
+
 // Tickets are single-use, short-lived stand-ins for a bearer token, for browsers that cannot
 // set headers and must not put a long-lived token in a URL (DESIGN §4).
 type Tickets struct {
@@ -30,8 +37,11 @@ type ticket struct {
 // ErrTooManyTickets is returned when the outstanding-ticket bound is reached.
 var ErrTooManyTickets = errors.New("auth: too many outstanding tickets")
 
-// NewTickets returns a ticket store whose tickets live ttl.
+// NewTickets returns a ticket store whose tickets live ttl (≤ 0: DefaultTicketTTL).
 func NewTickets(ttl time.Duration, now func() time.Time) *Tickets {
+	if ttl <= 0 {
+		ttl = DefaultTicketTTL
+	}
 	if now == nil {
 		now = time.Now
 	}
@@ -63,8 +73,16 @@ func (t *Tickets) Issue(p *Principal) (string, time.Time, error) {
 	return id, exp, nil
 }
 
-// Redeem consumes a ticket: the first call returns its principal, every later one fails.
+// TTL is how long a new ticket lives.
+func (t *Tickets) TTL() time.Duration { return t.ttl }
+
+// Redeem consumes a ticket: the first call returns its principal, every later one fails, and
+// so does any call after the ticket's expiry. The principal is the one the ticket was issued
+// to, bound at issue time; the caller still checks revocation and the tenant.
 func (t *Tickets) Redeem(id string) (*Principal, error) {
+	if len(id) != ticketLen {
+		return nil, fail(ReasonTicket, nil)
+	}
 	t.mu.Lock()
 	tk, ok := t.m[id]
 	delete(t.m, id)

@@ -38,6 +38,9 @@ type IssuerConfig struct {
 	Issuer   string
 	Audience string
 	Keys     []VerificationKey
+	// Algorithms, when set, is every algorithm the issuer may use: a static key outside it
+	// is a configuration error, a run-time (JWKS) key outside it is refused.
+	Algorithms []string
 }
 
 // KeySource supplies keys fetched at run time (JWKS), looked up by (issuer, kid) only.
@@ -72,6 +75,7 @@ type issuer struct {
 	name      string
 	audience  string
 	keys      map[string]VerificationKey // by kid
+	algs      []string                   // allowed algorithms; nil = any of its keys'
 	dynamic   bool
 	validator *jwt.Validator
 }
@@ -105,7 +109,18 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 			return fmt.Errorf("auth: issuer %q has more than %d keys", ic.Issuer, maxKeysPerIssuer)
 		}
 		is := &issuer{name: ic.Issuer, audience: ic.Audience, keys: map[string]VerificationKey{}, dynamic: dynamic}
+		for _, a := range ic.Algorithms {
+			switch a {
+			case AlgHS256, AlgRS256, AlgES256, AlgEdDSA:
+				is.algs = append(is.algs, a)
+			default:
+				return fmt.Errorf("auth: issuer %q: unsupported algorithm %q", ic.Issuer, a)
+			}
+		}
 		for _, k := range ic.Keys {
+			if is.algs != nil && !slices.Contains(is.algs, k.Alg) {
+				return fmt.Errorf("auth: issuer %q kid %q: %s is not among the issuer's algorithms %v", ic.Issuer, k.KID, k.Alg, is.algs)
+			}
 			if _, dup := is.keys[k.KID]; dup {
 				return fmt.Errorf("auth: issuer %q: kid %q configured twice", ic.Issuer, k.KID)
 			}
@@ -142,10 +157,15 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 	if len(v.issuers) > maxIssuersDefault {
 		return nil, fmt.Errorf("auth: more than %d issuers", maxIssuersDefault)
 	}
-	if len(opts.DynamicIssuers) > 0 {
-		// Keys fetched later may use any asymmetric algorithm; HS256 never comes from a URL.
-		for _, a := range []string{AlgRS256, AlgES256, AlgEdDSA} {
-			if !slices.Contains(v.algs, a) {
+	for _, ic := range opts.DynamicIssuers {
+		// Keys fetched later may use the issuer's asymmetric algorithms; HS256 never comes
+		// from a URL.
+		algs := ic.Algorithms
+		if len(algs) == 0 {
+			algs = DefaultJWKSAlgorithms()
+		}
+		for _, a := range algs {
+			if a != AlgHS256 && !slices.Contains(v.algs, a) {
 				v.algs = append(v.algs, a)
 			}
 		}
@@ -237,6 +257,9 @@ func (v *Verifier) lookup(ctx context.Context, is *issuer, kid, alg string) (Ver
 		if err != nil {
 			return VerificationKey{}, fail(ReasonUnknownKey, err)
 		}
+		if k.Alg == AlgHS256 {
+			return VerificationKey{}, fail(ReasonAlgorithm, errors.New("HS256 keys are never taken from a key set"))
+		}
 		key, ok = k, true
 	}
 	if !ok {
@@ -244,6 +267,12 @@ func (v *Verifier) lookup(ctx context.Context, is *issuer, kid, alg string) (Ver
 	}
 	if key.Alg != alg {
 		return VerificationKey{}, fail(ReasonAlgorithm, fmt.Errorf("key %q allows %s only", key.KID, key.Alg))
+	}
+	if is.algs != nil && !slices.Contains(is.algs, alg) {
+		return VerificationKey{}, fail(ReasonAlgorithm, fmt.Errorf("issuer does not allow %s", alg))
+	}
+	if err := checkAlgKey(key); err != nil {
+		return VerificationKey{}, fail(ReasonAlgorithm, err)
 	}
 	return key, nil
 }

@@ -51,7 +51,7 @@ func (d *Deps) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Princ
 		deny(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonOf(err), nil)
 		return nil, false
 	}
-	if p.JTI != "" && d.Revocations.Revoked(p.JTI) {
+	if d.Revocations.Revoked(p.Tenant, p.JTI) {
 		deny(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonRevoked, p)
 		return nil, false
 	}

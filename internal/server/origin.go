@@ -19,9 +19,22 @@ func newOriginPolicy(list []string) originPolicy {
 			p.any = true
 			continue
 		}
-		p.allowed[strings.ToLower(o)] = true
+		p.allowed[canonicalOrigin(strings.ToLower(o))] = true
 	}
 	return p
+}
+
+// canonicalOrigin drops a default port, as browsers do when they send Origin, so that a
+// configured "https://app.example.com:443" matches what the browser says. Nothing else is
+// rewritten: the comparison stays exact on scheme, host and port.
+func canonicalOrigin(o string) string {
+	if s, ok := strings.CutSuffix(o, ":443"); ok && strings.HasPrefix(o, "https://") {
+		return s
+	}
+	if s, ok := strings.CutSuffix(o, ":80"); ok && strings.HasPrefix(o, "http://") {
+		return s
+	}
+	return o
 }
 
 // check reports whether r's Origin is acceptable: absent (not a browser), exactly listed,
@@ -39,7 +52,7 @@ func (p originPolicy) check(r *http.Request) bool {
 	if o == "null" || o == "" {
 		return false
 	}
-	if p.any || p.allowed[o] {
+	if p.any || p.allowed[canonicalOrigin(o)] {
 		return true
 	}
 	u, err := url.Parse(o)

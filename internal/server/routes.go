@@ -23,12 +23,36 @@ func Public(d *Deps) http.Handler {
 	mux.Handle("POST /v1/ws-ticket", handleTicket(d))
 
 	// Tenants and keys (admin_tenants.go, admin_keys.go).
+	mux.Handle("GET /v1/admin/tenants", handleTenantList(d))
+	mux.Handle("POST /v1/admin/tenants", handleTenantCreate(d))
+	mux.Handle("/v1/admin/tenants", methodNotAllowed("GET, POST"))
+	mux.Handle("GET /v1/admin/tenants/{id}", handleTenantGet(d))
+	mux.Handle("PATCH /v1/admin/tenants/{id}", handleTenantPatch(d))
+	mux.Handle("/v1/admin/tenants/{id}", methodNotAllowed("GET, PATCH"))
+	mux.Handle("GET /v1/admin/tenants/{id}/key", handleKeyGet(d))
+	mux.Handle("PUT /v1/admin/tenants/{id}/key", handleKeyPut(d))
+	mux.Handle("DELETE /v1/admin/tenants/{id}/key", handleKeyDelete(d))
+	mux.Handle("/v1/admin/tenants/{id}/key", methodNotAllowed("GET, PUT, DELETE"))
 
 	// Tokens and revocation (admin_tokens.go).
+	mux.Handle("POST /v1/admin/tenants/{id}/tokens", handleTokenIssue(d))
+	mux.Handle("/v1/admin/tenants/{id}/tokens", methodNotAllowed("POST"))
+	mux.Handle("POST /v1/admin/tokens/revoke", handleTokenRevoke(d))
+	mux.Handle("/v1/admin/tokens/revoke", methodNotAllowed("POST"))
 
 	// Tasks (admin_tasks.go).
+	mux.Handle("GET /v1/admin/tasks", handleTaskList(d))
+	mux.Handle("/v1/admin/tasks", methodNotAllowed("GET"))
 
 	// Audit review (admin_audit.go).
+	ar := newAuditRoutes(d)
+	mux.Handle("GET /v1/admin/audit", ar.handleQuery())
+	mux.Handle("/v1/admin/audit", methodNotAllowed("GET"))
+	mux.Handle("GET /v1/admin/audit/export", ar.handleExport())
+	mux.Handle("/v1/admin/audit/export", methodNotAllowed("GET"))
+	mux.Handle("GET /v1/admin/audit/verify", ar.handleVerify())
+	mux.Handle("/v1/admin/audit/verify", methodNotAllowed("GET"))
+
 	if d.UI != nil {
 		mux.Handle("GET /ui/", d.UI)
 		mux.Handle("GET /sdk/", d.UI)

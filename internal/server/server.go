@@ -61,6 +61,11 @@ type Auditor interface {
 	Record(ctx context.Context, r audit.Record) error
 }
 
+// ConnCounter caps concurrent connections per key (global, per IP block, per user).
+type ConnCounter interface {
+	Acquire(key string, max int) (release func(), ok bool)
+}
+
 // IPResolver names the client address of a request.
 type IPResolver interface {
 	IP(r *http.Request) netip.Addr
@@ -88,7 +93,7 @@ type Deps struct {
 	Hub         *session.Hub
 	Tasks       *task.Manager
 	Limiter     *ratelimit.Limiter
-	Conns       *ratelimit.Counter
+	Conns       ConnCounter
 	IPs         IPResolver
 	Metrics     Metrics
 	MaxBodySize int64
@@ -103,8 +108,9 @@ type Deps struct {
 	// closes the sessions of a suspended tenant (locally and, in a cluster, everywhere).
 	TenantChanged func(ctx context.Context, t store.Tenant)
 	// TokenRevoked is called after a revocation is stored: it updates the revocation set and
-	// closes live sessions using the token (locally and, in a cluster, everywhere).
-	TokenRevoked func(ctx context.Context, jti string, exp time.Time)
+	// closes live sessions using the token (locally and, in a cluster, everywhere). tenant is
+	// the revocation's scope: the token's tenant, or auth.AnyTenant for a platform revocation.
+	TokenRevoked func(ctx context.Context, tenant, jti string, exp time.Time)
 	// KeyChanged is called after a tenant key is set or deleted (cluster-wide invalidation).
 	KeyChanged func(ctx context.Context, tenant string)
 

@@ -105,7 +105,7 @@ func handleWS(d *Deps) http.Handler {
 			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonOf(err), "authentication failed: "+auth.ReasonOf(err), 0, nil)
 			return
 		}
-		if p.JTI != "" && d.Revocations.Revoked(p.JTI) {
+		if d.Revocations.Revoked(p.Tenant, p.JTI) {
 			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonRevoked, "authentication failed: "+auth.ReasonRevoked, 0, p)
 			return
 		}

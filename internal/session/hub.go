@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/tenant"
 )
@@ -81,12 +82,16 @@ func (h *Hub) CloseWhere(match func(tenant, subject, jti string) bool, code int,
 	return n
 }
 
-// CloseJTI closes the sessions using a revoked token.
-func (h *Hub) CloseJTI(jti string) int {
-	if jti == "" {
+// CloseJTI closes the sessions using a revoked token: tenant's token jti, or the jti in
+// every tenant when tenant is auth.AnyTenant (a platform revocation). A tenant's revocation
+// never closes another tenant's session.
+func (h *Hub) CloseJTI(tenant, jti string) int {
+	if jti == "" || tenant == "" {
 		return 0
 	}
-	return h.CloseWhere(func(_, _, j string) bool { return j == jti }, protocol.ClosePolicyViolation, protocol.ReasonTokenRevoked)
+	return h.CloseWhere(func(t, _, j string) bool {
+		return j == jti && (tenant == auth.AnyTenant || t == tenant)
+	}, protocol.ClosePolicyViolation, protocol.ReasonTokenRevoked)
 }
 
 // CloseTenant closes the sessions of a suspended tenant.
@@ -118,7 +123,7 @@ func (h *Hub) sweep(ctx context.Context) {
 		case !now.Before(p.ExpiresAt):
 			s.closeWith(protocol.ClosePolicyViolation, protocol.ReasonTokenExpired)
 			continue
-		case h.opts.Revocations != nil && p.JTI != "" && h.opts.Revocations.Revoked(p.JTI):
+		case h.opts.Revocations != nil && p.JTI != "" && h.opts.Revocations.Revoked(p.Tenant, p.JTI):
 			s.closeWith(protocol.ClosePolicyViolation, protocol.ReasonTokenRevoked)
 			continue
 		}

@@ -177,14 +177,24 @@ func (db *DB) AuditChains(ctx context.Context) ([]audit.ChainState, error) {
 		if _, ok := byChain[c]; ok {
 			continue
 		}
+		// The head is read again with the rest: a chain created after the first statement is
+		// not headless.
 		s := audit.ChainState{Chain: c}
+		var (
+			headSeq  sql.NullInt64
+			headHash sql.NullString
+		)
 		err := db.db.QueryRowContext(ctx, db.Rebind(`
-			SELECT COALESCE((SELECT MAX(seq) FROM audit_records WHERE chain = ?), 0),
+			SELECT (SELECT seq FROM audit_heads WHERE chain = ?), (SELECT hash FROM audit_heads WHERE chain = ?),
+				COALESCE((SELECT MAX(seq) FROM audit_records WHERE chain = ?), 0),
 				COALESCE((SELECT MAX(seq) FROM audit_checkpoints WHERE chain = ? AND kind = 'checkpoint'), 0),
 				COALESCE((SELECT MAX(seq) FROM audit_checkpoints WHERE chain = ? AND kind = 'anchor'), 0)`),
-			c, c, c).Scan(&s.MaxSeq, &s.CheckpointSeq, &s.AnchorSeq)
+			c, c, c, c, c).Scan(&headSeq, &headHash, &s.MaxSeq, &s.CheckpointSeq, &s.AnchorSeq)
 		if err != nil {
 			return nil, fmt.Errorf("store: audit chains: %w", err)
+		}
+		if headSeq.Valid && headHash.Valid {
+			s.HasHead, s.Head = true, audit.Head{Seq: headSeq.Int64, Hash: headHash.String}
 		}
 		byChain[c] = s
 	}

@@ -342,3 +342,50 @@ func normTimePtr(t *time.Time) *time.Time {
 	n := normTime(*t)
 	return &n
 }
+
+// StaleNodes lists the nodes that own pending or running tasks but whose heartbeat is older
+// than before (or that never registered): replicas presumed dead, for the cluster reaper.
+func (db *DB) StaleNodes(ctx context.Context, before time.Time) ([]string, error) {
+	rows, err := db.db.QueryContext(ctx, db.Rebind(`SELECT DISTINCT t.node FROM tasks t
+		LEFT JOIN nodes n ON n.id = t.node
+		WHERE t.status IN (?, ?) AND t.node <> '' AND (n.heartbeat_at IS NULL OR n.heartbeat_at < ?)`),
+		TaskPending, TaskRunning, db.TimeArg(before))
+	if err != nil {
+		return nil, fmt.Errorf("store: stale nodes: %w", err)
+	}
+	defer rows.Close()
+	var nodes []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			return nil, fmt.Errorf("store: stale nodes: %w", err)
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, rows.Err()
+}
+
+// InterruptNode marks the pending and running tasks of a node that died as interrupted
+// and returns them. Several replicas may race to reap one node: each task is returned to
+// exactly one of them.
+func (db *DB) InterruptNode(ctx context.Context, node string) ([]Task, error) {
+	rows, err := db.db.QueryContext(ctx, db.Rebind(`UPDATE tasks SET
+		status = ?, ended_at = ?,
+		error_msg = CASE WHEN error_msg = '' THEN ? ELSE error_msg END
+		WHERE node = ? AND status IN (?, ?)
+		RETURNING `+taskCols),
+		TaskInterrupted, db.TimeArg(db.timeNow()), "node "+node+" stopped responding", node, TaskPending, TaskRunning)
+	if err != nil {
+		return nil, fmt.Errorf("store: interrupt node tasks: %w", err)
+	}
+	defer rows.Close()
+	var out []Task
+	for rows.Next() {
+		t, err := scanTask(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}

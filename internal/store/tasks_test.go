@@ -281,3 +281,39 @@ func TestTimesRoundTripUTC(t *testing.T) {
 		}
 	})
 }
+
+func TestInterruptNode(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, driver string) {
+		db := storetest.Open(t, driver)
+		ctx := t.Context()
+		storetest.CreateTenant(t, db, "acme")
+		now := time.Now().UTC()
+		for i, node := range []string{"a", "a", "b"} {
+			if _, err := db.CreateTask(ctx, store.Task{ID: fmt.Sprintf("t%d", i), Tenant: "acme", Owner: "u", Objective: "x",
+				Agents: 1, Strategy: "auto", Mode: "centralized", TimeoutSec: 60, Status: store.TaskRunning, Node: node, CreatedAt: now}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := db.UpsertNode(ctx, "b", now); err != nil {
+			t.Fatal(err)
+		}
+		if err := db.UpsertNode(ctx, "a", now.Add(-time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		nodes, err := db.StaleNodes(ctx, now.Add(-10*time.Second))
+		if err != nil || len(nodes) != 1 || nodes[0] != "a" {
+			t.Fatalf("StaleNodes = %v, %v", nodes, err)
+		}
+		got, err := db.InterruptNode(ctx, "a")
+		if err != nil || len(got) != 2 || got[0].Status != store.TaskInterrupted {
+			t.Fatalf("InterruptNode = %+v, %v", got, err)
+		}
+		again, err := db.InterruptNode(ctx, "a")
+		if err != nil || len(again) != 0 {
+			t.Fatalf("second reap = %+v, %v", again, err)
+		}
+		if b, _ := db.GetTask(ctx, "acme", "t2"); b.Status != store.TaskRunning {
+			t.Fatalf("node b's task = %+v", b)
+		}
+	})
+}

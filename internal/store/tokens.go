@@ -14,7 +14,13 @@ const (
 	MaxRevokedList    = 100_000
 )
 
-// RevokedToken is a revoked token id, kept until the token would have expired anyway.
+// AnyTenant as a revocation's Tenant revokes the jti in every tenant (a platform admin's
+// revocation); any other value revokes only that tenant's token with the jti. It equals
+// auth.AnyTenant.
+const AnyTenant = "*"
+
+// RevokedToken is a revoked token id, kept until the token would have expired anyway. It is
+// keyed by (Tenant, JTI).
 type RevokedToken struct {
 	JTI       string    `json:"jti"`
 	Tenant    string    `json:"tenant"`
@@ -23,14 +29,18 @@ type RevokedToken struct {
 	RevokedBy string    `json:"revokedBy,omitempty"`
 }
 
-// RevokeToken records a revocation (RevokedAt defaults to now). Revoking a jti twice is not an
-// error; the first record is kept.
+// RevokeToken records a revocation (RevokedAt defaults to now). Tenant is the scope: a tenant
+// id, or AnyTenant. Revoking the same (tenant, jti) twice is not an error; the first record
+// is kept.
 func (db *DB) RevokeToken(ctx context.Context, r RevokedToken) error {
 	if r.JTI == "" || len(r.JTI) > MaxJTIBytes {
 		return fmt.Errorf("%w: jti must be 1 to %d bytes", ErrInvalid, MaxJTIBytes)
 	}
-	if len(r.Tenant) > MaxTenantNameBytes || len(r.RevokedBy) > MaxRevokedByBytes {
-		return fmt.Errorf("%w: revocation tenant or revokedBy too long", ErrInvalid)
+	if r.Tenant != AnyTenant && !ValidTenantID(r.Tenant) {
+		return fmt.Errorf("%w: revocation tenant must be a tenant id or %q", ErrInvalid, AnyTenant)
+	}
+	if len(r.RevokedBy) > MaxRevokedByBytes {
+		return fmt.Errorf("%w: revocation revokedBy too long", ErrInvalid)
 	}
 	if r.ExpiresAt.IsZero() {
 		return fmt.Errorf("%w: revocation needs the token's expiry", ErrInvalid)
@@ -40,7 +50,7 @@ func (db *DB) RevokeToken(ctx context.Context, r RevokedToken) error {
 	}
 	_, err := db.db.ExecContext(ctx, db.Rebind(
 		`INSERT INTO revoked_tokens (jti, tenant, expires_at, revoked_at, revoked_by)
-		VALUES (?, ?, ?, ?, ?) ON CONFLICT (jti) DO NOTHING`),
+		VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, jti) DO NOTHING`),
 		r.JTI, r.Tenant, db.TimeArg(r.ExpiresAt), db.TimeArg(r.RevokedAt), r.RevokedBy)
 	if err != nil {
 		return fmt.Errorf("store: revoke token: %w", err)
@@ -48,11 +58,12 @@ func (db *DB) RevokeToken(ctx context.Context, r RevokedToken) error {
 	return nil
 }
 
-// IsRevoked reports whether jti has been revoked (and not yet pruned).
-func (db *DB) IsRevoked(ctx context.Context, jti string) (bool, error) {
+// IsRevoked reports whether tenant's token jti has been revoked, by its tenant or for every
+// tenant (and not yet pruned).
+func (db *DB) IsRevoked(ctx context.Context, tenant, jti string) (bool, error) {
 	var n int
 	err := db.db.QueryRowContext(ctx, db.Rebind(
-		"SELECT COUNT(*) FROM revoked_tokens WHERE jti = ?"), jti).Scan(&n)
+		"SELECT COUNT(*) FROM revoked_tokens WHERE jti = ? AND tenant IN (?, ?)"), jti, tenant, AnyTenant).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("store: check revocation: %w", err)
 	}
@@ -64,7 +75,7 @@ func (db *DB) IsRevoked(ctx context.Context, jti string) (bool, error) {
 func (db *DB) ListRevoked(ctx context.Context, since time.Time) ([]RevokedToken, error) {
 	rows, err := db.db.QueryContext(ctx, db.Rebind(
 		`SELECT jti, tenant, expires_at, revoked_at, revoked_by FROM revoked_tokens
-		WHERE revoked_at >= ? ORDER BY revoked_at, jti LIMIT ?`),
+		WHERE revoked_at >= ? ORDER BY revoked_at, tenant, jti LIMIT ?`),
 		db.TimeArg(since), MaxRevokedList)
 	if err != nil {
 		return nil, fmt.Errorf("store: list revoked tokens: %w", err)

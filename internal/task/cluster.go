@@ -102,22 +102,25 @@ func (m *Manager) runMirror(ctx context.Context, t *Task, rec store.Task) {
 	if !protocol.Terminal(rec.Status) {
 		go m.holdLoop(holdCtx, t)
 	}
-	err := m.opts.Cluster.Follow(ctx, t.ID, 0, t.appendMirrored)
-	if ctx.Err() != nil {
-		return
-	}
-	select {
-	case <-t.done:
-		return
-	default:
-	}
-	if err != nil {
-		m.log.Warn("task stream unavailable", "task", t.ID, "err", err)
-	}
-	// The stream ended without a final event (expired, or never published): what the store
-	// knows is the best answer.
-	if fresh, err := m.opts.Store.GetTask(context.Background(), t.Tenant, t.ID); err == nil && protocol.Terminal(fresh.Status) {
-		t.finalFromRecord(fresh)
+	for {
+		err := m.opts.Cluster.Follow(ctx, t.ID, t.Snapshot().LastSeq, t.appendMirrored)
+		if ctx.Err() != nil || t.isDone() {
+			return
+		}
+		if err != nil {
+			m.log.Debug("task stream unavailable", "task", t.ID, "err", err)
+		}
+		// The stream ended without a final event (expired, or not published yet): what the
+		// store knows is the answer when the task has ended; otherwise look again shortly.
+		if fresh, err := m.opts.Store.GetTask(ctx, t.Tenant, t.ID); err == nil && protocol.Terminal(fresh.Status) {
+			t.finalFromRecord(fresh)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(m.opts.HoldInterval):
+		}
 	}
 }
 
@@ -205,22 +208,28 @@ func (t *Task) finalFromRecord(rec store.Task) {
 	if rec.EndedAt != nil {
 		ended = *rec.EndedAt
 	}
-	seq := max(rec.LastSeq, 1)
-	frame, _ := jsonFrame(protocol.TaskComplete{
-		Type: protocol.TypeTaskComplete, TaskID: rec.ID, Seq: seq, ServerTime: protocol.Time(ended),
-		ExitCode: exit, Status: rec.Status, DurationMs: dur, Result: rec.ResultSummary, Error: rec.Error,
-	})
 	t.mu.Lock()
 	if t.isDone() {
 		t.mu.Unlock()
 		return
 	}
-	t.base = seq - 1
-	t.log = []entry{{frame: frame, end: int64(len(frame))}}
+	// The final event follows whatever the mirror already holds; with nothing held, it
+	// takes the seq the store recorded.
+	seq := t.lastSeqLocked() + 1
+	if len(t.log) == 0 && rec.LastSeq > seq {
+		seq = rec.LastSeq
+		t.base = seq - 1
+	}
+	frame, _ := jsonFrame(protocol.TaskComplete{
+		Type: protocol.TypeTaskComplete, TaskID: rec.ID, Seq: seq, ServerTime: protocol.Time(ended),
+		ExitCode: exit, Status: rec.Status, DurationMs: dur, Result: rec.ResultSummary, Error: rec.Error,
+	})
+	end := t.headBytes.Load() + int64(len(frame))
+	t.log = append(t.log, entry{frame: frame, end: end})
 	t.status, t.exitCode, t.errMsg, t.endedAt = rec.Status, exit, rec.Error, ended
 	t.ended.Store(ended.UnixNano())
 	subs := t.subs
-	t.headBytes.Store(int64(len(frame)))
+	t.headBytes.Store(end)
 	t.headSeq.Store(seq)
 	t.mu.Unlock()
 	close(t.done)

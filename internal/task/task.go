@@ -100,6 +100,9 @@ func (t *Task) Snapshot() Snapshot {
 
 func (t *Task) lastSeqLocked() int64 { return t.base + int64(len(t.log)) }
 
+// Manager is the manager that owns t.
+func (t *Task) Manager() *Manager { return t.m }
+
 // Done is closed when the task has ended.
 func (t *Task) Done() <-chan struct{} { return t.done }
 

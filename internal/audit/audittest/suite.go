@@ -70,7 +70,7 @@ func (c *Clock) Set(t time.Time) {
 }
 
 // T0 is the epoch of the suite's clocks.
-var T0 = time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)
+func T0() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) }
 
 // NewKey returns a fresh Ed25519 checkpoint key.
 func NewKey(t testing.TB) ed25519.PrivateKey {
@@ -128,6 +128,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 	t.Run("Injection", func(t *testing.T) { testInjection(t, newEnv(t)) })
 	t.Run("TenantScope", func(t *testing.T) { testTenantScope(t, newEnv(t)) })
 	t.Run("FailClosed", func(t *testing.T) { testFailClosed(t, newEnv(t)) })
+	t.Run("BrokenChainIsolated", func(t *testing.T) { testBrokenChainIsolated(t, newEnv(t)) })
 	t.Run("FailOpen", func(t *testing.T) { testFailOpen(t, newEnv(t)) })
 	t.Run("CheckpointRefusesTamperedTail", func(t *testing.T) { testCheckpointRefuses(t, newEnv) })
 	t.Run("Prune", func(t *testing.T) { testPrune(t, newEnv(t)) })
@@ -192,7 +193,7 @@ func chainReport(t testing.TB, rep audit.Report, tenant string) audit.ChainRepor
 }
 
 func testRecordQueryVerify(t *testing.T, env Env) {
-	clock := NewClock(T0)
+	clock := NewClock(T0())
 	r := NewRecorder(t, env.Storage, audit.Options{SigningKey: NewKey(t), Clock: clock.Now})
 	for i := range 5 {
 		mustRecord(t, r, Rec("acme", i))
@@ -254,7 +255,10 @@ func checkChains(t testing.TB, st audit.Storage) int {
 	return total
 }
 
-var tenants = []string{"", "acme", "globex", "initech", "umbrella"}
+// tenantOf spreads records over the platform chain and four tenants.
+func tenantOf(n int) string {
+	return [...]string{"", "acme", "globex", "initech", "umbrella"}[n%5]
+}
 
 func hammer(t *testing.T, r *audit.Recorder, workers, perWorker int, offset int) {
 	t.Helper()
@@ -264,7 +268,7 @@ func hammer(t *testing.T, r *audit.Recorder, workers, perWorker int, offset int)
 		wg.Go(func() {
 			for i := range perWorker {
 				n := offset + w*perWorker + i
-				if err := r.Record(context.Background(), Rec(tenants[n%len(tenants)], n)); err != nil {
+				if err := r.Record(context.Background(), Rec(tenantOf(n), n)); err != nil {
 					errs <- err
 					return
 				}
@@ -355,7 +359,7 @@ func testTamper(t *testing.T, newEnv func(t *testing.T) Env) {
 	// that must stay green.
 	setup := func(t *testing.T) (Env, *audit.Recorder, []audit.StoredRecord) {
 		env := newEnv(t)
-		clock := NewClock(T0)
+		clock := NewClock(T0())
 		r := NewRecorder(t, env.Storage, audit.Options{SigningKey: NewKey(t), Clock: clock.Now})
 		for i := range 20 {
 			mustRecord(t, r, Rec(chain, i))
@@ -523,6 +527,7 @@ func testTamper(t *testing.T, newEnv func(t *testing.T) Env) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			env, r, rs := setup(t)
 			tc.tamper(t, env, rs)
 			rep, err := r.Verify(ctx, audit.VerifyOptions{})
@@ -587,6 +592,7 @@ func testCheckpointRefuses(t *testing.T, newEnv func(t *testing.T) Env) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			env := newEnv(t)
 			r := NewRecorder(t, env.Storage, audit.Options{SigningKey: NewKey(t)})
 			for i := range 15 {
@@ -640,7 +646,7 @@ func testInjection(t *testing.T, env Env) {
 
 func testTenantScope(t *testing.T, env Env) {
 	ctx := context.Background()
-	clock := NewClock(T0)
+	clock := NewClock(T0())
 	r := NewRecorder(t, env.Storage, audit.Options{SigningKey: NewKey(t), Clock: clock.Now})
 	for i := range 25 {
 		mustRecord(t, r, Rec("tenant-a", i))
@@ -689,7 +695,7 @@ func testTenantScope(t *testing.T, env Env) {
 	if n := len(page(audit.Filter{Tenant: "tenant-a", Actor: "user-1", Outcome: audit.OutcomeSuccess, Limit: 2})); n != 8 {
 		t.Fatalf("actor filter: %d", n)
 	}
-	since, until := T0.Add(10*time.Millisecond), T0.Add(20*time.Millisecond)
+	since, until := T0().Add(10*time.Millisecond), T0().Add(20*time.Millisecond)
 	for _, rec := range page(audit.Filter{Tenant: audit.ScopeAll, Since: since, Until: until}) {
 		if rec.Time.Before(since) || !rec.Time.Before(until) {
 			t.Fatalf("time filter returned %v", rec.Time)
@@ -777,6 +783,37 @@ func testFailClosed(t *testing.T, env Env) {
 	MustVerify(t, r.Reader)
 }
 
+// testBrokenChainIsolated: a tenant whose chain head was corrupted in the database cannot
+// record (fail-closed), but the other tenants batched with it still can.
+func testBrokenChainIsolated(t *testing.T, env Env) {
+	ctx := context.Background()
+	r := NewRecorder(t, env.Storage, audit.Options{})
+	mustRecord(t, r, Rec("acme", 0))
+	mustRecord(t, r, Rec("globex", 0))
+	if err := env.Tamper.SetHead(ctx, "acme", audit.Head{Seq: 1, Hash: "not a hash"}); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var acmeFailed, othersFailed atomic.Int64
+	for i := range 40 {
+		wg.Go(func() {
+			tenant := tenantOf(i)
+			err := r.Record(ctx, Rec(tenant, i))
+			switch {
+			case tenant == "acme" && errors.Is(err, audit.ErrWriteFailed):
+				acmeFailed.Add(1)
+			case err != nil:
+				othersFailed.Add(1)
+				t.Errorf("tenant %q: %v", tenant, err)
+			}
+		})
+	}
+	wg.Wait()
+	if acmeFailed.Load() != 8 || othersFailed.Load() != 0 {
+		t.Fatalf("acme failures %d (want 8), others %d", acmeFailed.Load(), othersFailed.Load())
+	}
+}
+
 // syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
 type syncBuffer struct {
 	mu  sync.Mutex
@@ -826,7 +863,7 @@ func testFailOpen(t *testing.T, env Env) {
 
 func testPrune(t *testing.T, env Env) {
 	ctx := context.Background()
-	clock := NewClock(T0)
+	clock := NewClock(T0())
 	r := NewRecorder(t, env.Storage, audit.Options{SigningKey: NewKey(t), Clock: clock.Now})
 	for i := range 30 {
 		mustRecord(t, r, Rec("acme", i))
@@ -838,13 +875,13 @@ func testPrune(t *testing.T, env Env) {
 		mustRecord(t, r, audit.Record{Action: audit.ActionServerStart, Outcome: audit.OutcomeSuccess})
 	}
 	mustRecord(t, r, Rec("fresh", 0))
-	clock.Set(T0.Add(10 * 24 * time.Hour))
+	clock.Set(T0().Add(10 * 24 * time.Hour))
 	for i := range 5 {
 		mustRecord(t, r, Rec("acme", 100+i))
 		mustRecord(t, r, Rec("fresh", 100+i))
 	}
 	mustCheckpoint(t, r)
-	res, err := r.Prune(ctx, T0.Add(5*24*time.Hour))
+	res, err := r.Prune(ctx, T0().Add(5*24*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -870,7 +907,7 @@ func testPrune(t *testing.T, env Env) {
 	mustRecord(t, r, Rec("acme", 200))
 	mustCheckpoint(t, r)
 	MustVerify(t, r.Reader)
-	if res, err := r.Prune(ctx, T0.Add(5*24*time.Hour)); err != nil || len(res.Chains) != 0 {
+	if res, err := r.Prune(ctx, T0().Add(5*24*time.Hour)); err != nil || len(res.Chains) != 0 {
 		t.Fatalf("second prune: %+v %v", res, err)
 	}
 	// Deleting the records after the anchor is still caught.
@@ -885,7 +922,7 @@ func testPrune(t *testing.T, env Env) {
 
 func testPruneBroken(t *testing.T, env Env) {
 	ctx := context.Background()
-	clock := NewClock(T0)
+	clock := NewClock(T0())
 	r := NewRecorder(t, env.Storage, audit.Options{SigningKey: NewKey(t), Clock: clock.Now})
 	for i := range 10 {
 		mustRecord(t, r, Rec("acme", i))
@@ -896,8 +933,8 @@ func testPruneBroken(t *testing.T, env Env) {
 	if err := env.Tamper.PutRecord(ctx, bad); err != nil {
 		t.Fatal(err)
 	}
-	clock.Set(T0.Add(48 * time.Hour))
-	if _, err := r.Prune(ctx, T0.Add(24*time.Hour)); !errors.Is(err, audit.ErrChainBroken) {
+	clock.Set(T0().Add(48 * time.Hour))
+	if _, err := r.Prune(ctx, T0().Add(24*time.Hour)); !errors.Is(err, audit.ErrChainBroken) {
 		t.Fatalf("prune of a broken chain: %v", err)
 	}
 	if got := len(rows(t, env.Storage, "acme")); got != 10 {
@@ -916,7 +953,7 @@ func testCloseFlushes(t *testing.T, env Env) {
 	for i := range 200 {
 		wg.Go(func() {
 			<-start
-			switch err := r.Record(context.Background(), Rec(tenants[i%len(tenants)], i)); {
+			switch err := r.Record(context.Background(), Rec(tenantOf(i), i)); {
 			case err == nil:
 				ok.Add(1)
 			case errors.Is(err, audit.ErrClosed):
@@ -984,7 +1021,7 @@ func Bench(b *testing.B, st audit.Storage, opts audit.Options) {
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
 			i := int(n.Add(1))
-			if err := r.Record(context.Background(), Rec(tenants[i%len(tenants)], i)); err != nil {
+			if err := r.Record(context.Background(), Rec(tenantOf(i), i)); err != nil {
 				b.Error(err)
 				return
 			}

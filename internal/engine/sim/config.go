@@ -92,6 +92,7 @@ func knobs() []knob {
 		{name: "stderr", kind: kindBool},
 		{name: "print-env", kind: kindBool},
 		{name: "print-key", kind: kindBool},
+		{name: "print-key-hash", kind: kindBool},
 		{name: "fake-complete", kind: kindBool},
 		{name: "non-json", kind: kindBool},
 		{name: "sleep", kind: kindDuration, max: int64(maxSleep)},
@@ -145,6 +146,7 @@ type config struct {
 	stderr       bool
 	printEnv     bool
 	printKey     bool
+	printKeyHash bool
 	fakeComplete bool
 	nonJSON      bool
 	sleep        time.Duration
@@ -495,6 +497,8 @@ func applyKnobs(cfg *config, set map[string]value) error {
 			cfg.printEnv = v.b
 		case "print-key":
 			cfg.printKey = v.b
+		case "print-key-hash":
+			cfg.printKeyHash = v.b
 		case "fake-complete":
 			cfg.fakeComplete = v.b
 		case "non-json":
@@ -616,6 +620,8 @@ default. Boolean knobs take an optional =true|false.
   --stderr           also write warning lines to stderr
   --print-env        emit {"type":"sim_env","env":{...}} with the whole environment
   --print-key        echo ANTHROPIC_API_KEY in an event, a plain line and a stderr line
+  --print-key-hash   emit {"type":"sim_key","sha256":"<hex>","present":true|false}: which key
+                     the engine got, without the key
   --fake-complete    emit gateway-reserved event types (task_complete, error, ...), then fail
   --non-json         interleave plain text lines
   --sleep D          sleep D before exiting, 0-1h

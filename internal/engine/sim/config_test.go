@@ -29,6 +29,7 @@ func knobCases() []knobCase {
 		{"stderr", "", func(c *config) bool { return c.stderr }},
 		{"print-env", "", func(c *config) bool { return c.printEnv }},
 		{"print-key", "", func(c *config) bool { return c.printKey }},
+		{"print-key-hash", "", func(c *config) bool { return c.printKeyHash }},
 		{"fake-complete", "", func(c *config) bool { return c.fakeComplete }},
 		{"non-json", "", func(c *config) bool { return c.nonJSON }},
 		{"sleep", "3s", func(c *config) bool { return c.sleep == 3*time.Second }},

@@ -111,8 +111,8 @@ func snippet(obj string) string {
 	return b.String()
 }
 
-// run writes the whole script. The order: init, grandchild, env, key, stderr, [hang], agents,
-// huge line, forged events, body, result, [sleep].
+// run writes the whole script. The order: init, grandchild, env, key, key hash, stderr, [hang],
+// agents, huge line, forged events, body, result, [sleep].
 func (r *run) run() error {
 	cfg := r.cfg
 	r.start = time.Now()
@@ -139,6 +139,11 @@ func (r *run) run() error {
 	}
 	if cfg.printKey {
 		if err := r.emitKey(); err != nil {
+			return err
+		}
+	}
+	if cfg.printKeyHash {
+		if err := r.emitKeyHash(); err != nil {
 			return err
 		}
 	}
@@ -473,6 +478,17 @@ func (r *run) emitKey() error {
 		return err
 	}
 	return r.note("engine-sim: stderr key echo ANTHROPIC_API_KEY=" + oneLine)
+}
+
+// emitKeyHash tells a test which key the engine received without the key leaving the process:
+// the SHA-256 of ANTHROPIC_API_KEY (of "" when it is unset or empty, with present:false).
+func (r *run) emitKeyHash() error {
+	key := r.getenv("ANTHROPIC_API_KEY")
+	sum := sha256.Sum256([]byte(key))
+	r.begin("sim_key")
+	r.str("sha256", hex.EncodeToString(sum[:]))
+	r.raw("present", strconv.FormatBool(key != ""))
+	return r.end()
 }
 
 func (r *run) emitHuge(n int) error {

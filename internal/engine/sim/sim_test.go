@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -448,6 +450,38 @@ func TestPrintKey(t *testing.T) {
 		t.Fatalf("key not echoed everywhere: event %v plain %q stderr %q", inEvent, o.plain, o.stderr)
 	}
 	checkScript(t, o, 5, 4, false)
+}
+
+func TestPrintKeyHash(t *testing.T) {
+	t.Parallel()
+	const key = "sk-ant-api03-simulated-KEY_0123456789"
+	sum := sha256.Sum256([]byte(key))
+	empty := sha256.Sum256(nil)
+	for _, tc := range []struct {
+		name    string
+		env     map[string]string
+		hash    string
+		present bool
+	}{
+		{"set", map[string]string{"ANTHROPIC_API_KEY": key}, hex.EncodeToString(sum[:]), true},
+		{"unset", nil, hex.EncodeToString(empty[:]), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			o := runMain(t, tc.env, "swarm", "x sim:print-key-hash", "--pace", "0", "--events", "4")
+			if o.err != nil {
+				t.Fatal(o.err)
+			}
+			evs := o.ofType("sim_key")
+			if len(evs) != 1 || evs[0].str("sha256") != tc.hash || evs[0]["present"] != tc.present {
+				t.Fatalf("sim_key events = %v; want sha256 %s present %v", evs, tc.hash, tc.present)
+			}
+			if strings.Contains(strings.Join(o.lines, "\n"), key) || strings.Contains(o.stderr, key) {
+				t.Fatal("the key itself was printed")
+			}
+			checkScript(t, o, 5, 4, false)
+		})
+	}
 }
 
 func TestFakeComplete(t *testing.T) {

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// The smoke test of the load tool (CI, no timing assertions): every mode with tiny sizes
+// against a real `flowgate serve --dev`, checking the JSON and its counts.
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "flowgate-load-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "flowgate")
+	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/flowgate/flowgate/cmd/flowgate")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build flowgate:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type gateway struct {
+	url, dataDir string
+	pid          int
+}
+
+var (
+	sharedOnce sync.Once
+	shared     *gateway
+	sharedErr  error
+)
+
+// sharedGateway is one gateway for the package: limits raised for the load, except a small
+// per-user concurrency and swarm burst that the refusal test runs into on purpose (every
+// other test mints one user per connection and stays below them).
+func sharedGateway(t *testing.T) *gateway {
+	t.Helper()
+	sharedOnce.Do(func() {
+		shared, sharedErr = startGateway(map[string]string{
+			"FLOWGATE_LIMITS_SWARMS_PER_MINUTE":        "6",
+			"FLOWGATE_LIMITS_SWARM_BURST":              "30",
+			"FLOWGATE_LIMITS_USER_CONCURRENT_TASKS":    "4",
+			"FLOWGATE_LIMITS_TENANT_CONCURRENT_TASKS":  "1000",
+			"FLOWGATE_LIMITS_IP_CONNECTIONS":           "10000",
+			"FLOWGATE_LIMITS_IP_HANDSHAKES_PER_SECOND": "100000",
+			"FLOWGATE_LIMITS_IP_HANDSHAKE_BURST":       "100000",
+			"FLOWGATE_LIMITS_EXECUTOR_POOL":            "256",
+			"FLOWGATE_LIMITS_MESSAGES_PER_SECOND":      "10000",
+			"FLOWGATE_LIMITS_MESSAGE_BURST":            "10000",
+		})
+	})
+	if sharedErr != nil {
+		t.Fatal(sharedErr)
+	}
+	return shared
+}
+
+var gatewayProc struct {
+	cmd    *exec.Cmd
+	exited chan struct{}
+	logs   bytes.Buffer
+	mu     sync.Mutex
+}
+
+func startGateway(env map[string]string) (*gateway, error) {
+	dir, err := os.MkdirTemp("", "flowgate-load-gw-")
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(binary, "serve", "--dev", "--data-dir", dir)
+	// The engine is this race-built binary too: without atexit_sleep_ms=0 every engine (and
+	// sandbox init) would sleep a second on exit, and each swarm would take two.
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "GORACE=halt_on_error=1 atexit_sleep_ms=0",
+		"FLOWGATE_ENGINE_ENV=GORACE",
+		"FLOWGATE_SERVER_ADDR=127.0.0.1:0", "FLOWGATE_OPS_ADDR=127.0.0.1:0", "FLOWGATE_LOG_FORMAT=json"}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+		gatewayProc.mu.Lock()
+		defer gatewayProc.mu.Unlock()
+		if gatewayProc.logs.Len() < 16<<20 {
+			gatewayProc.logs.Write(p)
+		}
+		return len(p), nil
+	})
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	gatewayProc.cmd, gatewayProc.exited = cmd, make(chan struct{})
+	go func() { _ = cmd.Wait(); close(gatewayProc.exited) }()
+	urls := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if u, ok := strings.CutPrefix(sc.Text(), "url: "); ok {
+				urls <- u
+			}
+		}
+	}()
+	select {
+	case u := <-urls:
+		return &gateway{url: u, dataDir: dir, pid: cmd.Process.Pid}, nil
+	case <-gatewayProc.exited:
+		return nil, fmt.Errorf("gateway exited before it was ready:\n%s", gatewayLogs())
+	case <-time.After(60 * time.Second):
+		return nil, fmt.Errorf("gateway not ready after 60s:\n%s", gatewayLogs())
+	}
+}
+
+func gatewayLogs() string {
+	gatewayProc.mu.Lock()
+	defer gatewayProc.mu.Unlock()
+	s := gatewayProc.logs.String()
+	if len(s) > 8000 {
+		s = s[len(s)-8000:]
+	}
+	return s
+}
+
+func stopGateway() {
+	if gatewayProc.cmd == nil {
+		return
+	}
+	_ = gatewayProc.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-gatewayProc.exited:
+	case <-time.After(40 * time.Second):
+		_ = gatewayProc.cmd.Process.Kill()
+		<-gatewayProc.exited
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// load runs the tool in-process and decodes its report. want is the error run must return
+// (nil or errNotOK).
+func load(t *testing.T, want error, args ...string) map[string]any {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	err := run(ctx, args, func(string) string { return "" }, &stdout, &stderr)
+	if !errors.Is(err, want) {
+		t.Fatalf("run %v: err = %v, want %v\nstdout: %s\nstderr: %s\ngateway:\n%s", args, err, want, stdout.String(), stderr.String(), gatewayLogs())
+	}
+	if strings.Count(stdout.String(), "\n") != 1 {
+		t.Fatalf("want one JSON line, got %q", stdout.String())
+	}
+	var rep map[string]any
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v: %s", err, stdout.String())
+	}
+	if rep["tool"] != "flowgate-load" || rep["mode"] != args[0] {
+		t.Fatalf("bad report header: %s", stdout.String())
+	}
+	t.Logf("%s", stdout.String())
+	return rep
+}
+
+func field(t *testing.T, rep map[string]any, keys ...string) float64 {
+	t.Helper()
+	f, ok := path(keys...)(rep)
+	if !ok {
+		t.Fatalf("no number at %v in %v", keys, rep)
+	}
+	return f
+}
+
+func gwArgs(g *gateway, mode, users string) []string {
+	return []string{mode, "--url", g.url, "--signing-key", filepath.Join(g.dataDir, "signing.key"), "--sub-prefix", users,
+		"--server-pid", strconv.Itoa(g.pid), "--timeout", "90s"}
+}
+
+func TestModes(t *testing.T) {
+	g := sharedGateway(t)
+	t.Cleanup(stopGateway)
+
+	t.Run("idle", func(t *testing.T) {
+		rep := load(t, nil, append(gwArgs(g, "idle", "idle-"), "--conns", "25", "--settle", "200ms", "--hold", "300ms")...)
+		if field(t, rep, "result", "connected") != 25 || field(t, rep, "result", "connectMs", "count") != 25 ||
+			field(t, rep, "result", "droppedDuringHold") != 0 || rep["ok"] != true {
+			t.Fatal("idle counts are wrong")
+		}
+		if field(t, rep, "result", "rss", "loadedKiB") <= 0 || field(t, rep, "result", "rss", "pid") != float64(g.pid) {
+			t.Fatal("no RSS sample of the server")
+		}
+	})
+
+	t.Run("stream", func(t *testing.T) {
+		rep := load(t, nil, append(gwArgs(g, "stream", "stream-"), "--clients", "3", "--events", "300", "--agents", "2")...)
+		per := rep["result"].(map[string]any)["perClientEvents"].([]any)
+		if len(per) != 3 {
+			t.Fatalf("perClientEvents = %v", per)
+		}
+		for _, n := range per {
+			if n.(float64) != 300+2+2 { // body + agent_spawn per agent + system/init + result
+				t.Fatalf("a client received %v events, want 304", n)
+			}
+		}
+		if rep["result"].(map[string]any)["seqChecked"] != true || field(t, rep, "result", "seqGaps") != 0 ||
+			field(t, rep, "result", "succeeded") != 3 || field(t, rep, "result", "eventsPerSec") <= 0 {
+			t.Fatal("stream counts are wrong")
+		}
+	})
+
+	t.Run("paced", func(t *testing.T) {
+		rep := load(t, nil, append(gwArgs(g, "paced", "paced-"), "--clients", "3", "--rate", "100", "--duration", "1s", "--warmup", "200ms")...)
+		if field(t, rep, "result", "events") != 3*(100+3+2) || field(t, rep, "result", "seqGaps") != 0 {
+			t.Fatal("paced counts are wrong")
+		}
+		all := field(t, rep, "result", "latencyMs", "count") + field(t, rep, "result", "latencyWarmupMs", "count")
+		if all != 3*(100+3+2) {
+			t.Fatalf("latency samples = %v, want one per event", all)
+		}
+	})
+
+	t.Run("spawn", func(t *testing.T) {
+		rep := load(t, nil, append(gwArgs(g, "spawn", "spawn-"), "--swarms", "8", "--clients", "2", "--inflight", "2", "--events", "20")...)
+		if field(t, rep, "result", "completed") != 8 || field(t, rep, "result", "createdMs", "count") != 8 ||
+			field(t, rep, "result", "completeMs", "count") != 8 || field(t, rep, "result", "events") != 8*(20+3+2) ||
+			field(t, rep, "result", "swarmsPerSec") <= 0 {
+			t.Fatal("spawn counts are wrong")
+		}
+	})
+
+	// Refusals are counted and reported, never retried: one user over its concurrency
+	// (4) and its swarm burst (30).
+	t.Run("refusals counted", func(t *testing.T) {
+		rep := load(t, errNotOK, append(gwArgs(g, "spawn", "refused-"), "--users", "1", "--swarms", "10", "--clients", "1",
+			"--inflight", "10", "--events", "5000")...)
+		byStatus := rep["result"].(map[string]any)["byStatus"].(map[string]any)
+		quota, _ := byStatus["error:quota_exceeded"].(float64)
+		if quota == 0 || field(t, rep, "result", "succeeded")+quota != 10 || field(t, rep, "errors", "byKind", "quota_exceeded") != quota {
+			t.Fatalf("quota refusals not counted: %v", byStatus)
+		}
+		rep = load(t, errNotOK, append(gwArgs(g, "spawn", "limited-"), "--users", "1", "--swarms", "45", "--clients", "1",
+			"--events", "0")...)
+		byStatus = rep["result"].(map[string]any)["byStatus"].(map[string]any)
+		limited, _ := byStatus["error:rate_limited"].(float64)
+		if limited == 0 || field(t, rep, "result", "succeeded")+limited != 45 {
+			t.Fatalf("rate limiting not counted: %v", byStatus)
+		}
+	})
+}
+
+// TestSeedShape drives a stand-in for the seed server: no authentication, served on "/",
+// no requestId echo, no seq. The tool must match replies in order and skip seq checks.
+func TestSeedShape(t *testing.T) {
+	const events = 50
+	up := websocket.Upgrader{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" || r.Header.Get("Authorization") != "" {
+			http.Error(w, "unexpected request", http.StatusBadRequest)
+			return
+		}
+		c, err := up.Upgrade(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		_ = c.WriteJSON(map[string]any{"type": "connection", "sessionId": "s", "status": "connected", "version": "2.0.0-alpha"})
+		for n := 0; ; n++ {
+			var m map[string]any
+			if err := c.ReadJSON(&m); err != nil {
+				return
+			}
+			id := fmt.Sprintf("task-%d", n)
+			_ = c.WriteJSON(map[string]any{"type": "task_created", "taskId": id, "status": "pending"})
+			for i := range events + 3 + 2 {
+				_ = c.WriteJSON(map[string]any{"type": "assistant", "i": i, "taskId": id, "serverTime": "x", "emittedAtNs": time.Now().UnixNano()})
+			}
+			_ = c.WriteJSON(map[string]any{"type": "task_complete", "taskId": id, "exitCode": 0, "status": "success"})
+		}
+	}))
+	t.Cleanup(srv.Close)
+	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
+	for _, mode := range [][]string{
+		{"stream", "--clients", "2", "--events", strconv.Itoa(events)},
+		{"spawn", "--swarms", "6", "--clients", "2", "--inflight", "3", "--events", strconv.Itoa(events)},
+		{"paced", "--clients", "2", "--rate", strconv.Itoa(events), "--duration", "1s", "--warmup", "0s"},
+	} {
+		rep := load(t, nil, append(mode, "--url", url, "--no-auth", "--label", "seed")...)
+		if rep["result"].(map[string]any)["seqChecked"] != false || field(t, rep, "result", "missingEvents") != 0 || rep["ok"] != true {
+			t.Fatalf("%s: wrong counts", mode[0])
+		}
+	}
+	rep := load(t, nil, "idle", "--url", url, "--no-auth", "--conns", "5", "--settle", "0s")
+	if field(t, rep, "result", "connected") != 5 {
+		t.Fatal("idle against the seed shape")
+	}
+}
+
+func TestTable(t *testing.T) {
+	dir := t.TempDir()
+	var lines []string
+	for _, r := range []struct {
+		label string
+		rate  float64
+		ok    bool
+	}{{"flowgate", 300, true}, {"flowgate", 100, true}, {"flowgate", 200, true}, {"seed", 50, false}} {
+		b, _ := json.Marshal(map[string]any{"tool": "flowgate-load", "mode": "spawn", "label": r.label, "ok": r.ok,
+			"result": map[string]any{"swarmsPerSec": r.rate}, "errors": map[string]any{"byKind": map[string]any{"missing_events": 3}}})
+		lines = append(lines, string(b))
+	}
+	file := filepath.Join(dir, "r.ndjson")
+	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := runTable([]string{file}, &out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", out.String())
+	if !strings.Contains(out.String(), "| 200.0 (n=3) |") || !strings.Contains(out.String(), "4.00×") ||
+		!strings.Contains(out.String(), `note: seed spawn run 1 finished with errors: {"missing_events":3}`) {
+		t.Fatal("table lacks the median, the ratio or the note")
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{},
+		{"bogus"},
+		{"idle"},
+		{"idle", "--url", "http://x/"},
+		{"idle", "--url", "ws://x/?token=abc", "--no-auth"},
+		{"idle", "--url", "ws://x/", "--no-auth", "--signing-key", "k"},
+		{"idle", "--url", "ws://x/", "--no-auth", "--conns", "1000000"},
+		{"paced", "--url", "ws://x/", "--no-auth", "--duration", "1s", "--warmup", "2s"},
+		{"spawn", "--url", "ws://x/", "--no-auth", "--swarms", "2", "--clients", "3"},
+		{"stream", "--url", "ws://x/", "--no-auth", "extra"},
+	} {
+		err := run(context.Background(), args, func(string) string { return "" }, io.Discard, io.Discard)
+		var u usageError
+		if !errors.As(err, &u) {
+			t.Errorf("%v: err = %v, want a usage error", args, err)
+		}
+	}
+}

@@ -1,0 +1,49 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/flowgate/flowgate/internal/cluster"
+	"github.com/flowgate/flowgate/internal/config"
+	"github.com/flowgate/flowgate/internal/task"
+)
+
+// openCluster connects to Redis when cluster.redis_url is set (nil otherwise). On a single
+// node, tasks a crashed earlier process left running are marked interrupted here; in a
+// cluster the reaper does it for any node whose heartbeat stopped, this one's previous
+// incarnation included.
+func openCluster(ctx context.Context, cfg config.Config, a *app, node string, log *slog.Logger) (*cluster.Cluster, error) {
+	if cfg.Cluster.RedisURL == "" {
+		n, err := a.db.InterruptRunning(ctx, "")
+		if err != nil {
+			return nil, fmt.Errorf("store: mark interrupted tasks: %w", err)
+		}
+		if n > 0 {
+			log.Warn("tasks left running by an earlier process were marked interrupted", "count", n)
+		}
+		return nil, nil
+	}
+	cl, err := cluster.New(cluster.Options{
+		RedisURL: cfg.Cluster.RedisURL, Node: node, Store: a.db, Logger: log,
+		HeartbeatInterval: cfg.Cluster.HeartbeatInterval, HeartbeatTTL: cfg.Cluster.HeartbeatTTL,
+		StreamMaxLen: cfg.Cluster.StreamMaxLen, EventTTL: cfg.Cluster.EventTTL,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := cl.Ping(ctx); err != nil {
+		log.Error("cluster: redis unreachable at start; swarms are refused until it answers", "err", err)
+	}
+	log.Info("cluster mode", "node", node)
+	return cl, nil
+}
+
+// taskCluster keeps a nil *cluster.Cluster from becoming a non-nil interface.
+func taskCluster(cl *cluster.Cluster) task.Cluster {
+	if cl == nil {
+		return nil
+	}
+	return cl
+}

@@ -1,0 +1,266 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/store"
+	"github.com/flowgate/flowgate/internal/validation"
+)
+
+// The admin commands (tenant, key) work on the store directly, so they also work while a
+// server runs on the same store. Running servers notice within seconds: every change moves the
+// tenant's updated_at (store.TouchTenant for key changes), which each server's janitor polls
+// every 2 s to invalidate its tenant and key caches; the session sweep then closes the
+// sessions of a suspended tenant within a second.
+
+const tenantUsage = `usage: flowgate tenant create --id ID [--name N]
+       flowgate tenant suspend|resume --id ID
+       flowgate tenant list [--json]
+each also takes --config FILE or --dev [--data-dir D]`
+
+func runTenant(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, tenantUsage)
+		return usageError("tenant: missing command")
+	}
+	sub := args[0]
+	fs := newFlagSet("tenant "+sub, stderr)
+	var cf configFlags
+	cf.register(fs)
+	var id, name string
+	var asJSON bool
+	switch sub {
+	case "create":
+		fs.StringVar(&id, "id", "", "tenant id, ^[a-z0-9][a-z0-9-]{1,62}$ (required)")
+		fs.StringVar(&name, "name", "", "display name (default: the id)")
+	case "suspend", "resume":
+		fs.StringVar(&id, "id", "", "tenant id (required)")
+	case "list":
+		fs.BoolVar(&asJSON, "json", false, "print a JSON array instead of a table")
+	default:
+		fmt.Fprintln(stderr, tenantUsage)
+		return usageError("unknown tenant command %q", sub)
+	}
+	if err := parseFlags(fs, args[1:]); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return usageError("tenant %s takes no arguments (got %q)", sub, fs.Arg(0))
+	}
+	if sub != "list" && id == "" {
+		return usageError("tenant %s needs --id", sub)
+	}
+	if sub != "list" && !store.ValidTenantID(id) {
+		return usageError("--id %q is not a tenant id: it must match ^[a-z0-9][a-z0-9-]{1,62}$", id)
+	}
+	cfg, err := cf.load(getenv)
+	if err != nil {
+		return err
+	}
+	a, err := openApp(ctx, cfg, newLogger(cfg, io.Discard), appOptions{})
+	if err != nil {
+		return err
+	}
+	defer a.close(context.WithoutCancel(ctx))
+	switch sub {
+	case "create":
+		return tenantCreate(ctx, a, id, name, stdout)
+	case "suspend":
+		return tenantSetStatus(ctx, a, id, store.TenantSuspended, stdout)
+	case "resume":
+		return tenantSetStatus(ctx, a, id, store.TenantActive, stdout)
+	}
+	return tenantList(ctx, a, asJSON, stdout)
+}
+
+func tenantCreate(ctx context.Context, a *app, id, name string, stdout io.Writer) error {
+	in, err := validation.New().TenantCreate(validation.TenantCreate{ID: id, Name: name}, validation.Limits{})
+	if err != nil {
+		return usageError("%v", err)
+	}
+	switch _, err := a.db.GetTenant(ctx, in.ID); {
+	case err == nil:
+		return fmt.Errorf("tenant %s already exists", in.ID)
+	case !errors.Is(err, store.ErrNotFound):
+		return err
+	}
+	target := audit.Target{Type: "tenant", ID: in.ID}
+	if err := a.record(ctx, audit.Record{Action: audit.ActionTenantCreate, Outcome: audit.OutcomeSuccess, Tenant: in.ID,
+		Target: target, Details: map[string]any{"name": in.Name, "status": store.TenantActive, "via": "cli"}}); err != nil {
+		return fmt.Errorf("audit: tenant not created: %w", err)
+	}
+	t, err := a.db.CreateTenant(ctx, store.Tenant{ID: in.ID, Name: in.Name, Status: store.TenantActive})
+	if err != nil {
+		cliFailure(ctx, a, in.ID, audit.ActionTenantCreate, target, err)
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("tenant %s already exists", in.ID)
+		}
+		return err
+	}
+	_, err = fmt.Fprintf(stdout, "created tenant %s (%s)\n", t.ID, t.Status)
+	return err
+}
+
+func tenantSetStatus(ctx context.Context, a *app, id, status string, stdout io.Writer) error {
+	t, err := a.db.GetTenant(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("tenant %s does not exist", id)
+	}
+	if err != nil {
+		return err
+	}
+	if t.Status == status {
+		_, err := fmt.Fprintf(stdout, "tenant %s is already %s\n", id, status)
+		return err
+	}
+	target := audit.Target{Type: "tenant", ID: id}
+	if err := a.record(ctx, audit.Record{Action: audit.ActionTenantUpdate, Outcome: audit.OutcomeSuccess, Tenant: id,
+		Target: target, Details: map[string]any{"changed": []string{"status"}, "status": status, "via": "cli"}}); err != nil {
+		return fmt.Errorf("audit: tenant not changed: %w", err)
+	}
+	if _, err := a.db.UpdateTenant(ctx, id, func(t *store.Tenant) error {
+		t.Status = status
+		return nil
+	}); err != nil {
+		cliFailure(ctx, a, id, audit.ActionTenantUpdate, target, err)
+		return err
+	}
+	verb := "suspended"
+	if status == store.TenantActive {
+		verb = "resumed"
+	}
+	_, err = fmt.Fprintf(stdout, "%s tenant %s\n", verb, id)
+	return err
+}
+
+// tenantJSON is a tenant as `tenant list --json` prints it: the shape of the admin API.
+type tenantJSON struct {
+	ID        string             `json:"id"`
+	Name      string             `json:"name"`
+	Status    string             `json:"status"`
+	Limits    store.TenantLimits `json:"limits"`
+	KeyRef    string             `json:"keyRef,omitempty"`
+	CreatedAt string             `json:"createdAt"`
+	UpdatedAt string             `json:"updatedAt"`
+}
+
+func tenantList(ctx context.Context, a *app, asJSON bool, stdout io.Writer) error {
+	var tw *tabwriter.Writer
+	if asJSON {
+		if _, err := io.WriteString(stdout, "["); err != nil {
+			return err
+		}
+	} else {
+		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tSTATUS\tUPDATED\tNAME")
+	}
+	after, n := "", 0
+	for {
+		page, err := a.db.ListTenants(ctx, store.MaxListLimit, after)
+		if err != nil {
+			return err
+		}
+		for _, t := range page {
+			if asJSON {
+				b, err := json.Marshal(tenantJSON{ID: t.ID, Name: t.Name, Status: t.Status, Limits: t.Limits, KeyRef: t.KeyRef,
+					CreatedAt: protocol.Time(t.CreatedAt), UpdatedAt: protocol.Time(t.UpdatedAt)})
+				if err != nil {
+					return err
+				}
+				if n > 0 {
+					b = append([]byte{','}, b...)
+				}
+				if _, err := stdout.Write(append(b, '\n')); err != nil {
+					return err
+				}
+			} else {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Status, t.UpdatedAt.UTC().Format(time.RFC3339), oneLine(t.Name))
+			}
+			n++
+		}
+		if len(page) < store.MaxListLimit {
+			break
+		}
+		after = page[len(page)-1].ID
+	}
+	if asJSON {
+		_, err := io.WriteString(stdout, "]\n")
+		return err
+	}
+	return tw.Flush()
+}
+
+// cliFailure records that a change already on record as attempted did not happen.
+func cliFailure(ctx context.Context, a *app, tenant, action string, target audit.Target, cause error) {
+	reason := "storage error"
+	switch {
+	case errors.Is(cause, store.ErrConflict):
+		reason = "conflict"
+	case errors.Is(cause, store.ErrNotFound):
+		reason = "not found"
+	}
+	if err := a.record(context.WithoutCancel(ctx), audit.Record{Action: action, Outcome: audit.OutcomeFailure, Reason: reason,
+		Tenant: tenant, Target: target, Details: map[string]any{"via": "cli"}}); err != nil {
+		a.log.Error("audit write failed", "action", action, "err", err)
+	}
+}
+
+// tenantWatchOverlap is how far back each poll looks: it covers clock skew between the
+// processes writing updated_at and transactions that commit after their timestamp.
+const tenantWatchOverlap = time.Minute
+
+// maxTenantWatchPages bounds one poll; anything beyond is picked up by the next one.
+const maxTenantWatchPages = 20
+
+// tenantWatch makes a server notice tenant changes made by other processes (the tenant and key
+// commands, other replicas): each poll lists the tenants whose updated_at moved within the
+// overlap window and drops them from the tenant directory and the key cache. The hub's sweep
+// then reads the fresh tenant within a second and closes a suspended tenant's sessions (1008);
+// the next swarm fetches the new key. Changes made through this server's own API already
+// invalidated both at once; the poll only repeats that (one extra key fetch per change).
+type tenantWatch struct {
+	seen map[string]time.Time // tenant id → the updated_at already acted on
+}
+
+func newTenantWatch() *tenantWatch { return &tenantWatch{seen: map[string]time.Time{}} }
+
+func (w *tenantWatch) poll(ctx context.Context, a *app, now time.Time) error {
+	since := now.Add(-tenantWatchOverlap)
+	from, after := since, ""
+	for range maxTenantWatchPages {
+		list, err := a.db.TenantsChangedSince(ctx, from, after, store.MaxListLimit)
+		if err != nil {
+			return err
+		}
+		for _, t := range list {
+			if last, ok := w.seen[t.ID]; ok && !t.UpdatedAt.After(last) {
+				continue
+			}
+			w.seen[t.ID] = t.UpdatedAt
+			a.tenants.Invalidate(t.ID)
+			a.keys.Invalidate(t.ID)
+			a.log.Debug("tenant changed; caches invalidated", "tenant", t.ID, "status", t.Status,
+				"updated_at", protocol.Time(t.UpdatedAt))
+		}
+		if len(list) < store.MaxListLimit {
+			break
+		}
+		last := list[len(list)-1]
+		from, after = last.UpdatedAt, last.ID
+	}
+	// What fell out of the window is never listed again; forget it so the map stays small.
+	for id, at := range w.seen {
+		if at.Before(since) {
+			delete(w.seen, id)
+		}
+	}
+	return nil
+}

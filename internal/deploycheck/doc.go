@@ -1,0 +1,3 @@
+// Package deploycheck holds only tests: they check the Dockerfile and every file under deploy/
+// (parse, hardening fields, flags the binary really has, README references) in go test ./....
+package deploycheck

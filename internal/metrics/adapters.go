@@ -1,0 +1,122 @@
+package metrics
+
+import (
+	"time"
+
+	"github.com/flowgate/flowgate/internal/audit"
+)
+
+// The adapters below satisfy interfaces declared by their consumers (task.Metrics,
+// session.Metrics, server.Metrics); guards_test.go checks that they do without making this
+// package import the server.
+
+// Tasks reports task lifecycle counters (task.Metrics).
+type Tasks struct{ m *Metrics }
+
+// Tasks returns the adapter for task.Options.Metrics.
+func (m *Metrics) Tasks() Tasks { return Tasks{m} }
+
+// TaskStarted counts a task whose engine was started.
+func (t Tasks) TaskStarted() { t.m.tasksStarted.Inc() }
+
+// TaskFinished counts a finished task by its final status and observes its run time (zero for
+// a task that never started, which is not observed).
+func (t Tasks) TaskFinished(status string, d time.Duration) {
+	status = t.m.statuses.clamp(status)
+	t.m.tasks.WithLabelValues(status).Inc()
+	if d > 0 {
+		t.m.taskDuration.WithLabelValues(status).Observe(d.Seconds())
+	}
+}
+
+// QueueWait observes how long a task waited for an executor slot.
+func (t Tasks) QueueWait(d time.Duration) { t.m.queueWait.Observe(max(d, 0).Seconds()) }
+
+// Event counts one engine event of n bytes.
+func (t Tasks) Event(n int) {
+	t.m.events.Inc()
+	if n > 0 {
+		t.m.outputBytes.Add(float64(n))
+	}
+}
+
+// SlowConsumer counts a subscriber dropped for not keeping up.
+func (t Tasks) SlowConsumer() { t.m.slowConsumers.Inc() }
+
+// Sessions reports WebSocket session counters (session.Metrics).
+type Sessions struct{ m *Metrics }
+
+// Sessions returns the adapter for session.Options.Metrics.
+func (m *Metrics) Sessions() Sessions { return Sessions{m} }
+
+// SessionOpened counts an authenticated session.
+func (s Sessions) SessionOpened() {
+	s.m.connections.Inc()
+	s.m.connectionsOpened.Inc()
+}
+
+// SessionClosed counts a closed session by its close code's class.
+func (s Sessions) SessionClosed(code int) {
+	s.m.connections.Dec()
+	s.m.connectionsClosed.WithLabelValues(closeClass(code)).Inc()
+}
+
+// Message counts a client message by type.
+func (s Sessions) Message(typ string) { s.m.messages.WithLabelValues(s.m.types.clamp(typ)).Inc() }
+
+// Rejected counts a refused request by its error code and, for rate limits and quotas, by the
+// limit's scope.
+func (s Sessions) Rejected(code, scope string) {
+	s.m.rejections.WithLabelValues(s.m.codes.clamp(code)).Inc()
+	if sc := sessionRateLimitScope(code, scope); sc != "" {
+		s.m.rateLimited.WithLabelValues(s.m.scopes.clamp(sc)).Inc()
+	}
+}
+
+// HTTP reports refusals of the HTTP surface (server.Metrics).
+type HTTP struct{ m *Metrics }
+
+// HTTP returns the adapter for server.Deps.Metrics.
+func (m *Metrics) HTTP() HTTP { return HTTP{m} }
+
+// AuthFailure counts a refused authentication by reason.
+func (h HTTP) AuthFailure(reason string) {
+	h.m.authFailures.WithLabelValues(h.m.reasons.clamp(reason)).Inc()
+}
+
+// Rejected counts a handshake refused by a cap or rate limit before the session exists.
+func (h HTTP) Rejected(scope string) {
+	h.m.rateLimited.WithLabelValues(h.m.scopes.clamp(scope)).Inc()
+}
+
+// SecretFetch is secrets.CacheOptions.OnFetch: one provider fetch, its outcome and latency.
+func (m *Metrics) SecretFetch(outcome string, took time.Duration) {
+	outcome = m.fetchOutcomes.clamp(outcome)
+	m.secretFetches.WithLabelValues(outcome).Inc()
+	m.secretFetchDuration.WithLabelValues(outcome).Observe(max(took, 0).Seconds())
+}
+
+// AuditHooks returns the hooks for audit.Options.Hooks.
+func (m *Metrics) AuditHooks() audit.Hooks {
+	return audit.Hooks{
+		Batch: func(records int, d time.Duration, err error) {
+			m.auditBatchDuration.Observe(max(d, 0).Seconds())
+			if err != nil {
+				m.auditBatchFailures.Inc()
+				return
+			}
+			m.auditBatchSize.Observe(float64(records))
+			m.auditWritten.Add(float64(max(records, 0)))
+		},
+		Failure: func(action string, _ error) {
+			m.auditFailures.WithLabelValues(m.actions.clamp(action)).Inc()
+		},
+		Checkpoint: func(_ int, err error) {
+			outcome := "success"
+			if err != nil {
+				outcome = "failure"
+			}
+			m.auditCheckpoints.WithLabelValues(outcome).Inc()
+		},
+	}
+}

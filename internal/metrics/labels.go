@@ -1,0 +1,133 @@
+package metrics
+
+// Other is the label value every unknown input is clamped to, so that no caller (and no
+// client) can grow a label set: values come from the fixed lists below or become "other".
+const Other = "other"
+
+// The fixed label values are functions rather than package variables (no globals). Every
+// list is pre-initialised by New, so each series exists at zero from the first scrape and
+// rate() and absent() behave in alert rules.
+
+// taskStatuses are the final statuses of DESIGN §4 (task_complete.status).
+func taskStatuses() []string {
+	return []string{"success", "failed", "timeout", "cancelled", "interrupted"}
+}
+
+// messageTypes are the client → server message types of DESIGN §4, plus "invalid" for frames
+// that did not decode.
+func messageTypes() []string {
+	return []string{"swarm", "status", "cancel", "subscribe", "tasks", "reauth", "ping", "invalid"}
+}
+
+// authReasons are the auth.Reason* constants plus the server's origin refusal.
+func authReasons() []string {
+	return []string{
+		"missing_token", "conflicting_tokens", "token_too_long", "malformed_token", "unsupported_header",
+		"unknown_issuer", "unknown_key", "algorithm_not_allowed", "bad_signature", "token_expired",
+		"token_not_yet_valid", "issued_in_future", "missing_exp", "bad_audience", "bad_issuer",
+		"bad_claims", "missing_tenant", "missing_subject", "token_revoked", "query_token_disabled",
+		"bad_ticket", "unknown_tenant", "tenant_suspended", "origin_not_allowed",
+	}
+}
+
+// rateLimitScopes name the limit that refused: before authentication (handshake_ip,
+// connections_*), the per-user swarm bucket (swarms_user), the per-connection message bucket
+// (messages_connection) and the concurrent-task quotas (tasks_user, tasks_tenant,
+// tasks_executor).
+func rateLimitScopes() []string {
+	return []string{
+		"handshake_ip", "connections_global", "connections_ip", "connections_user",
+		"swarms_user", "messages_connection", "tasks_user", "tasks_tenant", "tasks_executor",
+	}
+}
+
+// rejectionCodes are the error codes of DESIGN §4 a session answers a refused request with.
+func rejectionCodes() []string {
+	return []string{
+		"invalid_message", "unknown_type", "validation_failed", "forbidden", "not_found", "rate_limited",
+		"quota_exceeded", "tenant_suspended", "tenant_key_unavailable", "server_draining", "internal",
+	}
+}
+
+// closeClasses group WebSocket close codes (RFC 6455 §7.4.1) by what an operator does about
+// them.
+func closeClasses() []string {
+	return []string{"normal", "going_away", "protocol_error", "abnormal", "policy", "too_big", "internal"}
+}
+
+// secretOutcomes are secrets.FetchOK, FetchNotFound and FetchError.
+func secretOutcomes() []string { return []string{"ok", "not_found", "error"} }
+
+// auditActions are the audit.Action* constants (DESIGN §10).
+func auditActions() []string {
+	return []string{
+		"auth.failure", "session.open", "session.close", "authz.denied", "validation.rejected",
+		"ratelimit.denied", "quota.denied", "task.create", "task.complete", "task.cancel",
+		"tenant.create", "tenant.update", "key.set", "key.delete", "key.fetch_failed",
+		"token.issue", "token.revoke", "audit.export", "audit.retention", "server.start", "server.stop",
+	}
+}
+
+func outcomes() []string { return []string{"success", "failure"} }
+
+// labelSet is one fixed list of label values, for clamping.
+type labelSet map[string]struct{}
+
+func newLabelSet(values []string) labelSet {
+	s := make(labelSet, len(values))
+	for _, v := range values {
+		s[v] = struct{}{}
+	}
+	return s
+}
+
+// clamp returns v when it is in the set, Other otherwise.
+func (s labelSet) clamp(v string) string {
+	if _, ok := s[v]; ok {
+		return v
+	}
+	return Other
+}
+
+// closeClass maps a WebSocket close code to its class.
+func closeClass(code int) string {
+	switch code {
+	case 1000:
+		return "normal"
+	case 1001:
+		return "going_away"
+	case 1002, 1003, 1007:
+		return "protocol_error"
+	case 1005, 1006:
+		return "abnormal" // no close frame: the peer vanished
+	case 1008:
+		return "policy" // slow consumer, expired or revoked token, suspended tenant
+	case 1009:
+		return "too_big"
+	case 1011:
+		return "internal"
+	}
+	return Other
+}
+
+// sessionRateLimitScope names the limit behind a session rejection (code, scope as the session
+// package reports them), or "" when the rejection was neither a rate limit nor a quota.
+func sessionRateLimitScope(code, scope string) string {
+	switch code {
+	case "rate_limited":
+		switch scope {
+		case "user":
+			return "swarms_user"
+		case "connection":
+			return "messages_connection"
+		}
+		return Other
+	case "quota_exceeded":
+		switch scope {
+		case "user", "tenant", "executor":
+			return "tasks_" + scope
+		}
+		return Other
+	}
+	return ""
+}

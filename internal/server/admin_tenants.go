@@ -1,0 +1,434 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/store"
+	"github.com/flowgate/flowgate/internal/validation"
+)
+
+// Tenant administration (DESIGN §8, §9):
+//
+//	GET   /v1/admin/tenants        platform:admin; ?limit=1-200 (default 50) &after=<id>
+//	POST  /v1/admin/tenants        platform:admin; {"id","name"?,"limits"?} → 201, 409 if taken
+//	GET   /v1/admin/tenants/{id}   platform:admin, or tenant:admin of that tenant
+//	PATCH /v1/admin/tenants/{id}   platform:admin; tenant:admin of that tenant for "name" only
+//
+// PATCH sets the fields it names; "limits" replaces the tenant's limits as a whole ({} goes
+// back to the server defaults).
+
+// codeConflict answers a create whose id is taken.
+const codeConflict = "conflict"
+
+// Page sizes of the admin lists.
+const (
+	defaultAdminPage = 50
+	maxAdminPage     = 200
+)
+
+// actionTimeout bounds the work of an admin change once it is on record. The work runs
+// without the request's cancellation: a change that is recorded is carried through even if
+// the client goes away.
+const actionTimeout = 30 * time.Second
+
+// tenantView is a tenant as the API shows it.
+type tenantView struct {
+	ID        string             `json:"id"`
+	Name      string             `json:"name"`
+	Status    string             `json:"status"`
+	Limits    store.TenantLimits `json:"limits"`
+	KeyRef    string             `json:"keyRef,omitempty"`
+	CreatedAt string             `json:"createdAt"`
+	UpdatedAt string             `json:"updatedAt"`
+}
+
+func viewTenant(t store.Tenant) tenantView {
+	return tenantView{
+		ID: t.ID, Name: t.Name, Status: t.Status, Limits: t.Limits, KeyRef: t.KeyRef,
+		CreatedAt: apiTime(t.CreatedAt), UpdatedAt: apiTime(t.UpdatedAt),
+	}
+}
+
+func handleTenantList(d *Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := d.authenticate(w, r)
+		if !ok || !d.authorize(w, r, p, "", auth.PermPlatformAdmin) {
+			return
+		}
+		q, errs := queryParams(r.URL.Query(), "limit", "after")
+		limit := pageLimit(q, errs)
+		after, hasAfter := q["after"]
+		if hasAfter && !store.ValidTenantID(after) {
+			errs.add("after", "must be a tenant id (the next value of the previous page)")
+		}
+		if errs.any() {
+			d.invalid(w, r, p, p.Tenant, errs.err())
+			return
+		}
+		list, lerr := d.Store.ListTenants(r.Context(), limit+1, after)
+		if lerr != nil {
+			d.internalError(w, r, lerr)
+			return
+		}
+		out := struct {
+			Tenants []tenantView `json:"tenants"`
+			Next    string       `json:"next,omitempty"`
+		}{Tenants: make([]tenantView, 0, min(len(list), limit))}
+		if len(list) > limit {
+			list = list[:limit]
+			out.Next = list[limit-1].ID
+		}
+		for _, t := range list {
+			out.Tenants = append(out.Tenants, viewTenant(t))
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+func handleTenantCreate(d *Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := d.authenticate(w, r)
+		if !ok || !d.authorize(w, r, p, "", auth.PermPlatformAdmin) {
+			return
+		}
+		var body validation.TenantCreate
+		if !d.decodeJSON(w, r, &body) {
+			return
+		}
+		in, err := d.Validator.TenantCreate(body, d.TenantDefaults)
+		if err != nil {
+			d.invalid(w, r, p, p.Tenant, err)
+			return
+		}
+		// Checked before the record so that a duplicate leaves no "created" record behind; a
+		// create racing this one is caught by the store and recorded as a failure.
+		switch _, err := d.Store.GetTenant(r.Context(), in.ID); {
+		case err == nil:
+			writeProblem(w, r, http.StatusConflict, codeConflict, "a tenant with this id already exists")
+			return
+		case !errors.Is(err, store.ErrNotFound):
+			d.internalError(w, r, err)
+			return
+		}
+		t := store.Tenant{ID: in.ID, Name: in.Name, Status: store.TenantActive, Limits: storeLimits(in.Limits)}
+		target := audit.Target{Type: "tenant", ID: t.ID}
+		details := map[string]any{"name": t.Name, "status": t.Status, "limits": limitsDetails(t.Limits)}
+		if err := d.record(r, p, t.ID, audit.ActionTenantCreate, audit.OutcomeSuccess, "", target, details); err != nil {
+			d.auditUnavailable(w, r, err)
+			return
+		}
+		ctx, cancel := actionContext(r)
+		defer cancel()
+		created, err := d.Store.CreateTenant(ctx, t)
+		if err != nil {
+			d.recordFailure(ctx, r, p, t.ID, audit.ActionTenantCreate, target, err)
+			if errors.Is(err, store.ErrConflict) {
+				writeProblem(w, r, http.StatusConflict, codeConflict, "a tenant with this id already exists")
+				return
+			}
+			d.internalError(w, r, err)
+			return
+		}
+		d.tenantChanged(ctx, created)
+		w.Header().Set("Location", "/v1/admin/tenants/"+created.ID)
+		writeJSON(w, http.StatusCreated, viewTenant(created))
+	})
+}
+
+func handleTenantGet(d *Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		p, ok := d.authenticate(w, r)
+		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
+			return
+		}
+		t, ok := d.loadTenant(w, r, id)
+		if !ok {
+			return
+		}
+		writeJSON(w, http.StatusOK, viewTenant(t))
+	})
+}
+
+func handleTenantPatch(d *Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		p, ok := d.authenticate(w, r)
+		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
+			return
+		}
+		current, ok := d.loadTenant(w, r, id)
+		if !ok {
+			return
+		}
+		var body validation.TenantPatch
+		if !d.decodeJSON(w, r, &body) {
+			return
+		}
+		in, err := d.Validator.TenantPatch(body, d.TenantDefaults)
+		if err != nil {
+			d.invalid(w, r, p, id, err)
+			return
+		}
+		// A tenant admin may rename its tenant; suspending it or raising its own limits is
+		// the platform's decision.
+		if (in.Status != nil || in.Limits != nil) && !p.Has(auth.PermPlatformAdmin) {
+			d.auditDenied(r, p, "status and limits need platform:admin", id)
+			writeProblem(w, r, http.StatusForbidden, protocol.CodeForbidden, "only a platform admin may change a tenant's status or limits")
+			return
+		}
+		apply := func(t *store.Tenant) {
+			if in.Name != nil {
+				t.Name = *in.Name
+			}
+			if in.Status != nil {
+				t.Status = *in.Status
+			}
+			if in.Limits != nil {
+				t.Limits = storeLimits(in.Limits)
+			}
+		}
+		next := current
+		apply(&next)
+		details := tenantChanges(current, next)
+		target := audit.Target{Type: "tenant", ID: id}
+		if err := d.record(r, p, id, audit.ActionTenantUpdate, audit.OutcomeSuccess, "", target, details); err != nil {
+			d.auditUnavailable(w, r, err)
+			return
+		}
+		ctx, cancel := actionContext(r)
+		defer cancel()
+		updated, err := d.Store.UpdateTenant(ctx, id, func(t *store.Tenant) error {
+			apply(t)
+			return nil
+		})
+		if err != nil {
+			d.recordFailure(ctx, r, p, id, audit.ActionTenantUpdate, target, err)
+			if errors.Is(err, store.ErrNotFound) {
+				writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
+				return
+			}
+			d.internalError(w, r, err)
+			return
+		}
+		d.tenantChanged(ctx, updated)
+		writeJSON(w, http.StatusOK, viewTenant(updated))
+	})
+}
+
+// loadTenant reads tenant id from the store (not the cache: an admin sees the stored state)
+// and answers 404 when it does not exist.
+func (d *Deps) loadTenant(w http.ResponseWriter, r *http.Request, id string) (store.Tenant, bool) {
+	if !store.ValidTenantID(id) {
+		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
+		return store.Tenant{}, false
+	}
+	t, err := d.Store.GetTenant(r.Context(), id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
+		return store.Tenant{}, false
+	case err != nil:
+		d.internalError(w, r, err)
+		return store.Tenant{}, false
+	}
+	return t, true
+}
+
+// tenantChanged runs the TenantChanged hook (cache invalidation; closing a suspended
+// tenant's sessions).
+func (d *Deps) tenantChanged(ctx context.Context, t store.Tenant) {
+	if d.TenantChanged != nil {
+		d.TenantChanged(ctx, t)
+	}
+}
+
+// recordFailure records that a change already on record as attempted did not happen. The
+// reason is generic: error texts stay in the log, never in the audit trail.
+func (d *Deps) recordFailure(ctx context.Context, r *http.Request, p *auth.Principal, tenant, action string, target audit.Target, cause error) {
+	reason := "storage error"
+	switch {
+	case errors.Is(cause, store.ErrConflict):
+		reason = "conflict"
+	case errors.Is(cause, store.ErrNotFound):
+		reason = "not found"
+	}
+	rec := audit.Record{
+		Action: action, Outcome: audit.OutcomeFailure, Reason: reason, Tenant: tenant,
+		Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Target: target, Source: d.source(r),
+		RequestID: requestIDFrom(r.Context()),
+	}
+	if err := d.Audit.Record(ctx, rec); err != nil {
+		d.Logger.Error("audit write failed", "action", action, "err", err)
+	}
+}
+
+// actionContext is the context of a change that is already on record.
+func actionContext(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(r.Context()), actionTimeout)
+}
+
+// tenantChanges is the tenant.update record's details: which fields change and their new
+// values (a status change appears as details.status).
+func tenantChanges(before, after store.Tenant) map[string]any {
+	changed := []string{}
+	details := map[string]any{}
+	if before.Name != after.Name {
+		changed = append(changed, "name")
+		details["name"] = after.Name
+	}
+	if before.Status != after.Status {
+		changed = append(changed, "status")
+		details["status"] = after.Status
+	}
+	if !sameLimits(before.Limits, after.Limits) {
+		changed = append(changed, "limits")
+		details["limits"] = limitsDetails(after.Limits)
+	}
+	details["changed"] = changed
+	return details
+}
+
+func sameLimits(a, b store.TenantLimits) bool {
+	eq := func(x, y *int) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
+	if !eq(a.ConcurrentTasks, b.ConcurrentTasks) || !eq(a.SwarmsPerMinute, b.SwarmsPerMinute) ||
+		!eq(a.SwarmBurst, b.SwarmBurst) || !eq(a.MaxAgents, b.MaxAgents) ||
+		len(a.AllowedStrategies) != len(b.AllowedStrategies) {
+		return false
+	}
+	for i := range a.AllowedStrategies {
+		if a.AllowedStrategies[i] != b.AllowedStrategies[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// storeLimits converts validated limits (nil = server defaults) into the stored form.
+func storeLimits(l *validation.TenantLimits) store.TenantLimits {
+	if l == nil {
+		return store.TenantLimits{}
+	}
+	cp := func(p *int) *int {
+		if p == nil {
+			return nil
+		}
+		v := *p
+		return &v
+	}
+	return store.TenantLimits{
+		ConcurrentTasks: cp(l.ConcurrentTasks), SwarmsPerMinute: cp(l.SwarmsPerMinute),
+		SwarmBurst: cp(l.SwarmBurst), MaxAgents: cp(l.MaxAgents),
+		AllowedStrategies: append([]string(nil), l.AllowedStrategies...),
+	}
+}
+
+// limitsDetails is limits as audit details (plain JSON values, unset limits left out).
+func limitsDetails(l store.TenantLimits) map[string]any {
+	out := map[string]any{}
+	for name, v := range map[string]*int{
+		"concurrentTasks": l.ConcurrentTasks, "swarmsPerMinute": l.SwarmsPerMinute,
+		"swarmBurst": l.SwarmBurst, "maxAgents": l.MaxAgents,
+	} {
+		if v != nil {
+			out[name] = *v
+		}
+	}
+	if len(l.AllowedStrategies) > 0 {
+		out["allowedStrategies"] = append([]string(nil), l.AllowedStrategies...)
+	}
+	return out
+}
+
+// fieldErrs collects query parameter problems in the shape of a validation.Error.
+type fieldErrs map[string]string
+
+func (f fieldErrs) add(field, msg string) {
+	if _, dup := f[field]; !dup {
+		f[field] = msg
+	}
+}
+
+func (f fieldErrs) any() bool { return len(f) > 0 }
+
+func (f fieldErrs) err() error { return &validation.Error{Fields: f} }
+
+// maxQueryParams bounds how many unknown parameters are named in an answer.
+const maxQueryParams = 8
+
+// queryParams reads the single-valued parameters in allowed from q. Unknown and repeated
+// parameters are errors, like unknown fields in a body.
+func queryParams(q url.Values, allowed ...string) (map[string]string, fieldErrs) {
+	out := map[string]string{}
+	errs := fieldErrs{}
+	keys := make([]string, 0, len(q))
+	for k := range q {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	unknown := 0
+	for _, k := range keys {
+		known := false
+		for _, a := range allowed {
+			if k == a {
+				known = true
+				break
+			}
+		}
+		switch {
+		case !known:
+			unknown++
+			if unknown <= maxQueryParams {
+				errs.add(trimField(k), "is not a known parameter (allowed: "+strings.Join(allowed, ", ")+")")
+			}
+		case len(q[k]) != 1:
+			errs.add(k, "must be given once")
+		default:
+			out[k] = q[k][0]
+		}
+	}
+	if unknown > maxQueryParams {
+		errs.add("query", strconv.Itoa(unknown-maxQueryParams)+" more unknown parameters")
+	}
+	return out, errs
+}
+
+// trimField bounds a client-chosen parameter name echoed in an answer.
+func trimField(s string) string {
+	if len(s) > 64 {
+		s = s[:64]
+	}
+	return strings.ToValidUTF8(s, "?")
+}
+
+// pageLimit reads ?limit= (1-maxAdminPage, default defaultAdminPage) into errs.
+func pageLimit(q map[string]string, errs fieldErrs) int {
+	raw, ok := q["limit"]
+	if !ok {
+		return defaultAdminPage
+	}
+	n, err := strconv.Atoi(raw)
+	if err != nil || len(raw) > 4 || n < 1 || n > maxAdminPage {
+		errs.add("limit", "must be an integer between 1 and "+strconv.Itoa(maxAdminPage))
+		return defaultAdminPage
+	}
+	return n
+}
+
+// methodNotAllowed answers a known path with a method it does not serve.
+func methodNotAllowed(allow string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeProblem(w, r, http.StatusMethodNotAllowed, "method_not_allowed", "this route answers "+allow)
+	})
+}

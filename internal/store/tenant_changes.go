@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// A tenant's updated_at is its change marker: every change that a running server must notice
+// (status, limits, keyRef, and its engine key being set or deleted) moves it forward. Servers
+// poll TenantsChangedSince, so a change made by `flowgate tenant|key` or by another replica
+// reaches them without a message bus.
+
+// TouchTenant moves the tenant's updated_at to now without changing anything else, to tell
+// servers that something kept outside the tenants table (its engine key) changed. It returns
+// the stored tenant, or ErrNotFound.
+func (db *DB) TouchTenant(ctx context.Context, id string) (Tenant, error) {
+	return db.UpdateTenant(ctx, id, func(*Tenant) error { return nil })
+}
+
+// TenantsChangedSince returns the tenants whose (updated_at, id) comes after (since, afterID),
+// oldest change first, at most limit of them (see DefaultListLimit, MaxListLimit). With
+// afterID "" every tenant updated at or after since is included. To page on, pass the
+// UpdatedAt and ID of the last tenant returned.
+func (db *DB) TenantsChangedSince(ctx context.Context, since time.Time, afterID string, limit int) ([]Tenant, error) {
+	s := db.TimeArg(normTime(since))
+	rows, err := db.db.QueryContext(ctx, db.Rebind(
+		"SELECT "+tenantCols+" FROM tenants WHERE updated_at > ? OR (updated_at = ? AND id > ?)"+
+			" ORDER BY updated_at, id LIMIT ?"), s, s, afterID, clampLimit(limit))
+	if err != nil {
+		return nil, fmt.Errorf("store: tenants changed: %w", err)
+	}
+	defer rows.Close()
+	var out []Tenant
+	for rows.Next() {
+		t, err := scanTenant(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: tenants changed: %w", err)
+	}
+	return out, nil
+}

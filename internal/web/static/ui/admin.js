@@ -1,0 +1,364 @@
+// Admin views of the dashboard: tenants, engine keys and the audit log, over the gateway's
+// HTTP admin API (DESIGN §9) with the pasted token as a bearer token. A view is shown only
+// when the token's permissions allow it; the API checks again anyway.
+
+import { h, $, say, replace, when } from './dom.js';
+
+const TENANT_ID = /^[a-z0-9][a-z0-9-]{1,62}$/;
+
+/** An answer of the admin API that was not 2xx (a problem+json body when there is one). */
+class ApiError extends Error {
+  constructor(status, problem) {
+    const detail = problem && (problem.detail || problem.title);
+    super((detail || 'HTTP ' + status) + (problem && problem.code ? ' (' + problem.code + ')' : ''));
+    this.status = status;
+    this.code = problem && problem.code;
+    this.fields = problem && problem.fields;
+  }
+}
+
+/** Reads a field whatever its JSON spelling (camelCase or Go's default PascalCase). */
+function pick(o, name) {
+  if (!o || typeof o !== 'object') return undefined;
+  if (name in o) return o[name];
+  const pascal = name[0].toUpperCase() + name.slice(1);
+  return o[pascal];
+}
+
+/** The list in a list answer: the body itself, or its first array-valued field. */
+function listOf(body, ...names) {
+  if (Array.isArray(body)) return body;
+  for (const n of names) if (Array.isArray(pick(body, n))) return pick(body, n);
+  if (body && typeof body === 'object') for (const v of Object.values(body)) if (Array.isArray(v)) return v;
+  return [];
+}
+
+function fieldsText(fields) {
+  return fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}: ${v}`).join('; ') : '';
+}
+
+export class Admin {
+  /** @param {{token: () => string, onUnauthorized?: () => void}} opts */
+  constructor(opts) {
+    this.token = opts.token;
+    this.onUnauthorized = opts.onUnauthorized || (() => {});
+    this.welcome = null;
+    this.can = () => false;
+    this.tenants = [];
+    this.tenantsNext = '';
+    this.cursors = [''];
+    this.page = 0;
+    this.nextCursor = '';
+  }
+
+  setIdentity(welcome, can) {
+    this.welcome = welcome;
+    this.can = can;
+    this.tenants = [];
+    this.tenantsNext = '';
+    this.cursors = [''];
+    this.page = 0;
+    replace($('tenants-table').tBodies[0]);
+    replace($('audit-table').tBodies[0]);
+    replace($('key-meta'));
+    for (const id of ['tenants-msg', 'key-msg', 'audit-msg', 'audit-verify-result']) say($(id), '');
+    $('audit-tenant-field').hidden = !can('platform:admin');
+  }
+
+  canTenants() { return !!this.welcome && this.can('platform:admin'); }
+  canKeys() { return !!this.welcome && (this.can('tenant:admin') || this.can('platform:admin')); }
+  canAudit() { return !!this.welcome && (this.can('audit:read') || this.can('platform:admin')); }
+
+  bind() {
+    $('tenants-refresh').addEventListener('click', () => this.loadTenants());
+    $('tenants-more').addEventListener('click', () => this.loadTenants(true));
+    $('tenant-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.createTenant(); });
+    $('key-load').addEventListener('click', () => this.loadKey());
+    $('key-tenant').addEventListener('change', () => this.loadKey());
+    $('key-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.setKey(); });
+    $('key-delete').addEventListener('click', () => this.deleteKey());
+    $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.cursors = ['']; this.page = 0; this.loadAudit(); });
+    $('audit-next').addEventListener('click', () => { if (this.nextCursor) { this.cursors[this.page + 1] = this.nextCursor; this.page++; this.loadAudit(); } });
+    $('audit-prev').addEventListener('click', () => { if (this.page > 0) { this.page--; this.loadAudit(); } });
+    $('audit-first').addEventListener('click', () => { this.page = 0; this.loadAudit(); });
+    $('audit-export').addEventListener('click', () => this.exportAudit());
+    $('audit-verify').addEventListener('click', () => this.verifyAudit());
+  }
+
+  /** Called when a view's tab is selected. */
+  show(name) {
+    if (name === 'tenants') this.loadTenants();
+    if (name === 'keys') this.prepareKeys();
+    if (name === 'audit' && $('audit-table').tBodies[0].rows.length === 0) this.loadAudit();
+  }
+
+  async api(method, path, body, { raw = false } = {}) {
+    const headers = { Authorization: 'Bearer ' + this.token(), Accept: raw ? 'application/x-ndjson, application/json' : 'application/json' };
+    const init = { method, headers, credentials: 'omit', cache: 'no-store', redirect: 'error' };
+    if (body !== undefined) {
+      headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(body);
+    }
+    const res = await fetch(path, init);
+    if (!res.ok) {
+      let problem = null;
+      try { problem = await res.json(); } catch { /* not JSON */ }
+      if (res.status === 401) this.onUnauthorized();
+      throw new ApiError(res.status, problem);
+    }
+    if (raw) return res;
+    if (res.status === 204) return null;
+    const text = await res.text();
+    return text ? JSON.parse(text) : null;
+  }
+
+  // ---- tenants ------------------------------------------------------------------------
+
+  /** One page of tenants (the API allows up to 200 a page); `after` continues a listing. */
+  async fetchTenants(after = '') {
+    const q = new URLSearchParams({ limit: '200' });
+    if (after) q.set('after', after);
+    const body = await this.api('GET', '/v1/admin/tenants?' + q);
+    const list = listOf(body, 'tenants', 'items');
+    this.tenants = after ? this.tenants.concat(list) : list;
+    this.tenantsNext = String(pick(body, 'next') || pick(body, 'nextCursor') || '');
+    return body;
+  }
+
+  async loadTenants(more = false) {
+    const msg = $('tenants-msg');
+    say(msg, '');
+    try {
+      await this.fetchTenants(more ? this.tenantsNext : '');
+      $('tenants-more').hidden = !this.tenantsNext;
+      this.renderTenants();
+    } catch (e) {
+      say(msg, 'Could not list tenants: ' + e.message, 'error');
+    }
+  }
+
+  renderTenants() {
+    const rows = this.tenants.map((t) => {
+      const id = String(pick(t, 'id') ?? '');
+      const status = String(pick(t, 'status') ?? '');
+      const next = status === 'suspended' ? 'active' : 'suspended';
+      const label = status === 'suspended' ? 'Resume' : 'Suspend';
+      return h('tr', { 'data-tenant': id },
+        h('td', {}, h('code', { text: id })),
+        h('td', { text: pick(t, 'name') ?? '' }),
+        h('td', {}, h('span', { class: 'badge', 'data-status': status, text: status })),
+        h('td', { text: when(pick(t, 'createdAt')) }),
+        h('td', {}, h('button', {
+          type: 'button', class: status === 'suspended' ? '' : 'danger', 'aria-label': `${label} tenant ${id}`,
+          on: { click: () => this.setTenantStatus(id, next) },
+        }, label)));
+    });
+    replace($('tenants-table').tBodies[0], rows.length ? rows : h('tr', {}, h('td', { colspan: '5', class: 'muted', text: 'No tenants.' })));
+  }
+
+  async createTenant() {
+    const msg = $('tenants-msg');
+    const id = $('tenant-id').value.trim();
+    const name = $('tenant-name').value.trim();
+    if (!TENANT_ID.test(id)) {
+      say(msg, 'The tenant id must be 2–63 lower-case letters, digits or dashes, starting with a letter or digit.', 'error');
+      $('tenant-id').focus();
+      return;
+    }
+    try {
+      await this.api('POST', '/v1/admin/tenants', name ? { id, name } : { id });
+      $('tenant-id').value = '';
+      $('tenant-name').value = '';
+      await this.loadTenants();
+      say(msg, 'Tenant ' + id + ' created.', 'ok');
+    } catch (e) {
+      say(msg, 'Could not create the tenant: ' + e.message + fieldsText(e.fields), 'error');
+    }
+  }
+
+  async setTenantStatus(id, status) {
+    const msg = $('tenants-msg');
+    if (status === 'suspended' && !window.confirm(`Suspend tenant ${id}? Its sessions are closed and it can start nothing until resumed.`)) return;
+    try {
+      await this.api('PATCH', '/v1/admin/tenants/' + encodeURIComponent(id), { status });
+      await this.loadTenants();
+      say(msg, `Tenant ${id} is now ${status}.`, 'ok');
+    } catch (e) {
+      say(msg, 'Could not update the tenant: ' + e.message, 'error');
+    }
+  }
+
+  // ---- keys ---------------------------------------------------------------------------
+
+  async prepareKeys() {
+    const sel = $('key-tenant');
+    const own = this.welcome ? String(this.welcome.tenant) : '';
+    let ids = [own];
+    if (this.can('platform:admin')) {
+      try {
+        await this.fetchTenants();
+        ids = this.tenants.map((t) => String(pick(t, 'id') ?? '')).filter(Boolean);
+        if (!ids.includes(own)) ids.unshift(own);
+      } catch { /* fall back to the own tenant */ }
+    }
+    const prev = sel.value || own;
+    replace(sel, ids.map((id) => h('option', { value: id, text: id })));
+    sel.value = ids.includes(prev) ? prev : own;
+    sel.disabled = ids.length < 2;
+    await this.loadKey();
+  }
+
+  keyPath() {
+    return '/v1/admin/tenants/' + encodeURIComponent($('key-tenant').value) + '/key';
+  }
+
+  async loadKey() {
+    const msg = $('key-msg');
+    const meta = $('key-meta');
+    say(msg, '');
+    replace(meta);
+    let m = null;
+    try {
+      m = await this.api('GET', this.keyPath());
+    } catch (e) {
+      if (e.status !== 404) { say(msg, 'Could not read the key metadata: ' + e.message, 'error'); return; }
+    }
+    const fp = m && pick(m, 'fingerprint');
+    $('key-set').textContent = fp ? 'Rotate key' : 'Set key';
+    $('key-delete').disabled = !fp;
+    if (!fp) {
+      replace(meta, h('dt', { text: 'Key' }), h('dd', { text: 'none set' }));
+      return;
+    }
+    const rows = [['Fingerprint', fp], ['Provider', pick(m, 'provider')], ['Version', pick(m, 'version')], ['Updated', when(pick(m, 'updatedAt'))], ['Secret id', pick(m, 'secretId')]];
+    replace(meta, rows.filter(([, v]) => v).flatMap(([k, v]) => [h('dt', { text: k }), h('dd', {}, k === 'Fingerprint' ? h('code', { class: 'fingerprint', text: v }) : String(v))]));
+  }
+
+  async setKey() {
+    const msg = $('key-msg');
+    const input = $('key-value');
+    const apiKey = input.value;
+    // The key leaves the page once: the field is cleared whatever happens next.
+    input.value = '';
+    if (!apiKey.trim()) { say(msg, 'Enter the key.', 'error'); input.focus(); return; }
+    const tenant = $('key-tenant').value;
+    try {
+      await this.api('PUT', this.keyPath(), { apiKey });
+      await this.loadKey();
+      say(msg, 'Key stored for ' + tenant + '.', 'ok');
+    } catch (e) {
+      say(msg, 'Could not store the key: ' + e.message + fieldsText(e.fields), 'error');
+    }
+  }
+
+  async deleteKey() {
+    const msg = $('key-msg');
+    const tenant = $('key-tenant').value;
+    if (!window.confirm(`Delete the engine key of ${tenant}? Its swarms fail until a new key is set.`)) return;
+    try {
+      await this.api('DELETE', this.keyPath());
+      await this.loadKey();
+      say(msg, 'Key deleted for ' + tenant + '.', 'ok');
+    } catch (e) {
+      say(msg, 'Could not delete the key: ' + e.message, 'error');
+    }
+  }
+
+  // ---- audit --------------------------------------------------------------------------
+
+  auditQuery(withPage) {
+    const q = new URLSearchParams();
+    const add = (k, v) => { if (v) q.set(k, v); };
+    if (this.can('platform:admin')) add('tenant', $('audit-tenant').value.trim());
+    add('actor', $('audit-actor').value.trim());
+    add('action', $('audit-action').value.trim());
+    add('outcome', $('audit-outcome').value);
+    for (const k of ['since', 'until']) {
+      const v = $('audit-' + k).value;
+      if (v) {
+        const t = new Date(v);
+        if (!Number.isNaN(t.getTime())) add(k, t.toISOString());
+      }
+    }
+    if (withPage) {
+      add('limit', $('audit-limit').value);
+      add('cursor', this.cursors[this.page]);
+    }
+    return q;
+  }
+
+  async loadAudit() {
+    const msg = $('audit-msg');
+    say(msg, '');
+    let body;
+    try {
+      body = await this.api('GET', '/v1/admin/audit?' + this.auditQuery(true));
+    } catch (e) {
+      say(msg, 'Could not read the audit log: ' + e.message, 'error');
+      return;
+    }
+    const records = listOf(body, 'records', 'items');
+    this.nextCursor = String(pick(body, 'nextCursor') || pick(body, 'next') || pick(body, 'cursor') || '');
+    const rows = records.map((r) => {
+      const actor = pick(r, 'actor') || {};
+      const target = pick(r, 'target') || {};
+      const details = pick(r, 'details');
+      const outcome = String(pick(r, 'outcome') ?? '');
+      const tgt = [pick(target, 'type'), pick(target, 'id')].filter(Boolean).join(' ');
+      return h('tr', {},
+        h('td', {}, h('time', { datetime: String(pick(r, 'time') ?? ''), text: when(pick(r, 'time')) })),
+        h('td', { text: pick(r, 'tenant') || 'platform' }),
+        h('td', {}, h('code', { text: pick(r, 'action') ?? '' })),
+        h('td', {}, h('span', { class: 'badge', 'data-status': outcome, text: outcome })),
+        h('td', { text: pick(actor, 'sub') ?? '' }),
+        h('td', { text: tgt }),
+        h('td', { text: pick(r, 'reason') ?? '' }),
+        h('td', {}, details && Object.keys(details).length
+          ? h('details', {}, h('summary', { text: 'details' }), h('pre', { text: JSON.stringify(details, null, 2) }))
+          : ''));
+    });
+    replace($('audit-table').tBodies[0], rows.length ? rows : h('tr', {}, h('td', { colspan: '8', class: 'muted', text: 'No records match.' })));
+    $('audit-prev').disabled = this.page === 0;
+    $('audit-first').disabled = this.page === 0;
+    $('audit-next').disabled = !this.nextCursor;
+    $('audit-page').textContent = `Page ${this.page + 1} · ${records.length} record${records.length === 1 ? '' : 's'}`;
+  }
+
+  async exportAudit() {
+    const msg = $('audit-msg');
+    say(msg, '');
+    try {
+      const res = await this.api('GET', '/v1/admin/audit/export?' + this.auditQuery(false), undefined, { raw: true });
+      const blob = await res.blob();
+      const url = URL.createObjectURL(new Blob([blob], { type: 'application/x-ndjson' }));
+      const a = h('a', { href: url, download: 'flowgate-audit-' + new Date().toISOString().replace(/[:.]/g, '-') + '.ndjson', hidden: true });
+      document.body.append(a);
+      a.click();
+      a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 10_000);
+      say(msg, `Exported ${blob.size} bytes.`, 'ok');
+    } catch (e) {
+      say(msg, 'Export failed: ' + e.message, 'error');
+    }
+  }
+
+  async verifyAudit() {
+    const out = $('audit-verify-result');
+    say(out, 'Verifying…', 'info');
+    const q = new URLSearchParams();
+    if (this.can('platform:admin') && $('audit-tenant').value.trim()) q.set('tenant', $('audit-tenant').value.trim());
+    try {
+      const rep = await this.api('GET', '/v1/admin/audit/verify' + (q.size ? '?' + q : ''));
+      const chains = listOf(rep, 'chains');
+      const records = chains.reduce((n, c) => n + Number(pick(c, 'records') || 0), 0);
+      if (pick(rep, 'ok')) {
+        say(out, `Verified: ${chains.length} chain${chains.length === 1 ? '' : 's'}, ${records} records, no problem found.`, 'ok');
+      } else {
+        const p = pick(rep, 'firstProblem') || {};
+        say(out, `Verification FAILED: chain ${pick(p, 'tenant') || 'platform'} record ${pick(p, 'seq')}: ${pick(p, 'kind') || ''} ${pick(p, 'detail') || ''}`.trim(), 'error');
+      }
+    } catch (e) {
+      say(out, 'Could not verify: ' + e.message, 'error');
+    }
+  }
+}

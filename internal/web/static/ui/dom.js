@@ -1,0 +1,64 @@
+// Tiny DOM helpers. Text always goes through textContent: nothing this dashboard shows
+// (engine output, objectives, audit details, error messages) is ever parsed as HTML.
+
+/**
+ * Creates an element. attrs: plain attributes (class, id, type, aria-*, data-*, …), "text"
+ * for textContent, "on" for {event: handler}; children: nodes or strings (as text).
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'text') el.textContent = String(v);
+    else if (k === 'on') for (const [ev, fn] of Object.entries(v)) el.addEventListener(ev, fn);
+    else if (k === 'style' || k.startsWith('on')) throw new Error('inline style and handler attributes are not allowed');
+    else if (v === true) el.setAttribute(k, '');
+    else el.setAttribute(k, String(v));
+  }
+  append(el, children);
+  return el;
+}
+
+function append(el, children) {
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+}
+
+/** Replaces el's children. */
+export function replace(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+}
+
+export function $(id) {
+  const el = document.getElementById(id);
+  if (!el) throw new Error('missing element #' + id);
+  return el;
+}
+
+/** Shows a message in a status or alert region (cleared with an empty text). */
+export function say(el, text, kind = 'info') {
+  el.textContent = text || '';
+  el.dataset.kind = kind;
+  el.hidden = !text;
+}
+
+/** "12:03:04" from an ISO time, or "" when unparsable. */
+export function clock(iso) {
+  const t = Date.parse(iso || '');
+  if (!Number.isFinite(t)) return '';
+  return new Date(t).toLocaleTimeString([], { hour12: false });
+}
+
+/** A readable local date and time from an ISO time. */
+export function when(iso) {
+  const t = Date.parse(iso || '');
+  if (!Number.isFinite(t)) return iso ? String(iso) : '';
+  return new Date(t).toLocaleString([], { hour12: false });
+}
+
+export function shortId(id) {
+  return typeof id === 'string' && id.length > 8 ? id.slice(0, 8) : String(id ?? '');
+}

@@ -40,6 +40,9 @@ type appOptions struct {
 	// checkpoints runs periodic audit checkpoints (the server does; one-shot commands only
 	// checkpoint when they close).
 	checkpoints bool
+	// retention prunes audit records older than this (audit.retention). Only the server's
+	// recorder prunes: a one-shot command must never delete evidence as a side effect.
+	retention time.Duration
 	// auditHooks and onSecretFetch feed the server's metrics (zero for one-shot commands).
 	auditHooks    audit.Hooks
 	onSecretFetch func(outcome string, took time.Duration)
@@ -82,7 +85,7 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, opts appO
 	}
 	a.recorder, err = audit.NewRecorder(audit.Options{
 		Storage: a.db, SigningKey: cpKey, FailOpen: !cfg.Audit.FailClosed,
-		CheckpointInterval: interval, Logger: log, Hooks: opts.auditHooks,
+		CheckpointInterval: interval, Retention: opts.retention, Logger: log, Hooks: opts.auditHooks,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)

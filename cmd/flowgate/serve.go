@@ -58,7 +58,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	// The server's own registry (never the global one), served on the ops listener only.
 	mx := metrics.New(metrics.Options{Version: version, Commit: commit, Logger: log})
-	a, err := openApp(ctx, cfg, log, appOptions{checkpoints: true, auditHooks: mx.AuditHooks(), onSecretFetch: mx.SecretFetch})
+	a, err := openApp(ctx, cfg, log, appOptions{checkpoints: true, retention: cfg.Audit.Retention, auditHooks: mx.AuditHooks(), onSecretFetch: mx.SecretFetch})
 	if err != nil {
 		return err
 	}
@@ -160,10 +160,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
+	localTickets := auth.NewTickets(cfg.Auth.TicketTTL, nil)
+	var tickets server.TicketStore = localTickets
+	if cl != nil {
+		tickets = cl.Tickets(cfg.Auth.TicketTTL)
+	}
 	var draining atomic.Bool
 	deps := &server.Deps{
 		Logger: log, Limits: l, QueryTokens: cfg.QueryTokensAllowed(), Origins: cfg.Server.AllowedOrigins,
-		Verifier: a.verifier, Signer: a.signer, Tickets: auth.NewTickets(cfg.Auth.TicketTTL, nil), Revocations: revocations,
+		Verifier: a.verifier, Signer: a.signer, Tickets: tickets, Revocations: revocations,
 		Tenants: a.tenants, Audit: a.recorder, Hub: hub, Tasks: tasks, Limiter: limiter, Conns: connCaps, IPs: ips,
 		MaxBodySize: cfg.Server.MaxBodyBytes, Pprof: cfg.Ops.Pprof, Metrics: mx.HTTP(), MetricsHandler: mx.Handler(),
 		Store: a.db, Keys: a.keys, AuditLog: auditLog, Validator: validator, TenantDefaults: swarmLimits,
@@ -191,6 +196,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	if cfg.UI.Enabled {
 		deps.UI = web.Handler()
+	}
+	if cl != nil {
+		wireCluster(cl, deps, a, hub, tasks, log)
 	}
 	if err := mx.Observe(metrics.Sources{
 		TaskCounts: tasks.Counts, ExecutorPool: l.ExecutorPool, ExecutorQueue: l.ExecutorQueue,
@@ -248,6 +256,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		a.jwks.Start(bgCtx)
 		defer a.jwks.Stop()
 	}
+	if cl != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl.Run(bgCtx)
+		}()
+	}
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
@@ -255,7 +270,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}()
 	go func() {
 		defer wg.Done()
-		janitor(bgCtx, a, revocations, deps.Tickets, tasks)
+		janitor(bgCtx, a, revocations, localTickets, tasks)
 	}()
 
 	if err := a.recorder.Record(ctx, audit.Record{Action: audit.ActionServerStart, Outcome: audit.OutcomeSuccess,

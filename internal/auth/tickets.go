@@ -51,16 +51,12 @@ func NewTickets(ttl time.Duration, now func() time.Time) *Tickets {
 // Issue returns a ticket bound to p. It expires after the ttl or with p's token, whichever
 // comes first.
 func (t *Tickets) Issue(p *Principal) (string, time.Time, error) {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
+	id, err := NewTicketID()
+	if err != nil {
 		return "", time.Time{}, err
 	}
-	id := "tk_" + base64.RawURLEncoding.EncodeToString(b[:])
 	now := t.now()
-	exp := now.Add(t.ttl)
-	if p.ExpiresAt.Before(exp) {
-		exp = p.ExpiresAt
-	}
+	exp := TicketExpiry(p, now, t.ttl)
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.m) >= maxTickets {
@@ -80,7 +76,7 @@ func (t *Tickets) TTL() time.Duration { return t.ttl }
 // so does any call after the ticket's expiry. The principal is the one the ticket was issued
 // to, bound at issue time; the caller still checks revocation and the tenant.
 func (t *Tickets) Redeem(id string) (*Principal, error) {
-	if len(id) != ticketLen {
+	if !ValidTicketID(id) {
 		return nil, fail(ReasonTicket, nil)
 	}
 	t.mu.Lock()
@@ -92,6 +88,31 @@ func (t *Tickets) Redeem(id string) (*Principal, error) {
 	}
 	return tk.p, nil
 }
+
+// NewTicketID returns a fresh ticket id: 256 random bits.
+func NewTicketID() (string, error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return "tk_" + base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
+
+// ValidTicketID reports whether id has the shape NewTicketID produces, so a malformed
+// ticket is refused without a lookup.
+func ValidTicketID(id string) bool { return len(id) == ticketLen && id[:3] == "tk_" }
+
+// TicketExpiry is when a ticket issued now for p expires: after ttl, or with p's token.
+func TicketExpiry(p *Principal, now time.Time, ttl time.Duration) time.Time {
+	exp := now.Add(ttl)
+	if p.ExpiresAt.Before(exp) {
+		exp = p.ExpiresAt
+	}
+	return exp
+}
+
+// ErrTicket is the refusal of a ticket that is unknown, used or expired.
+func ErrTicket() error { return fail(ReasonTicket, nil) }
 
 // Prune drops expired tickets; the server calls it periodically.
 func (t *Tickets) Prune() {

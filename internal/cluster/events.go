@@ -41,6 +41,10 @@ func isFinal(frame []byte) bool { return bytes.HasPrefix(frame, finalPrefix) }
 type publisher struct {
 	c    *Cluster
 	wake chan struct{}
+	// rewind is set after a failed write: Redis may have lost streams (a restart without
+	// persistence), so every live task is published again from its first event; entries
+	// that survived are refused as duplicates, which is harmless.
+	rewind bool
 
 	mu    sync.Mutex
 	all   map[*pubSub]struct{}
@@ -112,6 +116,17 @@ func (p *publisher) run(ctx context.Context) {
 		}
 		for {
 			p.mu.Lock()
+			if p.rewind {
+				p.rewind = false
+				for ps := range p.all {
+					ps.mu.Lock()
+					if ps.sub != nil {
+						ps.sub.Rewind()
+					}
+					ps.mu.Unlock()
+					p.dirty[ps] = struct{}{}
+				}
+			}
 			batch := make([]*pubSub, 0, len(p.dirty))
 			for ps := range p.dirty {
 				batch = append(batch, ps)
@@ -122,11 +137,12 @@ func (p *publisher) run(ctx context.Context) {
 				break
 			}
 			if err := p.flush(ctx, batch, &frames); err != nil {
+				p.mu.Lock()
 				for _, ps := range batch {
-					p.mu.Lock()
 					p.dirty[ps] = struct{}{}
-					p.mu.Unlock()
 				}
+				p.rewind = true
+				p.mu.Unlock()
 				p.c.healthy.Store(false)
 				select {
 				case <-ctx.Done():
@@ -143,6 +159,7 @@ func (p *publisher) run(ctx context.Context) {
 
 type pending struct {
 	ps        *pubSub
+	sub       *task.Subscription
 	first     int64
 	last, end int64
 	n         int
@@ -179,7 +196,7 @@ func (p *publisher) flush(ctx context.Context, batch []*pubSub, frames *[][]byte
 		} else {
 			pipe.PExpire(ctx, key, c.opts.EventTTL+24*time.Hour) // a crashed publisher leaves nothing forever
 		}
-		todo = append(todo, pending{ps: ps, first: first, last: last, end: end, n: len(*frames), final: final})
+		todo = append(todo, pending{ps: ps, sub: sub, first: first, last: last, end: end, n: len(*frames), final: final})
 	}
 	if len(todo) == 0 {
 		return nil
@@ -189,7 +206,7 @@ func (p *publisher) flush(ctx context.Context, batch []*pubSub, frames *[][]byte
 		return err
 	}
 	for _, w := range todo {
-		sub := w.ps.sub
+		sub := w.sub
 		sub.Advance(w.last, w.end)
 		if sub.HasPending() {
 			w.ps.Notify()

@@ -61,6 +61,13 @@ type Auditor interface {
 	Record(ctx context.Context, r audit.Record) error
 }
 
+// TicketStore issues and redeems single-use WebSocket tickets (in memory on one node, in
+// Redis in a cluster, where the ticket may be redeemed on another replica).
+type TicketStore interface {
+	Issue(p *auth.Principal) (string, time.Time, error)
+	Redeem(id string) (*auth.Principal, error)
+}
+
 // ConnCounter caps concurrent connections per key (global, per IP block, per user).
 type ConnCounter interface {
 	Acquire(key string, max int) (release func(), ok bool)
@@ -86,7 +93,7 @@ type Deps struct {
 
 	Verifier    Verifier
 	Signer      *auth.Signer
-	Tickets     *auth.Tickets
+	Tickets     TicketStore
 	Revocations *auth.Revocations
 	Tenants     Tenants
 	Audit       Auditor

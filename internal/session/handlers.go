@@ -174,6 +174,10 @@ func (s *Session) createFailed(ctx context.Context, err error, reqID string) {
 		s.sendError(protocol.CodeTenantKeyUnavailable, "the tenant's engine API key is not available", reqID, "", 0, nil)
 	case errors.Is(err, task.ErrDraining):
 		s.sendError(protocol.CodeServerDraining, "the server is shutting down; retry on another connection", reqID, "", 0, nil)
+	case errors.Is(err, task.ErrClusterUnavailable):
+		// Fail closed: without Redis the cluster-wide limits cannot be enforced.
+		o.Logger.Error("swarm refused: cluster unavailable", "session", s.id, "err", err)
+		s.sendError(protocol.CodeInternal, "cluster coordination is unavailable; new swarms are refused until it recovers", reqID, "", 2*time.Second, nil)
 	default:
 		o.Logger.Error("swarm refused", "session", s.id, "err", err)
 		s.sendError(protocol.CodeInternal, "internal error", reqID, "", 0, nil)

@@ -89,6 +89,17 @@ func (s *Subscription) Finished() bool {
 	}
 }
 
+// Rewind moves the cursor back to the first event still held, so everything is delivered
+// again. The cluster publisher uses it after Redis lost data; duplicates are refused there.
+func (s *Subscription) Rewind() {
+	t := s.task
+	t.mu.RLock()
+	base := t.base
+	t.mu.RUnlock()
+	s.cursor.Store(base)
+	s.cursorBytes.Store(0)
+}
+
 // HasPending reports whether frames are waiting after the cursor.
 func (s *Subscription) HasPending() bool { return s.cursor.Load() < s.task.headSeq.Load() }
 

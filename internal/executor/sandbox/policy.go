@@ -1,0 +1,144 @@
+package sandbox
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
+)
+
+// LandlockMode selects whether engines are confined with Landlock (engine.landlock).
+type LandlockMode string
+
+const (
+	// LandlockAuto confines engines with the best Landlock ABI the kernel offers and runs them
+	// unconfined (logged as a warning) on a kernel without Landlock.
+	LandlockAuto LandlockMode = "auto"
+	// LandlockRequired refuses to start unless the kernel enforces both the filesystem and the
+	// TCP rules (Landlock ABI 4, Linux 6.7, or later).
+	LandlockRequired LandlockMode = "required"
+	// LandlockOff never applies Landlock.
+	LandlockOff LandlockMode = "off"
+)
+
+// ParseLandlockMode parses engine.landlock; "" means def.
+func ParseLandlockMode(s string, def LandlockMode) (LandlockMode, error) {
+	switch LandlockMode(s) {
+	case "":
+		return def, nil
+	case LandlockAuto, LandlockRequired, LandlockOff:
+		return LandlockMode(s), nil
+	}
+	return "", fmt.Errorf("landlock mode %q: want auto, required or off", s)
+}
+
+// Landlock ABI levels that change what an engine can do.
+const (
+	abiNet   = 4 // TCP bind and connect
+	abiScope = 6 // signals and abstract UNIX sockets stay inside the domain
+	abiUnix  = 9 // connect(2)/sendmsg(2) to pathname UNIX sockets outside the domain
+	abiUDP   = 10
+	// maxABI is the newest ABI whose rules this package knows how to write.
+	maxABI = 11
+)
+
+// Bounds on a policy, so a configuration or a bug cannot build an absurd init command line.
+const (
+	maxPolicyPaths = 1024
+	maxPolicyPorts = 256
+	maxPathLen     = 4096
+)
+
+// ErrLandlockUnavailable is returned by New when Policy.Landlock is LandlockRequired and the
+// kernel cannot enforce it.
+var ErrLandlockUnavailable = errors.New("sandbox: landlock unavailable")
+
+// Policy is what an engine may reach. Paths are absolute; the caller has resolved and vetted
+// them (nothing here checks that a read path does not expose the gateway's secrets).
+//
+// With Landlock, an engine and all its descendants may, besides the paths listed here and in
+// each Command: read /dev/urandom and /dev/random, read and write /dev/null, /dev/zero,
+// /dev/full and /dev/tty, read the private /proc of its PID namespace (only when the sandbox
+// has one: a host /proc would show every task's command line), connect to the TCP ports
+// listed (no TCP bind at all), and, on kernels that restrict UDP, send UDP to port 53 only.
+// Signals and abstract UNIX sockets cannot leave the task (ABI 6), nor can connections to
+// pathname UNIX sockets (ABI 9). Everything else is refused.
+type Policy struct {
+	Landlock     LandlockMode // "" = LandlockOff
+	ReadPaths    []string     // read and execute beneath each
+	WritePaths   []string     // full access beneath each
+	ConnectPorts []uint16     // TCP connect(2) allowed to these ports
+	// RunAs runs every engine as this user and group, without supplementary groups. Only a
+	// root gateway can do that, and not through a user namespace.
+	RunAs *IDs
+}
+
+// IDs is a numeric user and group.
+type IDs struct {
+	UID, GID int
+}
+
+func (id IDs) String() string { return strconv.Itoa(id.UID) + ":" + strconv.Itoa(id.GID) }
+
+// ParseIDs parses "UID:GID" (engine.run_as). Root (0) is refused for either.
+func ParseIDs(s string) (IDs, error) {
+	u, g, ok := strings.Cut(s, ":")
+	uid, err1 := strconv.ParseUint(u, 10, 31)
+	gid, err2 := strconv.ParseUint(g, 10, 31)
+	if !ok || err1 != nil || err2 != nil {
+		return IDs{}, fmt.Errorf("%q: want numeric UID:GID such as 65534:65534", s)
+	}
+	if uid == 0 || gid == 0 {
+		return IDs{}, fmt.Errorf("%q: engines must not run as root (uid or gid 0)", s)
+	}
+	return IDs{UID: int(uid), GID: int(gid)}, nil
+}
+
+func checkPolicyPaths(kind string, paths []string) error {
+	if len(paths) > maxPolicyPaths {
+		return fmt.Errorf("%s: %d paths, at most %d", kind, len(paths), maxPolicyPaths)
+	}
+	for _, p := range paths {
+		if err := checkPolicyPath(p); err != nil {
+			return fmt.Errorf("%s: %w", kind, err)
+		}
+	}
+	return nil
+}
+
+func checkPolicyPath(p string) error {
+	if !filepath.IsAbs(p) || len(p) > maxPathLen || strings.IndexByte(p, 0) >= 0 {
+		return fmt.Errorf("%q is not an absolute path", p)
+	}
+	return nil
+}
+
+// LandlockABI reports the Landlock ABI version of the running kernel, 0 when it has none.
+func LandlockABI() int {
+	v, err := llsys.LandlockGetABIVersion()
+	if err != nil || v < 0 {
+		return 0
+	}
+	return v
+}
+
+// landlockGaps describes what the given ABI cannot enforce, for the start-up warning.
+func landlockGaps(abi int) []string {
+	var gaps []string
+	if abi < abiNet {
+		gaps = append(gaps, "TCP connect and bind are not restricted (needs ABI 4, Linux 6.7)")
+	}
+	if abi < abiScope {
+		gaps = append(gaps, "engines can signal other processes of their user and reach abstract UNIX sockets (needs ABI 6, Linux 6.12)")
+	}
+	if abi < abiUnix {
+		gaps = append(gaps, "pathname UNIX sockets the engine's user may open (e.g. a database's) can be connected to (needs ABI 9)")
+	}
+	if abi < abiUDP {
+		gaps = append(gaps, "UDP is not restricted (needs ABI 10)")
+	}
+	return gaps
+}

@@ -37,6 +37,9 @@ func TestNginxFrontsGateway(t *testing.T) {
 		}
 	}
 	if err != nil {
+		if os.Getenv("FLOWGATE_TEST_REQUIRE_SERVICES") != "" {
+			t.Fatal("nginx not installed (FLOWGATE_TEST_REQUIRE_SERVICES is set): " + err.Error())
+		}
 		t.Skip("nginx not installed (apt-get install nginx-light): " + err.Error())
 	}
 	g := startGateway(t, gwOptions{})

@@ -42,12 +42,20 @@ type initConfig struct {
 	ns        bool // PID 1 of a fresh PID namespace: kill(-1) reaches exactly the task
 	subreaper bool // pgroup mode: child subreaper, signals walk the process tree
 	relay     bool // start an --ns init in a new user+PID namespace and relay to it
+	exec      bool // the engine's own process: apply the Landlock policy, then exec the engine
 	mountProc bool
 	probe     bool
 	statusFD  int
 	asUser    *[2]int // --as-user UID:GID: run the engine as this user in a nested user namespace
-	path      string
-	args      []string
+	runAs     *IDs    // --run-as UID:GID: the engine's user and group (root gateway only)
+	landlock  LandlockMode
+	ro, rw    []string
+	tcp       []uint16
+	// policyArgs are the --landlock, --ro, --rw and --tcp arguments as given, for the stage
+	// (and, in a relay, for the init it starts).
+	policyArgs []string
+	path       string
+	args       []string
 }
 
 func parseInitArgs(args []string) (initConfig, error) {
@@ -77,6 +85,53 @@ func parseInitArgs(args []string) (initConfig, error) {
 				return c, errors.New("--as-user: want UID:GID")
 			}
 			c.asUser = &[2]int{uid, gid}
+		case "--exec":
+			c.exec = true
+		case "--run-as":
+			if i+1 >= len(args) {
+				return c, errors.New("--run-as needs UID:GID")
+			}
+			i++
+			ids, err := ParseIDs(args[i])
+			if err != nil {
+				return c, fmt.Errorf("--run-as: %w", err)
+			}
+			c.runAs = &ids
+		case "--landlock", "--ro", "--rw", "--tcp":
+			if i+1 >= len(args) {
+				return c, fmt.Errorf("%s needs a value", a)
+			}
+			i++
+			v := args[i]
+			switch a {
+			case "--landlock":
+				m, err := ParseLandlockMode(v, "")
+				if err != nil || m == LandlockOff || m == "" {
+					return c, errors.New("--landlock: want auto or required")
+				}
+				c.landlock = m
+			case "--ro", "--rw":
+				if err := checkPolicyPath(v); err != nil {
+					return c, fmt.Errorf("%s: %w", a, err)
+				}
+				if a == "--ro" {
+					c.ro = append(c.ro, v)
+				} else {
+					c.rw = append(c.rw, v)
+				}
+				if len(c.ro)+len(c.rw) > 2*maxPolicyPaths {
+					return c, errors.New("too many --ro and --rw paths")
+				}
+			case "--tcp":
+				port, err := strconv.ParseUint(v, 10, 16)
+				if err != nil || port == 0 {
+					return c, errors.New("--tcp: want a port from 1 to 65535")
+				}
+				if c.tcp = append(c.tcp, uint16(port)); len(c.tcp) > maxPolicyPorts {
+					return c, errors.New("too many --tcp ports")
+				}
+			}
+			c.policyArgs = append(c.policyArgs, a, v)
 		case "--status-fd":
 			if i+1 >= len(args) {
 				return c, errors.New("--status-fd needs a value")
@@ -97,19 +152,26 @@ func parseInitArgs(args []string) (initConfig, error) {
 		}
 	}
 	n := 0
-	for _, b := range []bool{c.ns, c.subreaper, c.relay} {
+	for _, b := range []bool{c.ns, c.subreaper, c.relay, c.exec} {
 		if b {
 			n++
 		}
 	}
 	if n != 1 {
-		return c, errors.New("exactly one of --ns, --subreaper and --relay is required")
+		return c, errors.New("exactly one of --ns, --subreaper, --relay and --exec is required")
 	}
 	if c.asUser != nil && !c.ns {
 		return c, errors.New("--as-user needs --ns")
 	}
+	if c.runAs != nil && !c.ns && !c.subreaper {
+		// A relay's namespace maps only the gateway's own user; the stage is already it.
+		return c, errors.New("--run-as needs --ns or --subreaper")
+	}
+	if c.exec && (c.mountProc || c.probe || c.asUser != nil || c.statusFD > 0) {
+		return c, errors.New("--exec takes only policy arguments")
+	}
 	if !c.probe && !filepath.IsAbs(c.path) {
-		return c, errors.New("usage: sandbox-init --ns|--subreaper|--relay [--mount-proc] [--as-user UID:GID] [--status-fd N] -- /abs/engine [args...]")
+		return c, errors.New("usage: sandbox-init --ns|--subreaper|--relay|--exec [--mount-proc] [--as-user UID:GID] [--run-as UID:GID] [--landlock auto|required] [--ro PATH]... [--rw PATH]... [--tcp PORT]... [--status-fd N] -- /abs/engine [args...]")
 	}
 	return c, nil
 }

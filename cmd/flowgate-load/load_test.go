@@ -46,9 +46,15 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// gateway is a running `flowgate serve --dev`.
 type gateway struct {
 	url, dataDir string
 	pid          int
+	cmd          *exec.Cmd
+	exited       chan struct{}
+
+	mu   sync.Mutex
+	logs bytes.Buffer
 }
 
 var (
@@ -58,7 +64,7 @@ var (
 )
 
 // sharedGateway is one gateway for the package: limits raised for the load, except a small
-// per-user concurrency and swarm burst that the refusal test runs into on purpose (every
+// per-user concurrency and swarm rate that the refusal test runs into on purpose (every
 // other test mints one user per connection and stays below them).
 func sharedGateway(t *testing.T) *gateway {
 	t.Helper()
@@ -82,45 +88,39 @@ func sharedGateway(t *testing.T) *gateway {
 	return shared
 }
 
-var gatewayProc struct {
-	cmd    *exec.Cmd
-	exited chan struct{}
-	logs   bytes.Buffer
-	mu     sync.Mutex
-}
-
 func startGateway(env map[string]string) (*gateway, error) {
 	dir, err := os.MkdirTemp("", "flowgate-load-gw-")
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(binary, "serve", "--dev", "--data-dir", dir)
+	g := &gateway{dataDir: dir, exited: make(chan struct{})}
+	g.cmd = exec.Command(binary, "serve", "--dev", "--data-dir", dir)
 	// The engine is this race-built binary too: without atexit_sleep_ms=0 every engine (and
 	// sandbox init) would sleep a second on exit, and each swarm would take two.
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "GORACE=halt_on_error=1 atexit_sleep_ms=0",
+	g.cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir, "GORACE=halt_on_error=1 atexit_sleep_ms=0",
 		"FLOWGATE_ENGINE_ENV=GORACE",
 		"FLOWGATE_SERVER_ADDR=127.0.0.1:0", "FLOWGATE_OPS_ADDR=127.0.0.1:0", "FLOWGATE_LOG_FORMAT=json"}
 	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
+		g.cmd.Env = append(g.cmd.Env, k+"="+v)
 	}
-	stdout, err := cmd.StdoutPipe()
+	stdout, err := g.cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
 	}
-	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
-		gatewayProc.mu.Lock()
-		defer gatewayProc.mu.Unlock()
-		if gatewayProc.logs.Len() < 16<<20 {
-			gatewayProc.logs.Write(p)
+	g.cmd.Stderr = writerFunc(func(p []byte) (int, error) {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		if g.logs.Len() < 16<<20 {
+			g.logs.Write(p)
 		}
 		return len(p), nil
 	})
-	if err := cmd.Start(); err != nil {
+	if err := g.cmd.Start(); err != nil {
 		return nil, err
 	}
-	gatewayProc.cmd, gatewayProc.exited = cmd, make(chan struct{})
-	go func() { _ = cmd.Wait(); close(gatewayProc.exited) }()
+	g.pid = g.cmd.Process.Pid
 	urls := make(chan string, 1)
+	// Both goroutines end with the process (stop waits for it).
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
@@ -129,37 +129,41 @@ func startGateway(env map[string]string) (*gateway, error) {
 			}
 		}
 	}()
+	go func() { _ = g.cmd.Wait(); close(g.exited) }()
 	select {
-	case u := <-urls:
-		return &gateway{url: u, dataDir: dir, pid: cmd.Process.Pid}, nil
-	case <-gatewayProc.exited:
-		return nil, fmt.Errorf("gateway exited before it was ready:\n%s", gatewayLogs())
+	case g.url = <-urls:
+		return g, nil
+	case <-g.exited:
+		return nil, fmt.Errorf("gateway exited before it was ready:\n%s", g.Logs())
 	case <-time.After(60 * time.Second):
-		return nil, fmt.Errorf("gateway not ready after 60s:\n%s", gatewayLogs())
+		g.stop()
+		return nil, fmt.Errorf("gateway not ready after 60s:\n%s", g.Logs())
 	}
 }
 
-func gatewayLogs() string {
-	gatewayProc.mu.Lock()
-	defer gatewayProc.mu.Unlock()
-	s := gatewayProc.logs.String()
+// Logs is the tail of what the gateway wrote to stderr.
+func (g *gateway) Logs() string {
+	if g == nil {
+		return ""
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	s := g.logs.String()
 	if len(s) > 8000 {
 		s = s[len(s)-8000:]
 	}
 	return s
 }
 
-func stopGateway() {
-	if gatewayProc.cmd == nil {
-		return
-	}
-	_ = gatewayProc.cmd.Process.Signal(syscall.SIGTERM)
+func (g *gateway) stop() {
+	_ = g.cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-gatewayProc.exited:
+	case <-g.exited:
 	case <-time.After(40 * time.Second):
-		_ = gatewayProc.cmd.Process.Kill()
-		<-gatewayProc.exited
+		_ = g.cmd.Process.Kill()
+		<-g.exited
 	}
+	os.RemoveAll(g.dataDir)
 }
 
 type writerFunc func([]byte) (int, error)
@@ -175,7 +179,7 @@ func load(t *testing.T, want error, args ...string) map[string]any {
 	var stdout, stderr bytes.Buffer
 	err := run(ctx, args, func(string) string { return "" }, &stdout, &stderr)
 	if !errors.Is(err, want) {
-		t.Fatalf("run %v: err = %v, want %v\nstdout: %s\nstderr: %s\ngateway:\n%s", args, err, want, stdout.String(), stderr.String(), gatewayLogs())
+		t.Fatalf("run %v: err = %v, want %v\nstdout: %s\nstderr: %s\ngateway:\n%s", args, err, want, stdout.String(), stderr.String(), shared.Logs())
 	}
 	if strings.Count(stdout.String(), "\n") != 1 {
 		t.Fatalf("want one JSON line, got %q", stdout.String())
@@ -207,7 +211,7 @@ func gwArgs(g *gateway, mode, users string) []string {
 
 func TestModes(t *testing.T) {
 	g := sharedGateway(t)
-	t.Cleanup(stopGateway)
+	t.Cleanup(g.stop)
 
 	t.Run("idle", func(t *testing.T) {
 		rep := load(t, nil, append(gwArgs(g, "idle", "idle-"), "--conns", "25", "--settle", "200ms", "--hold", "300ms")...)

@@ -1,6 +1,3 @@
-// Command flowgate-load drives a flowgate.v1 WebSocket server (flowgate, or the seed
-// tutorial's Node server) with idle connections, event streams, paced swarms and swarm
-// spawns, and prints one JSON object per run. See docs/performance.md.
 package main
 
 import (

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -152,6 +153,21 @@ func auditVerify(ctx context.Context, cfg config.Config, only *string, asJSON bo
 	if err != nil {
 		return err
 	}
+	if only != nil {
+		// A chain that is not there at all (a typo, or a tenant whose whole log was removed
+		// from the database) is not a chain that verifies.
+		states, err := db.AuditChains(ctx)
+		if err != nil {
+			return err
+		}
+		want := *only
+		if want == audit.ScopePlatform {
+			want = ""
+		}
+		if !slices.ContainsFunc(states, func(s audit.ChainState) bool { return s.Chain == want }) {
+			return fmt.Errorf("there is no audit chain for tenant %s", chainLabel(want))
+		}
+	}
 	rep, err := r.Verify(ctx, audit.VerifyOptions{Tenant: only})
 	if err != nil {
 		return err
@@ -164,7 +180,13 @@ func auditVerify(ctx context.Context, cfg config.Config, only *string, asJSON bo
 		}
 	} else {
 		for _, c := range rep.Chains {
-			fmt.Fprintln(stdout, describeChain(c))
+			var unsignedSince time.Time
+			if signed := max(c.LastCheckpointSeq, c.StartSeq); c.Problem == nil && c.LastSeq > signed {
+				if rows, err := db.AuditRecords(ctx, c.Tenant, signed, 1); err == nil && len(rows) == 1 {
+					unsignedSince = time.UnixMilli(rows[0].TimeMS).UTC()
+				}
+			}
+			fmt.Fprintln(stdout, describeChain(c, unsignedSince))
 		}
 	}
 	if p := rep.FirstProblem; p != nil {
@@ -180,8 +202,9 @@ func auditVerify(ctx context.Context, cfg config.Config, only *string, asJSON bo
 	return nil
 }
 
-// describeChain is one line of verify's text output.
-func describeChain(c audit.ChainReport) string {
+// describeChain is one line of verify's text output. unsignedSince is the time of the oldest
+// record no checkpoint covers yet (zero if none or unknown).
+func describeChain(c audit.ChainReport, unsignedSince time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "chain %s: ", chainLabel(c.Tenant))
 	if c.Problem != nil {
@@ -201,8 +224,12 @@ func describeChain(c audit.ChainReport) string {
 	}
 	if c.LastSeq > max(c.LastCheckpointSeq, c.StartSeq) {
 		// Not an error (the newest records are signed at the next checkpoint) but worth
-		// knowing: these are protected by the hash chain alone.
+		// knowing: these are protected by the hash chain alone. An old unsigned tail on a
+		// chain whose server checkpoints every minute means checkpoints are missing.
 		fmt.Fprintf(&b, "; seq %d-%d not yet signed", max(c.LastCheckpointSeq, c.StartSeq)+1, c.LastSeq)
+		if !unsignedSince.IsZero() {
+			fmt.Fprintf(&b, " (since %s)", unsignedSince.Format(time.RFC3339))
+		}
 	}
 	return b.String()
 }

@@ -44,6 +44,9 @@ func auditDataDir(t *testing.T, n int, before func(a *app)) (string, func(args .
 			}
 		}
 	}
+	if err := a.recorder.Record(ctx, audit.Record{Action: audit.ActionServerStart, Outcome: audit.OutcomeSuccess, Actor: audit.Actor{Sub: "system"}}); err != nil {
+		t.Fatal(err)
+	}
 	if before != nil {
 		before(a)
 	}
@@ -110,6 +113,10 @@ func TestAuditVerifyCLI(t *testing.T) {
 	if code != 1 || !strings.Contains(out, `"kind": "edited"`) || strings.Count(errOut, "\n") != 1 {
 		t.Fatalf("edited --json: exit %d\n%s\n%s", code, out, errOut)
 	}
+	// A chain that does not exist does not verify.
+	if code, _, errOut := cli("verify", "--tenant", "nosuch"); code != 1 || !strings.Contains(errOut, "no audit chain for tenant nosuch") {
+		t.Fatalf("missing chain: exit %d: %s", code, errOut)
+	}
 	// The platform chain alone is still fine.
 	if code, _, errOut := cli("verify", "--tenant", "@platform"); code != 0 {
 		t.Fatalf("platform chain: exit %d: %s", code, errOut)
@@ -144,12 +151,12 @@ func TestAuditExportCLI(t *testing.T) {
 		t.Fatalf("export: exit %d: %s", code, errOut)
 	}
 	lines := exportedRecords(t, out)
-	// The export's own record comes first: it is on the platform chain, which sorts first.
-	if len(lines) != 7 || lines[0].Action != audit.ActionAuditExport || lines[0].Tenant != "" ||
-		!strings.HasPrefix(lines[0].Actor.Sub, "cli:") || lines[0].Details["via"] != "cli" || lines[0].Target.ID != audit.ScopeAll {
-		t.Fatalf("%d lines, first %+v", len(lines), lines[0])
+	// The platform chain sorts first; the export's own record is on it, after server.start.
+	if len(lines) != 8 || lines[1].Action != audit.ActionAuditExport || lines[1].Tenant != "" ||
+		!strings.HasPrefix(lines[1].Actor.Sub, "cli:") || lines[1].Details["via"] != "cli" || lines[1].Target.ID != audit.ScopeAll {
+		t.Fatalf("%d lines, second %+v", len(lines), lines[1])
 	}
-	for i, r := range lines[1:] {
+	for i, r := range lines[2:] {
 		if r.Tenant != "acme" || r.Seq != int64(i+1) {
 			t.Fatalf("line %d: %+v", i+1, r)
 		}

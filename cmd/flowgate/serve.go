@@ -97,11 +97,14 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Profile: profile, WorkdirRoot: workdir, KillGrace: cfg.Engine.KillGrace,
 		MaxLineBytes: cfg.Engine.MaxLineBytes, MaxOutputBytes: cfg.Engine.MaxOutputBytes,
 		PassEnv: cfg.Engine.Env, Getenv: getenv, Sandbox: mode, InitPath: self, Logger: log,
+		Landlock: sandbox.LandlockMode(cfg.Engine.Landlock), ReadPaths: cfg.Engine.ReadPaths, WritePaths: cfg.Engine.WritePaths,
+		ConnectPorts: cfg.Engine.ConnectPorts, RunAs: cfg.Engine.RunAs, Protect: cfg.ProtectedPaths(getenv),
 	})
 	if err != nil {
 		return err
 	}
-	log.Info("engine", "profile", profile.Name(), "command", profile.Command(), "sandbox", string(exe.SandboxMode()))
+	log.Info("engine", "profile", profile.Name(), "command", profile.Command(), "sandbox", string(exe.SandboxMode()),
+		"landlock_abi", exe.LandlockABI(), "run_as", cfg.Engine.RunAs)
 
 	l := cfg.Limits
 	tasks, err := task.NewManager(task.Options{
@@ -216,10 +219,11 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("metrics: %w", err)
 	}
 
-	ln, err := net.Listen("tcp", cfg.Server.Addr)
+	rawLn, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("server.addr: %w", err)
 	}
+	ln := server.BatchListener{Listener: rawLn}
 	public := server.NewHTTPServer(server.Public(deps), cfg.Server.ReadHeaderTimeout, cfg.Server.IdleTimeout, cfg.Server.MaxHeaderBytes, log)
 	var opsLn net.Listener
 	var ops *http.Server

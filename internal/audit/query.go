@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/tenantid"
 )
 
 // Scopes for Filter.Tenant besides a tenant id.
@@ -163,7 +165,7 @@ func storedQuery(f Filter) (StoredQuery, error) {
 		q.AllChains = true
 	case f.Tenant == ScopePlatform:
 		q.Chain = ""
-	case tenantRE.MatchString(f.Tenant):
+	case tenantid.Valid(f.Tenant):
 		q.Chain = f.Tenant
 	default:
 		return q, fmt.Errorf("%w: tenant", ErrInvalidFilter)
@@ -236,7 +238,7 @@ func decodeCursor(s string, fp [8]byte) (Position, error) {
 		Seq:    int64(binary.BigEndian.Uint64(b[17:25])),
 		Chain:  string(b[25:]),
 	}
-	if p.Seq < 1 || (p.Chain != "" && !tenantRE.MatchString(p.Chain)) {
+	if p.Seq < 1 || (p.Chain != "" && !tenantid.Valid(p.Chain)) {
 		return Position{}, ErrInvalidCursor
 	}
 	return p, nil

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/flowgate/flowgate/internal/tenantid"
 )
 
 // Actions. Callers may use others of the same shape (lowercase dotted words).
@@ -85,8 +87,6 @@ var ErrInvalidRecord = errors.New("audit: invalid record")
 
 var (
 	actionRE = regexp.MustCompile(`^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$`)
-	// tenantRE is DESIGN §8's tenant id; "" is the platform chain.
-	tenantRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
 )
 
 // Record is one audit event. Callers fill the descriptive fields; Seq, PrevHash and Hash are
@@ -154,7 +154,7 @@ func normalize(r Record) (Record, error) {
 	default:
 		return Record{}, fmt.Errorf("%w: outcome must be success, failure or denied", ErrInvalidRecord)
 	}
-	if r.Tenant != "" && !tenantRE.MatchString(r.Tenant) {
+	if r.Tenant != "" && !tenantid.Valid(r.Tenant) {
 		return Record{}, fmt.Errorf("%w: malformed tenant", ErrInvalidRecord)
 	}
 	r.ID = bound(r.ID, MaxIDBytes)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -12,11 +11,11 @@ import (
 	"unicode"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/flowgate/flowgate/internal/tenantid"
 )
 
-// tenantIDPattern is DESIGN §8's tenant id rule; a token naming anything else is refused
 // before the tenant is even looked up.
-var tenantIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
 
 const (
 	maxSubjectLen     = 256
@@ -320,7 +319,7 @@ func classify(err error) error {
 
 func (v *Verifier) principal(c jwt.MapClaims, iss, raw string) (*Principal, error) {
 	tenant, _ := c[v.opts.TenantClaim].(string)
-	if tenant == "" || !tenantIDPattern.MatchString(tenant) {
+	if tenant == "" || !tenantid.Valid(tenant) {
 		return nil, fail(ReasonTenant, nil)
 	}
 	sub, _ := c["sub"].(string)
@@ -386,4 +385,4 @@ func printable(s string, max int) bool {
 }
 
 // ValidTenantID reports whether id follows the tenant id rule of DESIGN §8.
-func ValidTenantID(id string) bool { return tenantIDPattern.MatchString(id) }
+func ValidTenantID(id string) bool { return tenantid.Valid(id) }

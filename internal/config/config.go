@@ -145,6 +145,11 @@ type Engine struct {
 	MaxLineBytes   int           `yaml:"max_line_bytes"`
 	MaxOutputBytes int64         `yaml:"max_output_bytes"`
 	Sandbox        string        `yaml:"sandbox"`
+	Landlock       string        `yaml:"landlock"`
+	ReadPaths      []string      `yaml:"read_paths"`
+	WritePaths     []string      `yaml:"write_paths"`
+	ConnectPorts   []int         `yaml:"connect_ports"`
+	RunAs          string        `yaml:"run_as"`
 }
 
 // Secrets configures where tenant API keys live.
@@ -283,6 +288,8 @@ func Default() Config {
 			MaxLineBytes:   1 << 20,
 			MaxOutputBytes: 32 << 20,
 			Sandbox:        "auto",
+			Landlock:       "auto",
+			ConnectPorts:   []int{443},
 		},
 		Secrets: Secrets{
 			Provider:           "aws",

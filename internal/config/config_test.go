@@ -3,6 +3,7 @@ package config_test
 import (
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -38,6 +39,8 @@ func normalize(c config.Config) config.Config {
 	fix(&c.Auth.Signing.PreviousKeyFiles)
 	fix(&c.Engine.Args)
 	fix(&c.Engine.Env)
+	fix(&c.Engine.ReadPaths)
+	fix(&c.Engine.WritePaths)
 	if len(c.Auth.Issuers) == 0 {
 		c.Auth.Issuers = nil
 	}
@@ -89,6 +92,9 @@ func TestEnvOverrides(t *testing.T) {
 		"FLOWGATE_SERVER_ALLOWED_ORIGINS":   "https://a.example, https://b.example",
 		"FLOWGATE_AUTH_ALLOW_QUERY_TOKEN":   "false",
 		"FLOWGATE_AUDIT_FAIL_CLOSED":        "false",
+		"FLOWGATE_ENGINE_CONNECT_PORTS":     "443, 8443",
+		"FLOWGATE_ENGINE_RUN_AS":            "65534:65534",
+		"FLOWGATE_ENGINE_LANDLOCK":          "required",
 	}), true)
 	if err != nil {
 		t.Fatal(err)
@@ -96,7 +102,8 @@ func TestEnvOverrides(t *testing.T) {
 	if cfg.Server.Addr != "127.0.0.1:0" || cfg.Ops.Addr != "127.0.0.1:1" || cfg.Engine.Profile != "claude-code" ||
 		cfg.Engine.Command != "/usr/bin/true" || cfg.Limits.SwarmsPerMinute != 99 || cfg.Tasks.DetachGrace != 3*time.Second ||
 		!reflect.DeepEqual(cfg.Server.AllowedOrigins, []string{"https://a.example", "https://b.example"}) ||
-		cfg.QueryTokensAllowed() || cfg.Audit.FailClosed {
+		cfg.QueryTokensAllowed() || cfg.Audit.FailClosed || !reflect.DeepEqual(cfg.Engine.ConnectPorts, []int{443, 8443}) ||
+		cfg.Engine.RunAs != "65534:65534" || cfg.Engine.Landlock != "required" {
 		t.Fatalf("overrides not applied: %+v", cfg)
 	}
 }
@@ -127,6 +134,14 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"issuer bad alg", "auth:\n  issuers:\n    - issuer: a\n      keys: [{kid: k, alg: none, file: f}]\n", nil, false, "auth.issuers[0].keys[0].alg"},
 		{"jwks over http", "auth:\n  issuers:\n    - issuer: a\n      jwks_url: http://auth.example/jwks\n", nil, false, "auth.issuers[0].jwks_url"},
 		{"bad store driver", "store:\n  driver: mysql\n", nil, false, "store.driver"},
+		{"bad landlock", "engine:\n  landlock: maybe\n", nil, false, "engine.landlock"},
+		{"relative read path", "engine:\n  read_paths: [opt]\n", nil, false, "engine.read_paths[0]"},
+		{"relative write path", "engine:\n  write_paths: [/ok, tmp]\n", nil, false, "engine.write_paths[1]"},
+		{"bad port", "engine:\n  connect_ports: [443, 70000]\n", nil, false, "engine.connect_ports[1]"},
+		{"bad port env", "", map[string]string{"FLOWGATE_ENGINE_CONNECT_PORTS": "443,https"}, false, "engine.connect_ports"},
+		{"run_as root", "engine:\n  run_as: \"0:0\"\n", nil, false, "engine.run_as"},
+		{"run_as root group", "engine:\n  run_as: \"65534:0\"\n", nil, false, "engine.run_as"},
+		{"run_as name", "engine:\n  run_as: nobody\n", nil, false, "engine.run_as"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -152,6 +167,22 @@ func TestPathResolvesAgainstDataDir(t *testing.T) {
 	}
 	if got := cfg.Path("/etc/k"); got != "/etc/k" {
 		t.Fatal(got)
+	}
+}
+
+func TestProtectedPaths(t *testing.T) {
+	cfg := config.Default()
+	cfg.DataDir = "/var/lib/flowgate"
+	cfg.Audit.CheckpointKeyFile = "/etc/flowgate/checkpoint.key"
+	got := cfg.ProtectedPaths(env(map[string]string{"AWS_WEB_IDENTITY_TOKEN_FILE": "/var/run/secrets/eks/token", "PGPASSFILE": "relative"}))
+	for _, want := range []string{"/var/lib/flowgate", "/var/lib/flowgate/signing.key", "/var/lib/flowgate/flowgate.db",
+		"/var/lib/flowgate/master.key", "/var/lib/flowgate/fingerprint.key", "/etc/flowgate/checkpoint.key", "/var/run/secrets/eks/token"} {
+		if !slices.Contains(got, want) {
+			t.Errorf("%s not protected: %q", want, got)
+		}
+	}
+	if slices.Contains(got, "relative") {
+		t.Errorf("relative variable value taken: %q", got)
 	}
 }
 

@@ -77,6 +77,40 @@ func (c *Config) Path(p string) string {
 	return filepath.Join(c.DataDir, p)
 }
 
+// ProtectedPaths lists the gateway's own state and credentials, which no engine may reach:
+// data_dir, the database file, every key file, and the files named by the credential variables
+// of the libraries the gateway uses (an EKS web-identity token, a PostgreSQL password file).
+// Paths are resolved against data_dir; the list may name files that do not exist.
+func (c *Config) ProtectedPaths(getenv func(string) string) []string {
+	paths := []string{c.DataDir}
+	add := func(p string) {
+		if p != "" {
+			paths = append(paths, c.Path(p))
+		}
+	}
+	if c.Store.Driver == "sqlite" {
+		add(c.Store.Path)
+	}
+	add(c.Auth.Signing.KeyFile)
+	for _, f := range c.Auth.Signing.PreviousKeyFiles {
+		add(f)
+	}
+	for _, is := range c.Auth.Issuers {
+		for _, k := range is.Keys {
+			add(k.File)
+		}
+	}
+	add(c.Secrets.FingerprintKeyFile)
+	add(c.Secrets.Local.MasterKeyFile)
+	add(c.Audit.CheckpointKeyFile)
+	for _, name := range []string{"AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_CONFIG_FILE", "PGPASSFILE", "PGSSLKEY"} {
+		if v := getenv(name); filepath.IsAbs(v) {
+			paths = append(paths, v)
+		}
+	}
+	return paths
+}
+
 // EnvName is the environment variable that overrides the key at path ("server.addr").
 func EnvName(path string) string {
 	return EnvPrefix + strings.ToUpper(strings.ReplaceAll(path, ".", "_"))
@@ -173,7 +207,22 @@ func setFromString(v reflect.Value, raw string) error {
 				items = append(items, s)
 			}
 		}
-		v.Set(reflect.ValueOf(items))
+		switch v.Type().Elem().Kind() {
+		case reflect.String:
+			v.Set(reflect.ValueOf(items))
+		case reflect.Int:
+			ints := make([]int, 0, len(items))
+			for _, s := range items {
+				n, err := strconv.Atoi(s)
+				if err != nil {
+					return fmt.Errorf("not a comma-separated list of integers")
+				}
+				ints = append(ints, n)
+			}
+			v.Set(reflect.ValueOf(ints))
+		default:
+			return fmt.Errorf("unsupported type")
+		}
 	default:
 		return fmt.Errorf("unsupported type")
 	}

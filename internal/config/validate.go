@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -163,6 +164,7 @@ func (c *Config) Validate() error {
 	default:
 		bad("engine.sandbox", "must be auto, pidns or pgroup")
 	}
+	c.validateConfinement(bad)
 
 	switch c.Secrets.Provider {
 	case "local":
@@ -231,6 +233,51 @@ func (c *Config) Validate() error {
 		durPositive("cluster.event_ttl", c.Cluster.EventTTL)
 	}
 	return errors.Join(errs...)
+}
+
+// Bounds of the engine confinement keys.
+const (
+	maxEnginePaths = 64
+	maxEnginePorts = 64
+)
+
+func (c *Config) validateConfinement(bad func(key, format string, args ...any)) {
+	e := c.Engine
+	switch e.Landlock {
+	case "auto", "required", "off":
+	default:
+		bad("engine.landlock", "must be auto, required or off")
+	}
+	for key, paths := range map[string][]string{"engine.read_paths": e.ReadPaths, "engine.write_paths": e.WritePaths} {
+		if len(paths) > maxEnginePaths {
+			bad(key, "at most %d paths", maxEnginePaths)
+			continue
+		}
+		for i, p := range paths {
+			if !filepath.IsAbs(p) || strings.ContainsRune(p, 0) {
+				bad(fmt.Sprintf("%s[%d]", key, i), "must be an absolute path")
+			}
+		}
+	}
+	if len(e.ConnectPorts) > maxEnginePorts {
+		bad("engine.connect_ports", "at most %d ports", maxEnginePorts)
+	}
+	for i, p := range e.ConnectPorts {
+		if p < 1 || p > 65535 {
+			bad(fmt.Sprintf("engine.connect_ports[%d]", i), "must be a TCP port (1-65535)")
+		}
+	}
+	if e.RunAs != "" {
+		u, g, ok := strings.Cut(e.RunAs, ":")
+		uid, err1 := strconv.ParseUint(u, 10, 31)
+		gid, err2 := strconv.ParseUint(g, 10, 31)
+		switch {
+		case !ok || err1 != nil || err2 != nil:
+			bad("engine.run_as", "must be numeric UID:GID (e.g. 65534:65534)")
+		case uid == 0 || gid == 0:
+			bad("engine.run_as", "must not be root (uid or gid 0): engines would own the gateway's files")
+		}
+	}
 }
 
 func (c *Config) validateAuth(bad func(key, format string, args ...any)) {

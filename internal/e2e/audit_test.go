@@ -506,8 +506,11 @@ func audScriptedDay(t *testing.T, driver string) {
 		return r.Action == audit.ActionAuthFailure && r.Outcome == audit.OutcomeDenied && strings.Contains(r.Reason, "origin") &&
 			r.Source.Origin == "https://evil.example" && r.Source.UserAgent == ua
 	})
+	// session.open is written before the upgrade, when the session has no id yet (see the
+	// handshake's request id); every later record of the session carries the id.
 	r = one("session.open of alice", func(r audit.Record) bool {
-		return r.Action == audit.ActionSessionOpen && r.Outcome == audit.OutcomeSuccess && fromAlice(r)
+		return r.Action == audit.ActionSessionOpen && r.Outcome == audit.OutcomeSuccess && isAlice(r) &&
+			r.Source == (audit.Source{IP: "127.0.0.1", Origin: origin, UserAgent: ua})
 	})
 	if r.RequestID == "" {
 		t.Errorf("session.open without the handshake's request id: %+v", r)
@@ -803,9 +806,7 @@ func TestAuditTenantIsolation(t *testing.T) {
 				t.Fatalf("an answer to demo's reader holds a record of another chain: %s", s)
 			}
 		}
-		if strings.Contains(a, "acme") {
-			t.Fatalf("an answer to demo's reader names acme: %s", a)
-		}
+		// (Its own attempts on acme are on its own chain, naming acme: that is its record.)
 	}
 	// acme's reader sees acme's chain; the platform admin sees both.
 	if p := query("/v1/admin/audit?limit=1000", acmeReader); len(p.Records) == 0 || p.Records[0]["tenant"] != "acme" {

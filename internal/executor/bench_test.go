@@ -42,3 +42,23 @@ func BenchmarkRunLines(b *testing.B) {
 	}
 	b.ReportMetric(float64(total)/b.Elapsed().Seconds(), "lines/s")
 }
+
+// BenchmarkRunStart is the cost of one task that does nothing: sandbox start, engine, reap.
+// With Landlock the engine's process execs the flowgate binary once more to confine itself.
+func BenchmarkRunStart(b *testing.B) {
+	for _, ll := range []sandbox.LandlockMode{sandbox.LandlockOff, sandbox.LandlockAuto} {
+		b.Run("landlock="+string(ll), func(b *testing.B) {
+			ex, err := New(Options{Profile: shProfile(b, "exit 0"), WorkdirRoot: b.TempDir(), InitPath: self(b), Landlock: ll})
+			if err != nil {
+				b.Fatal(err)
+			}
+			i := 0
+			for b.Loop() {
+				i++
+				if _, err := ex.Run(b.Context(), spec(fmt.Sprintf("b%d", i), "x"), &countOutput{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

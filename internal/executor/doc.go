@@ -1,3 +1,3 @@
-// Package executor runs one task's engine in the sandbox with an allowlisted environment and
-// streams its stdout and stderr line by line, bounded and redacted, until every process is gone.
+// Package executor runs one task's engine in the sandbox, confined to its own directory, with an
+// allowlisted environment, streaming stdout and stderr bounded and redacted until all is gone.
 package executor

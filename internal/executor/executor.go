@@ -44,8 +44,10 @@ const (
 var ErrStart = errors.New("executor: could not start engine")
 
 var (
-	taskIDRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$`)
-	envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
+	// At most 128 bytes each, checked apart: a bounded repetition compiles to one state per
+	// repetition, a cost every process linking this package (the sandbox init too) pays.
+	taskIDRe  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
+	envNameRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // Options configures New.
@@ -59,7 +61,23 @@ type Options struct {
 	Getenv         func(string) string
 	Sandbox        sandbox.Mode // auto | pidns | pgroup
 	InitPath       string       // the flowgate binary, run as "sandbox-init" (os.Executable())
-	Logger         *slog.Logger
+
+	// Landlock (engine.landlock, "" = auto) confines every engine to: read and execute in the
+	// system directories (defaultReadPaths), the engine binary's directory and ReadPaths;
+	// full access to its task directory (HOME, with TMPDIR=HOME/tmp) and WritePaths; a few
+	// device files; the private /proc of its namespace when there is one; TCP connections to
+	// ConnectPorts (nil = 443) only. No path in Protect (data_dir, key files) nor WorkdirRoot
+	// (other tasks) is ever granted, even inside a granted directory.
+	Landlock     sandbox.LandlockMode
+	ReadPaths    []string // engine.read_paths
+	WritePaths   []string // engine.write_paths
+	ConnectPorts []int    // engine.connect_ports
+	Protect      []string
+	// RunAs (engine.run_as, "UID:GID") runs engines as that user without supplementary
+	// groups; task directories are created owned by it. Needs a root gateway; 0 is refused.
+	RunAs string
+
+	Logger *slog.Logger
 }
 
 // Executor runs engine processes. It is safe for concurrent use; it owns no goroutine between
@@ -67,6 +85,7 @@ type Options struct {
 type Executor struct {
 	profile  *engine.Profile
 	sb       *sandbox.Sandbox
+	runAs    *sandbox.IDs
 	root     string
 	grace    time.Duration
 	maxLine  int
@@ -144,13 +163,27 @@ func New(opts Options) (*Executor, error) {
 		e.maxOut = opts.MaxOutputBytes
 	}
 
-	root, err := prepareRoot(opts.WorkdirRoot)
+	runAs, err := parseRunAs(opts.RunAs)
+	if err != nil {
+		return nil, err
+	}
+	e.runAs = runAs
+	root, err := prepareRoot(opts.WorkdirRoot, runAs)
 	if err != nil {
 		return nil, err
 	}
 	e.root = root
 	if fi, err := os.Stat(root); err == nil && fi.Mode().Perm()&0o022 != 0 {
 		log.Warn("engine.workdir_root is writable by other users; task directories are 0700 but others can squat on task names", "path", root)
+	}
+	if runAs != nil {
+		if err := checkReach(opts.Profile.Command(), *runAs, 0o1); err != nil {
+			return nil, fmt.Errorf("engine.run_as: %s cannot execute engine.command: %w", runAs, err)
+		}
+	}
+	policy, err := enginePolicy(opts, root, runAs, log)
+	if err != nil {
+		return nil, err
 	}
 
 	getenv := opts.Getenv
@@ -163,15 +196,27 @@ func New(opts Options) (*Executor, error) {
 	}
 	e.baseEnv = env
 
-	sb, err := sandbox.New(sandbox.Options{Mode: opts.Sandbox, InitPath: opts.InitPath, Logger: log})
-	if err != nil {
+	sb, err := sandbox.New(sandbox.Options{Mode: opts.Sandbox, InitPath: opts.InitPath, Policy: policy, Logger: log})
+	switch {
+	case errors.Is(err, sandbox.ErrLandlockUnavailable):
+		return nil, fmt.Errorf("engine.landlock: %w", err)
+	case err != nil && runAs != nil:
+		return nil, fmt.Errorf("engine.sandbox (with engine.run_as %s): %w", runAs, err)
+	case err != nil:
 		return nil, fmt.Errorf("engine.sandbox: %w", err)
 	}
 	e.sb = sb
+	if runAs == nil && os.Geteuid() == 0 {
+		// Landlock does not cover what a root uid keeps without capabilities: owning every
+		// root file (chmod, chown of its own files, utimes) and connecting to root-only UNIX
+		// sockets (systemd's, Docker's) before ABI 9.
+		log.Warn("engines run as root, without capabilities: Landlock does not stop a root engine from changing the mode of root's files or, before Landlock ABI 9, from connecting to root-only UNIX sockets (systemd, Docker): set engine.run_as to an unprivileged UID:GID",
+			"landlock_abi", sb.LandlockABI())
+	}
 	return e, nil
 }
 
-func prepareRoot(root string) (string, error) {
+func prepareRoot(root string, runAs *sandbox.IDs) (string, error) {
 	if root == "" || !filepath.IsAbs(root) {
 		return "", fmt.Errorf("engine.workdir_root: %q is not an absolute path", root)
 	}
@@ -186,13 +231,22 @@ func prepareRoot(root string) (string, error) {
 	if !fi.IsDir() {
 		return "", fmt.Errorf("engine.workdir_root: %s is not a directory", root)
 	}
+	if runAs != nil {
+		// The engine's user must reach its own directory, but not list the others'.
+		if err := os.Chmod(root, 0o711); err != nil {
+			return "", fmt.Errorf("engine.workdir_root: %w", err)
+		}
+		if err := checkReach(root, *runAs, 0o1); err != nil {
+			return "", fmt.Errorf("engine.workdir_root: engine.run_as %s cannot reach its task directories: %w; put engine.workdir_root outside data_dir (e.g. /var/lib/flowgate-tasks) or let others search the directory (chmod o+x)", runAs, err)
+		}
+	}
 	return root, nil
 }
 
 func baseEnv(p *engine.Profile, pass []string, getenv func(string) string) ([]string, error) {
 	profileEnv := p.Env()
 	// The executor's own variables; engine.env may not override them.
-	taken := map[string]bool{"PATH": true, "HOME": true, "LANG": true, "TZ": true, "ANTHROPIC_API_KEY": true}
+	taken := map[string]bool{"PATH": true, "HOME": true, "TMPDIR": true, "LANG": true, "TZ": true, "ANTHROPIC_API_KEY": true}
 	for _, kv := range profileEnv {
 		name, _, _ := strings.Cut(kv, "=")
 		taken[name] = true
@@ -204,7 +258,7 @@ func baseEnv(p *engine.Profile, pass []string, getenv func(string) string) ([]st
 	var passed []string
 	for i, name := range pass {
 		switch {
-		case !envNameRe.MatchString(name):
+		case len(name) > 128 || !envNameRe.MatchString(name):
 			return nil, fmt.Errorf("engine.env[%d]: %q is not a variable name", i, name)
 		case taken[name]:
 			return nil, fmt.Errorf("engine.env[%d]: %s is set by flowgate and cannot be passed through", i, name)
@@ -250,6 +304,9 @@ func validEnvValue(v string) bool {
 // SandboxMode is the sandbox mode in use (pidns or pgroup, never auto).
 func (e *Executor) SandboxMode() sandbox.Mode { return e.sb.Mode() }
 
+// LandlockABI is the Landlock ABI engines are confined with, 0 when they are not.
+func (e *Executor) LandlockABI() int { return e.sb.LandlockABI() }
+
 // Run runs spec's engine to completion and returns only when the engine and every descendant
 // are gone and both pipes are drained. Cancelling ctx (cancel, timeout, shutdown) sends SIGTERM
 // to every process of the task and SIGKILL after KillGrace; exceeding MaxOutputBytes SIGKILLs
@@ -259,7 +316,7 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 	if out == nil {
 		return Result{}, fmt.Errorf("%w: no output", ErrStart)
 	}
-	if !taskIDRe.MatchString(spec.TaskID) {
+	if len(spec.TaskID) > 128 || !taskIDRe.MatchString(spec.TaskID) {
 		return Result{}, fmt.Errorf("%w: invalid task id", ErrStart)
 	}
 	if strings.IndexByte(spec.APIKey, 0) >= 0 || len(spec.APIKey) > maxEnvValue {
@@ -278,12 +335,20 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 		return Result{}, fmt.Errorf("%w: task directory: %w", ErrStart, err)
 	}
 	defer e.removeWorkdir(workdir, spec.TaskID)
-	if err := os.Chmod(workdir, 0o700); err != nil {
+	// TMPDIR is the engine's private temporary directory: with Landlock, /tmp is not its own.
+	tmpdir := filepath.Join(workdir, "tmp")
+	if err := ownTaskDir(workdir, e.runAs); err != nil {
+		return Result{}, fmt.Errorf("%w: task directory: %w", ErrStart, err)
+	}
+	if err := os.Mkdir(tmpdir, 0o700); err != nil {
+		return Result{}, fmt.Errorf("%w: task directory: %w", ErrStart, err)
+	}
+	if err := ownTaskDir(tmpdir, e.runAs); err != nil {
 		return Result{}, fmt.Errorf("%w: task directory: %w", ErrStart, err)
 	}
 
-	env := make([]string, 0, len(e.baseEnv)+2)
-	env = append(env, e.baseEnv[0], "HOME="+workdir)
+	env := make([]string, 0, len(e.baseEnv)+3)
+	env = append(env, e.baseEnv[0], "HOME="+workdir, "TMPDIR="+tmpdir)
 	env = append(env, e.baseEnv[1:]...)
 	if spec.APIKey != "" {
 		env = append(env, "ANTHROPIC_API_KEY="+spec.APIKey)
@@ -302,6 +367,7 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 	res := Result{StartedAt: time.Now()}
 	proc, err := e.sb.Start(sandbox.Command{
 		Path: e.profile.Command(), Args: argv, Env: env, Dir: workdir, Stdout: outW, Stderr: errW,
+		WritePaths: []string{workdir},
 	})
 	outW.Close()
 	errW.Close()

@@ -59,7 +59,9 @@ func newExecutor(t *testing.T, mode sandbox.Mode, p *engine.Profile, mod ...func
 		KillGrace:   300 * time.Millisecond,
 		Sandbox:     mode,
 		InitPath:    self(t),
-		Logger:      testLogger(t),
+		// Scripts run this test binary as helper engines (Landlock is on by default).
+		ReadPaths: []string{filepath.Dir(self(t))},
+		Logger:    testLogger(t),
 	}
 	for _, m := range mod {
 		m(&opts)
@@ -304,7 +306,8 @@ func TestEngineProcessAttributes(t *testing.T) {
 	script := `grep -i "core file" /proc/self/limits; grep NoNewPrivs /proc/self/status; readlink /proc/self/fd/0`
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
-			ex := newExecutor(t, mode, shProfile(t, script))
+			// /proc: in pgroup mode Landlock grants none (it would be the host's).
+			ex := newExecutor(t, mode, shProfile(t, script), func(o *Options) { o.ReadPaths = append(o.ReadPaths, "/proc") })
 			c := &collector{}
 			if _, err := ex.Run(t.Context(), spec("t1", "x"), c); err != nil {
 				t.Fatal(err)
@@ -363,6 +366,7 @@ func TestEnvironmentIsExactlyTheAllowlist(t *testing.T) {
 				"LANG=de_DE.UTF-8",
 				"PASS_ME=passed value",
 				"PATH=" + DefaultPath,
+				"TMPDIR=" + filepath.Join(workdir, "tmp"),
 				"TZ=UTC",
 			}
 			if !slices.Equal(got, want) {
@@ -397,7 +401,7 @@ func TestEnvironmentIsExactlyTheAllowlist(t *testing.T) {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		wantNames := []string{"ANTHROPIC_API_KEY", "CLAUDE_FLOW_NON_INTERACTIVE", "DISABLE_AUTOUPDATER", "HOME", "LANG", "PATH", "TZ"}
+		wantNames := []string{"ANTHROPIC_API_KEY", "CLAUDE_FLOW_NON_INTERACTIVE", "DISABLE_AUTOUPDATER", "HOME", "LANG", "PATH", "TMPDIR", "TZ"}
 		if !slices.Equal(names, wantNames) {
 			t.Errorf("variables %q, want %q", names, wantNames)
 		}
@@ -422,7 +426,7 @@ func TestPassEnvRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, names := range [][]string{
-		{"PATH"}, {"HOME"}, {"LANG"}, {"TZ"}, {"ANTHROPIC_API_KEY"}, {"A=B"}, {""}, {"1X"}, {"X Y"},
+		{"PATH"}, {"HOME"}, {"TMPDIR"}, {"LANG"}, {"TZ"}, {"ANTHROPIC_API_KEY"}, {"A=B"}, {""}, {"1X"}, {"X Y"},
 		{"CLAUDE_FLOW_NON_INTERACTIVE"}, {"FLOWGATE_MASTER_KEY"}, {"AWS_SECRET_ACCESS_KEY"}, {"OK", "OK"},
 	} {
 		_, err := New(Options{Profile: cf, WorkdirRoot: t.TempDir(), PassEnv: names, InitPath: self(t)})
@@ -731,6 +735,8 @@ func TestConcurrentRuns(t *testing.T) {
 
 // The PGroup hole (an engine kills its own supervisor after leaving a setsid'd process behind
 // that holds stdout): Run must still return, after the drain timeout, and not hang on the pipe.
+// Landlock (ABI 6) closes the hole, so it is off here; see the sandbox's
+// TestLandlockEngineCannotKillPGroupSupervisor.
 func TestPGroupEscapeeDoesNotHangRun(t *testing.T) {
 	mark := newMarker()
 	t.Cleanup(func() {
@@ -739,7 +745,7 @@ func TestPGroupEscapeeDoesNotHangRun(t *testing.T) {
 		}
 	})
 	script := fmt.Sprintf(`setsid %s helper-sleep "$1" & sleep 0.3; echo escaping; kill -KILL $PPID; sleep 300`, self(t))
-	ex := newExecutor(t, sandbox.PGroup, shProfile(t, script))
+	ex := newExecutor(t, sandbox.PGroup, shProfile(t, script), func(o *Options) { o.Landlock = sandbox.LandlockOff })
 	c := &collector{}
 	res, err := ex.Run(t.Context(), spec("t1", mark), c)
 	if err != nil {

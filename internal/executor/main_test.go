@@ -7,8 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,6 +49,14 @@ func TestMain(m *testing.M) {
 			syscall.Exit(0)
 		case "helper-gateway":
 			syscall.Exit(helperGateway(os.Args[2:]))
+		case "helper-connect": // helper-connect HOST:PORT: exit 0 if a TCP connection opens
+			c, err := net.DialTimeout("tcp", os.Args[2], 5*time.Second)
+			if err != nil {
+				fmt.Println(err)
+				syscall.Exit(1)
+			}
+			c.Close()
+			syscall.Exit(0)
 		}
 	}
 	os.Exit(m.Run())
@@ -63,7 +73,7 @@ func helperGateway(args []string) int {
 		fmt.Println("error:", err)
 		return 1
 	}
-	ex, err := New(Options{Profile: p, WorkdirRoot: root, Sandbox: mode, InitPath: self, Logger: slog.New(slog.DiscardHandler)})
+	ex, err := New(Options{Profile: p, WorkdirRoot: root, Sandbox: mode, InitPath: self, ReadPaths: []string{filepath.Dir(self)}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		fmt.Println("error:", err)
 		return 1

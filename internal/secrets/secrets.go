@@ -7,10 +7,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/flowgate/flowgate/internal/tenantid"
 )
 
 // Sentinel errors. Callers map ErrNotFound and ErrUnavailable to the wire code
@@ -30,10 +31,6 @@ const (
 	ProviderLocal = "local"
 	ProviderAWS   = "aws"
 )
-
-// tenantPattern is the tenant id shape of DESIGN §8. Provider implementations substitute the
-// id into storage keys and secret names, so it is checked again here rather than trusted.
-var tenantPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
 
 // Metadata is everything about a tenant key that an administrator may see. It never holds
 // the key itself.
@@ -67,7 +64,9 @@ func Fingerprint(fpKey []byte, key string) string {
 
 // ValidateTenant reports whether tenant is a well-formed tenant id.
 func ValidateTenant(tenant string) error {
-	if !tenantPattern.MatchString(tenant) {
+	// Providers substitute the id into storage keys and secret names, so it is checked
+	// again here rather than trusted.
+	if !tenantid.Valid(tenant) {
 		return fmt.Errorf("%w: malformed tenant id", ErrInvalid)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
@@ -30,21 +31,28 @@ import (
 const (
 	// scopeAllParam is ?tenant=@all, the URL-friendly spelling of audit.ScopeAll.
 	scopeAllParam = "@all"
-	// maxAuditWalks bounds the exports and verifications one process runs at once: each walks
-	// whole chains, so an audit:read token must not be able to start them without limit.
-	maxAuditWalks = 4
+	// maxAuditWalks bounds the exports and verifications one process runs at once, and
+	// maxTenantWalks those started by one tenant's tokens: each walks whole chains (an export
+	// as slowly as its client reads), so an audit:read token must neither start them without
+	// limit nor keep every other tenant's reviewers out.
+	maxAuditWalks  = 8
+	maxTenantWalks = 2
 	// auditBusyRetry is the retryAfter of a walk refused because all slots are taken.
 	auditBusyRetry = 2 * time.Second
 )
 
-// auditRoutes serves the three audit routes; walks is the semaphore of maxAuditWalks.
+// auditRoutes serves the three audit routes and counts the walks in progress.
 type auditRoutes struct {
-	d     *Deps
-	walks chan struct{}
+	d  *Deps
+	mu sync.Mutex
+	// walks counts walks by the caller's tenant; total is their sum. The map holds only
+	// tenants with a walk running, so it is bounded by maxAuditWalks.
+	walks map[string]int
+	total int
 }
 
 func newAuditRoutes(d *Deps) *auditRoutes {
-	return &auditRoutes{d: d, walks: make(chan struct{}, maxAuditWalks)}
+	return &auditRoutes{d: d, walks: map[string]int{}}
 }
 
 // auditPage is the answer of GET /v1/admin/audit. Each record is its canonical JSON (the form
@@ -150,17 +158,30 @@ func (a *auditRoutes) filterError(w http.ResponseWriter, r *http.Request, p *aut
 	}
 }
 
-// acquire takes a walk slot or answers 429.
-func (a *auditRoutes) acquire(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
-	select {
-	case a.walks <- struct{}{}:
-		return func() { <-a.walks }, true
-	default:
+// acquire takes a walk slot for a caller of tenant or answers 429.
+func (a *auditRoutes) acquire(w http.ResponseWriter, r *http.Request, tenant string) (release func(), ok bool) {
+	a.mu.Lock()
+	if a.total >= maxAuditWalks || a.walks[tenant] >= maxTenantWalks {
+		a.mu.Unlock()
 		a.d.metrics().rejected("audit_walks")
 		writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited,
 			"too many audit exports and verifications are running; retry later", auditBusyRetry, nil)
 		return nil, false
 	}
+	a.total++
+	a.walks[tenant]++
+	a.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			a.mu.Lock()
+			defer a.mu.Unlock()
+			a.total--
+			if a.walks[tenant]--; a.walks[tenant] <= 0 {
+				delete(a.walks, tenant)
+			}
+		})
+	}, true
 }
 
 func (a *auditRoutes) handleQuery() http.Handler {
@@ -195,6 +216,11 @@ func (a *auditRoutes) handleQuery() http.Handler {
 func (a *auditRoutes) handleExport() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := a.d
+		if r.Method == http.MethodHead {
+			// An export is recorded as one; a HEAD would record an export that sent nothing.
+			methodNotAllowed("GET").ServeHTTP(w, r)
+			return
+		}
 		p, ok := d.authenticate(w, r)
 		if !ok {
 			return
@@ -203,7 +229,7 @@ func (a *auditRoutes) handleExport() http.Handler {
 		if !ok {
 			return
 		}
-		release, ok := a.acquire(w, r)
+		release, ok := a.acquire(w, r, p.Tenant)
 		if !ok {
 			return
 		}
@@ -317,7 +343,7 @@ func (a *auditRoutes) handleVerify() http.Handler {
 			d.invalid(w, r, p, p.Tenant, errs.err())
 			return
 		}
-		release, ok := a.acquire(w, r)
+		release, ok := a.acquire(w, r, p.Tenant)
 		if !ok {
 			return
 		}

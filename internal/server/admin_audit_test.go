@@ -4,15 +4,21 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/tenant"
+	"github.com/flowgate/flowgate/internal/validation"
 )
 
 // seedAudit writes n records on each of acme, globex and the platform chain, each actor
@@ -203,6 +209,9 @@ func TestAuditQueryScope(t *testing.T) {
 	for _, path := range []string{"/v1/admin/audit", "/v1/admin/audit/export", "/v1/admin/audit/verify"} {
 		f.expect(f.do("POST", path, reader, `{}`), 405, "method_not_allowed")
 	}
+	if r := f.do("HEAD", "/v1/admin/audit/export", reader, ""); r.status != 405 {
+		t.Fatalf("HEAD export: %d", r.status)
+	}
 }
 
 // exportLines GETs an export and checks each line.
@@ -328,22 +337,103 @@ func TestAuditVerifyRoute(t *testing.T) {
 func TestAuditWalksAreBounded(t *testing.T) {
 	t.Parallel()
 	a := newAuditRoutes(&Deps{})
-	var releases []func()
-	for range maxAuditWalks {
-		rel, ok := a.acquire(httptest.NewRecorder(), httptest.NewRequestWithContext(context.Background(), "GET", "/", nil))
+	take := func(tenant string) (func(), int) {
+		w := httptest.NewRecorder()
+		rel, ok := a.acquire(w, httptest.NewRequestWithContext(context.Background(), "GET", "/", nil), tenant)
 		if !ok {
-			t.Fatal("slot refused below the bound")
+			return nil, w.Code
 		}
-		releases = append(releases, rel)
+		return rel, 0
 	}
-	w := httptest.NewRecorder()
-	if _, ok := a.acquire(w, httptest.NewRequestWithContext(context.Background(), "GET", "/", nil)); ok || w.Code != http.StatusTooManyRequests {
-		t.Fatalf("slot beyond the bound: %v %d", ok, w.Code)
+	// One tenant gets maxTenantWalks, no more.
+	var acme []func()
+	for range maxTenantWalks {
+		rel, code := take("acme")
+		if rel == nil {
+			t.Fatalf("acme refused below its bound: %d", code)
+		}
+		acme = append(acme, rel)
 	}
-	releases[0]()
-	if rel, ok := a.acquire(httptest.NewRecorder(), httptest.NewRequestWithContext(context.Background(), "GET", "/", nil)); !ok {
+	if _, code := take("acme"); code != http.StatusTooManyRequests {
+		t.Fatalf("acme beyond its bound: %d", code)
+	}
+	// Others still get theirs, up to the process bound.
+	var others []func()
+	for i := 0; len(acme)+len(others) < maxAuditWalks; i++ {
+		rel, code := take(fmt.Sprintf("t%d", i))
+		if rel == nil {
+			t.Fatalf("tenant %d refused below the bound: %d", i, code)
+		}
+		others = append(others, rel)
+	}
+	if _, code := take("fresh"); code != http.StatusTooManyRequests {
+		t.Fatalf("beyond the process bound: %d", code)
+	}
+	acme[0]()
+	acme[0]() // releasing twice frees one slot only
+	if rel, _ := take("acme"); rel == nil {
 		t.Fatal("released slot not reusable")
-	} else {
-		rel()
+	}
+	if _, code := take("fresh"); code != http.StatusTooManyRequests {
+		t.Fatalf("a double release freed two slots: %d", code)
+	}
+}
+
+// brokenLog is an audit log whose export fails after writing lines (0 = at once).
+type brokenLog struct {
+	AuditReader
+	lines int
+}
+
+func (b brokenLog) Export(ctx context.Context, f audit.Filter, w io.Writer) error {
+	for i := range b.lines {
+		if _, err := fmt.Fprintf(w, "{\"line\":%d}\n", i); err != nil {
+			return err
+		}
+	}
+	return errors.New("storage went away")
+}
+
+// TestAuditExportFailure: an export that fails before its first line answers 500; one that
+// fails midway is cut off (the client sees a broken transfer, never a clean end). Both leave a
+// failure record after the success record written before streaming.
+func TestAuditExportFailure(t *testing.T) {
+	t.Parallel()
+	f := newAdminFixture(t)
+	reader := f.token("acme", auth.PermAuditRead)
+	verifier, err := auth.NewVerifier(auth.VerifierOptions{Issuers: []auth.IssuerConfig{f.signer.IssuerConfig()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, lines := range []int{0, 20000} {
+		srv := httptest.NewServer(Public(&Deps{
+			Logger: slog.New(slog.DiscardHandler), Verifier: verifier, Revocations: auth.NewRevocations(nil),
+			Tenants: tenant.NewDirectory(f.db, 10, time.Second), Audit: f.recorder, Validator: validation.New(),
+			AuditLog: brokenLog{AuditReader: f.recorder, lines: lines},
+		}))
+		req, _ := http.NewRequest("GET", srv.URL+"/v1/admin/audit/export", nil)
+		req.Header.Set("Authorization", "Bearer "+reader)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, rerr := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		srv.Close()
+		switch lines {
+		case 0:
+			if resp.StatusCode != 500 || rerr != nil {
+				t.Fatalf("failure before the first line: %d %v %s", resp.StatusCode, rerr, body)
+			}
+		default:
+			if resp.StatusCode != 200 || rerr == nil {
+				t.Fatalf("failure midway: %d, read error %v after %d bytes", resp.StatusCode, rerr, len(body))
+			}
+		}
+	}
+	recs := f.records("acme", audit.ActionAuditExport)
+	if len(recs) != 4 || recs[0].Outcome != audit.OutcomeSuccess || recs[1].Outcome != audit.OutcomeFailure ||
+		recs[1].Details["lines"] != float64(0) || recs[3].Outcome != audit.OutcomeFailure || recs[3].Details["lines"].(float64) < 1 {
+		t.Fatalf("export records %+v", recs)
 	}
 }

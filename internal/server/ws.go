@@ -22,8 +22,10 @@ import (
 // leaves an audit record; nothing about the session exists until all checks pass.
 func handleWS(d *Deps) http.Handler {
 	up := &websocket.Upgrader{
-		HandshakeTimeout:  10 * time.Second,
-		ReadBufferSize:    1024,
+		HandshakeTimeout: 10 * time.Second,
+		// Client frames are small and rare; a large read buffer is held by every idle
+		// connection for nothing (gorilla's minimum is a control frame, 125 bytes).
+		ReadBufferSize:    512,
 		WriteBufferSize:   4096,
 		WriteBufferPool:   d.writeBufferPool,
 		Subprotocols:      []string{protocol.Name},
@@ -71,20 +73,34 @@ func handleWS(d *Deps) http.Handler {
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many handshakes from this address", dec.RetryAfter, nil)
 			return
 		}
+		// Connection slots are held for the session's life: released here if the handshake
+		// fails, or by the session when it ends.
+		var releases []func()
+		releaseAll := func() {
+			for _, r := range releases {
+				r()
+			}
+		}
+		handedOff := false
+		defer func() {
+			if !handedOff {
+				releaseAll()
+			}
+		}()
 		releaseGlobal, ok := d.Conns.Acquire("global", d.Limits.GlobalConnections)
 		if !ok {
 			d.metrics().rejected("connections_global")
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "the server is at its connection limit", 5*time.Second, nil)
 			return
 		}
-		defer releaseGlobal()
+		releases = append(releases, releaseGlobal)
 		releaseIP, ok := d.Conns.Acquire("ip:"+ipKey, d.Limits.IPConnections)
 		if !ok {
 			d.metrics().rejected("connections_ip")
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many connections from this address", 5*time.Second, nil)
 			return
 		}
-		defer releaseIP()
+		releases = append(releases, releaseIP)
 
 		cred, err := auth.FromRequest(r, protocol.BearerPrefix, d.QueryTokens)
 		if errors.Is(err, auth.ErrConflictingCredentials) {
@@ -134,12 +150,14 @@ func handleWS(d *Deps) http.Handler {
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many connections for this user", 5*time.Second, nil)
 			return
 		}
-		defer releaseUser()
+		releases = append(releases, releaseUser)
 
-		// The session exists only once its opening is on record (fail closed).
+		// The session exists only once its opening is on record (fail closed); the record
+		// carries the id the session will use, so open and close pair up.
+		sessionID := session.NewID()
 		if err := d.Audit.Record(ctx, audit.Record{
 			Action: audit.ActionSessionOpen, Outcome: audit.OutcomeSuccess, Tenant: p.Tenant,
-			Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Source: src, RequestID: requestIDFrom(ctx),
+			Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Source: src, RequestID: requestIDFrom(ctx), SessionID: sessionID,
 			Details: map[string]any{"credential": cred.Source},
 		}); err != nil {
 			d.Logger.Error("audit write failed; connection refused", "err", err)
@@ -151,7 +169,9 @@ func handleWS(d *Deps) http.Handler {
 		if err != nil {
 			return // the Upgrader has answered
 		}
-		d.Hub.Serve(context.WithoutCancel(ctx), conn, p, session.Meta{IP: ip, Origin: src.Origin, UserAgent: src.UserAgent, RequestID: requestIDFrom(ctx)})
+		handedOff = true
+		// A fresh context: the session must not keep the finished request reachable.
+		d.Hub.Start(context.Background(), conn, p, session.Meta{IP: ip, Origin: src.Origin, UserAgent: src.UserAgent, RequestID: requestIDFrom(ctx), SessionID: sessionID}, releaseAll)
 	})
 }
 

@@ -27,6 +27,8 @@ type Meta struct {
 	Origin    string
 	UserAgent string
 	RequestID string
+	// SessionID, when set, is the id the handshake already recorded in session.open.
+	SessionID string
 }
 
 // Session is one connection. Its reader is the goroutine that called Serve; its writer is
@@ -68,13 +70,20 @@ func (s *Session) ID() string { return s.id }
 // Principal is the identity the session currently speaks for (reauth may refresh it).
 func (s *Session) Principal() *auth.Principal { return s.principal.Load() }
 
-// Serve runs a session on an upgraded connection until it ends, then releases everything it
-// held: subscriptions (detaching the tasks they watched), the writer, the connection.
-// The caller has already authenticated p and recorded session.open.
-func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, p *auth.Principal, meta Meta) {
+// Start runs a session on an upgraded connection, on a goroutine of its own that the hub
+// owns (Shutdown waits for it), and returns at once: the HTTP handler's goroutine, whose
+// stack grew during the handshake, and the request it holds are released, so an idle
+// connection costs one small goroutine. When the session ends it releases everything it
+// held — subscriptions (detaching the tasks they watched), the writer, the connection —
+// and then calls onEnd. The caller has already authenticated p and recorded session.open.
+func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, p *auth.Principal, meta Meta, onEnd func()) {
 	o := &h.opts
+	id := meta.SessionID
+	if id == "" {
+		id = NewID()
+	}
 	s := &Session{
-		id:         newSessionID(),
+		id:         id,
 		hub:        h,
 		opts:       o,
 		conn:       conn,
@@ -86,6 +95,7 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, p *auth.Principal
 	if !h.add(s) {
 		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseGoingAway, protocol.ReasonShutdown), time.Now().Add(time.Second))
 		conn.Close()
+		onEnd()
 		return
 	}
 	o.metric(func(m Metrics) { m.SessionOpened() })
@@ -96,11 +106,15 @@ func (h *Hub) Serve(ctx context.Context, conn *websocket.Conn, p *auth.Principal
 		Protocol: protocol.Name, Tenant: p.Tenant, User: p.Subject, Permissions: p.Permissions,
 		ExpiresAt: protocol.Time(p.ExpiresAt), Limits: o.PublicLimits, ServerTime: protocol.Time(now),
 	})
-	code := s.readLoop(ctx)
-	s.end(ctx, code)
+	go func() {
+		defer onEnd()
+		code := s.readLoop(ctx)
+		s.end(ctx, code)
+	}()
 }
 
-func newSessionID() string {
+// NewID returns a fresh session id (128 random bits, hex).
+func NewID() string {
 	var b [16]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
@@ -257,6 +271,12 @@ func (s *Session) pingIfDue(now time.Time) {
 	s.kickLocked()
 }
 
+// batcher is a connection that can gather writes (server.BatchListener's connections).
+type batcher interface {
+	Batch()
+	Flush() error
+}
+
 const (
 	maxBatchFrames = 128
 	maxBatchBytes  = 256 << 10
@@ -301,6 +321,11 @@ func (s *Session) writeLoop() {
 		}
 
 		err := s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+		// Gather this pass's frames into one write system call when the connection can.
+		batch, _ := s.conn.NetConn().(batcher)
+		if batch != nil {
+			batch.Batch()
+		}
 		if err == nil && ping {
 			err = s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.opts.WriteTimeout))
 		}
@@ -336,6 +361,11 @@ func (s *Session) writeLoop() {
 			}
 		}
 		clear(frames)
+		if batch != nil {
+			if ferr := batch.Flush(); err == nil {
+				err = ferr
+			}
+		}
 		if err != nil {
 			// The peer is gone or too slow to take a frame within the write timeout.
 			s.mu.Lock()

@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"time"
 	"unicode/utf8"
+
+	"github.com/flowgate/flowgate/internal/tenantid"
 )
 
 // Tenant statuses.
@@ -25,10 +26,8 @@ const (
 	MaxStrategyBytes     = 64
 )
 
-var tenantIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
-
 // ValidTenantID reports whether id follows the tenant id rule ^[a-z0-9][a-z0-9-]{1,62}$.
-func ValidTenantID(id string) bool { return tenantIDPattern.MatchString(id) }
+func ValidTenantID(id string) bool { return tenantid.Valid(id) }
 
 // TenantLimits overrides the server defaults for one tenant; nil / empty means "use the default".
 type TenantLimits struct {
@@ -54,7 +53,7 @@ const tenantCols = "id, name, status, limits, key_ref, created_at, updated_at"
 
 func validateTenant(t *Tenant) error {
 	if !ValidTenantID(t.ID) {
-		return fmt.Errorf("%w: tenant id must match %s", ErrInvalid, tenantIDPattern)
+		return fmt.Errorf("%w: tenant id must match %s", ErrInvalid, tenantid.Rule)
 	}
 	if len(t.Name) > MaxTenantNameBytes || !utf8.ValidString(t.Name) {
 		return fmt.Errorf("%w: tenant name must be valid UTF-8 of at most %d bytes", ErrInvalid, MaxTenantNameBytes)

@@ -1,13 +1,15 @@
 package task
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
-var frameNow = time.Date(2026, 11, 25, 12, 0, 0, 123e6, time.UTC)
+var frameNow = []byte(time.Date(2026, 11, 25, 12, 0, 0, 123e6, time.UTC).Format("2006-01-02T15:04:05.000Z07:00"))
 
 func decodeFrame(t *testing.T, frame []byte) map[string]any {
 	t.Helper()
@@ -116,4 +118,33 @@ func BenchmarkEngineFrame(b *testing.B) {
 	for b.Loop() {
 		buf, _ = engineFrame(buf[:0], line, false, "11111111-2222-4333-8444-555555555555", 12345, frameNow)
 	}
+}
+
+func TestScanLineAgreesWithJSONValid(t *testing.T) {
+	for _, line := range []string{
+		`{}`, ` {"a":1} `, `{"a":[1,2,{"b":null}],"c":true,"d":false,"e":-0.5e+10}`, `{"a":"\u00e9\n"}`,
+		`{"a":1,}`, `{"a"}`, `{"a":01}`, `{"a":1.}`, `{"a":-}`, `{"a":"\x"}`, `{"a":"\u12"}`, `{"a":tru}`,
+		"{\"a\":\"\x01\"}", "{\"a\":\"\xff\"}", `{"a":1}{}`, `[1]`, `{"a":[1,]}`, `{"a":{"b":1,}}`, `{"a":1e}`,
+	} {
+		_, ok := scanLine([]byte(line))
+		// Invalid UTF-8 is refused even inside strings: a text frame carrying it would make
+		// browsers drop the connection (1007); such a line travels as task_output instead.
+		if want := json.Valid([]byte(line)) && utf8.ValidString(line) && strings.HasPrefix(strings.TrimSpace(line), "{"); ok != want {
+			t.Errorf("scanLine(%q) = %v; json.Valid says %v", line, ok, want)
+		}
+	}
+}
+
+func FuzzScanLine(f *testing.F) {
+	for _, s := range []string{`{"type":"a","b":[1,{"c":"\u0041"}]}`, `{"a":1e5}`, `{}`, `{"t\u0079pe":"error"}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		_, ok := scanLine(line)
+		trimmed := bytes.TrimSpace(line)
+		want := json.Valid(line) && utf8.Valid(line) && len(trimmed) > 0 && trimmed[0] == '{'
+		if ok != want {
+			t.Fatalf("scanLine(%q) = %v; json.Valid says %v", line, ok, want)
+		}
+	})
 }

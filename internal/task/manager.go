@@ -108,6 +108,7 @@ func (e *QuotaError) Error() string {
 // Manager owns every task of this process.
 type Manager struct {
 	opts    Options
+	clock   clock
 	log     *slog.Logger
 	metrics metricsAdapter
 	slots   chan struct{}
@@ -393,13 +394,13 @@ func (m *Manager) run(ctx context.Context, t *Task, key string) {
 type output struct{ t *Task }
 
 func (o output) Stdout(line []byte, truncated bool) {
-	o.t.appendFrame(func(dst []byte, seq int64, now time.Time) ([]byte, string) {
+	o.t.appendFrame(func(dst []byte, seq int64, now []byte) ([]byte, string) {
 		return engineFrame(dst, line, truncated, o.t.ID, seq, now)
 	}, len(line))
 }
 
 func (o output) Stderr(line []byte, truncated bool) {
-	o.t.appendFrame(func(dst []byte, seq int64, now time.Time) ([]byte, string) {
+	o.t.appendFrame(func(dst []byte, seq int64, now []byte) ([]byte, string) {
 		return outputFrame(dst, protocol.TypeTaskLog, "message", line, truncated, o.t.ID, seq, now), ""
 	}, len(line))
 }

@@ -108,8 +108,8 @@ func (t *Task) Done() <-chan struct{} { return t.done }
 
 // appendFrame adds one event to the log under the lock, builds its frame with the seq it
 // gets, and then wakes subscribers and applies backpressure outside the lock.
-func (t *Task) appendFrame(build func(dst []byte, seq int64, now time.Time) ([]byte, string), sizeHint int) {
-	now := t.m.now()
+func (t *Task) appendFrame(build func(dst []byte, seq int64, now []byte) ([]byte, string), sizeHint int) {
+	now := t.m.clock.format(t.m.now())
 	t.mu.Lock()
 	if protocol.Terminal(t.status) {
 		t.mu.Unlock()

@@ -10,6 +10,8 @@ import (
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/flowgate/flowgate/internal/tenantid"
 )
 
 // ruleFunc checks one field value and says what is wrong with it, "" when nothing is. The same
@@ -18,7 +20,6 @@ import (
 type ruleFunc func(p *params, v reflect.Value, param string) string
 
 var (
-	tenantIDPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,62}$`)
 	auditActionPattern = regexp.MustCompile(`^[a-z0-9_]+(\.[a-z0-9_]+)*$`)
 )
 
@@ -114,7 +115,7 @@ func ruleSet() map[string]ruleFunc {
 			return ""
 		},
 		"tenantid": func(_ *params, v reflect.Value, _ string) string {
-			if !tenantIDPattern.MatchString(str(v)) {
+			if !tenantid.Valid(str(v)) {
 				return msgTenantID
 			}
 			return ""

@@ -2,6 +2,7 @@ package sim
 
 import (
 	"fmt"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,6 +26,7 @@ const (
 	maxTimeoutSecs    = 7 * 24 * 3600
 	maxExitCode       = 255
 	maxShownValue     = 64
+	maxProbeTarget    = 1024
 
 	defaultEvents     = 20
 	defaultPace       = 25 * time.Millisecond
@@ -47,8 +49,9 @@ const (
 )
 
 var (
-	markerRE = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-	enumRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	// Lengths (64, 32) are checked apart: bounded repetitions compile to large programs.
+	markerRE = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
+	enumRE   = regexp.MustCompile(`^[a-z][a-z0-9_-]*$`)
 )
 
 // Precedence levels of a knob's value: a higher level wins.
@@ -65,6 +68,8 @@ const (
 	kindInt
 	kindDuration
 	kindMarker
+	kindPath     // a file path, absolute or relative to the working directory
+	kindHostPort // host:port
 )
 
 // knob is one behaviour setting, available as --name, FLOWGATE_SIM_NAME and sim:name.
@@ -96,6 +101,9 @@ func knobs() []knob {
 		{name: "fake-complete", kind: kindBool},
 		{name: "non-json", kind: kindBool},
 		{name: "sleep", kind: kindDuration, max: int64(maxSleep)},
+		{name: "probe-file", kind: kindPath},
+		{name: "probe-write", kind: kindPath},
+		{name: "probe-connect", kind: kindHostPort},
 	}
 }
 
@@ -150,6 +158,9 @@ type config struct {
 	fakeComplete bool
 	nonJSON      bool
 	sleep        time.Duration
+	probeFile    string // try to read this file (or list this directory)
+	probeWrite   string // try to create, write and remove this file
+	probeConnect string // try to open a TCP connection to this host:port
 }
 
 // sleeperConfig is the internal "sleeper" subcommand: the setsid grandchild.
@@ -218,8 +229,16 @@ func parseKnob(k knob, raw string, hasValue bool, src string, level int) (value,
 		}
 		v.d = d
 	case kindMarker:
-		if !markerRE.MatchString(raw) {
+		if len(raw) > 64 || !markerRE.MatchString(raw) {
 			return v, usagef("invalid value %s for %s: want 1 to 64 characters of A-Z a-z 0-9 . _ -", shown(raw), src)
+		}
+		v.s = raw
+	case kindPath, kindHostPort:
+		if raw == "" || len(raw) > maxProbeTarget || strings.IndexFunc(raw, func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+			return v, usagef("invalid value %s for %s: want 1 to %d bytes without spaces or control characters", shown(raw), src, maxProbeTarget)
+		}
+		if _, port, err := net.SplitHostPort(raw); k.kind == kindHostPort && (err != nil || port == "") {
+			return v, usagef("invalid value %s for %s: want host:port", shown(raw), src)
 		}
 		v.s = raw
 	}
@@ -316,7 +335,7 @@ func parse(args []string, getenv func(string) string) (*config, error) {
 			if s, err = takeValue(); err != nil {
 				return nil, err
 			}
-			if !enumRE.MatchString(s) {
+			if len(s) > 32 || !enumRE.MatchString(s) {
 				return nil, usagef("invalid value %s for %s: want a lower-case word of at most 32 characters", shown(s), flag)
 			}
 			if name == "strategy" {
@@ -505,6 +524,12 @@ func applyKnobs(cfg *config, set map[string]value) error {
 			cfg.nonJSON = v.b
 		case "sleep":
 			cfg.sleep = v.d
+		case "probe-file":
+			cfg.probeFile = v.s
+		case "probe-write":
+			cfg.probeWrite = v.s
+		case "probe-connect":
+			cfg.probeConnect = v.s
 		}
 	}
 	return nil
@@ -625,6 +650,11 @@ default. Boolean knobs take an optional =true|false.
   --fake-complete    emit gateway-reserved event types (task_complete, error, ...), then fail
   --non-json         interleave plain text lines
   --sleep D          sleep D before exiting, 0-1h
+  --probe-file P     try to read the file (or list the directory) P and emit
+                     {"type":"sim_probe","probe":"file","target":P,"ok":true|false,"error":...}
+                     without any of its content: what the sandbox lets an engine see
+  --probe-write P    the same for creating, writing and removing the new file P
+  --probe-connect A  the same for a TCP connection to host:port A (5s timeout)
 
 Exit status: 0 success, 1 simulated failure, N with --exit-code, 2 usage error,
 143 SIGTERM or cancellation, 130 SIGINT, 141 stdout closed.

@@ -33,6 +33,9 @@ func knobCases() []knobCase {
 		{"fake-complete", "", func(c *config) bool { return c.fakeComplete }},
 		{"non-json", "", func(c *config) bool { return c.nonJSON }},
 		{"sleep", "3s", func(c *config) bool { return c.sleep == 3*time.Second }},
+		{"probe-file", "/data/signing.key", func(c *config) bool { return c.probeFile == "/data/signing.key" }},
+		{"probe-write", "out.txt", func(c *config) bool { return c.probeWrite == "out.txt" }},
+		{"probe-connect", "127.0.0.1:5432", func(c *config) bool { return c.probeConnect == "127.0.0.1:5432" }},
 	}
 }
 

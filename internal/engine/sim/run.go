@@ -10,6 +10,7 @@ import (
 	"hash/fnv"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"sort"
 	"strconv"
@@ -34,6 +35,7 @@ const (
 	globs           = "**/*.go|**/*.md|src/**/*.ts|**/*_test.go"
 	grandchildLife  = defaultSleeper
 	grandchildReady = 10 * time.Second
+	probeTimeout    = 5 * time.Second
 )
 
 // errStopped: a signal or ctx asked the run to stop; nothing more is written.
@@ -111,7 +113,7 @@ func snippet(obj string) string {
 	return b.String()
 }
 
-// run writes the whole script. The order: init, grandchild, env, key, key hash, stderr, [hang],
+// run writes the whole script. The order: init, grandchild, env, key, key hash, probes, stderr, [hang],
 // agents, huge line, forged events, body, result, [sleep].
 func (r *run) run() error {
 	cfg := r.cfg
@@ -146,6 +148,9 @@ func (r *run) run() error {
 		if err := r.emitKeyHash(); err != nil {
 			return err
 		}
+	}
+	if err := r.emitProbes(); err != nil {
+		return err
 	}
 	if cfg.stderr {
 		if err := r.note("engine-sim: warning: simulated stderr output (start)"); err != nil {
@@ -489,6 +494,75 @@ func (r *run) emitKeyHash() error {
 	r.str("sha256", hex.EncodeToString(sum[:]))
 	r.raw("present", strconv.FormatBool(key != ""))
 	return r.end()
+}
+
+// emitProbes tries what the probe knobs name and reports whether it worked, never what it read.
+func (r *run) emitProbes() error {
+	probes := []struct {
+		kind, target string
+		try          func(string) error
+	}{
+		{"file", r.cfg.probeFile, probeRead},
+		{"write", r.cfg.probeWrite, probeWrite},
+		{"connect", r.cfg.probeConnect, probeConnect},
+	}
+	for _, p := range probes {
+		if p.target == "" {
+			continue
+		}
+		err := p.try(p.target)
+		r.begin("sim_probe")
+		r.str("probe", p.kind)
+		r.str("target", p.target)
+		r.raw("ok", strconv.FormatBool(err == nil))
+		if err != nil {
+			r.str("error", err.Error())
+		}
+		if err := r.end(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func probeRead(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() {
+		_, err = f.ReadDir(1)
+	} else {
+		_, err = f.Read(make([]byte, 1))
+	}
+	if err == io.EOF {
+		return nil
+	}
+	return err
+}
+
+func probeWrite(path string) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.WriteString("flowgate engine-sim probe\n")
+	cerr := f.Close()
+	rerr := os.Remove(path)
+	return errors.Join(werr, cerr, rerr)
+}
+
+func probeConnect(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, probeTimeout)
+	if err != nil {
+		return err
+	}
+	return c.Close()
 }
 
 func (r *run) emitHuge(n int) error {

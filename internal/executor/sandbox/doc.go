@@ -1,3 +1,3 @@
-// Package sandbox starts one engine process tree so that no descendant outlives its task: a PID
-// namespace with a flowgate init as PID 1 where possible, a process group under a subreaper otherwise.
+// Package sandbox starts one engine process tree so that no descendant outlives its task (a PID
+// namespace under a flowgate init, or a process group) and confines it (Landlock, engine user).
 package sandbox

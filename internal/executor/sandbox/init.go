@@ -3,6 +3,7 @@ package sandbox
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -194,6 +195,12 @@ func parseInitArgs(args []string) (initConfig, error) {
 // mount /proc, and the init starts the engine as the gateway's user again, without
 // capabilities, in a nested user namespace (--as-user).
 //
+// The engine is started as --run-as UID:GID when given (no supplementary groups), and, when
+// the init runs as root, with an empty capability bounding set, so an engine left as root has
+// no capabilities. With --landlock the engine's process first execs this binary again with
+// --exec, which confines itself with Landlock to the --ro, --rw and --tcp rules (see
+// stageMain) and then execs the engine.
+//
 // The gateway wires it as a hidden subcommand, first thing in main:
 //
 //	if len(os.Args) > 1 && os.Args[1] == sandbox.InitArg {
@@ -204,6 +211,9 @@ func InitMain(args []string) int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "flowgate sandbox-init: %v\n", err)
 		return exitUsage
+	}
+	if cfg.exec {
+		return stageMain(cfg)
 	}
 	status := -1
 	if cfg.statusFD > 0 {
@@ -278,6 +288,19 @@ func InitMain(args []string) int {
 		engineAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: uid, HostID: os.Getuid(), Size: 1}}
 		engineAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: gid, HostID: os.Getgid(), Size: 1}}
 	}
+	if cfg.runAs != nil {
+		// No supplementary groups (an empty Groups means setgroups(0)): the gateway's groups
+		// may open files its user cannot.
+		engineAttr.Credential = &syscall.Credential{Uid: uint32(cfg.runAs.UID), Gid: uint32(cfg.runAs.GID)}
+	}
+	if os.Geteuid() == 0 {
+		// An engine that stays root (no engine.run_as) must not keep root's capabilities:
+		// with an empty bounding set its execve grants none. Per thread, like everything here,
+		// and inherited by the engine forked from this thread; this init keeps its own.
+		if err := dropBoundingSet(); err != nil {
+			return fail(exitSetup, "%v", err)
+		}
+	}
 	if cfg.probe {
 		if cfg.asUser != nil {
 			// Prove the nested namespace works too, or this setup is no good.
@@ -296,14 +319,9 @@ func InitMain(args []string) int {
 		return 0
 	}
 
-	argv := append([]string{cfg.path}, cfg.args...)
-	pid, err := syscall.ForkExec(cfg.path, argv, &syscall.ProcAttr{
-		Env:   os.Environ(),
-		Files: []uintptr{0, 1, 2},
-		Sys:   engineAttr,
-	})
-	if err != nil {
-		return fail(exitExecFails, "start engine: %v", err)
+	pid, code, msg := startEngine(cfg, engineAttr)
+	if code != 0 {
+		return fail(code, "%s", msg)
 	}
 	report(statusStartOK)
 
@@ -387,6 +405,7 @@ func relay(cfg initConfig, sigs chan os.Signal, report func(string), fail func(i
 	if cfg.probe {
 		args = append(args, "--probe")
 	}
+	args = append(args, cfg.policyArgs...)
 	if cfg.statusFD > 0 {
 		args = append(args, "--status-fd", "3")
 		files = append(files, uintptr(cfg.statusFD))
@@ -433,6 +452,75 @@ func relay(cfg initConfig, sigs chan os.Signal, report func(string), fail func(i
 		return exitWith(ws, report)
 	}
 	return ws.ExitStatus()
+}
+
+// startEngine forks the engine from this (locked) thread, through the --exec stage when a
+// Landlock policy is to be applied. It returns the engine's pid, or an exit code and a message
+// when the engine could not be started.
+func startEngine(cfg initConfig, attr *syscall.SysProcAttr) (pid, code int, msg string) {
+	argv := append([]string{cfg.path}, cfg.args...)
+	if cfg.landlock == "" {
+		pid, err := syscall.ForkExec(cfg.path, argv, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}, Sys: attr})
+		if err != nil {
+			return 0, exitExecFails, fmt.Sprintf("start engine: %v", err)
+		}
+		return pid, 0, ""
+	}
+	// Go cannot run code between fork and exec, and Landlock applies to the calling process
+	// and what it starts afterwards: the child execs this binary again (--exec), restricts
+	// itself and execs the engine, so the engine and every descendant inherit the domain while
+	// this init stays unrestricted (it must read /proc, signal and reap). The stage reports a
+	// failure on a close-on-exec pipe: EOF without a word means the engine was exec'd.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, exitSetup, fmt.Sprintf("stage pipe: %v", err)
+	}
+	stage := append([]string{os.Args[0], InitArg, "--exec"}, cfg.policyArgs...)
+	stage = append(append(stage, "--"), argv...)
+	// /proc/self/exe, not a path: it names this very binary even if the file was replaced,
+	// and an engine user (engine.run_as) needs no search permission on its directory.
+	pid, err = syscall.ForkExec("/proc/self/exe", stage, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2, w.Fd()}, Sys: attr})
+	w.Close()
+	if err != nil {
+		r.Close()
+		return 0, exitExecFails, fmt.Sprintf("start engine stage: %v", err)
+	}
+	out, _ := io.ReadAll(io.LimitReader(r, maxStatus))
+	r.Close()
+	if len(out) == 0 {
+		return pid, 0, ""
+	}
+	var ws unix.WaitStatus
+	for {
+		if _, err := unix.Wait4(pid, &ws, 0, nil); err != unix.EINTR {
+			break
+		}
+	}
+	code = exitExecFails
+	if ws.Exited() && ws.ExitStatus() == exitSetup {
+		code = exitSetup
+	}
+	return 0, code, strings.Join(strings.Fields(string(out)), " ")
+}
+
+// dropBoundingSet empties the calling thread's capability bounding set and ambient set.
+func dropBoundingSet() error {
+	for c := 0; c < 64; c++ {
+		in, err := unix.PrctlRetInt(unix.PR_CAPBSET_READ, uintptr(c), 0, 0, 0)
+		if err == unix.EINVAL {
+			break // past the kernel's last capability
+		}
+		if err != nil || in == 0 {
+			continue // already gone (dropping it again would need CAP_SETPCAP)
+		}
+		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil {
+			return fmt.Errorf("prctl(PR_CAPBSET_DROP, %d): %w", c, err)
+		}
+	}
+	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
+		return fmt.Errorf("prctl(PR_CAP_AMBIENT_CLEAR_ALL): %w", err)
+	}
+	return nil
 }
 
 func exitWith(ws unix.WaitStatus, report func(string)) int {

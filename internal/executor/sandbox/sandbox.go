@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +33,7 @@ const (
 type Options struct {
 	Mode     Mode   // Auto (default), PIDNS or PGroup
 	InitPath string // absolute path of a binary whose "sandbox-init" subcommand runs InitMain
+	Policy   Policy // Landlock and the engines' user; the zero Policy applies neither
 	Logger   *slog.Logger
 }
 
@@ -47,11 +49,19 @@ type Options struct {
 // PGroup (fallback): the supervisor is a child subreaper, so orphans and setsid'd processes
 // stay in its tree; it and the gateway signal that tree and the process group. A descendant
 // escapes only if the supervisor dies before it (an engine can SIGKILL its own supervisor: same
-// user) after it was re-parented away or left the group. Engines see the host's /proc.
+// user) after it was re-parented away or left the group. Engines see the host's /proc. With
+// Landlock (ABI 6) an engine can signal nothing outside its task and is granted no /proc.
+//
+// Policy (both modes): with Landlock the engine's process restricts itself just before it
+// execs the engine (see stageMain), so the engine and all its descendants are confined while
+// the init is not. With RunAs the engine runs as that user and group, without supplementary
+// groups; an engine that stays root gets an empty capability bounding set.
 type Sandbox struct {
 	mode     Mode
 	initPath string
 	setup    candidate
+	policy   Policy
+	abi      int // Landlock ABI applied to engines; 0 = none
 }
 
 // candidate is one way of starting the init.
@@ -78,9 +88,16 @@ func New(opts Options) (*Sandbox, error) {
 		return nil, err
 	}
 	s := &Sandbox{initPath: opts.InitPath}
+	if err := s.setPolicy(opts.Policy, log); err != nil {
+		return nil, err
+	}
 	var probeErrs []error
 	if mode != PGroup {
 		for _, c := range candidates() {
+			if c.relay && s.policy.RunAs != nil {
+				probeErrs = append(probeErrs, fmt.Errorf("%s: cannot run engines as %s (the namespace maps only the gateway's user)", c.name, s.policy.RunAs))
+				continue
+			}
 			err := s.probe(c)
 			if err == nil {
 				s.mode, s.setup = PIDNS, c
@@ -89,11 +106,18 @@ func New(opts Options) (*Sandbox, error) {
 			probeErrs = append(probeErrs, fmt.Errorf("%s: %w", c.name, err))
 		}
 		if s.mode == PIDNS {
-			if !s.setup.mountProc {
+			switch {
+			case !s.setup.mountProc && s.abi > 0:
+				log.Warn("sandbox: engines run in a PID namespace without a private /proc (could not mount one); Landlock grants them no /proc at all",
+					"probe_errors", joinErrs(probeErrs))
+			case !s.setup.mountProc:
 				log.Warn("sandbox: engines run in a PID namespace but see the host's /proc (could not mount a private one): an engine can list other processes and read the environment of other engines running as the same user",
 					"probe_errors", joinErrs(probeErrs))
-			} else {
+			default:
 				log.Info("sandbox: engines run in their own PID and mount namespace with a private /proc", "user_namespace", s.setup.relay)
+			}
+			if err := s.checkStart(); err != nil {
+				return nil, err
 			}
 			return s, nil
 		}
@@ -106,13 +130,96 @@ func New(opts Options) (*Sandbox, error) {
 		return nil, fmt.Errorf("sandbox: init %s does not work: %w", opts.InitPath, err)
 	}
 	s.mode, s.setup = PGroup, pg
+	if err := s.checkStart(); err != nil {
+		return nil, err
+	}
+	hole := "a descendant that kills its supervisor and was re-parented away can survive its task, and engines see the host's /proc (other engines' environment included when they run as the same user)"
+	if s.abi >= abiScope {
+		hole = "Landlock keeps engines from signalling their supervisor and grants them no /proc, but should the supervisor die anyway (out of memory), a descendant re-parented away would survive its task"
+	}
 	if mode == Auto {
-		log.Warn("sandbox: PID namespaces unavailable, falling back to process groups: a descendant that kills its supervisor and was re-parented away can survive its task, and engines see the host's /proc (other engines' environment included when they run as the same user)",
-			"probe_errors", joinErrs(probeErrs))
+		log.Warn("sandbox: PID namespaces unavailable, falling back to process groups: "+hole, "probe_errors", joinErrs(probeErrs))
 	} else {
-		log.Warn("sandbox: process-group mode configured: a descendant that kills its supervisor and was re-parented away can survive its task, and engines see the host's /proc")
+		log.Warn("sandbox: process-group mode configured: " + hole)
 	}
 	return s, nil
+}
+
+// setPolicy validates p, checks what the kernel can enforce and logs what engines get.
+func (s *Sandbox) setPolicy(p Policy, log *slog.Logger) error {
+	ll, err := ParseLandlockMode(string(p.Landlock), LandlockOff)
+	if err != nil {
+		return err
+	}
+	p.Landlock = ll
+	if err := checkPolicyPaths("read paths", p.ReadPaths); err != nil {
+		return err
+	}
+	if err := checkPolicyPaths("write paths", p.WritePaths); err != nil {
+		return err
+	}
+	if len(p.ConnectPorts) > maxPolicyPorts {
+		return fmt.Errorf("sandbox: %d connect ports, at most %d", len(p.ConnectPorts), maxPolicyPorts)
+	}
+	for _, port := range p.ConnectPorts {
+		if port == 0 {
+			return errors.New("sandbox: connect port 0")
+		}
+	}
+	if p.RunAs != nil {
+		if p.RunAs.UID <= 0 || p.RunAs.GID <= 0 {
+			return fmt.Errorf("sandbox: engines must not run as root (%s)", p.RunAs)
+		}
+		if os.Geteuid() != 0 {
+			return fmt.Errorf("sandbox: running engines as %s needs a gateway running as root (it runs as uid %d)", p.RunAs, os.Geteuid())
+		}
+	}
+	s.policy = p
+	if ll == LandlockOff {
+		log.Warn("sandbox: Landlock is off: engines can read and connect to whatever their user can")
+		return nil
+	}
+	abi := LandlockABI()
+	switch {
+	case abi == 0 && ll == LandlockRequired:
+		return fmt.Errorf("%w: the kernel does not support Landlock (or it is not enabled at boot: lsm=...,landlock)", ErrLandlockUnavailable)
+	case abi < abiNet && ll == LandlockRequired:
+		return fmt.Errorf("%w: Landlock ABI %d cannot restrict TCP connections (needs ABI %d, Linux 6.7)", ErrLandlockUnavailable, abi, abiNet)
+	case abi == 0:
+		log.Warn("sandbox: the kernel does not support Landlock: engines can read and connect to whatever their user can (set engine.landlock: required to refuse to start instead)")
+		return nil
+	}
+	s.abi = min(abi, maxABI)
+	log.Info("sandbox: engines are confined with Landlock", "landlock_abi", abi, "applied_abi", s.abi,
+		"read_paths", len(p.ReadPaths), "write_paths", len(p.WritePaths), "tcp_connect_ports", p.ConnectPorts)
+	if gaps := landlockGaps(s.abi); len(gaps) > 0 {
+		log.Warn("sandbox: this kernel's Landlock leaves gaps", "landlock_abi", abi, "gaps", strings.Join(gaps, "; "))
+	}
+	return nil
+}
+
+// LandlockABI is the Landlock ABI applied to engines, 0 when they are not confined.
+func (s *Sandbox) LandlockABI() int { return s.abi }
+
+// checkStart starts one engine (the init binary, which exits at once) through the whole start
+// path when a policy applies, so a policy the kernel refuses, or an engine user that cannot
+// start the binary, stops the gateway at start rather than failing every task.
+func (s *Sandbox) checkStart() error {
+	if s.abi == 0 && s.policy.RunAs == nil {
+		return nil
+	}
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	defer devnull.Close()
+	p, err := s.Start(Command{Path: s.initPath, Args: []string{InitArg, "--start-check"}, Env: []string{},
+		Dir: "/", ReadPaths: []string{s.initPath}, Stdout: devnull, Stderr: devnull})
+	if err != nil {
+		return fmt.Errorf("sandbox: engines cannot be started with this policy: %w", err)
+	}
+	_, err = p.Wait()
+	return err
 }
 
 func joinErrs(errs []error) string {
@@ -261,6 +368,8 @@ type Command struct {
 	Dir    string
 	Stdout *os.File // write ends, owned by the caller (close them after Start)
 	Stderr *os.File
+	// ReadPaths and WritePaths extend the Policy for this engine (its working directory).
+	ReadPaths, WritePaths []string
 }
 
 // Status is how the engine ended.
@@ -329,7 +438,13 @@ func (s *Sandbox) Start(cmd Command) (*Process, error) {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
 	c := s.setup
-	args := s.initArgs(c, "--status-fd", "3", "--", cmd.Path)
+	policy, err := s.policyArgs(cmd)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	args := s.initArgs(c, "--status-fd", "3")
+	args = append(args, policy...)
+	args = append(args, "--", cmd.Path)
 	args = append(args, cmd.Args...)
 	env := cmd.Env
 	if env == nil {
@@ -387,6 +502,39 @@ func (s *Sandbox) Start(cmd Command) (*Process, error) {
 		return nil, fmt.Errorf("%w: %s", ErrStart, msg)
 	}
 	return p, nil
+}
+
+// policyArgs are the init's arguments for the policy and cmd's own paths.
+func (s *Sandbox) policyArgs(cmd Command) ([]string, error) {
+	var args []string
+	if s.policy.RunAs != nil {
+		args = append(args, "--run-as", s.policy.RunAs.String())
+	}
+	if s.abi == 0 {
+		return args, nil
+	}
+	if err := checkPolicyPaths("read paths", cmd.ReadPaths); err != nil {
+		return nil, err
+	}
+	if err := checkPolicyPaths("write paths", cmd.WritePaths); err != nil {
+		return nil, err
+	}
+	args = append(args, "--landlock", string(s.policy.Landlock))
+	ro := append(slices.Clip(s.policy.ReadPaths), cmd.ReadPaths...)
+	if s.setup.mountProc {
+		// Only a private /proc: the host's shows every task's command line (the objective).
+		ro = append(ro, "/proc")
+	}
+	for _, p := range ro {
+		args = append(args, "--ro", p)
+	}
+	for _, p := range append(slices.Clip(s.policy.WritePaths), cmd.WritePaths...) {
+		args = append(args, "--rw", p)
+	}
+	for _, port := range s.policy.ConnectPorts {
+		args = append(args, "--tcp", strconv.Itoa(int(port)))
+	}
+	return args, nil
 }
 
 // wait runs on the locked thread that started the init.

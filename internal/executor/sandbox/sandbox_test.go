@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +35,15 @@ func TestMain(m *testing.M) {
 			os.Exit(helperGateway(os.Args[2], os.Args[3]))
 		case "helper-server":
 			os.Exit(helperServer(os.Args[2] == "nondumpable"))
+		case "helper-landlock":
+			os.Exit(helperLandlock(os.Args[2]))
+		case "helper-unix-connect": // exit 0 if a connection to the UNIX socket opens
+			c, err := net.Dial("unix", os.Args[2])
+			if err != nil {
+				os.Exit(1)
+			}
+			c.Close()
+			os.Exit(0)
 		}
 	}
 	os.Exit(m.Run())

@@ -41,7 +41,9 @@ const (
 // maxSecretString is the Secrets Manager limit on a secret value.
 const maxSecretString = 65536
 
-var versionStagePattern = regexp.MustCompile(`^[A-Za-z0-9_+=.@-]{1,256}$`)
+// Lengths are checked apart from the patterns: a bounded repetition like {1,512} compiles
+// to one state per repetition, a cost every process linking this package pays at start.
+var versionStagePattern = regexp.MustCompile(`^[A-Za-z0-9_+=.@-]+$`)
 
 // Options configures New.
 type Options struct {
@@ -108,7 +110,7 @@ func New(ctx context.Context, opts Options) (*Provider, error) {
 	if p.stage == "" {
 		p.stage = DefaultVersionStage
 	}
-	if !versionStagePattern.MatchString(p.stage) {
+	if len(p.stage) > 256 || !versionStagePattern.MatchString(p.stage) {
 		return nil, errors.New("secrets.aws.version_stage is not a valid staging label")
 	}
 	if opts.RecoveryWindowDays != nil {

@@ -19,8 +19,9 @@ const (
 
 var (
 	// secretNamePattern is the character set Secrets Manager allows in secret names.
-	secretNamePattern = regexp.MustCompile(`^[A-Za-z0-9/_+=.@-]{1,512}$`)
-	secretARNPattern  = regexp.MustCompile(`^arn:aws(-[a-z]+)*:secretsmanager:[a-z0-9-]{1,32}:[0-9]{12}:secret:([A-Za-z0-9/_+=.@-]{1,512})$`)
+	// (At most maxSecretName bytes, checked apart: see versionStagePattern.)
+	secretNamePattern = regexp.MustCompile(`^[A-Za-z0-9/_+=.@-]+$`)
+	secretARNPattern  = regexp.MustCompile(`^arn:aws(-[a-z]+)*:secretsmanager:[a-z0-9-]+:[0-9]{12}:secret:([A-Za-z0-9/_+=.@-]+)$`)
 	// arnSuffix is the random suffix Secrets Manager appends to a name in a full ARN.
 	arnSuffix = regexp.MustCompile(`-[A-Za-z0-9]{6}$`)
 )
@@ -40,7 +41,7 @@ func parseTemplate(t string) (idTemplate, error) {
 	prefix, suffix, _ := strings.Cut(t, tenantPlaceholder)
 	tpl := idTemplate{prefix: prefix, suffix: suffix}
 	// Every valid tenant id must expand to a valid secret name; the longest one decides.
-	if sample := tpl.expand(strings.Repeat("a", 63)); !secretNamePattern.MatchString(sample) {
+	if sample := tpl.expand(strings.Repeat("a", 63)); !validSecretName(sample) {
 		return idTemplate{}, fmt.Errorf("secrets.aws.secret_id_template does not expand to a valid secret name (characters A-Za-z0-9/_+=.@-, at most %d)", maxSecretName)
 	}
 	return tpl, nil
@@ -70,10 +71,10 @@ func (p *Provider) secretID(tenant, keyRef string) (id string, override bool, er
 		return "", false, fmt.Errorf("%w: keyRef longer than %d characters", secrets.ErrInvalid, maxKeyRef)
 	}
 	names := []string{keyRef}
-	if m := secretARNPattern.FindStringSubmatch(keyRef); m != nil {
+	if m := secretARNPattern.FindStringSubmatch(keyRef); m != nil && len(keyRef) <= maxKeyRef && len(m[2]) <= maxSecretName {
 		res := m[2]
 		names = []string{res, arnSuffix.ReplaceAllString(res, "")}
-	} else if !secretNamePattern.MatchString(keyRef) {
+	} else if !validSecretName(keyRef) {
 		return "", false, fmt.Errorf("%w: keyRef must be a secret name or a secretsmanager ARN", secrets.ErrInvalid)
 	}
 	for _, n := range names {
@@ -85,3 +86,7 @@ func (p *Provider) secretID(tenant, keyRef string) (id string, override bool, er
 }
 
 func isARN(id string) bool { return strings.HasPrefix(id, "arn:") }
+
+func validSecretName(s string) bool {
+	return len(s) <= maxSecretName && secretNamePattern.MatchString(s)
+}

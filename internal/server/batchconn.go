@@ -1,0 +1,93 @@
+package server
+
+import (
+	"net"
+	"sync"
+)
+
+// BatchListener wraps accepted connections so that a WebSocket session can gather several
+// frames into one write system call. gorilla/websocket writes every frame to the connection
+// separately; a session with many events queued brackets its frames with Batch and Flush,
+// and the kernel sees one write per burst instead of one per event.
+type BatchListener struct{ net.Listener }
+
+// Accept implements net.Listener.
+func (l BatchListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &batchConn{Conn: c}, nil
+}
+
+// maxBatch bounds the bytes held before a batch is written out early.
+const maxBatch = 256 << 10
+
+var batchBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 32<<10); return &b }}
+
+type batchConn struct {
+	net.Conn
+
+	mu       sync.Mutex
+	batching bool
+	buf      *[]byte
+	err      error
+}
+
+// Batch starts gathering writes. Only the session's writer calls it; writes from other
+// goroutines (gorilla's pong and close replies) join the batch, in order, under gorilla's
+// own write lock.
+func (c *batchConn) Batch() {
+	c.mu.Lock()
+	c.batching = true
+	c.mu.Unlock()
+}
+
+// Flush writes what was gathered in one call and ends the batch.
+func (c *batchConn) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.batching = false
+	err := c.flushLocked()
+	if c.buf != nil {
+		*c.buf = (*c.buf)[:0]
+		batchBuffers.Put(c.buf)
+		c.buf = nil
+	}
+	if err == nil {
+		err, c.err = c.err, nil
+	}
+	return err
+}
+
+func (c *batchConn) flushLocked() error {
+	if c.buf == nil || len(*c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(*c.buf)
+	*c.buf = (*c.buf)[:0]
+	return err
+}
+
+func (c *batchConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if !c.batching {
+		c.mu.Unlock()
+		return c.Conn.Write(p)
+	}
+	defer c.mu.Unlock()
+	if c.err != nil {
+		return 0, c.err
+	}
+	if c.buf == nil {
+		c.buf = batchBuffers.Get().(*[]byte)
+	}
+	*c.buf = append(*c.buf, p...)
+	if len(*c.buf) >= maxBatch {
+		if err := c.flushLocked(); err != nil {
+			c.err = err
+			return 0, err
+		}
+	}
+	return len(p), nil
+}

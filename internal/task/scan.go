@@ -1,0 +1,286 @@
+package task
+
+import "unicode/utf8"
+
+// objectInfo is what the frame builder needs to know about an engine line.
+type objectInfo struct {
+	typ         string // the last top-level "type" string value
+	reserved    bool   // some top-level "type" is one of the gateway's own types
+	needRebuild bool   // a top-level key is a gateway field, or a key uses escapes
+}
+
+// scanLine checks that line is exactly one valid JSON object (RFC 8259, with surrounding
+// whitespace allowed) and reports its top-level facts, in a single pass. It replaces
+// json.Valid followed by a second scan on the hot path of every engine event; a fuzz test
+// holds it to json.Valid's verdict.
+func scanLine(line []byte) (objectInfo, bool) {
+	var info objectInfo
+	s := scanner{b: line}
+	s.skipSpace()
+	if s.i >= len(s.b) || s.b[s.i] != '{' {
+		return info, false
+	}
+	s.i++
+	s.skipSpace()
+	if s.peek() == '}' {
+		s.i++
+	} else {
+		for {
+			s.skipSpace()
+			keyStart := s.i
+			esc, ok := s.str()
+			if !ok {
+				return info, false
+			}
+			key := line[keyStart+1 : s.i-1]
+			isType := false
+			if esc {
+				info.needRebuild = true
+				k := unescape(key)
+				isType = k == "type"
+				if gatewayField(k) {
+					info.needRebuild = true
+				}
+			} else {
+				isType = string(key) == "type"
+				if gatewayField(string(key)) {
+					info.needRebuild = true
+				}
+			}
+			s.skipSpace()
+			if s.peek() != ':' {
+				return info, false
+			}
+			s.i++
+			s.skipSpace()
+			valStart := s.i
+			if !s.value(0) {
+				return info, false
+			}
+			if isType {
+				info.typ = ""
+				if line[valStart] == '"' {
+					raw := line[valStart+1 : s.i-1]
+					info.typ = unescape(raw)
+				}
+				if reservedType(info.typ) {
+					info.reserved = true
+				}
+			}
+			s.skipSpace()
+			switch s.peek() {
+			case ',':
+				s.i++
+				continue
+			case '}':
+				s.i++
+			default:
+				return info, false
+			}
+			break
+		}
+	}
+	s.skipSpace()
+	return info, s.i == len(s.b)
+}
+
+// maxNesting bounds recursion; deeper engine output is forwarded as plain text.
+const maxNesting = 512
+
+type scanner struct {
+	b []byte
+	i int
+}
+
+func (s *scanner) peek() byte {
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *scanner) skipSpace() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// str consumes a string (s.b[s.i] must be '"'), validating escapes and UTF-8. It reports
+// whether the string used escapes.
+func (s *scanner) str() (escaped, ok bool) {
+	if s.peek() != '"' {
+		return false, false
+	}
+	s.i++
+	for s.i < len(s.b) {
+		c := s.b[s.i]
+		switch {
+		case c == '"':
+			s.i++
+			return escaped, true
+		case c == '\\':
+			escaped = true
+			s.i++
+			if s.i >= len(s.b) {
+				return false, false
+			}
+			switch s.b[s.i] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				s.i++
+			case 'u':
+				if s.i+4 >= len(s.b) {
+					return false, false
+				}
+				for _, h := range s.b[s.i+1 : s.i+5] {
+					if !isHex(h) {
+						return false, false
+					}
+				}
+				s.i += 5
+			default:
+				return false, false
+			}
+		case c < 0x20:
+			return false, false
+		case c < utf8.RuneSelf:
+			s.i++
+		default:
+			r, size := utf8.DecodeRune(s.b[s.i:])
+			if r == utf8.RuneError && size == 1 {
+				return false, false
+			}
+			s.i += size
+		}
+	}
+	return false, false
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func (s *scanner) value(depth int) bool {
+	if depth > maxNesting {
+		return false
+	}
+	switch c := s.peek(); {
+	case c == '"':
+		_, ok := s.str()
+		return ok
+	case c == '{':
+		s.i++
+		s.skipSpace()
+		if s.peek() == '}' {
+			s.i++
+			return true
+		}
+		for {
+			s.skipSpace()
+			if _, ok := s.str(); !ok {
+				return false
+			}
+			s.skipSpace()
+			if s.peek() != ':' {
+				return false
+			}
+			s.i++
+			s.skipSpace()
+			if !s.value(depth + 1) {
+				return false
+			}
+			s.skipSpace()
+			switch s.peek() {
+			case ',':
+				s.i++
+			case '}':
+				s.i++
+				return true
+			default:
+				return false
+			}
+		}
+	case c == '[':
+		s.i++
+		s.skipSpace()
+		if s.peek() == ']' {
+			s.i++
+			return true
+		}
+		for {
+			s.skipSpace()
+			if !s.value(depth + 1) {
+				return false
+			}
+			s.skipSpace()
+			switch s.peek() {
+			case ',':
+				s.i++
+			case ']':
+				s.i++
+				return true
+			default:
+				return false
+			}
+		}
+	case c == 't':
+		return s.literal("true")
+	case c == 'f':
+		return s.literal("false")
+	case c == 'n':
+		return s.literal("null")
+	case c == '-' || '0' <= c && c <= '9':
+		return s.number()
+	}
+	return false
+}
+
+func (s *scanner) literal(lit string) bool {
+	if len(s.b)-s.i < len(lit) || string(s.b[s.i:s.i+len(lit)]) != lit {
+		return false
+	}
+	s.i += len(lit)
+	return true
+}
+
+func (s *scanner) number() bool {
+	if s.peek() == '-' {
+		s.i++
+	}
+	switch c := s.peek(); {
+	case c == '0':
+		s.i++
+	case '1' <= c && c <= '9':
+		for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+			s.i++
+		}
+	default:
+		return false
+	}
+	if s.peek() == '.' {
+		s.i++
+		if c := s.peek(); c < '0' || c > '9' {
+			return false
+		}
+		for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+			s.i++
+		}
+	}
+	if c := s.peek(); c == 'e' || c == 'E' {
+		s.i++
+		if c := s.peek(); c == '+' || c == '-' {
+			s.i++
+		}
+		if c := s.peek(); c < '0' || c > '9' {
+			return false
+		}
+		for s.i < len(s.b) && '0' <= s.b[s.i] && s.b[s.i] <= '9' {
+			s.i++
+		}
+	}
+	return true
+}

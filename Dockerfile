@@ -43,6 +43,7 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
     go build -trimpath -tags timetzdata \
       -ldflags "-s -w -X main.version=${VERSION} -X main.commit=${COMMIT}" \
       -o /out/flowgate ./cmd/flowgate \
+ && go build -trimpath -ldflags "-s -w" -o /out/flowgate-init ./cmd/flowgate-init \
  && /out/flowgate version
 # Directories owned by the runtime user, created here because the runtime images have no shell
 # (scratch) or should not need one.
@@ -66,6 +67,8 @@ RUN echo "${CLAUDE_FLOW_VERSION}" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-
 FROM scratch AS flowgate-static
 COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/flowgate /usr/local/bin/flowgate
+# The small sandbox init every task starts (found next to flowgate; see cmd/flowgate-init).
+COPY --from=build /out/flowgate-init /usr/local/bin/flowgate-init
 COPY --from=build --chown=10001:10001 /out/data /data
 COPY --from=build --chown=10001:10001 /out/tmp /tmp
 COPY configs/flowgate.yaml /etc/flowgate/flowgate.yaml
@@ -94,6 +97,7 @@ RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack 
  && { userdel --remove node 2>/dev/null || true; }
 COPY --from=engine /opt/claude-flow /opt/claude-flow
 COPY --from=build /out/flowgate /usr/local/bin/flowgate
+COPY --from=build /out/flowgate-init /usr/local/bin/flowgate-init
 COPY --from=build --chown=10001:10001 /out/data /data
 COPY configs/flowgate.yaml /etc/flowgate/flowgate.yaml
 ENV FLOWGATE_DATA_DIR=/data \

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"sync"
 	"sync/atomic"
@@ -96,7 +98,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	exe, err := executor.New(executor.Options{
 		Profile: profile, WorkdirRoot: workdir, KillGrace: cfg.Engine.KillGrace,
 		MaxLineBytes: cfg.Engine.MaxLineBytes, MaxOutputBytes: cfg.Engine.MaxOutputBytes,
-		PassEnv: cfg.Engine.Env, Getenv: getenv, Sandbox: mode, InitPath: self, Logger: log,
+		PassEnv: cfg.Engine.Env, Getenv: getenv, Sandbox: mode, InitPath: initBinary(self, log), Logger: log,
 		Landlock: sandbox.LandlockMode(cfg.Engine.Landlock), ReadPaths: cfg.Engine.ReadPaths, WritePaths: cfg.Engine.WritePaths,
 		ConnectPorts: cfg.Engine.ConnectPorts, RunAs: cfg.Engine.RunAs, Protect: cfg.ProtectedPaths(getenv),
 	})
@@ -385,4 +387,16 @@ func loadRevocations(ctx context.Context, a *app, rev *auth.Revocations, since t
 		return fmt.Errorf("store: prune revoked tokens: %w", err)
 	}
 	return nil
+}
+
+// initBinary picks the sandbox init: the small flowgate-init next to this binary when it is
+// there (it starts several times faster, which every task pays), otherwise this binary
+// itself through its sandbox-init subcommand.
+func initBinary(self string, log *slog.Logger) string {
+	candidate := filepath.Join(filepath.Dir(self), "flowgate-init")
+	if st, err := os.Stat(candidate); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
+		return candidate
+	}
+	log.Info("sandbox init: flowgate-init not found next to the binary; using the flowgate binary itself (slower task start)", "looked_for", candidate)
+	return self
 }

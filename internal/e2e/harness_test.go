@@ -28,11 +28,20 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "flowgate")
-	build := exec.Command("go", "build", "-race", "-o", binary, "github.com/flowgate/flowgate/cmd/flowgate")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build flowgate:", err)
-		os.Exit(1)
+	// flowgate-init next to the binary is the sandbox init the gateway prefers (tests of the
+	// fallback to the flowgate binary itself live in cmd/flowgate).
+	// The init is built without the race detector: it is not what these tests examine, and a
+	// race-built process lingers a second at exit.
+	for _, b := range []struct{ out, pkg, race string }{
+		{binary, "github.com/flowgate/flowgate/cmd/flowgate", "-race"},
+		{filepath.Join(dir, "flowgate-init"), "github.com/flowgate/flowgate/cmd/flowgate-init", "-race=false"},
+	} {
+		build := exec.Command("go", "build", b.race, "-o", b.out, b.pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", b.pkg+":", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -72,7 +81,10 @@ func startGateway(t *testing.T, opts gwOptions) *gateway {
 	g := &gateway{t: t, dataDir: dataDir, exited: make(chan struct{})}
 	cmd := exec.Command(binary, "serve", "--dev", "--data-dir", dataDir)
 	env := []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + dataDir, "GORACE=halt_on_error=1",
+		"PATH=" + os.Getenv("PATH"), "HOME=" + dataDir,
+		// The race-built engine (engine-sim is this binary) would otherwise linger a second
+		// at every exit; engine.env passes GORACE through to it.
+		"GORACE=halt_on_error=1 atexit_sleep_ms=0", "FLOWGATE_ENGINE_ENV=GORACE",
 		"FLOWGATE_SERVER_ADDR=127.0.0.1:0", "FLOWGATE_OPS_ADDR=127.0.0.1:0",
 		"FLOWGATE_LOG_FORMAT=json", "FLOWGATE_LOG_LEVEL=debug",
 	}

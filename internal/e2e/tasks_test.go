@@ -176,6 +176,7 @@ func TestRedactionEnvAndForgery(t *testing.T) {
 	g := startGateway(t, gwOptions{env: map[string]string{
 		"FLOWGATE_E2E_CANARY":   "server-secret-canary",
 		"AWS_SECRET_ACCESS_KEY": "aws-canary-value",
+		"FLOWGATE_ENGINE_ENV":   "", // no pass-through at all: the exact allowlist
 	}})
 	c := g.dial(t, g.UserToken)
 
@@ -206,7 +207,7 @@ func TestRedactionEnvAndForgery(t *testing.T) {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	if strings.Join(names, ",") != "ANTHROPIC_API_KEY,HOME,LANG,PATH,TZ" {
+	if strings.Join(names, ",") != "ANTHROPIC_API_KEY,HOME,LANG,PATH,TMPDIR,TZ" {
 		t.Fatalf("child environment = %v; want exactly the allowlist", names)
 	}
 	if env["ANTHROPIC_API_KEY"] != "[REDACTED]" || !strings.Contains(env["HOME"], "tasks") {

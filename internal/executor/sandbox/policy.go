@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	llsys "github.com/landlock-lsm/go-landlock/landlock/syscall"
+	"golang.org/x/sys/unix"
 )
 
 // LandlockMode selects whether engines are confined with Landlock (engine.landlock).
@@ -118,11 +119,24 @@ func checkPolicyPath(p string) error {
 
 // LandlockABI reports the Landlock ABI version of the running kernel, 0 when it has none.
 func LandlockABI() int {
-	v, err := llsys.LandlockGetABIVersion()
-	if err != nil || v < 0 {
-		return 0
-	}
+	v, _ := landlockABI()
 	return v
+}
+
+// landlockABI also says why there is none: ENOSYS or EOPNOTSUPP from a kernel without Landlock
+// (or with it left out of lsm=), EPERM from a seccomp filter that blocks the system call
+// (systemd 252's SystemCallFilter=@system-service does).
+func landlockABI() (int, error) {
+	v, err := llsys.LandlockGetABIVersion()
+	switch {
+	case errors.Is(err, unix.EPERM):
+		return 0, fmt.Errorf("landlock_create_ruleset: %w (a seccomp filter blocks it; with systemd add SystemCallFilter=landlock_create_ruleset landlock_add_rule landlock_restrict_self)", err)
+	case err != nil:
+		return 0, fmt.Errorf("landlock_create_ruleset: %w (a kernel without Landlock, or without landlock in its lsm= list)", err)
+	case v < 0:
+		return 0, errors.New("landlock_create_ruleset: no ABI version")
+	}
+	return v, nil
 }
 
 // landlockGaps describes what the given ABI cannot enforce, for the start-up warning.

@@ -11,6 +11,9 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // systemPaths is what the executor grants by default, minus the engine's directory.
@@ -419,6 +422,52 @@ check connect-root-socket '%[2]s' helper-unix-connect '%[3]s'
 			if !strings.Contains(out, k+"="+v+"\n") {
 				t.Errorf("run_as %v: want %s=%s", runAs, k, v)
 			}
+		}
+	}
+}
+
+// helperSeccomp is a gateway under a seccomp filter that refuses landlock_create_ruleset with
+// EPERM, as systemd's SystemCallFilter=@system-service does.
+func helperSeccomp() int {
+	filter := []unix.SockFilter{
+		{Code: unix.BPF_LD | unix.BPF_W | unix.BPF_ABS, K: 0}, // seccomp_data.nr
+		{Code: unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K, Jt: 0, Jf: 1, K: unix.SYS_LANDLOCK_CREATE_RULESET},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ERRNO | uint32(unix.EPERM)},
+		{Code: unix.BPF_RET | unix.BPF_K, K: unix.SECCOMP_RET_ALLOW},
+	}
+	prog := unix.SockFprog{Len: uint16(len(filter)), Filter: &filter[0]}
+	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	if _, _, e := unix.Syscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, unix.SECCOMP_FILTER_FLAG_TSYNC, uintptr(unsafe.Pointer(&prog))); e != 0 {
+		fmt.Println("error:", e)
+		return 1
+	}
+	self, _ := os.Executable()
+	_, err := New(Options{InitPath: self, Policy: Policy{Landlock: LandlockRequired}})
+	fmt.Printf("required: %v\n", err)
+	sb, err := New(Options{InitPath: self, Policy: Policy{Landlock: LandlockAuto}})
+	if err != nil {
+		fmt.Println("error:", err)
+		return 1
+	}
+	fmt.Printf("auto: abi=%d\n", sb.LandlockABI())
+	return 0
+}
+
+// A seccomp filter that hides Landlock: required refuses to start and says why, auto runs
+// engines unconfined (with a warning).
+func TestLandlockBlockedBySeccomp(t *testing.T) {
+	needLandlock(t, 1)
+	out, err := exec.Command(initPath(t), "helper-seccomp").CombinedOutput()
+	t.Logf("%s", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"required: sandbox: landlock unavailable: landlock_create_ruleset: operation not permitted (a seccomp filter blocks it", "auto: abi=0"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("want %q", want)
 		}
 	}
 }

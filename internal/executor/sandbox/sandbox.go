@@ -179,14 +179,14 @@ func (s *Sandbox) setPolicy(p Policy, log *slog.Logger) error {
 		log.Warn("sandbox: Landlock is off: engines can read and connect to whatever their user can")
 		return nil
 	}
-	abi := LandlockABI()
+	abi, abiErr := landlockABI()
 	switch {
 	case abi == 0 && ll == LandlockRequired:
-		return fmt.Errorf("%w: the kernel does not support Landlock (or it is not enabled at boot: lsm=...,landlock)", ErrLandlockUnavailable)
+		return fmt.Errorf("%w: %w", ErrLandlockUnavailable, abiErr)
 	case abi < abiNet && ll == LandlockRequired:
 		return fmt.Errorf("%w: Landlock ABI %d cannot restrict TCP connections (needs ABI %d, Linux 6.7)", ErrLandlockUnavailable, abi, abiNet)
 	case abi == 0:
-		log.Warn("sandbox: the kernel does not support Landlock: engines can read and connect to whatever their user can (set engine.landlock: required to refuse to start instead)")
+		log.Warn("sandbox: Landlock unavailable: engines can read and connect to whatever their user can (set engine.landlock: required to refuse to start instead)", "err", abiErr)
 		return nil
 	}
 	s.abi = min(abi, maxABI)

@@ -37,6 +37,8 @@ func TestMain(m *testing.M) {
 			os.Exit(helperServer(os.Args[2] == "nondumpable"))
 		case "helper-landlock":
 			os.Exit(helperLandlock(os.Args[2]))
+		case "helper-seccomp":
+			os.Exit(helperSeccomp())
 		case "helper-unix-connect": // exit 0 if a connection to the UNIX socket opens
 			c, err := net.Dial("unix", os.Args[2])
 			if err != nil {

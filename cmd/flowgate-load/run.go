@@ -84,6 +84,7 @@ type config struct {
 	// Not in the output.
 	duration, warmup, hold, settle, timeout time.Duration
 	signingKey, tokenFile, issuer, audience string
+	hs256Secret, kid                        string
 	subPrefix                               string
 	tokenTTL                                time.Duration
 	pretty                                  bool
@@ -185,6 +186,8 @@ func parseFlags(mode string, args []string, getenv func(string) string, stderr i
 	fs.StringVar(&cfg.Tenant, "tenant", "demo", "tenant of minted tokens")
 	fs.StringVar(&cfg.subPrefix, "sub-prefix", "load-", "subject prefix of minted tokens (users are PREFIX0, PREFIX1, ...)")
 	fs.IntVar(&cfg.Users, "users", 0, "distinct users to mint tokens for, round-robin over connections (0: one per connection)")
+	fs.StringVar(&cfg.hs256Secret, "hs256-secret", "", "file with an HS256 secret (>= 32 bytes) to mint per-user tokens instead of --signing-key; the gateway must trust it as an issuer (--issuer, --kid)")
+	fs.StringVar(&cfg.kid, "kid", "", "kid header of HS256-minted tokens")
 	fs.StringVar(&cfg.issuer, "issuer", "flowgate", "iss of minted tokens")
 	fs.StringVar(&cfg.audience, "audience", "flowgate", "aud of minted tokens")
 	fs.DurationVar(&cfg.tokenTTL, "token-ttl", time.Hour, "lifetime of minted tokens")
@@ -232,13 +235,13 @@ func (cfg *config) check(noAuth bool, getenv func(string) string) error {
 	cfg.URL = u.String()
 
 	explicit := 0
-	for _, set := range []bool{noAuth, cfg.signingKey != "", cfg.tokenFile != ""} {
+	for _, set := range []bool{noAuth, cfg.signingKey != "" || cfg.hs256Secret != "", cfg.tokenFile != ""} {
 		if set {
 			explicit++
 		}
 	}
 	if explicit > 1 {
-		return usageError("--no-auth, --signing-key and --token-file exclude each other")
+		return usageError("--no-auth, --signing-key (or --hs256-secret) and --token-file exclude each other")
 	}
 	if explicit == 0 && getenv("FLOWGATE_LOAD_TOKEN") == "" {
 		return usageError("give --signing-key, --token-file (or $FLOWGATE_LOAD_TOKEN), or --no-auth")
@@ -246,7 +249,9 @@ func (cfg *config) check(noAuth bool, getenv func(string) string) error {
 	switch {
 	case noAuth:
 		cfg.Auth, cfg.TokenSource, cfg.Tenant, cfg.Users = "none", "", "", 0
-	case cfg.signingKey != "":
+	case cfg.signingKey != "" && cfg.hs256Secret != "":
+		return usageError("--signing-key and --hs256-secret exclude each other")
+	case cfg.signingKey != "" || cfg.hs256Secret != "":
 		cfg.Auth = "minted"
 	default:
 		cfg.Auth, cfg.Tenant, cfg.Users = "token", "", 0

@@ -7,6 +7,9 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/client"
@@ -44,6 +47,46 @@ func newTokens(cfg *config, getenv func(string) string) (*tokens, error) {
 		t.shared = tok
 		return t, nil
 	}
+	mint, err := minter(cfg)
+	if err != nil {
+		return nil, err
+	}
+	users := cfg.Users
+	if conns := max(cfg.Conns, cfg.Clients); users == 0 || users > conns {
+		users = conns
+	}
+	t.perUser = make([]string, users)
+	for i := range t.perUser {
+		tok, err := mint(cfg.subPrefix + strconv.Itoa(i))
+		if err != nil {
+			return nil, fmt.Errorf("mint token: %w", err)
+		}
+		t.perUser[i] = tok
+	}
+	return t, nil
+}
+
+// minter returns a function minting a token for a subject: Ed25519 with the gateway's own
+// signing key, or HS256 with a shared secret of an issuer the gateway is configured to trust.
+func minter(cfg *config) (func(sub string) (string, error), error) {
+	if cfg.hs256Secret != "" {
+		secret, err := auth.LoadVerificationKey(cfg.hs256Secret, auth.AlgHS256)
+		if err != nil {
+			return nil, fmt.Errorf("hs256 secret: %w", err)
+		}
+		return func(sub string) (string, error) {
+			now := time.Now()
+			tok := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.MapClaims{
+				"iss": cfg.issuer, "aud": cfg.audience, "sub": sub, "tenant": cfg.Tenant,
+				"permissions": []string{auth.PermSwarmExecute}, "iat": now.Unix(),
+				"exp": now.Add(cfg.tokenTTL).Unix(), "jti": strconv.FormatInt(now.UnixNano(), 36) + sub,
+			})
+			if cfg.kid != "" {
+				tok.Header["kid"] = cfg.kid
+			}
+			return tok.SignedString(secret)
+		}, nil
+	}
 	key, err := auth.LoadSigningKey(cfg.signingKey)
 	if err != nil {
 		return nil, fmt.Errorf("signing key: %w", err)
@@ -54,22 +97,12 @@ func newTokens(cfg *config, getenv func(string) string) (*tokens, error) {
 	if err != nil {
 		return nil, err
 	}
-	users := cfg.Users
-	if conns := max(cfg.Conns, cfg.Clients); users == 0 || users > conns {
-		users = conns
-	}
-	t.perUser = make([]string, users)
-	for i := range t.perUser {
+	return func(sub string) (string, error) {
 		iss, err := signer.Issue(auth.IssueRequest{
-			Tenant: cfg.Tenant, Subject: cfg.subPrefix + strconv.Itoa(i),
-			Permissions: []string{auth.PermSwarmExecute}, TTL: cfg.tokenTTL,
+			Tenant: cfg.Tenant, Subject: sub, Permissions: []string{auth.PermSwarmExecute}, TTL: cfg.tokenTTL,
 		})
-		if err != nil {
-			return nil, fmt.Errorf("mint token: %w", err)
-		}
-		t.perUser[i] = iss.Token
-	}
-	return t, nil
+		return iss.Token, err
+	}, nil
 }
 
 // options returns the Dial options of connection i.

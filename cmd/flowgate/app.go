@@ -46,6 +46,9 @@ type appOptions struct {
 	// auditHooks and onSecretFetch feed the server's metrics (zero for one-shot commands).
 	auditHooks    audit.Hooks
 	onSecretFetch func(outcome string, took time.Duration)
+	// auditLinger lets a busy server's audit batches gather for a moment: each transaction
+	// costs far more than each record, and every handshake writes one.
+	auditLinger time.Duration
 }
 
 // openApp opens the store (applying migrations), loads every key file the configuration
@@ -86,6 +89,7 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, opts appO
 	a.recorder, err = audit.NewRecorder(audit.Options{
 		Storage: a.db, SigningKey: cpKey, FailOpen: !cfg.Audit.FailClosed,
 		CheckpointInterval: interval, Retention: opts.retention, Logger: log, Hooks: opts.auditHooks,
+		Linger: opts.auditLinger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("audit: %w", err)

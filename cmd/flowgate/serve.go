@@ -60,7 +60,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 
 	// The server's own registry (never the global one), served on the ops listener only.
 	mx := metrics.New(metrics.Options{Version: version, Commit: commit, Logger: log})
-	a, err := openApp(ctx, cfg, log, appOptions{checkpoints: true, retention: cfg.Audit.Retention, auditHooks: mx.AuditHooks(), onSecretFetch: mx.SecretFetch})
+	a, err := openApp(ctx, cfg, log, appOptions{checkpoints: true, auditLinger: time.Millisecond, retention: cfg.Audit.Retention, auditHooks: mx.AuditHooks(), onSecretFetch: mx.SecretFetch})
 	if err != nil {
 		return err
 	}

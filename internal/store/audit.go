@@ -72,7 +72,7 @@ func (db *DB) AppendAudit(ctx context.Context, chains []string, seal func(map[st
 			args = append(args, c, next[c].Seq, next[c].Hash)
 		}
 		q.WriteString(" ON CONFLICT (chain) DO UPDATE SET seq = excluded.seq, hash = excluded.hash")
-		if _, err := tx.ExecContext(ctx, db.Rebind(q.String()), args...); err != nil {
+		if _, err := db.execTx(ctx, tx, db.Rebind(q.String()), args...); err != nil {
 			return fmt.Errorf("store: update audit heads: %w", err)
 		}
 		return nil
@@ -92,7 +92,7 @@ func lockAuditHeads(ctx context.Context, db *DB, tx *sql.Tx, chains []string) (m
 	}
 	// The no-op update makes the upsert lock and return existing rows too.
 	q.WriteString(" ON CONFLICT (chain) DO UPDATE SET seq = audit_heads.seq RETURNING chain, seq, hash")
-	rows, err := tx.QueryContext(ctx, db.Rebind(q.String()), args...)
+	rows, err := db.queryTx(ctx, tx, db.Rebind(q.String()), args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: lock audit heads: %w", err)
 	}
@@ -128,7 +128,7 @@ func insertAuditRecords(ctx context.Context, db *DB, tx *sql.Tx, recs []audit.St
 		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 		args = append(args, r.Chain, r.Seq, r.ID, r.TimeMS, r.Action, r.Outcome, r.ActorSub, r.PrevHash, r.Hash, string(r.Body))
 	}
-	if _, err := tx.ExecContext(ctx, db.Rebind(q.String()), args...); err != nil {
+	if _, err := db.execTx(ctx, tx, db.Rebind(q.String()), args...); err != nil {
 		return fmt.Errorf("store: insert audit records: %w", err)
 	}
 	return nil

@@ -62,6 +62,7 @@ type DB struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	provider *goose.Provider
+	stmts    stmtCache
 }
 
 // Open opens the database, checks it answers and, unless cfg.SkipMigrations, applies pending
@@ -168,7 +169,10 @@ func openPostgres(dsn string) (*sql.DB, error) {
 }
 
 // Close closes the pool.
-func (db *DB) Close() error { return db.db.Close() }
+func (db *DB) Close() error {
+	db.stmts.close()
+	return db.db.Close()
+}
 
 // Driver is DriverSQLite or DriverPostgres.
 func (db *DB) Driver() string { return db.dialect.name() }

@@ -157,7 +157,7 @@ func (db *DB) CreateTask(ctx context.Context, t Task) (Task, error) {
 	if t.Agents < 0 || t.TimeoutSec < 0 || t.LastSeq < 0 {
 		return Task{}, fmt.Errorf("%w: task agents, timeout and lastSeq must not be negative", ErrInvalid)
 	}
-	_, err := db.db.ExecContext(ctx, db.Rebind(
+	_, err := db.exec(ctx, db.Rebind(
 		"INSERT INTO tasks ("+taskCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
 		t.ID, t.Tenant, t.Owner, t.Objective, t.Agents, t.Strategy, t.Mode, t.TimeoutSec, t.Status, t.Node,
 		db.TimeArg(t.CreatedAt), db.NullTimeArg(t.StartedAt), db.NullTimeArg(t.EndedAt), nullInt(t.ExitCode),
@@ -175,7 +175,7 @@ func (db *DB) CreateTask(ctx context.Context, t Task) (Task, error) {
 
 // GetTask returns the task if it belongs to tenant; a task of another tenant is ErrNotFound.
 func (db *DB) GetTask(ctx context.Context, tenant, id string) (Task, error) {
-	row := db.db.QueryRowContext(ctx, db.Rebind(
+	row := db.queryRow(ctx, db.Rebind(
 		"SELECT "+taskCols+" FROM tasks WHERE tenant = ? AND id = ?"), tenant, id)
 	return scanTask(row)
 }
@@ -212,7 +212,7 @@ func (db *DB) UpdateTask(ctx context.Context, tenant, id string, u TaskUpdate) (
 	}
 	// COALESCE(?, col) keeps the column when the argument is NULL, so one statement serves every
 	// kind of update.
-	row := db.db.QueryRowContext(ctx, db.Rebind(`UPDATE tasks SET
+	row := db.queryRow(ctx, db.Rebind(`UPDATE tasks SET
 		status = COALESCE(?, status),
 		node = COALESCE(?, node),
 		started_at = COALESCE(?, started_at),

@@ -3,6 +3,7 @@ package server
 import (
 	"net"
 	"sync"
+	"time"
 )
 
 // BatchListener wraps accepted connections so that a WebSocket session can gather several
@@ -32,6 +33,22 @@ type batchConn struct {
 	batching bool
 	buf      *[]byte
 	err      error
+	// deadline set during a batch, applied once at Flush: gorilla sets the write deadline
+	// before every frame, a system call each time.
+	deadline    time.Time
+	hasDeadline bool
+}
+
+// SetWriteDeadline implements net.Conn; during a batch it only records the deadline.
+func (c *batchConn) SetWriteDeadline(t time.Time) error {
+	c.mu.Lock()
+	if c.batching {
+		c.deadline, c.hasDeadline = t, true
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
+	return c.Conn.SetWriteDeadline(t)
 }
 
 // Batch starts gathering writes. Only the session's writer calls it; writes from other
@@ -61,6 +78,12 @@ func (c *batchConn) Flush() error {
 }
 
 func (c *batchConn) flushLocked() error {
+	if c.hasDeadline {
+		c.hasDeadline = false
+		if err := c.Conn.SetWriteDeadline(c.deadline); err != nil {
+			return err
+		}
+	}
 	if c.buf == nil || len(*c.buf) == 0 {
 		return nil
 	}

@@ -100,61 +100,62 @@ func (s *scanner) peek() byte {
 }
 
 func (s *scanner) skipSpace() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
+	b, i := s.b, s.i
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
 	}
+	s.i = i
 }
 
 // str consumes a string (s.b[s.i] must be '"'), validating escapes and UTF-8. It reports
-// whether the string used escapes.
+// whether the string used escapes. (It works on locals: through the pointer receiver the
+// compiler would reload s.b and s.i on every byte.)
 func (s *scanner) str() (escaped, ok bool) {
-	if s.peek() != '"' {
+	b, i := s.b, s.i
+	if i >= len(b) || b[i] != '"' {
 		return false, false
 	}
-	s.i++
-	for s.i < len(s.b) {
-		c := s.b[s.i]
+	i++
+	for i < len(b) {
+		c := b[i]
+		if plainASCII[c] {
+			i++
+			continue
+		}
 		switch {
 		case c == '"':
-			s.i++
+			s.i = i + 1
 			return escaped, true
 		case c == '\\':
 			escaped = true
-			s.i++
-			if s.i >= len(s.b) {
+			i++
+			if i >= len(b) {
 				return false, false
 			}
-			switch s.b[s.i] {
+			switch b[i] {
 			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-				s.i++
+				i++
 			case 'u':
-				if s.i+4 >= len(s.b) {
+				if i+4 >= len(b) {
 					return false, false
 				}
-				for _, h := range s.b[s.i+1 : s.i+5] {
+				for _, h := range b[i+1 : i+5] {
 					if !isHex(h) {
 						return false, false
 					}
 				}
-				s.i += 5
+				i += 5
 			default:
 				return false, false
 			}
 		case c < 0x20:
 			return false, false
-		case c < utf8.RuneSelf:
-			s.i++
 		default:
-			r, size := utf8.DecodeRune(s.b[s.i:])
+			r, size := utf8.DecodeRune(b[i:])
 			if r == utf8.RuneError && size == 1 {
 				return false, false
 			}
-			s.i += size
+			i += size
 		}
 	}
 	return false, false
@@ -284,3 +285,12 @@ func (s *scanner) number() bool {
 	}
 	return true
 }
+
+// plainASCII marks the bytes a JSON string may hold as they are: printable ASCII other
+// than the quote and the backslash.
+var plainASCII = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()

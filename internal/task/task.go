@@ -66,6 +66,7 @@ type Task struct {
 	hasResult bool
 	errMsg    string
 	log       []entry
+	block     []byte          // frame memory being filled (see build)
 	subs      []*Subscription // copy-on-write: readers take the slice under mu and iterate freely
 	ownerSubs int
 	detach    *time.Timer
@@ -116,7 +117,7 @@ func (t *Task) appendFrame(build func(dst []byte, seq int64, now []byte) ([]byte
 		return // late output after the end (cannot happen with a reaped child, but be safe)
 	}
 	seq := t.lastSeqLocked() + 1
-	frame, typ := build(make([]byte, 0, sizeHint+128), seq, now)
+	frame, typ := t.build(build, seq, now, sizeHint+128)
 	end := t.headBytes.Load() + int64(len(frame))
 	if seq > int64(t.m.opts.MaxLogEvents) || end > t.m.opts.MaxLogBytes {
 		t.mu.Unlock()
@@ -140,6 +141,26 @@ func (t *Task) appendFrame(build func(dst []byte, seq int64, now []byte) ([]byte
 		t.backpressure(s)
 	}
 }
+
+// build makes a frame inside the task's current block of frame memory: frames live as
+// long as the task's log, so carving them from 64 KiB blocks saves an allocation per event
+// and gives the collector a few large pointer-free objects instead of many small ones.
+// Called with mu held.
+func (t *Task) build(f func(dst []byte, seq int64, now []byte) ([]byte, string), seq int64, now []byte, need int) ([]byte, string) {
+	if cap(t.block)-len(t.block) < need {
+		t.block = make([]byte, 0, max(frameBlock, need))
+	}
+	dst := t.block[len(t.block):len(t.block):cap(t.block)]
+	frame, typ := f(dst, seq, now)
+	if len(frame) > 0 && &frame[0] == &dst[:1][0] { // built in place: claim the bytes
+		t.block = t.block[:len(t.block)+len(frame)]
+		frame = frame[:len(frame):len(frame)]
+	}
+	return frame, typ
+}
+
+// frameBlock is the size of the blocks frames are carved from.
+const frameBlock = 64 << 10
 
 // captureResult keeps the engine's final result line for task_complete: is_error decides
 // success even when the exit code is 0. Called with mu held.

@@ -84,6 +84,7 @@ commands:
   audit verify|export [--tenant T]               check the audit chains / dump NDJSON
   swarm --url U [--token T] "objective"          run one swarm and stream its events
   engine-sim ...                                 the bundled simulated engine
+  healthcheck [--url U]                          exit 0 when the ops /healthz answers 200
   version                                        print version information
 
 Run "flowgate <command> --help" for a command's flags.

@@ -2,8 +2,10 @@ package main
 
 import (
 	"flag"
+	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/flowgate/flowgate/configs"
 	"github.com/flowgate/flowgate/internal/config"
@@ -43,6 +45,13 @@ func (c *configFlags) load(getenv func(string) string) (config.Config, error) {
 	if c.dataDir != "" {
 		cfg.DataDir = c.dataDir
 	}
+	// Paths resolve against data_dir; an absolute data_dir keeps them meaning the same
+	// thing to the sandbox (which needs absolute paths) and to every child process.
+	abs, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return config.Config{}, fmt.Errorf("config: data_dir: %w", err)
+	}
+	cfg.DataDir = abs
 	return cfg, nil
 }
 

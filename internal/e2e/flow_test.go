@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -71,5 +73,19 @@ func TestSeedFlowWithQueryToken(t *testing.T) {
 		if !types[want] {
 			t.Errorf("no %s event in %v", want, types)
 		}
+	}
+}
+
+// TestDevInWorkingDirectory is the README's first command exactly: `flowgate serve --dev` with
+// no --data-dir keeps its state in ./data and runs swarms.
+func TestDevInWorkingDirectory(t *testing.T) {
+	g := startGateway(t, gwOptions{inCwd: true})
+	c := g.dial(t, g.UserToken)
+	r := runSwarm(t, c, "from the working directory", nil)
+	if r.complete.Status != "success" {
+		t.Fatalf("task_complete = %s", r.complete.Raw)
+	}
+	if _, err := os.Stat(filepath.Join(g.dataDir, "signing.key")); err != nil {
+		t.Fatalf("state not under ./data: %v", err)
 	}
 }

@@ -68,6 +68,9 @@ type gateway struct {
 type gwOptions struct {
 	env     map[string]string
 	dataDir string
+	// inCwd runs `serve --dev` with no --data-dir, in dataDir as its working directory: the
+	// README's first command, whose state lands in ./data.
+	inCwd bool
 }
 
 // startGateway runs the binary with --dev on random loopback ports and waits for the
@@ -80,6 +83,11 @@ func startGateway(t *testing.T, opts gwOptions) *gateway {
 	}
 	g := &gateway{t: t, dataDir: dataDir, exited: make(chan struct{})}
 	cmd := exec.Command(binary, "serve", "--dev", "--data-dir", dataDir)
+	if opts.inCwd {
+		cmd = exec.Command(binary, "serve", "--dev")
+		cmd.Dir = dataDir
+		g.dataDir = filepath.Join(dataDir, "data")
+	}
 	env := []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + dataDir,
 		// The race-built engine (engine-sim is this binary) would otherwise linger a second

@@ -1,0 +1,255 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/time/rate"
+
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/ratelimit"
+	"github.com/flowgate/flowgate/internal/store"
+	"github.com/flowgate/flowgate/internal/store/storetest"
+	"github.com/flowgate/flowgate/internal/task"
+)
+
+// redisURL is the machine's Redis; every test uses keys of its own (random tenants, users and
+// task ids), so tests may run in parallel with each other and with other packages.
+func redisURL(t *testing.T) string {
+	t.Helper()
+	u := os.Getenv("FLOWGATE_TEST_REDIS_URL")
+	if u == "" {
+		u = "redis://127.0.0.1:6379/3"
+	}
+	opts, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.DialTimeout("tcp", opts.Addr, 2*time.Second)
+	if err != nil {
+		if os.Getenv("FLOWGATE_TEST_REQUIRE_SERVICES") != "" {
+			t.Fatalf("redis not reachable at %s (FLOWGATE_TEST_REQUIRE_SERVICES is set): %v", opts.Addr, err)
+		}
+		t.Skipf("redis not reachable at %s: %v", opts.Addr, err)
+	}
+	c.Close()
+	return u
+}
+
+func randomName(prefix string) string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+func newCluster(t *testing.T, node string, now func() time.Time) *Cluster {
+	t.Helper()
+	c, err := New(Options{RedisURL: redisURL(t), Node: node, Store: storetest.Open(t, store.DriverSQLite),
+		HeartbeatInterval: 100 * time.Millisecond, HeartbeatTTL: time.Second, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := c.Ping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func TestReserveTaskAcrossNodes(t *testing.T) {
+	a := newCluster(t, randomName("a-"), nil)
+	b := newCluster(t, randomName("b-"), nil)
+	ctx := context.Background()
+	tenant, user := randomName("t"), randomName("u")
+	var releases []func()
+	for i, c := range []*Cluster{a, b, a} {
+		rel, err := c.ReserveTask(ctx, tenant, user, fmt.Sprintf("task-%d", i), 3, 10)
+		if err != nil {
+			t.Fatalf("reserve %d: %v", i, err)
+		}
+		releases = append(releases, rel)
+	}
+	_, err := b.ReserveTask(ctx, tenant, user, "task-3", 3, 10)
+	var qe *task.QuotaError
+	if !errors.As(err, &qe) || qe.Scope != "user" {
+		t.Fatalf("4th task of one user across nodes = %v; want the user quota", err)
+	}
+	// Another user of the tenant is bound by the tenant limit (here 4 in all).
+	if _, err := a.ReserveTask(ctx, tenant, randomName("v"), "task-4", 3, 4); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ReserveTask(ctx, tenant, randomName("w"), "task-5", 3, 4); !errors.As(err, &qe) || qe.Scope != "tenant" {
+		t.Fatalf("5th task of the tenant = %v; want the tenant quota", err)
+	}
+	releases[0]()
+	if rel, err := b.ReserveTask(ctx, tenant, user, "task-6", 3, 10); err != nil {
+		t.Fatalf("after a release: %v", err)
+	} else {
+		rel()
+	}
+}
+
+func TestSlotsOfADeadNodeExpire(t *testing.T) {
+	clk := &clock{now: time.Now()}
+	dead := newCluster(t, randomName("dead-"), clk.Now)
+	live := newCluster(t, randomName("live-"), clk.Now)
+	ctx := context.Background()
+	tenant, user := randomName("t"), randomName("u")
+	if _, err := dead.ReserveTask(ctx, tenant, user, "orphan", 1, 10); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := live.ReserveTask(ctx, tenant, user, "next", 1, 10); err == nil {
+		t.Fatal("the dead node's slot was not counted")
+	}
+	clk.Add(2 * time.Second) // past the heartbeat TTL: the dead node never renewed it
+	if _, err := live.ReserveTask(ctx, tenant, user, "next", 1, 10); err != nil {
+		t.Fatalf("expired slot still counted: %v", err)
+	}
+}
+
+func TestSwarmBucketIsShared(t *testing.T) {
+	a := newCluster(t, randomName("a-"), nil)
+	b := newCluster(t, randomName("b-"), nil)
+	sa := a.Swarms(ratelimit.New(ratelimit.Options{}))
+	sb := b.Swarms(ratelimit.New(ratelimit.Options{}))
+	key := randomName("tenant\x00user")
+	now := time.Now()
+	limit := rate.Limit(10.0 / 60)
+	for i := 0; i < 10; i++ {
+		s := sa
+		if i%2 == 1 {
+			s = sb
+		}
+		if d := s.Allow(key, limit, 10, now); !d.OK {
+			t.Fatalf("swarm %d refused: %+v", i+1, d)
+		}
+	}
+	for _, s := range []*Swarms{sa, sb} {
+		d := s.Allow(key, limit, 10, now)
+		if d.OK || d.RetryAfter <= 0 || d.RetryAfter > 6*time.Second+time.Millisecond {
+			t.Fatalf("11th swarm = %+v; want a refusal with RetryAfter in (0, 6s]", d)
+		}
+	}
+}
+
+func TestTicketsAreSingleUseAcrossNodes(t *testing.T) {
+	a := newCluster(t, randomName("a-"), nil)
+	b := newCluster(t, randomName("b-"), nil)
+	p := &auth.Principal{Tenant: "acme", Subject: "alice", Permissions: []string{auth.PermSwarmExecute}, ExpiresAt: time.Now().Add(time.Hour)}
+	id, exp, err := a.Tickets(30*time.Second).Issue(p)
+	if err != nil || time.Until(exp) > 31*time.Second {
+		t.Fatalf("Issue = %v, %v", exp, err)
+	}
+	got, err := b.Tickets(30 * time.Second).Redeem(id)
+	if err != nil || got.Subject != "alice" || got.Tenant != "acme" {
+		t.Fatalf("Redeem on another node = %+v, %v", got, err)
+	}
+	if _, err := a.Tickets(30 * time.Second).Redeem(id); err == nil {
+		t.Fatal("a ticket was redeemed twice")
+	}
+	if _, err := a.Tickets(30 * time.Second).Redeem("tk_short"); err == nil {
+		t.Fatal("a malformed ticket was accepted")
+	}
+}
+
+func TestFollowReplaysAndFollows(t *testing.T) {
+	c := newCluster(t, randomName("n-"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	id := randomName("task-")
+	key := streamKey(id)
+	add := func(seq int64, frame string) {
+		t.Helper()
+		if err := c.rdb.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: streamID(seq), Values: []any{"f", frame}}).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { c.rdb.Del(context.Background(), key) })
+	for i := int64(1); i <= 3; i++ {
+		add(i, fmt.Sprintf(`{"type":"tick","seq":%d}`, i))
+	}
+	var mu sync.Mutex
+	var got []int64
+	done := make(chan error, 1)
+	go func() {
+		done <- c.Follow(ctx, id, 1, func(seq int64, frame []byte) {
+			mu.Lock()
+			got = append(got, seq)
+			mu.Unlock()
+		})
+	}()
+	time.Sleep(200 * time.Millisecond) // let it reach the blocking read
+	add(4, `{"type":"tick","seq":4}`)
+	add(5, `{"type":"task_complete","taskId":"x","seq":5,"status":"success"}`)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != "[2 3 4 5]" {
+		t.Fatalf("followed %v; want [2 3 4 5] (after seq 1, through the final event)", got)
+	}
+	if last, err := c.LastSeq(ctx, id); err != nil || last != 5 {
+		t.Fatalf("LastSeq = %d, %v", last, err)
+	}
+}
+
+func TestBusDeliversChanges(t *testing.T) {
+	a := newCluster(t, randomName("a-"), nil)
+	b := newCluster(t, randomName("b-"), nil)
+	revoked := make(chan string, 1)
+	b.Attach(nil, Handlers{Revoked: func(_ context.Context, tenant, jti string, _ time.Time) { revoked <- tenant + "/" + jti }})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		b.listen(ctx)
+	}()
+	jti := randomName("jti-")
+	deadline := time.After(10 * time.Second)
+	for {
+		if err := a.Revoked(ctx, "acme", jti, time.Now().Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case got := <-revoked:
+			if got != "acme/"+jti {
+				t.Fatalf("got %q", got)
+			}
+			cancel()
+			wg.Wait()
+			return
+		case <-time.After(200 * time.Millisecond): // the subscription may not be up yet
+		case <-deadline:
+			t.Fatal("the revocation never arrived")
+		}
+	}
+}

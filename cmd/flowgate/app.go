@@ -82,13 +82,18 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, opts appO
 		return nil, fmt.Errorf("audit.checkpoint_key_file: %w", err)
 	}
 	a.auditPub = []ed25519.PublicKey{cpKey.Public().(ed25519.PublicKey)}
+	retired, err := previousCheckpointKeys(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.auditPub = append(a.auditPub, retired...)
 	interval := cfg.Audit.CheckpointInterval
 	if !opts.checkpoints {
 		interval = -1
 	}
 	a.recorder, err = audit.NewRecorder(audit.Options{
 		Storage: a.db, SigningKey: cpKey, FailOpen: !cfg.Audit.FailClosed,
-		CheckpointInterval: interval, Retention: opts.retention, Logger: log, Hooks: opts.auditHooks,
+		CheckpointInterval: interval, Retention: opts.retention, Logger: log, Hooks: opts.auditHooks, VerifyKeys: retired,
 		Linger: opts.auditLinger,
 	})
 	if err != nil {
@@ -255,4 +260,17 @@ func (a *app) close(ctx context.Context) {
 			a.log.Error("store close", "err", err)
 		}
 	}
+}
+
+// previousCheckpointKeys loads the retired checkpoint keys that still verify old checkpoints.
+func previousCheckpointKeys(cfg config.Config) ([]ed25519.PublicKey, error) {
+	var keys []ed25519.PublicKey
+	for i, f := range cfg.Audit.PreviousCheckpointKeyFiles {
+		k, err := audit.LoadPublicKey(cfg.Path(f))
+		if err != nil {
+			return nil, fmt.Errorf("audit.previous_checkpoint_key_files[%d]: %w", i, err)
+		}
+		keys = append(keys, k)
+	}
+	return keys, nil
 }

@@ -149,7 +149,11 @@ func auditVerify(ctx context.Context, cfg config.Config, only *string, asJSON bo
 		return err
 	}
 	defer db.Close()
-	r, err := audit.NewReader(audit.ReaderOptions{Storage: db, PublicKeys: []ed25519.PublicKey{pub}})
+	retired, err := previousCheckpointKeys(cfg)
+	if err != nil {
+		return err
+	}
+	r, err := audit.NewReader(audit.ReaderOptions{Storage: db, PublicKeys: append([]ed25519.PublicKey{pub}, retired...)})
 	if err != nil {
 		return err
 	}

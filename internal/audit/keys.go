@@ -75,6 +75,10 @@ func GenerateKey(path string) (ed25519.PrivateKey, error) {
 
 // LoadSigningKey reads an Ed25519 private key (PKCS#8 PEM, "PRIVATE KEY") from path.
 func LoadSigningKey(path string) (ed25519.PrivateKey, error) {
+	// Whoever can read this key can sign checkpoints over a rewritten chain.
+	if st, err := os.Stat(path); err == nil && st.Mode().Perm()&0o077 != 0 {
+		return nil, fmt.Errorf("audit: key file %s is readable or writable by group or others (mode %04o); chmod 600 it", path, st.Mode().Perm())
+	}
 	block, err := readPEM(path)
 	if err != nil {
 		return nil, err

@@ -190,7 +190,10 @@ type Audit struct {
 	FailClosed         bool          `yaml:"fail_closed"`
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
 	CheckpointKeyFile  string        `yaml:"checkpoint_key_file"`
-	Retention          time.Duration `yaml:"retention"`
+	// PreviousCheckpointKeyFiles are retired checkpoint keys (public or private PEM), still
+	// trusted to verify the checkpoints they signed.
+	PreviousCheckpointKeyFiles []string      `yaml:"previous_checkpoint_key_files"`
+	Retention                  time.Duration `yaml:"retention"`
 }
 
 // Shutdown configures the drain on SIGTERM.

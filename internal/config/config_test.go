@@ -39,6 +39,7 @@ func normalize(c config.Config) config.Config {
 	fix(&c.Auth.Signing.PreviousKeyFiles)
 	fix(&c.Engine.Args)
 	fix(&c.Engine.Env)
+	fix(&c.Audit.PreviousCheckpointKeyFiles)
 	fix(&c.Engine.ReadPaths)
 	fix(&c.Engine.WritePaths)
 	if len(c.Auth.Issuers) == 0 {

@@ -73,6 +73,9 @@ func (s Sessions) Rejected(code, scope string) {
 	}
 }
 
+// SlowConsumer counts a connection closed for not taking what was sent.
+func (s Sessions) SlowConsumer() { s.m.slowConsumers.Inc() }
+
 // HTTP reports refusals of the HTTP surface (server.Metrics).
 type HTTP struct{ m *Metrics }
 

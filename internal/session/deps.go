@@ -59,6 +59,10 @@ type Metrics interface {
 	SessionClosed(code int)
 	Message(typ string)
 	Rejected(code, scope string)
+	// SlowConsumer counts a connection closed because it did not take what was sent (its
+	// reply queue overflowed or a write timed out). Subscriptions dropped by a task's
+	// backpressure are counted by the task manager.
+	SlowConsumer()
 }
 
 // Options configures sessions; one value is shared by every session of a hub.

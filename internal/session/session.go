@@ -204,6 +204,8 @@ func (s *Session) send(v any) {
 	}
 	if len(s.queue) >= s.opts.SendQueueMessages || s.queueBytes+len(frame) > s.opts.SendQueueBytes {
 		s.mu.Unlock()
+		s.opts.Logger.Info("session closed: slow consumer (reply queue full)", "session", s.id)
+		s.opts.metric(func(m Metrics) { m.SlowConsumer() })
 		s.closeWith(protocol.ClosePolicyViolation, protocol.ReasonSlowConsumer)
 		return
 	}
@@ -367,11 +369,22 @@ func (s *Session) writeLoop() {
 			}
 		}
 		if err != nil {
-			// The peer is gone or too slow to take a frame within the write timeout.
+			// The peer is gone, or too slow to take a frame within the write timeout: the
+			// latter is a slow consumer whose socket is too full to carry even a close frame.
+			var ne net.Error
+			slow := errors.As(err, &ne) && ne.Timeout()
 			s.mu.Lock()
+			if slow && !s.closing {
+				s.closing, s.closeSent = true, true
+				s.closeCode, s.closeReason = protocol.ClosePolicyViolation, protocol.ReasonSlowConsumer
+			}
 			s.ended = true
 			s.writing = false
 			s.mu.Unlock()
+			if slow {
+				s.opts.Logger.Info("session closed: slow consumer (write timed out)", "session", s.id)
+				s.opts.metric(func(m Metrics) { m.SlowConsumer() })
+			}
 			s.conn.Close()
 			return
 		}

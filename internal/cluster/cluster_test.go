@@ -162,7 +162,7 @@ func TestTicketsAreSingleUseAcrossNodes(t *testing.T) {
 	a := newCluster(t, randomName("a-"), nil)
 	b := newCluster(t, randomName("b-"), nil)
 	p := &auth.Principal{Tenant: "acme", Subject: "alice", Permissions: []string{auth.PermSwarmExecute}, ExpiresAt: time.Now().Add(time.Hour)}
-	id, exp, err := a.Tickets(30*time.Second).Issue(p)
+	id, exp, err := a.Tickets(30 * time.Second).Issue(p)
 	if err != nil || time.Until(exp) > 31*time.Second {
 		t.Fatalf("Issue = %v, %v", exp, err)
 	}

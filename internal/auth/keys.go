@@ -56,6 +56,10 @@ func LoadVerificationKey(path, alg string) (any, error) {
 		return nil, err
 	}
 	if alg == AlgHS256 {
+		// A shared secret signs as well as verifies: anyone who can read it mints tokens.
+		if err := checkPrivateFile(path); err != nil {
+			return nil, err
+		}
 		secret := []byte(strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r"))
 		if len(secret) < MinHMACKeyBytes {
 			return nil, fmt.Errorf("HS256 secret in %s is %d bytes; at least %d are required", path, len(secret), MinHMACKeyBytes)

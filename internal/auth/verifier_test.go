@@ -320,3 +320,19 @@ func TestEnsureSigningKey(t *testing.T) {
 		t.Fatal("world-readable key accepted")
 	}
 }
+
+func TestHS256SecretFileMustBePrivate(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "hs.secret")
+	if err := os.WriteFile(p, []byte(strings.Repeat("s", 32)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadVerificationKey(p, AlgHS256); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Fatalf("a world-readable HS256 secret: %v", err)
+	}
+	if err := os.Chmod(p, 0o400); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadVerificationKey(p, AlgHS256); err != nil {
+		t.Fatalf("a 0400 secret: %v", err)
+	}
+}

@@ -149,3 +149,21 @@ func TestSystemdAnalyzeVerify(t *testing.T) {
 		t.Fatalf("systemd-analyze verify: %v\n%s", err, strings.Join(problems, "\n"))
 	}
 }
+
+// TestSystemdUnitAllowsLandlock: some systemd versions leave the Landlock system calls out of
+// @system-service, which would silently run engines unconfined (engine.landlock: auto).
+func TestSystemdUnitAllowsLandlock(t *testing.T) {
+	unit := string(readFile(t, "deploy/systemd/flowgate.service"))
+	for _, sc := range []string{"landlock_create_ruleset", "landlock_add_rule", "landlock_restrict_self"} {
+		found := false
+		for _, line := range strings.Split(unit, "\n") {
+			line = strings.TrimSpace(line)
+			if strings.HasPrefix(line, "SystemCallFilter=") && !strings.HasPrefix(line, "SystemCallFilter=~") && strings.Contains(line, sc) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("deploy/systemd/flowgate.service does not allow %s", sc)
+		}
+	}
+}

@@ -4,8 +4,11 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 
 	"github.com/flowgate/flowgate/internal/client"
 )
@@ -87,5 +90,80 @@ func TestDevInWorkingDirectory(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(g.dataDir, "signing.key")); err != nil {
 		t.Fatalf("state not under ./data: %v", err)
+	}
+}
+
+// TestSeedClientUnchanged speaks exactly as the seed tutorial's client does: a WebSocket on "/"
+// with ?token=, no subprotocol, no requestId; swarm, status, ping, cancel.
+func TestSeedClientUnchanged(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	root := strings.TrimSuffix(g.URL, "/ws") + "/?token=" + g.UserToken
+	ws, _, err := websocket.DefaultDialer.Dial(root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.Close()
+	next := func() map[string]any {
+		t.Helper()
+		_ = ws.SetReadDeadline(time.Now().Add(30 * time.Second))
+		var m map[string]any
+		if err := ws.ReadJSON(&m); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := next(); m["type"] != "connection" || m["status"] != "connected" || m["sessionId"] == "" {
+		t.Fatalf("welcome = %v", m)
+	}
+	send := func(v any) {
+		t.Helper()
+		if err := ws.WriteJSON(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(map[string]any{"type": "swarm", "objective": "seed client", "options": map[string]any{"agents": 3, "strategy": "auto", "mode": "centralized", "timeout": 300}})
+	var taskID string
+	sawStatus, sawPong := false, false
+	for {
+		m := next()
+		switch m["type"] {
+		case "task_created":
+			taskID, _ = m["taskId"].(string)
+			send(map[string]any{"type": "status", "taskId": taskID})
+			send(map[string]any{"type": "ping"})
+		case "status":
+			sawStatus = m["taskId"] == taskID && (m["status"] == "running" || m["status"] == "pending" || m["status"] == "success")
+		case "pong":
+			sawPong = true
+		case "error":
+			t.Fatalf("error: %v", m)
+		}
+		if m["type"] == "task_complete" {
+			if m["status"] != "success" || m["taskId"] != taskID {
+				t.Fatalf("task_complete = %v", m)
+			}
+			break
+		}
+	}
+	if !sawStatus || !sawPong {
+		t.Fatalf("status answered %v, ping answered %v", sawStatus, sawPong)
+	}
+	// cancel, as the seed client sends it, on a long task.
+	send(map[string]any{"type": "swarm", "objective": "long seed task sim:hang"})
+	for {
+		m := next()
+		if m["type"] == "task_created" {
+			taskID, _ = m["taskId"].(string)
+			send(map[string]any{"type": "cancel", "taskId": taskID})
+		}
+		if m["type"] == "task_cancelled" && m["taskId"] != taskID {
+			t.Fatalf("task_cancelled for another task: %v", m)
+		}
+		if m["type"] == "task_complete" {
+			if m["status"] != "cancelled" {
+				t.Fatalf("cancelled task ended %v", m)
+			}
+			return
+		}
 	}
 }

@@ -71,6 +71,8 @@ type gwOptions struct {
 	// inCwd runs `serve --dev` with no --data-dir, in dataDir as its working directory: the
 	// README's first command, whose state lands in ./data.
 	inCwd bool
+	// args are extra serve flags (--config FILE).
+	args []string
 }
 
 // startGateway runs the binary with --dev on random loopback ports and waits for the
@@ -82,9 +84,9 @@ func startGateway(t *testing.T, opts gwOptions) *gateway {
 		dataDir = t.TempDir()
 	}
 	g := &gateway{t: t, dataDir: dataDir, exited: make(chan struct{})}
-	cmd := exec.Command(binary, "serve", "--dev", "--data-dir", dataDir)
+	cmd := exec.Command(binary, append([]string{"serve", "--dev", "--data-dir", dataDir}, opts.args...)...)
 	if opts.inCwd {
-		cmd = exec.Command(binary, "serve", "--dev")
+		cmd = exec.Command(binary, append([]string{"serve", "--dev"}, opts.args...)...)
 		cmd.Dir = dataDir
 		g.dataDir = filepath.Join(dataDir, "data")
 	}

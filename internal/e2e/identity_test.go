@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -18,7 +17,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -713,7 +711,7 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 	if err := os.WriteFile(cfgFile, cfgYAML, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := startGatewayWithArgs(t, gwOptions{}, "--config", cfgFile)
+	g := startGateway(t, gwOptions{args: []string{"--config", cfgFile}})
 
 	now := time.Now()
 	claims := func(iss, aud, sub string) jwt.MapClaims {
@@ -823,84 +821,3 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 	}
 }
 
-// startGatewayWithArgs is startGateway with extra serve flags (--config FILE). It mirrors the
-// harness: --dev on random loopback ports, waiting for the scripting contract's lines.
-func startGatewayWithArgs(t *testing.T, opts gwOptions, extra ...string) *gateway {
-	t.Helper()
-	dataDir := opts.dataDir
-	if dataDir == "" {
-		dataDir = t.TempDir()
-	}
-	g := &gateway{t: t, dataDir: dataDir, exited: make(chan struct{})}
-	cmd := exec.Command(binary, append([]string{"serve", "--dev", "--data-dir", dataDir}, extra...)...)
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + dataDir, "GORACE=halt_on_error=1",
-		"FLOWGATE_SERVER_ADDR=127.0.0.1:0", "FLOWGATE_OPS_ADDR=127.0.0.1:0",
-		"FLOWGATE_LOG_FORMAT=json", "FLOWGATE_LOG_LEVEL=debug",
-	}
-	for k, v := range opts.env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stderr = writerFunc(func(p []byte) (int, error) {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		if g.logs.Len() < 64<<20 {
-			g.logs.Write(p)
-		}
-		return len(p), nil
-	})
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	g.cmd = cmd
-	lines := make(chan string, 16)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-		close(lines)
-	}()
-	go func() {
-		g.err = cmd.Wait()
-		close(g.exited)
-	}()
-	t.Cleanup(func() {
-		g.stop()
-		if t.Failed() {
-			t.Logf("gateway log:\n%s", tail(g.Logs(), 200))
-		}
-	})
-	deadline := time.After(60 * time.Second)
-	for g.URL == "" || g.UserToken == "" || g.AdminToken == "" {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("gateway exited before it was ready: %v\n%s", g.err, g.Logs())
-			}
-			k, v, _ := strings.Cut(line, ": ")
-			switch k {
-			case "url":
-				g.URL = v
-				g.HTTP = "http://" + strings.TrimSuffix(strings.TrimPrefix(v, "ws://"), "/ws")
-			case "user-token":
-				g.UserToken = v
-			case "admin-token":
-				g.AdminToken = v
-			}
-		case <-deadline:
-			t.Fatalf("gateway not ready after 60s\n%s", g.Logs())
-		}
-	}
-	go func() {
-		for range lines {
-		}
-	}()
-	g.Ops = "http://" + g.opsAddr(t)
-	return g
-}

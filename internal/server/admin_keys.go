@@ -42,12 +42,7 @@ func viewKey(m secrets.Metadata) keyView {
 
 func handleKeyGet(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
-			return
-		}
-		t, ok := d.loadTenant(w, r, id)
+		_, t, ok := d.tenantRequest(w, r, auth.PermTenantAdmin)
 		if !ok {
 			return
 		}
@@ -62,15 +57,11 @@ func handleKeyGet(d *Deps) http.Handler {
 
 func handleKeyPut(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
-			return
-		}
-		t, ok := d.loadTenant(w, r, id)
+		p, t, ok := d.tenantRequest(w, r, auth.PermTenantAdmin)
 		if !ok {
 			return
 		}
+		id := t.ID
 		var body validation.KeyPut
 		if !d.decodeJSON(w, r, &body) {
 			return
@@ -120,12 +111,7 @@ func handleKeyPut(d *Deps) http.Handler {
 
 func handleKeyDelete(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
-			return
-		}
-		t, ok := d.loadTenant(w, r, id)
+		p, t, ok := d.tenantRequest(w, r, auth.PermTenantAdmin)
 		if !ok {
 			return
 		}

@@ -147,12 +147,7 @@ func handleTenantCreate(d *Deps) http.Handler {
 
 func handleTenantGet(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
-			return
-		}
-		t, ok := d.loadTenant(w, r, id)
+		_, t, ok := d.tenantRequest(w, r, auth.PermTenantAdmin)
 		if !ok {
 			return
 		}
@@ -162,15 +157,11 @@ func handleTenantGet(d *Deps) http.Handler {
 
 func handleTenantPatch(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
-			return
-		}
-		current, ok := d.loadTenant(w, r, id)
+		p, current, ok := d.tenantRequest(w, r, auth.PermTenantAdmin)
 		if !ok {
 			return
 		}
+		id := current.ID
 		var body validation.TenantPatch
 		if !d.decodeJSON(w, r, &body) {
 			return
@@ -224,6 +215,18 @@ func handleTenantPatch(d *Deps) http.Handler {
 		d.tenantChanged(ctx, updated)
 		writeJSON(w, http.StatusOK, viewTenant(updated))
 	})
+}
+
+// tenantRequest is the start of every /v1/admin/tenants/{id}/… handler: authenticate, check
+// perms and the tenant scope, then read the tenant.
+func (d *Deps) tenantRequest(w http.ResponseWriter, r *http.Request, perms ...string) (*auth.Principal, store.Tenant, bool) {
+	id := r.PathValue("id")
+	p, ok := d.authenticate(w, r)
+	if !ok || !d.authorize(w, r, p, id, perms...) {
+		return nil, store.Tenant{}, false
+	}
+	t, ok := d.loadTenant(w, r, id)
+	return p, t, ok
 }
 
 // loadTenant reads tenant id from the store (not the cache: an admin sees the stored state)

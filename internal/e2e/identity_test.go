@@ -820,4 +820,3 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 		t.Fatal("the HS256 secret reached the log")
 	}
 }
-

@@ -24,6 +24,7 @@ import (
 	"github.com/flowgate/flowgate/internal/executor"
 	"github.com/flowgate/flowgate/internal/executor/sandbox"
 	"github.com/flowgate/flowgate/internal/metrics"
+	"github.com/flowgate/flowgate/internal/netpoll"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/ratelimit"
 	"github.com/flowgate/flowgate/internal/server"
@@ -141,8 +142,26 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		Strategies: profile.Strategies(), Modes: profile.Modes(), DefaultStrategy: profile.DefaultStrategy(), DefaultMode: profile.DefaultMode(),
 	}
 	validator := validation.New()
+	// Idle connections park in the poller (no goroutine each); it stops after the hub has
+	// shut down (the deferred stop runs after hub.Shutdown below) or on an early return.
+	poller, err := netpoll.New()
+	if err != nil {
+		log.Info("idle connections keep a reader goroutine each", "reason", err.Error())
+		poller = nil
+	} else {
+		pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+		go func() {
+			if err := poller.Run(pollCtx); err != nil {
+				log.Error("connection poller stopped; parked connections resumed on goroutines", "err", err)
+			}
+		}()
+		defer func() {
+			stopPoll()
+			<-poller.Done()
+		}()
+	}
 	hub := session.NewHub(session.Options{
-		Logger: log, Tasks: tasks, Validator: validator, Verifier: a.verifier, Revocations: revocations, Metrics: mx.Sessions(),
+		Logger: log, Tasks: tasks, Poller: poller, Validator: validator, Verifier: a.verifier, Revocations: revocations, Metrics: mx.Sessions(),
 		Tenants: a.tenants, Audit: a.recorder, Swarms: swarms,
 		Version: version, SwarmLimits: swarmLimits,
 		PublicLimits: protocol.Limits{
@@ -216,7 +235,13 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			return metrics.LimiterStats{Entries: st.Entries, Evictions: st.Evictions}
 		},
 		AuditQueued: func() int { return a.recorder.Stats().Queued },
-		Ready:       deps.Ready, Draining: deps.Draining,
+		Parked: func() int {
+			if poller == nil {
+				return 0
+			}
+			return poller.Parked()
+		},
+		Ready: deps.Ready, Draining: deps.Draining,
 	}); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}

@@ -185,6 +185,8 @@ type Sources struct {
 	Limiter func() LimiterStats
 	// AuditQueued returns the audit records waiting to be written (audit.Recorder.Stats).
 	AuditQueued func() int
+	// Parked returns the connections parked in the poller (netpoll.Poller.Parked).
+	Parked func() int
 	// Ready is the /readyz check (nil: ready); Draining reports a shutdown in progress.
 	Ready    func(ctx context.Context) error
 	Draining func() bool
@@ -238,6 +240,10 @@ func (m *Metrics) Observe(src Sources) error {
 	if src.AuditQueued != nil {
 		q := src.AuditQueued
 		gaugeFunc("audit_queue_length", "Audit records waiting to be written.", func() float64 { return float64(q()) })
+	}
+	if src.Parked != nil {
+		pk := src.Parked
+		gaugeFunc("connections_parked", "WebSocket sessions parked while idle (no reader goroutine until the client sends).", func() float64 { return float64(pk()) })
 	}
 	if src.Ready != nil || src.Draining != nil {
 		gaugeFunc("ready", "1 when this replica accepts new work (what /readyz answers), 0 otherwise.", func() float64 {

@@ -290,6 +290,7 @@ func TestObserve(t *testing.T) {
 		},
 		Limiter:     func() LimiterStats { return LimiterStats{Entries: 11, Evictions: 12} },
 		AuditQueued: func() int { return 13 },
+		Parked:      func() int { return 7 },
 		Ready: func(context.Context) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -312,7 +313,7 @@ func TestObserve(t *testing.T) {
 		"flowgate_executor_queue_size": 256, "flowgate_secret_cache_hits_total": 5, "flowgate_secret_cache_misses_total": 2,
 		"flowgate_secret_cache_stale_served_total": 1, "flowgate_secret_cache_evictions_total": 4,
 		"flowgate_secret_cache_entries": 9, "flowgate_ratelimit_entries": 11, "flowgate_ratelimit_evictions_total": 12,
-		"flowgate_audit_queue_length": 13, "flowgate_ready": 1, "flowgate_draining": 0,
+		"flowgate_audit_queue_length": 13, "flowgate_connections_parked": 7, "flowgate_ready": 1, "flowgate_draining": 0,
 	} {
 		mustValue(t, m, name, nil, want)
 	}

@@ -1,8 +1,10 @@
 package server
 
 import (
+	"errors"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -113,4 +115,13 @@ func (c *batchConn) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// SyscallConn exposes the socket, so an idle session can park it (internal/netpoll).
+func (c *batchConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("batchconn: not a socket")
+	}
+	return sc.SyscallConn()
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/netpoll"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/ratelimit"
 	"github.com/flowgate/flowgate/internal/store"
@@ -76,6 +77,9 @@ type Options struct {
 	Audit       Auditor
 	Swarms      SwarmLimiter
 	Metrics     Metrics
+	// Poller parks idle connections (no goroutine while the client is silent); nil keeps a
+	// reader goroutine per connection. Its owner runs it and stops it after Hub.Shutdown.
+	Poller *netpoll.Poller
 
 	Version      string
 	SwarmLimits  validation.Limits // engine enums and global bounds; tenants narrow them

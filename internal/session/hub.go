@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/netpoll"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/tenant"
 )
@@ -15,6 +16,7 @@ import (
 // enforces token expiry, so an idle connection costs no timer and no goroutine of its own.
 type Hub struct {
 	opts Options
+	poll *netpoll.Poller // nil: every session keeps a reader goroutine
 
 	mu       sync.Mutex
 	sessions map[*Session]struct{}
@@ -28,7 +30,7 @@ func NewHub(opts Options) *Hub {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Hub{opts: opts, sessions: map[*Session]struct{}{}}
+	return &Hub{opts: opts, poll: opts.Poller, sessions: map[*Session]struct{}{}}
 }
 
 func (h *Hub) add(s *Session) bool {
@@ -142,6 +144,7 @@ func (h *Hub) sweep(ctx context.Context) {
 			}
 		}
 		s.pingIfDue(now)
+		s.wakeIfExpired(now)
 	}
 }
 
@@ -163,6 +166,7 @@ func (h *Hub) Shutdown(ctx context.Context) {
 	case <-ctx.Done():
 		for _, s := range h.snapshot() {
 			s.conn.Close()
+			s.wakeReader()
 		}
 		<-done
 	}

@@ -1,11 +1,13 @@
 package session
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/netpoll"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/task"
 )
@@ -31,9 +34,11 @@ type Meta struct {
 	SessionID string
 }
 
-// Session is one connection. Its reader is the goroutine that called Serve; its writer is
-// started on demand when there is something to send and ends when there is nothing left,
-// so an idle connection holds one goroutine.
+// Session is one connection. Its reader runs on a goroutine of its own while the client
+// sends; when the client is idle and the hub has a poller, the reader parks the connection
+// (no goroutine) until it is readable again. Its writer is started on demand when there is
+// something to send and ends when there is nothing left. An idle connection therefore
+// holds no goroutine at all (one when the platform cannot park).
 type Session struct {
 	id        string
 	hub       *Hub
@@ -41,6 +46,13 @@ type Session struct {
 	conn      *websocket.Conn
 	meta      Meta
 	principal atomic.Pointer[auth.Principal]
+	onEnd     func()
+
+	// br is the buffered reader gorilla reads through (nil when unknown); park is the
+	// connection's poller registration (nil when it cannot park). A connection parks only
+	// when br holds nothing, so every byte the client sent is still in the socket.
+	br   *bufio.Reader
+	park *netpoll.Handle
 
 	mu          sync.Mutex
 	queue       [][]byte
@@ -55,6 +67,10 @@ type Session struct {
 	closeCode   int
 	closeReason string
 	ended       bool
+	// readDeadline is when the reader gives up on the client (no pong, no close reply).
+	// It lives here, not only on the socket, because a parked connection has no reader:
+	// the hub's sweep wakes it once the deadline has passed.
+	readDeadline time.Time
 
 	writer sync.WaitGroup
 
@@ -70,13 +86,14 @@ func (s *Session) ID() string { return s.id }
 // Principal is the identity the session currently speaks for (reauth may refresh it).
 func (s *Session) Principal() *auth.Principal { return s.principal.Load() }
 
-// Start runs a session on an upgraded connection, on a goroutine of its own that the hub
-// owns (Shutdown waits for it), and returns at once: the HTTP handler's goroutine, whose
-// stack grew during the handshake, and the request it holds are released, so an idle
-// connection costs one small goroutine. When the session ends it releases everything it
-// held — subscriptions (detaching the tasks they watched), the writer, the connection —
-// and then calls onEnd. The caller has already authenticated p and recorded session.open.
-func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, p *auth.Principal, meta Meta, onEnd func()) {
+// Start runs a session on an upgraded connection and returns at once: the HTTP handler's
+// goroutine and the request it holds are released. The session's reader is owned by the hub
+// (Shutdown waits for it). br is the buffered reader the connection was upgraded with, or
+// nil if unknown (the connection then never parks). When the session ends it releases
+// everything it held — subscriptions (detaching the tasks they watched), the writer, the
+// connection — and then calls onEnd. The caller has already authenticated p and recorded
+// session.open.
+func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, br *bufio.Reader, p *auth.Principal, meta Meta, onEnd func()) {
 	o := &h.opts
 	id := meta.SessionID
 	if id == "" {
@@ -88,6 +105,8 @@ func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, p *auth.Principal
 		opts:       o,
 		conn:       conn,
 		meta:       meta,
+		onEnd:      onEnd,
+		br:         br,
 		subs:       map[string]*task.Subscription{},
 		msgLimiter: rate.NewLimiter(rate.Limit(o.MessagesPerSecond), o.MessageBurst),
 	}
@@ -101,16 +120,34 @@ func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, p *auth.Principal
 	o.metric(func(m Metrics) { m.SessionOpened() })
 	now := o.Now()
 	s.nextPing = now.Add(o.PingInterval)
+	s.readDeadline = now.Add(o.PongTimeout)
+	conn.SetReadLimit(o.MaxMessageBytes)
+	conn.SetPongHandler(func(string) error {
+		s.extendDeadline()
+		return nil
+	})
+	if h.poll != nil && br != nil {
+		if nc, ok := conn.NetConn().(netpoll.Conn); ok {
+			if hd, err := h.poll.Register(nc); err == nil {
+				s.park = hd
+			}
+		}
+	}
 	s.send(protocol.Connection{
 		Type: protocol.TypeConnection, SessionID: s.id, Status: "connected", Version: o.Version,
 		Protocol: protocol.Name, Tenant: p.Tenant, User: p.Subject, Permissions: p.Permissions,
 		ExpiresAt: protocol.Time(p.ExpiresAt), Limits: o.PublicLimits, ServerTime: protocol.Time(now),
 	})
-	go func() {
-		defer onEnd()
-		code := s.readLoop(ctx)
+	go s.serve(ctx)
+}
+
+// serve is the reader: it runs until the session ends, or until it parks the connection
+// (then the poller starts serve again when the client sends something).
+func (s *Session) serve(ctx context.Context) {
+	code, parked := s.readLoop(ctx)
+	if !parked {
 		s.end(ctx, code)
-	}()
+	}
 }
 
 // NewID returns a fresh session id (128 random bits, hex).
@@ -120,41 +157,41 @@ func NewID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// readLoop reads frames until the connection ends and returns the close code to report.
-func (s *Session) readLoop(ctx context.Context) int {
-	o := s.opts
+// readLoop reads frames until the connection ends, and returns the close code to report,
+// or until it parks the connection (parked true: the session lives on without a reader).
+func (s *Session) readLoop(ctx context.Context) (code int, parked bool) {
 	c := s.conn
-	c.SetReadLimit(o.MaxMessageBytes)
-	_ = c.SetReadDeadline(o.Now().Add(o.PongTimeout))
-	c.SetPongHandler(func(string) error {
-		if s.isClosing() {
-			return nil
-		}
-		return c.SetReadDeadline(o.Now().Add(o.PongTimeout))
-	})
+	s.mu.Lock()
+	deadline := s.readDeadline
+	s.mu.Unlock()
+	_ = c.SetReadDeadline(deadline)
 	for {
+		if s.park != nil && s.br.Buffered() == 0 && s.takePongs() && s.parkReader(ctx) {
+			return 0, true
+		}
 		mt, data, err := c.ReadMessage()
 		if err != nil {
 			var ce *websocket.CloseError
 			switch {
 			case errors.As(err, &ce):
-				return ce.Code
+				return ce.Code, false
 			case errors.Is(err, websocket.ErrReadLimit):
 				// gorilla has already sent 1009 on its way out.
 				s.closeWith(protocol.CloseMessageTooBig, "message too big")
-				return protocol.CloseMessageTooBig
+				s.discardRest()
+				return protocol.CloseMessageTooBig, false
 			}
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				s.closeWith(protocol.ClosePolicyViolation, "pong timeout")
-				return protocol.ClosePolicyViolation
+				return protocol.ClosePolicyViolation, false
 			}
-			return websocket.CloseAbnormalClosure
+			return websocket.CloseAbnormalClosure, false
 		}
 		if s.isClosing() {
 			continue // drain until the peer answers our close
 		}
-		_ = c.SetReadDeadline(o.Now().Add(o.PongTimeout))
+		s.extendDeadline()
 		if mt != websocket.TextMessage {
 			s.closeWith(protocol.CloseUnsupportedData, "binary frames are not supported")
 			continue
@@ -169,6 +206,16 @@ func (s *Session) readLoop(ctx context.Context) int {
 		}
 		s.handle(ctx, data)
 	}
+}
+
+// discardRest reads and drops what the client is still sending after an oversized frame,
+// for a second at most and a bounded amount: gorilla cannot read past that frame, and
+// closing a socket with unread data makes the kernel answer with a reset, which can reach
+// the client before our 1009 and leave it with a bare "connection reset".
+func (s *Session) discardRest() {
+	nc := s.conn.NetConn()
+	_ = nc.SetReadDeadline(time.Now().Add(time.Second))
+	_, _ = io.CopyN(io.Discard, nc, 4*s.opts.MaxMessageBytes)
 }
 
 // denyMessage answers a message over the per-connection rate. The audit log gets one record
@@ -257,9 +304,13 @@ func (s *Session) closeWith(code int, reason string) {
 	s.closing, s.closeCode, s.closeReason = true, code, reason
 	s.queue, s.queueBytes = nil, 0
 	s.kickLocked()
-	s.mu.Unlock()
 	// Do not wait longer than a second for the peer's close frame.
-	_ = s.conn.SetReadDeadline(time.Now().Add(time.Second + s.opts.WriteTimeout))
+	s.readDeadline = s.opts.Now().Add(time.Second + s.opts.WriteTimeout)
+	deadline := s.readDeadline
+	s.mu.Unlock()
+	_ = s.conn.SetReadDeadline(deadline)
+	// A parked connection needs its reader back to see the peer's answer, or the deadline.
+	s.wakeReader()
 }
 
 func (s *Session) pingIfDue(now time.Time) {
@@ -386,6 +437,7 @@ func (s *Session) writeLoop() {
 				s.opts.metric(func(m Metrics) { m.SlowConsumer() })
 			}
 			s.conn.Close()
+			s.wakeReader() // a parked reader must see the connection gone and end the session
 			return
 		}
 		s.mu.Lock()
@@ -441,11 +493,15 @@ func (s *Session) end(ctx context.Context, code int) {
 	s.mu.Lock()
 	s.ended = true
 	s.mu.Unlock()
+	if s.park != nil {
+		s.park.Close()
+	}
 	s.conn.Close()
 	s.hub.remove(s)
 	s.opts.metric(func(m Metrics) { m.SessionClosed(code) })
 	s.audit(context.WithoutCancel(ctx), audit.ActionSessionClose, audit.OutcomeSuccess, closeReason(code, s.closeReason), "", "",
 		map[string]any{"code": code})
+	s.onEnd()
 }
 
 func closeReason(code int, reason string) string {

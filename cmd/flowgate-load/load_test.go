@@ -224,6 +224,14 @@ func TestModes(t *testing.T) {
 		}
 	})
 
+	t.Run("handshake", func(t *testing.T) {
+		rep := load(t, nil, append(gwArgs(g, "handshake", "hs-"), "--conns", "40")...)
+		if rep["mode"] != "handshake" || field(t, rep, "result", "connected") != 40 || rep["ok"] != true ||
+			field(t, rep, "config", "dialConcurrency") != 256 || field(t, rep, "result", "connectRatePerSec") <= 0 {
+			t.Fatalf("handshake report is wrong: %v", rep["result"])
+		}
+	})
+
 	t.Run("stream", func(t *testing.T) {
 		rep := load(t, nil, append(gwArgs(g, "stream", "stream-"), "--clients", "3", "--events", "300", "--agents", "2")...)
 		per := rep["result"].(map[string]any)["perClientEvents"].([]any)

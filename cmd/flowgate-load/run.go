@@ -41,6 +41,8 @@ const usageText = `usage: flowgate-load MODE [flags]
 Modes (each prints one JSON object on stdout; exit 0 ok, 3 finished with errors, 2 usage):
   idle    hold --conns authenticated connections; connect rate, connect p50/p99,
           server RSS per connection with --server-pid
+  handshake  idle for throughput: --dial-concurrency 256 and --settle 0 unless given;
+          handshakes/s and connect p50/p99 (its RSS figures include handshake garbage)
   stream  --clients connections, one unpaced swarm each (sim:pace=0 sim:events=E);
           total events/s from the first event to the last task_complete
   paced   --clients swarms each at --rate events/s for --duration (sim:rate=R);
@@ -103,9 +105,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runTable(args[1:], stdout)
 	}
 	switch mode {
-	case "idle", "stream", "paced", "spawn":
+	case "idle", "handshake", "stream", "paced", "spawn":
 	default:
-		return usageError(fmt.Sprintf("unknown mode %q (idle, stream, paced, spawn, table)", mode))
+		return usageError(fmt.Sprintf("unknown mode %q (idle, handshake, stream, paced, spawn, table)", mode))
 	}
 	cfg, err := parseFlags(mode, args[1:], getenv, stderr)
 	if err != nil {
@@ -122,7 +124,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	start := time.Now()
 	rep.StartedAt = start.UTC().Format(time.RFC3339Nano)
 	switch mode {
-	case "idle":
+	case "idle", "handshake":
 		rep.Result, rep.OK = runIdle(ctx, cfg, tokens, rep.errs)
 	case "stream":
 		rep.Result, rep.OK = runStream(ctx, cfg, tokens, rep.errs)
@@ -218,6 +220,18 @@ func parseFlags(mode string, args []string, getenv func(string) string, stderr i
 	if fs.NArg() > 0 {
 		return nil, usageError(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	}
+	if mode == "handshake" {
+		// Throughput, not memory: enough handshakes in flight to keep both cores busy, and
+		// no settle wait.
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["dial-concurrency"] {
+			cfg.Dialers = 256
+		}
+		if !set["settle"] {
+			cfg.settle = 0
+		}
+	}
 	if err := cfg.check(*noAuth, getenv); err != nil {
 		return nil, err
 	}
@@ -282,7 +296,7 @@ func (cfg *config) check(noAuth bool, getenv func(string) string) error {
 	var errs []error
 	keep := map[string]bool{}
 	switch cfg.Mode {
-	case "idle":
+	case "idle", "handshake":
 		def(&cfg.Conns, 100)
 		errs = append(errs, inRange("conns", cfg.Conns, 1, maxConns), durRange("hold", cfg.hold, 0), durRange("settle", cfg.settle, 0))
 		keep["conns"] = true

@@ -2,7 +2,9 @@ package task
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"testing"
 	"time"
@@ -147,4 +149,33 @@ func FuzzScanLine(f *testing.F) {
 			t.Fatalf("scanLine(%q) = %v; json.Valid says %v", line, ok, want)
 		}
 	})
+}
+
+// special8 against the byte table, for every byte value at every position, behind plain
+// bytes and behind another special byte (the first mark must be the first special byte).
+func TestSpecial8(t *testing.T) {
+	for pos := range 8 {
+		for v := range 256 {
+			w := []byte("abcdefgh")
+			w[pos] = byte(v)
+			m := special8(binary.LittleEndian.Uint64(w))
+			plain := plainASCII[v]
+			switch {
+			case plain && m != 0:
+				t.Fatalf("byte %#x at %d: marked %#x, want none", v, pos, m)
+			case !plain && (m == 0 || bits.TrailingZeros64(m)/8 != pos):
+				t.Fatalf("byte %#x at %d: marks %#x, want the first at %d", v, pos, m, pos)
+			}
+			if pos < 7 {
+				w[pos+1] = 0x00 // a second special byte after it must not move the first mark
+				want := pos
+				if plain {
+					want = pos + 1
+				}
+				if m := special8(binary.LittleEndian.Uint64(w)); bits.TrailingZeros64(m)/8 != want {
+					t.Fatalf("byte %#x at %d then NUL: first mark at %d, want %d", v, pos, bits.TrailingZeros64(m)/8, want)
+				}
+			}
+		}
+	}
 }

@@ -1,6 +1,10 @@
 package task
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"math/bits"
+	"unicode/utf8"
+)
 
 // objectInfo is what the frame builder needs to know about an engine line.
 type objectInfo struct {
@@ -60,8 +64,7 @@ func scanLine(line []byte) (objectInfo, bool) {
 			if isType {
 				info.typ = ""
 				if line[valStart] == '"' {
-					raw := line[valStart+1 : s.i-1]
-					info.typ = unescape(raw)
+					info.typ = typeName(line[valStart+1 : s.i-1])
 				}
 				if reservedType(info.typ) {
 					info.reserved = true
@@ -101,6 +104,9 @@ func (s *scanner) peek() byte {
 
 func (s *scanner) skipSpace() {
 	b, i := s.b, s.i
+	if i < len(b) && b[i] > ' ' {
+		return // compact JSON: the usual case, one comparison
+	}
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
@@ -117,6 +123,17 @@ func (s *scanner) str() (escaped, ok bool) {
 	}
 	i++
 	for i < len(b) {
+		// Eight bytes at a time, straight to the first one that needs a look.
+		for i+8 <= len(b) {
+			if m := special8(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+				i += bits.TrailingZeros64(m) / 8
+				break
+			}
+			i += 8
+		}
+		if i >= len(b) {
+			break
+		}
 		c := b[i]
 		if plainASCII[c] {
 			i++
@@ -294,3 +311,45 @@ var plainASCII = func() (t [256]bool) {
 	}
 	return t
 }()
+
+const (
+	ones  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// special8 marks, with the byte's high bit, the bytes of w (little-endian: the first byte
+// lowest) that a JSON string cannot hold as they are: a quote, a backslash, a control byte
+// (< 0x20), or non-ASCII (>= 0x80, which the byte loop checks as UTF-8). The borrow trick
+// may also mark bytes after a marked one, never before it, so the lowest mark is exact.
+func special8(w uint64) uint64 {
+	quote := w ^ (ones * '"')
+	backslash := w ^ (ones * '\\')
+	control := (w - ones*0x20) & ^w
+	return (w | (quote-ones)&^quote | (backslash-ones)&^backslash | control) & highs
+}
+
+// typeName is a "type" value as a string; the engines' usual types come without an
+// allocation (this runs once per engine event).
+func typeName(raw []byte) string {
+	switch string(raw) { // no allocation: the compiler compares the bytes in place
+	case "assistant":
+		return "assistant"
+	case "user":
+		return "user"
+	case "system":
+		return "system"
+	case "result":
+		return "result"
+	case "agent_spawn":
+		return "agent_spawn"
+	case "task_progress":
+		return "task_progress"
+	case "stream_event":
+		return "stream_event"
+	case "tool_use":
+		return "tool_use"
+	case "tool_result":
+		return "tool_result"
+	}
+	return unescape(raw)
+}

@@ -29,10 +29,13 @@ const (
 	DefaultMaxBatch           = 256
 	MaxMaxBatch               = 1024
 	MaxLinger                 = 2 * time.Millisecond
-	DefaultQueueSize          = 4096
-	MaxQueueSize              = 1 << 16
-	DefaultWriteTimeout       = 10 * time.Second
-	DefaultPruneInterval      = 6 * time.Hour
+	// busyWindow is how long after a batch of several records the recorder counts as busy
+	// (and lingers); see runWriter.
+	busyWindow           = 100 * time.Millisecond
+	DefaultQueueSize     = 4096
+	MaxQueueSize         = 1 << 16
+	DefaultWriteTimeout  = 10 * time.Second
+	DefaultPruneInterval = 6 * time.Hour
 	// maxRemembered bounds the per-chain memory of what this process wrote last.
 	maxRemembered = 100_000
 )
@@ -63,7 +66,8 @@ type Options struct {
 	PruneInterval time.Duration
 
 	// Group commit: one transaction takes up to MaxBatch queued records (0 = 256, at most 1024);
-	// Linger (0 = none, at most 2ms) is how long a batch that is not full waits for more.
+	// Linger (0 = none, at most 2ms) is how long a batch's first record waits for more to join
+	// it, when the previous batch had more than one record (an idle recorder writes at once).
 	// QueueSize bounds the records waiting (0 = 4096, at most 65536); Record blocks (until its
 	// ctx ends) while the queue is full. WriteTimeout bounds one append transaction (0 = 10s).
 	MaxBatch     int
@@ -325,6 +329,11 @@ func (r *Recorder) runWriter() {
 	defer r.wg.Done()
 	batch := make([]*request, 0, r.maxBatch)
 	var timer *time.Timer
+	// A batch lingers only while the recorder is busy: within busyWindow of a batch that had
+	// company. A lone record on a quiet recorder is written at once (a swarm waits for its
+	// task.create record); under a burst (a reconnect storm's session.open records)
+	// lingering turns many small transactions into a few large ones.
+	var lastCrowded time.Time
 	for {
 		req, ok := <-r.queue
 		if !ok {
@@ -332,6 +341,9 @@ func (r *Recorder) runWriter() {
 		}
 		batch = append(batch[:0], req)
 		open := true
+		// The linger is counted from the batch's first record, not reset by each arrival:
+		// a steady trickle must not hold that record until the batch is full.
+		lingering := false
 	fill:
 		for len(batch) < r.maxBatch {
 			select {
@@ -344,25 +356,34 @@ func (r *Recorder) runWriter() {
 				continue
 			default:
 			}
-			if r.linger <= 0 {
+			if r.linger <= 0 || time.Since(lastCrowded) > busyWindow {
 				break
 			}
-			if timer == nil {
-				timer = time.NewTimer(r.linger)
-			} else {
-				timer.Reset(r.linger)
+			if !lingering {
+				lingering = true
+				if timer == nil {
+					timer = time.NewTimer(r.linger)
+				} else {
+					timer.Reset(r.linger)
+				}
 			}
 			select {
 			case req, ok := <-r.queue:
-				timer.Stop()
 				if !ok {
 					open = false
 					break fill
 				}
 				batch = append(batch, req)
 			case <-timer.C:
+				lingering = false
 				break fill
 			}
+		}
+		if lingering {
+			timer.Stop()
+		}
+		if len(batch) > 1 {
+			lastCrowded = time.Now()
 		}
 		r.write(batch)
 		clear(batch) // drop references to delivered requests

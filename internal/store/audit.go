@@ -355,7 +355,7 @@ func (db *DB) AddAuditCheckpoints(ctx context.Context, cps []audit.Checkpoint) e
 			args = append(args, c.Chain, c.Kind, c.Seq, c.Hash, c.Time.UnixMilli(), c.KeyID, c.Signature)
 		}
 		q.WriteString(" ON CONFLICT (chain, kind, seq) DO NOTHING")
-		if _, err := db.db.ExecContext(ctx, db.Rebind(q.String()), args...); err != nil {
+		if _, err := db.w.ExecContext(ctx, db.Rebind(q.String()), args...); err != nil {
 			return fmt.Errorf("store: add audit checkpoints: %w", err)
 		}
 	}
@@ -364,7 +364,7 @@ func (db *DB) AddAuditCheckpoints(ctx context.Context, cps []audit.Checkpoint) e
 
 // DeleteAuditRecords implements audit.Storage.
 func (db *DB) DeleteAuditRecords(ctx context.Context, chain string, afterSeq, throughSeq int64) (int64, error) {
-	res, err := db.db.ExecContext(ctx, db.Rebind("DELETE FROM audit_records WHERE chain = ? AND seq > ? AND seq <= ?"),
+	res, err := db.w.ExecContext(ctx, db.Rebind("DELETE FROM audit_records WHERE chain = ? AND seq > ? AND seq <= ?"),
 		chain, afterSeq, throughSeq)
 	if err != nil {
 		return 0, fmt.Errorf("store: delete audit records: %w", err)
@@ -378,7 +378,7 @@ func (db *DB) DeleteAuditRecords(ctx context.Context, chain string, afterSeq, th
 
 // DeleteAuditCheckpoints implements audit.Storage.
 func (db *DB) DeleteAuditCheckpoints(ctx context.Context, chain string, throughSeq int64) error {
-	_, err := db.db.ExecContext(ctx, db.Rebind(`
+	_, err := db.w.ExecContext(ctx, db.Rebind(`
 		DELETE FROM audit_checkpoints WHERE chain = ?
 		AND ((kind = 'checkpoint' AND seq <= ?) OR (kind = 'anchor' AND seq < ?))`),
 		chain, throughSeq, throughSeq)

@@ -13,7 +13,7 @@ func (db *DB) UpsertNode(ctx context.Context, id string, startedAt time.Time) er
 		return fmt.Errorf("%w: node id must be 1 to %d bytes", ErrInvalid, MaxNodeBytes)
 	}
 	t := db.TimeArg(startedAt)
-	_, err := db.db.ExecContext(ctx, db.Rebind(
+	_, err := db.w.ExecContext(ctx, db.Rebind(
 		`INSERT INTO nodes (id, started_at, heartbeat_at) VALUES (?, ?, ?)
 		ON CONFLICT (id) DO UPDATE SET started_at = excluded.started_at, heartbeat_at = excluded.heartbeat_at`),
 		id, t, t)
@@ -25,7 +25,7 @@ func (db *DB) UpsertNode(ctx context.Context, id string, startedAt time.Time) er
 
 // TouchNode sets the node's heartbeat to at, or returns ErrNotFound if the node is unknown.
 func (db *DB) TouchNode(ctx context.Context, id string, at time.Time) error {
-	res, err := db.db.ExecContext(ctx, db.Rebind("UPDATE nodes SET heartbeat_at = ? WHERE id = ?"), db.TimeArg(at), id)
+	res, err := db.w.ExecContext(ctx, db.Rebind("UPDATE nodes SET heartbeat_at = ? WHERE id = ?"), db.TimeArg(at), id)
 	if err != nil {
 		return fmt.Errorf("store: touch node: %w", err)
 	}

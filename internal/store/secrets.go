@@ -68,7 +68,7 @@ func (db *DB) PutSecret(ctx context.Context, rec SecretRecord) (SecretRecord, er
 
 // DeleteSecret removes the tenant's sealed key, or returns ErrNotFound if there is none.
 func (db *DB) DeleteSecret(ctx context.Context, tenant string) error {
-	res, err := db.db.ExecContext(ctx, db.Rebind("DELETE FROM local_secrets WHERE tenant = ?"), tenant)
+	res, err := db.w.ExecContext(ctx, db.Rebind("DELETE FROM local_secrets WHERE tenant = ?"), tenant)
 	if err != nil {
 		return fmt.Errorf("store: delete secret: %w", err)
 	}

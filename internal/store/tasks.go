@@ -212,7 +212,7 @@ func (db *DB) UpdateTask(ctx context.Context, tenant, id string, u TaskUpdate) (
 	}
 	// COALESCE(?, col) keeps the column when the argument is NULL, so one statement serves every
 	// kind of update.
-	row := db.queryRow(ctx, db.Rebind(`UPDATE tasks SET
+	row := db.writeRow(ctx, db.Rebind(`UPDATE tasks SET
 		status = COALESCE(?, status),
 		node = COALESCE(?, node),
 		started_at = COALESCE(?, started_at),
@@ -292,7 +292,7 @@ func (db *DB) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 // and returns how many it changed. node "" means every node: a single-node server calls it at
 // start for the tasks a crashed predecessor left behind.
 func (db *DB) InterruptRunning(ctx context.Context, node string) (int, error) {
-	res, err := db.db.ExecContext(ctx, db.Rebind(`UPDATE tasks SET
+	res, err := db.w.ExecContext(ctx, db.Rebind(`UPDATE tasks SET
 		status = ?, ended_at = ?,
 		error_msg = CASE WHEN error_msg = '' THEN ? ELSE error_msg END
 		WHERE status IN (?, ?) AND (? = '' OR node = ?)`),
@@ -369,7 +369,7 @@ func (db *DB) StaleNodes(ctx context.Context, before time.Time) ([]string, error
 // and returns them. Several replicas may race to reap one node: each task is returned to
 // exactly one of them.
 func (db *DB) InterruptNode(ctx context.Context, node string) ([]Task, error) {
-	rows, err := db.db.QueryContext(ctx, db.Rebind(`UPDATE tasks SET
+	rows, err := db.w.QueryContext(ctx, db.Rebind(`UPDATE tasks SET
 		status = ?, ended_at = ?,
 		error_msg = CASE WHEN error_msg = '' THEN ? ELSE error_msg END
 		WHERE node = ? AND status IN (?, ?)

@@ -105,7 +105,7 @@ func (db *DB) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, fmt.Errorf("store: encode tenant limits: %w", err)
 	}
-	_, err = db.db.ExecContext(ctx, db.Rebind(
+	_, err = db.w.ExecContext(ctx, db.Rebind(
 		"INSERT INTO tenants ("+tenantCols+") VALUES (?, ?, ?, ?, ?, ?, ?)"),
 		t.ID, t.Name, t.Status, string(limits), t.KeyRef, db.TimeArg(t.CreatedAt), db.TimeArg(t.UpdatedAt))
 	if db.dialect.isUniqueViolation(err) {

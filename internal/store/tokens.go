@@ -48,7 +48,7 @@ func (db *DB) RevokeToken(ctx context.Context, r RevokedToken) error {
 	if r.RevokedAt.IsZero() {
 		r.RevokedAt = db.timeNow()
 	}
-	_, err := db.db.ExecContext(ctx, db.Rebind(
+	_, err := db.w.ExecContext(ctx, db.Rebind(
 		`INSERT INTO revoked_tokens (jti, tenant, expires_at, revoked_at, revoked_by)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, jti) DO NOTHING`),
 		r.JTI, r.Tenant, db.TimeArg(r.ExpiresAt), db.TimeArg(r.RevokedAt), r.RevokedBy)
@@ -97,7 +97,7 @@ func (db *DB) ListRevoked(ctx context.Context, since time.Time) ([]RevokedToken,
 
 // PruneRevoked deletes revocations of tokens that expired before now and returns how many.
 func (db *DB) PruneRevoked(ctx context.Context, now time.Time) (int, error) {
-	res, err := db.db.ExecContext(ctx, db.Rebind("DELETE FROM revoked_tokens WHERE expires_at < ?"), db.TimeArg(now))
+	res, err := db.w.ExecContext(ctx, db.Rebind("DELETE FROM revoked_tokens WHERE expires_at < ?"), db.TimeArg(now))
 	if err != nil {
 		return 0, fmt.Errorf("store: prune revoked tokens: %w", err)
 	}

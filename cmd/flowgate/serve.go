@@ -101,7 +101,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxLineBytes: cfg.Engine.MaxLineBytes, MaxOutputBytes: cfg.Engine.MaxOutputBytes,
 		PassEnv: cfg.Engine.Env, Getenv: getenv, Sandbox: mode, InitPath: initBinary(self, log), Logger: log,
 		Landlock: sandbox.LandlockMode(cfg.Engine.Landlock), ReadPaths: cfg.Engine.ReadPaths, WritePaths: cfg.Engine.WritePaths,
-		ConnectPorts: cfg.Engine.ConnectPorts, RunAs: cfg.Engine.RunAs, Protect: cfg.ProtectedPaths(getenv),
+		ConnectPorts: cfg.Engine.ConnectPorts, RunAs: cfg.Engine.RunAs, Nice: cfg.Engine.Nice, Protect: cfg.ProtectedPaths(getenv),
 	})
 	if err != nil {
 		return err

@@ -150,6 +150,7 @@ type Engine struct {
 	WritePaths     []string      `yaml:"write_paths"`
 	ConnectPorts   []int         `yaml:"connect_ports"`
 	RunAs          string        `yaml:"run_as"`
+	Nice           int           `yaml:"nice"`
 }
 
 // Secrets configures where tenant API keys live.
@@ -293,6 +294,7 @@ func Default() Config {
 			Sandbox:        "auto",
 			Landlock:       "auto",
 			ConnectPorts:   []int{443},
+			Nice:           10,
 		},
 		Secrets: Secrets{
 			Provider:           "aws",

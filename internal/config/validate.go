@@ -267,6 +267,9 @@ func (c *Config) validateConfinement(bad func(key, format string, args ...any)) 
 			bad(fmt.Sprintf("engine.connect_ports[%d]", i), "must be a TCP port (1-65535)")
 		}
 	}
+	if e.Nice < 0 || e.Nice > 19 {
+		bad("engine.nice", "must be 0 (the gateway's own) to 19")
+	}
 	if e.RunAs != "" {
 		u, g, ok := strings.Cut(e.RunAs, ":")
 		uid, err1 := strconv.ParseUint(u, 10, 31)

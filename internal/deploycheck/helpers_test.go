@@ -253,3 +253,24 @@ func keys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// tool finds an external checker (nginx, openssl, systemd-analyze) on PATH or at one of the
+// given paths. Missing, the test skips on a developer's machine but fails in CI
+// (FLOWGATE_TEST_REQUIRE_SERVICES), where .ci/run installs them: a check that silently stops
+// running there would let the files it guards rot.
+func tool(t *testing.T, name string, paths ...string) string {
+	t.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, p := range paths {
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	if os.Getenv("FLOWGATE_TEST_REQUIRE_SERVICES") != "" {
+		t.Fatalf("%s not installed (FLOWGATE_TEST_REQUIRE_SERVICES is set)", name)
+	}
+	t.Skipf("%s not installed", name)
+	return ""
+}

@@ -99,17 +99,7 @@ func TestNginxConfigs(t *testing.T) {
 
 // nginx -t on deploy/nginx/flowgate.conf, where nginx is installed.
 func TestNginxSyntax(t *testing.T) {
-	ngx, err := exec.LookPath("nginx")
-	if err != nil {
-		for _, p := range []string{"/usr/sbin/nginx", "/usr/local/sbin/nginx"} {
-			if _, e := os.Stat(p); e == nil {
-				ngx, err = p, nil
-			}
-		}
-	}
-	if err != nil {
-		t.Skip("nginx not installed (apt-get install nginx-light): " + err.Error())
-	}
+	ngx := tool(t, "nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx")
 	dir := t.TempDir()
 	writeSelfSigned(t, filepath.Join(dir, "flowgate.crt"), filepath.Join(dir, "flowgate.key"))
 	site := strings.NewReplacer("/etc/nginx/tls", dir, "/var/log/nginx", dir).Replace(string(readFile(t, "deploy/nginx/flowgate.conf")))

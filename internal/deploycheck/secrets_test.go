@@ -15,9 +15,7 @@ import (
 
 // gen-secrets.sh produces key files flowgate accepts, and is idempotent.
 func TestComposeGenSecrets(t *testing.T) {
-	if _, err := exec.LookPath("openssl"); err != nil {
-		t.Skip("openssl not installed: " + err.Error())
-	}
+	tool(t, "openssl")
 	dir := t.TempDir()
 	script := filepath.Join(dir, "gen-secrets.sh")
 	if err := os.WriteFile(script, readFile(t, "deploy/compose/gen-secrets.sh"), 0o755); err != nil {

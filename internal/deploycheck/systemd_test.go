@@ -125,10 +125,7 @@ func TestSystemdEnvFile(t *testing.T) {
 
 // systemd-analyze verify, where systemd is installed, with ExecStart pointing at a real binary.
 func TestSystemdAnalyzeVerify(t *testing.T) {
-	sa, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Skip("systemd-analyze not installed: " + err.Error())
-	}
+	sa := tool(t, "systemd-analyze")
 	bin := binary(t)
 	unit := strings.ReplaceAll(string(readFile(t, "deploy/systemd/flowgate.service")), "/usr/local/bin/flowgate", bin)
 	dir := t.TempDir()

@@ -2,8 +2,12 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -238,6 +242,31 @@ func TestConnectionCaps(t *testing.T) {
 	}
 	if refused < 2 {
 		t.Fatalf("%d of 6 rapid handshakes refused; want the per-IP rate to refuse past the burst of 3", refused)
+	}
+	// The refusal tells a well-behaved client when to come back: Retry-After in whole seconds
+	// (rounded up) and retryAfterMs in the problem body.
+	req, _ := http.NewRequestWithContext(ctx, "GET", h.URL, nil)
+	req.URL.Scheme = "http"
+	req.Header.Set("Authorization", "Bearer "+h.UserToken)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var p struct {
+		Code         string `json:"code"`
+		RetryAfterMs int64  `json:"retryAfterMs"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&p)
+	ra, _ := strconv.Atoi(resp.Header.Get("Retry-After"))
+	if resp.StatusCode != http.StatusTooManyRequests || p.Code != "rate_limited" || ra < 1 || ra > 2 ||
+		p.RetryAfterMs <= 0 || p.RetryAfterMs > 1000 || int64(ra)*1000 < p.RetryAfterMs {
+		t.Fatalf("handshake past the per-IP rate: %d Retry-After=%q body=%+v; want 429 rate_limited, Retry-After 1..2 s covering retryAfterMs in (0, 1000]",
+			resp.StatusCode, resp.Header.Get("Retry-After"), p)
 	}
 }
 

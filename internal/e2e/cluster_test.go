@@ -217,7 +217,14 @@ func TestClusterRedisRestart(t *testing.T) {
 	if err := remote.Send(map[string]any{"type": "subscribe", "taskId": id, "afterSeq": 0}); err != nil {
 		t.Fatal(err)
 	}
-	readUntil(t, remote, 20*time.Second, func(m client.Message) bool { return m.TaskID == id && m.Seq >= 5 })
+	// Every seq the remote subscriber sees, from the first: the outage must leave no gap.
+	var seqs []int64
+	collect := func(m client.Message) {
+		if m.TaskID == id && m.Seq > 0 {
+			seqs = append(seqs, m.Seq)
+		}
+	}
+	readUntil(t, remote, 20*time.Second, func(m client.Message) bool { collect(m); return m.TaskID == id && m.Seq >= 5 })
 
 	rd.stop()
 	// New swarms are refused with a clear error; readiness reports it.
@@ -240,23 +247,23 @@ func TestClusterRedisRestart(t *testing.T) {
 
 	rd.start()
 	waitReady(t, a, http.StatusOK)
-	// Recovery without restart: swarms work again and the remote subscriber gets every event.
-	var seqs []int64
+	// Recovery without restart: swarms work again and the remote subscriber gets every event
+	// exactly once, although Redis came back empty.
 	done := readUntil(t, remote, 90*time.Second, func(m client.Message) bool {
-		if m.TaskID == id && m.Seq > 0 {
-			seqs = append(seqs, m.Seq)
-		}
+		collect(m)
 		return m.TaskID == id && m.Type == "task_complete"
 	})
 	if done.Status != "success" {
 		t.Fatalf("remote final = %s", done.Raw)
 	}
-	prev := int64(0)
-	for _, s := range seqs {
-		if s <= prev {
-			t.Fatalf("remote subscriber saw seq %d after %d", s, prev)
+	for i, s := range seqs {
+		if s != int64(i+1) {
+			t.Fatalf("remote subscriber's seq #%d is %d; want 1..%d without a gap or a repeat (around: %v)",
+				i+1, s, done.Seq, seqs[max(0, i-3):min(len(seqs), i+4)])
 		}
-		prev = s
+	}
+	if len(seqs) == 0 || seqs[len(seqs)-1] != done.Seq {
+		t.Fatalf("remote subscriber saw %d events; task_complete has seq %d", len(seqs), done.Seq)
 	}
 	if m := quickSwarm(t, owner, "after"); m.Type != "task_complete" {
 		t.Fatalf("swarm after recovery: %s", m.Raw)
@@ -314,6 +321,33 @@ func TestClusterPropagation(t *testing.T) {
 	}
 	if st, body := a.api(t, nil, "PATCH", "/v1/admin/tenants/demo", a.AdminToken, `{"status":"active"}`); st != 200 {
 		t.Fatalf("resume: %d %s", st, body)
+	}
+
+	// A key set on A is the key of the next swarm on B: B's cached key is dropped through the
+	// bus, not at the cache's TTL or the tenant poll.
+	tr := &transcript{}
+	k1, k2 := canary(t, "cluster1"), canary(t, "cluster2")
+	if st, body := a.api(t, tr, "PUT", "/v1/admin/tenants/demo/key", a.AdminToken, `{"apiKey":"`+k1+`"}`); st != 200 && st != 201 {
+		t.Fatalf("key set on A: %d %s", st, body)
+	}
+	keysOnB := b.dial(t, b.UserToken)
+	if out := keySwarm(t, tr, keysOnB, ""); out.keyHash != sha(k1) {
+		t.Fatalf("swarm on B before the rotation: %+v", out)
+	}
+	a.mustAPI(t, tr, 200, "PUT", "/v1/admin/tenants/demo/key", a.AdminToken, `{"apiKey":"`+k2+`"}`)
+	start = time.Now()
+	for {
+		sent := time.Now()
+		out := keySwarm(t, tr, keysOnB, "")
+		if out.keyHash == sha(k2) {
+			if d := sent.Sub(start); d > time.Second {
+				t.Errorf("the new key reached B after %v; want within 1s", d)
+			}
+			break
+		}
+		if out.keyHash != sha(k1) || time.Since(start) > 10*time.Second {
+			t.Fatalf("swarm on B after the rotation on A: %+v", out)
+		}
 	}
 
 	// A ticket from A is redeemable on B, once.

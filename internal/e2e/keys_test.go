@@ -91,6 +91,19 @@ func TestTenantKeys(t *testing.T) {
 		}
 		// Key metadata of a tenant without a key is a 404 too.
 		g.mustAPI(t, tr, 404, "GET", "/v1/admin/tenants/gamma/key", g.AdminToken, "")
+		// The failed fetch is on the tenant's record, as a failure with a reason.
+		fetchFailed := 0
+		for _, r := range auditRecords(t, g, "gamma") {
+			if r.Action == audit.ActionKeyFetchFailed {
+				fetchFailed++
+				if r.Outcome != audit.OutcomeFailure || r.Reason == "" || r.Actor.Sub == "" {
+					t.Errorf("key.fetch_failed record %+v", r)
+				}
+			}
+		}
+		if fetchFailed != 1 {
+			t.Errorf("%d key.fetch_failed records for gamma; want 1", fetchFailed)
+		}
 	})
 
 	t.Run("rotate via API", func(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/client"
 )
 
@@ -30,6 +31,20 @@ func TestSwarmNeedsPermission(t *testing.T) {
 	}
 	if enginesStarted(g) != before {
 		t.Fatal("an engine started for a forbidden swarm")
+	}
+	// The refusal is on the record, with who asked and what was missing.
+	var found bool
+	for _, r := range auditRecords(t, g, "demo") {
+		if r.Action == audit.ActionAuthzDenied && r.RequestID == "p" {
+			found = true
+			if r.Outcome != audit.OutcomeDenied || r.Actor.Sub != "auditor" || r.Actor.TokenFP == "" ||
+				r.SessionID == "" || r.Details["required"] != "swarm:execute" {
+				t.Errorf("authz.denied record %+v", r)
+			}
+		}
+	}
+	if !found {
+		t.Error("no authz.denied audit record for the forbidden swarm")
 	}
 }
 

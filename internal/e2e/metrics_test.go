@@ -254,6 +254,13 @@ func TestMetricsOnOpsListenerOnly(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("ops /healthz: %d", resp.StatusCode)
 	}
+	// ...while the ops listener does serve pprof (ops.pprof defaults to true).
+	for _, path := range []string{"/debug/pprof/", "/debug/pprof/cmdline"} {
+		resp, body := g.get(t, g.Ops+path, "")
+		if resp.StatusCode != http.StatusOK || body == "" {
+			t.Errorf("ops %s: %d %.200s", path, resp.StatusCode, body)
+		}
+	}
 
 	checkDeployMetricNames(t, e)
 }

@@ -76,6 +76,8 @@ type Options struct {
 	// RunAs (engine.run_as, "UID:GID") runs engines as that user without supplementary
 	// groups; task directories are created owned by it. Needs a root gateway; 0 is refused.
 	RunAs string
+	// Nice (engine.nice, 0-19) is every engine's nice value; 0 leaves the gateway's.
+	Nice int
 
 	Logger *slog.Logger
 }

@@ -180,7 +180,7 @@ func enginePolicy(opts Options, root string, runAs *sandbox.IDs, log *slog.Logge
 	if err != nil {
 		return sandbox.Policy{}, fmt.Errorf("engine.landlock: %w", err)
 	}
-	pol := sandbox.Policy{Landlock: mode, RunAs: runAs}
+	pol := sandbox.Policy{Landlock: mode, RunAs: runAs, Nice: opts.Nice}
 	ports := opts.ConnectPorts
 	if ports == nil {
 		ports = []int{DefaultConnectPort}

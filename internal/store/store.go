@@ -65,6 +65,7 @@ type DB struct {
 	// On PostgreSQL it is db.
 	w        *sql.DB
 	wstmts   stmtCache
+	group    *committer // SQLite only: group commit of the hot task writes
 	dialect  dialect
 	logger   *slog.Logger
 	now      func() time.Time
@@ -148,6 +149,9 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger) (*DB, error) {
 			return nil, err
 		}
 	}
+	if cfg.Driver == DriverSQLite {
+		db.group = newCommitter(db)
+	}
 	return db, nil
 }
 
@@ -196,6 +200,9 @@ func openPostgres(dsn string) (*sql.DB, error) {
 
 // Close closes the pools.
 func (db *DB) Close() error {
+	if db.group != nil {
+		db.group.close()
+	}
 	db.stmts.close()
 	db.wstmts.close()
 	if db.w != db.db {

@@ -157,11 +157,19 @@ func (db *DB) CreateTask(ctx context.Context, t Task) (Task, error) {
 	if t.Agents < 0 || t.TimeoutSec < 0 || t.LastSeq < 0 {
 		return Task{}, fmt.Errorf("%w: task agents, timeout and lastSeq must not be negative", ErrInvalid)
 	}
-	_, err := db.exec(ctx, db.Rebind(
-		"INSERT INTO tasks ("+taskCols+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
-		t.ID, t.Tenant, t.Owner, t.Objective, t.Agents, t.Strategy, t.Mode, t.TimeoutSec, t.Status, t.Node,
+	q := db.Rebind("INSERT INTO tasks (" + taskCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	args := []any{t.ID, t.Tenant, t.Owner, t.Objective, t.Agents, t.Strategy, t.Mode, t.TimeoutSec, t.Status, t.Node,
 		db.TimeArg(t.CreatedAt), db.NullTimeArg(t.StartedAt), db.NullTimeArg(t.EndedAt), nullInt(t.ExitCode),
-		t.ResultSummary, t.Error, t.LastSeq)
+		t.ResultSummary, t.Error, t.LastSeq}
+	var err error
+	if db.group != nil {
+		err = db.group.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			_, err := db.execTx(ctx, tx, q, args...)
+			return err
+		})
+	} else {
+		_, err = db.exec(ctx, q, args...)
+	}
 	switch {
 	case db.dialect.isUniqueViolation(err):
 		return Task{}, fmt.Errorf("task %s: %w", t.ID, ErrConflict)
@@ -212,7 +220,7 @@ func (db *DB) UpdateTask(ctx context.Context, tenant, id string, u TaskUpdate) (
 	}
 	// COALESCE(?, col) keeps the column when the argument is NULL, so one statement serves every
 	// kind of update.
-	row := db.writeRow(ctx, db.Rebind(`UPDATE tasks SET
+	q := db.Rebind(`UPDATE tasks SET
 		status = COALESCE(?, status),
 		node = COALESCE(?, node),
 		started_at = COALESCE(?, started_at),
@@ -222,10 +230,21 @@ func (db *DB) UpdateTask(ctx context.Context, tenant, id string, u TaskUpdate) (
 		error_msg = COALESCE(?, error_msg),
 		last_seq = COALESCE(?, last_seq)
 		WHERE tenant = ? AND id = ? AND status IN (?, ?)
-		RETURNING `+taskCols),
-		status, node, db.NullTimeArg(u.StartedAt), db.NullTimeArg(u.EndedAt), nullInt(u.ExitCode),
-		summary, errMsg, lastSeq, tenant, id, TaskPending, TaskRunning)
-	t, err := scanTask(row)
+		RETURNING ` + taskCols)
+	args := []any{status, node, db.NullTimeArg(u.StartedAt), db.NullTimeArg(u.EndedAt), nullInt(u.ExitCode),
+		summary, errMsg, lastSeq, tenant, id, TaskPending, TaskRunning}
+	var (
+		t   Task
+		err error
+	)
+	if db.group != nil {
+		err = db.group.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			t, err = scanTask(db.rowTx(ctx, tx, q, args...))
+			return err
+		})
+	} else {
+		t, err = scanTask(db.writeRow(ctx, q, args...))
+	}
 	if !errors.Is(err, ErrNotFound) {
 		return t, err
 	}

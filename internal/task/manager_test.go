@@ -427,3 +427,51 @@ func TestEvictionFallsBackToStore(t *testing.T) {
 		t.Fatalf("List = %+v, %v", list, err)
 	}
 }
+
+// The per-task event log is what replay serves, so it is bounded by count and by bytes: an
+// engine that talks past either bound is stopped and its task fails, and the log holds no
+// more than the bound.
+func TestEventLogIsBounded(t *testing.T) {
+	e := newEnv(t)
+	// Endless output: only the cap can end this task before its one-minute timeout.
+	const chatty = `while :; do echo '{"type":"assistant","message":"0123456789012345678901234567890123456789"}'; done`
+	tests := []struct {
+		name string
+		mod  func(*Options)
+		// check gets the frames before task_complete.
+		check func(t *testing.T, frames []map[string]any, bytes int)
+	}{
+		{"events", func(o *Options) { o.MaxLogEvents = 50 }, func(t *testing.T, frames []map[string]any, _ int) {
+			if len(frames) != 50 {
+				t.Errorf("%d events logged; want exactly the cap of 50", len(frames))
+			}
+		}},
+		{"bytes", func(o *Options) { o.MaxLogBytes = 16 << 10 }, func(t *testing.T, frames []map[string]any, bytes int) {
+			// Re-encoded frames are within a few bytes of the wire frames the cap counts.
+			if bytes > 17<<10 || bytes < 12<<10 {
+				t.Errorf("%d bytes of events logged (re-encoded); want close to the cap of 16384", bytes)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			m := newManager(t, e, chatty, tt.mod)
+			p := principal("acme", "alice", auth.PermSwarmExecute)
+			frames := run(t, m, p, "talk forever")
+			last := frames[len(frames)-1]
+			if last["type"] != "task_complete" || last["status"] != protocol.StatusFailed || last["error"] != "output limit exceeded" {
+				t.Fatalf("task_complete = %v", last)
+			}
+			size := 0
+			for _, f := range frames[:len(frames)-1] {
+				b, _ := json.Marshal(f)
+				size += len(b)
+			}
+			tt.check(t, frames[:len(frames)-1], size)
+			rec, err := e.db.GetTask(context.Background(), "acme", last["taskId"].(string))
+			if err != nil || rec.Status != protocol.StatusFailed {
+				t.Fatalf("stored task = %+v, %v", rec, err)
+			}
+		})
+	}
+}

@@ -23,6 +23,9 @@ const InitArg = "sandbox-init"
 // and not some binary that happens to exit 0.
 const probeToken = "flowgate-sandbox-init-ok"
 
+// MaxNice is the largest nice value (the lowest CPU priority) Linux knows.
+const MaxNice = 19
+
 // Exit codes of the init for its own failures, before the engine ran.
 const (
 	exitUsage     = 125
@@ -49,6 +52,7 @@ type initConfig struct {
 	statusFD  int
 	asUser    *[2]int // --as-user UID:GID: run the engine as this user in a nested user namespace
 	runAs     *IDs    // --run-as UID:GID: the engine's user and group (root gateway only)
+	nice      int     // --nice N: the nice value of the init's forking thread, so of all it starts
 	landlock  LandlockMode
 	ro, rw    []string
 	tcp       []uint16
@@ -88,6 +92,16 @@ func parseInitArgs(args []string) (initConfig, error) {
 			c.asUser = &[2]int{uid, gid}
 		case "--exec":
 			c.exec = true
+		case "--nice":
+			if i+1 >= len(args) {
+				return c, errors.New("--nice needs a value")
+			}
+			i++
+			n, err := strconv.Atoi(args[i])
+			if err != nil || n < 1 || n > MaxNice {
+				return c, fmt.Errorf("--nice: want 1 to %d", MaxNice)
+			}
+			c.nice = n
 		case "--run-as":
 			if i+1 >= len(args) {
 				return c, errors.New("--run-as needs UID:GID")
@@ -168,11 +182,11 @@ func parseInitArgs(args []string) (initConfig, error) {
 		// A relay's namespace maps only the gateway's own user; the stage is already it.
 		return c, errors.New("--run-as needs --ns or --subreaper")
 	}
-	if c.exec && (c.mountProc || c.probe || c.asUser != nil || c.statusFD > 0) {
+	if c.exec && (c.mountProc || c.probe || c.asUser != nil || c.statusFD > 0 || c.nice > 0) {
 		return c, errors.New("--exec takes only policy arguments")
 	}
 	if !c.probe && !filepath.IsAbs(c.path) {
-		return c, errors.New("usage: sandbox-init --ns|--subreaper|--relay|--exec [--mount-proc] [--as-user UID:GID] [--run-as UID:GID] [--landlock auto|required] [--ro PATH]... [--rw PATH]... [--tcp PORT]... [--status-fd N] -- /abs/engine [args...]")
+		return c, errors.New("usage: sandbox-init --ns|--subreaper|--relay|--exec [--mount-proc] [--as-user UID:GID] [--run-as UID:GID] [--nice N] [--landlock auto|required] [--ro PATH]... [--rw PATH]... [--tcp PORT]... [--status-fd N] -- /abs/engine [args...]")
 	}
 	return c, nil
 }
@@ -238,6 +252,14 @@ func InitMain(args []string) int {
 	// NO_NEW_PRIVS and PDEATHSIG are per thread, and children are forked from this thread:
 	// keep the goroutine on it for good.
 	runtime.LockOSThread()
+	if cfg.nice > 0 {
+		// Linux keeps the nice value per thread and a child takes its forking thread's: set
+		// on this thread, it reaches the engine and everything the engine starts, before any
+		// of them exists. Raising it needs no privilege, and no engine can lower it again.
+		if err := unix.Setpriority(unix.PRIO_PROCESS, 0, cfg.nice); err != nil {
+			return fail(exitSetup, "setpriority(%d): %v", cfg.nice, err)
+		}
+	}
 
 	if cfg.ns && os.Getpid() != 1 {
 		return fail(exitSetup, "--ns: not PID 1 of a new PID namespace")

@@ -75,6 +75,9 @@ type Policy struct {
 	// RunAs runs every engine as this user and group, without supplementary groups. Only a
 	// root gateway can do that, and not through a user namespace.
 	RunAs *IDs
+	// Nice is the engines' nice value (1 to MaxNice; 0 keeps the gateway's), so a host full
+	// of busy engines still gives the gateway the CPU it needs to serve their events.
+	Nice int
 }
 
 // IDs is a numeric user and group.

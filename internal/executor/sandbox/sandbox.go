@@ -166,6 +166,9 @@ func (s *Sandbox) setPolicy(p Policy, log *slog.Logger) error {
 			return errors.New("sandbox: connect port 0")
 		}
 	}
+	if p.Nice < 0 || p.Nice > MaxNice {
+		return fmt.Errorf("sandbox: nice %d: want 0 to %d", p.Nice, MaxNice)
+	}
 	if p.RunAs != nil {
 		if p.RunAs.UID <= 0 || p.RunAs.GID <= 0 {
 			return fmt.Errorf("sandbox: engines must not run as root (%s)", p.RunAs)
@@ -509,6 +512,9 @@ func (s *Sandbox) policyArgs(cmd Command) ([]string, error) {
 	var args []string
 	if s.policy.RunAs != nil {
 		args = append(args, "--run-as", s.policy.RunAs.String())
+	}
+	if s.policy.Nice > 0 {
+		args = append(args, "--nice", strconv.Itoa(s.policy.Nice))
 	}
 	if s.abi == 0 {
 		return args, nil

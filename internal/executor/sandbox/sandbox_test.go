@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -211,6 +212,10 @@ func TestInitUsage(t *testing.T) {
 		{"--ns", "--", "relative"},
 		{"--bogus"},
 		{"--subreaper", "--status-fd", "1", "--", "/bin/true"},
+		{"--subreaper", "--nice", "20", "--", "/bin/true"},
+		{"--subreaper", "--nice", "0", "--", "/bin/true"},
+		{"--subreaper", "--nice", "-5", "--", "/bin/true"},
+		{"--exec", "--nice", "5", "--", "/bin/true"},
 	} {
 		out, err := exec.Command(initPath(t), append([]string{InitArg}, args...)...).CombinedOutput()
 		var ee *exec.ExitError
@@ -439,4 +444,31 @@ func helperServer(nondump bool) int {
 	fmt.Println("ready")
 	time.Sleep(time.Minute)
 	return 0
+}
+
+// Engines run at the policy's nice value, and so does everything they start, however they
+// start it; an engine cannot take back the priority it was given.
+func TestEnginesRunNiced(t *testing.T) {
+	for _, mode := range []Mode{PIDNS, PGroup} {
+		t.Run(string(mode), func(t *testing.T) {
+			sb, err := New(Options{Mode: mode, InitPath: initPath(t), Logger: testLogger(t), Policy: Policy{Nice: 7}})
+			if errors.Is(err, ErrUnavailable) {
+				t.Skipf("pid namespaces unavailable here: %v", err)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			// nice(1) without arguments prints its own nice value.
+			out, st, err := run(sb, "/bin/sh", "-c", `nice; (nice); setsid sh -c nice; nice -n -7 nice 2>/dev/null`)
+			if err != nil || st.ExitCode != 0 {
+				t.Fatalf("engine: %v %+v %q", err, st, out)
+			}
+			if got := strings.Fields(out); !slices.Equal(got, []string{"7", "7", "7", "7"}) {
+				t.Fatalf("nice values %q; want 7 for the engine, a subshell, a setsid grandchild and after an attempt to lower it", out)
+			}
+		})
+	}
+	if _, err := New(Options{Mode: PGroup, InitPath: initPath(t), Policy: Policy{Nice: 20}}); err == nil {
+		t.Error("New accepted nice 20")
+	}
 }

@@ -3,6 +3,7 @@ package sim
 import (
 	"encoding/json"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -58,8 +59,17 @@ func FuzzParse(f *testing.F) {
 				}
 				continue
 			}
-			if c.objective != objective && c.objective != arg {
-				t.Fatalf("objective %q changed to %q", objective, c.objective)
+			// The objective is an argument as given, or the value of -p: in {arg, "swarm",
+			// objective} an arg of "-p" takes "swarm" itself as the objective.
+			allowed := []string{objective, arg}
+			if name, v, ok := strings.Cut(strings.TrimLeft(arg, "-"), "="); ok && (name == "p" || name == "print") {
+				allowed = append(allowed, v)
+			}
+			if slices.Contains([]string{"-p", "--p", "--print"}, arg) && args[0] == arg {
+				allowed = append(allowed, "swarm")
+			}
+			if !slices.Contains(allowed, c.objective) {
+				t.Fatalf("parse(%q): objective %q changed to %q", args, objective, c.objective)
 			}
 			if c.events < 0 || c.events > maxEvents || c.pace < 0 || c.pace > maxPace || c.hugeLine > maxHugeLine ||
 				c.sleep > maxSleep || c.agents < 1 || c.agents > maxAgents || c.exitCode > maxExitCode {

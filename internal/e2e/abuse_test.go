@@ -245,17 +245,7 @@ func TestConnectionCaps(t *testing.T) {
 	}
 	// The refusal tells a well-behaved client when to come back: Retry-After in whole seconds
 	// (rounded up) and retryAfterMs in the problem body.
-	req, _ := http.NewRequestWithContext(ctx, "GET", h.URL, nil)
-	req.URL.Scheme = "http"
-	req.Header.Set("Authorization", "Bearer "+h.UserToken)
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := rawHandshake(t, ctx, h.URL, "Bearer "+h.UserToken)
 	defer resp.Body.Close()
 	var p struct {
 		Code         string `json:"code"`

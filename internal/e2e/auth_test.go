@@ -143,17 +143,7 @@ func TestHandshakeRefusals(t *testing.T) {
 	}
 	// No token at all, and query tokens are refused by default outside --dev (covered in
 	// config tests); two different tokens → 400.
-	req, _ := http.NewRequest("GET", g.URL+"?token=abc", nil)
-	req.URL.Scheme = "http"
-	req.Header.Set("Authorization", "Bearer def")
-	req.Header.Set("Connection", "Upgrade")
-	req.Header.Set("Upgrade", "websocket")
-	req.Header.Set("Sec-WebSocket-Version", "13")
-	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := rawHandshake(t, context.Background(), g.URL+"?token=abc", "Bearer def")
 	resp.Body.Close()
 	if resp.StatusCode != 400 || resp.Header.Get("Content-Type") != "application/problem+json" {
 		t.Fatalf("two tokens: %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))

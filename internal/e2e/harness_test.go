@@ -287,3 +287,24 @@ func tail(s string, lines int) string {
 	}
 	return strings.Join(parts, "\n")
 }
+
+// rawHandshake sends a WebSocket upgrade by hand, to see what a WebSocket client hides of a
+// refusal: the HTTP status, headers and problem body.
+func rawHandshake(t *testing.T, ctx context.Context, wsURL, authorization string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(ctx, "GET", wsURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.URL.Scheme = "http"
+	req.Header.Set("Authorization", authorization)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}

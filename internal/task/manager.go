@@ -463,6 +463,7 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 	t.log = append(t.log, entry{frame: frame, end: end})
 	t.status, t.exitCode, t.errMsg, t.endedAt = status, exit, errMsg, now
 	t.ended.Store(now.UnixNano())
+	t.compactLocked()
 	if t.detach != nil {
 		t.detach.Stop()
 		t.detach = nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -473,5 +474,34 @@ func TestEventLogIsBounded(t *testing.T) {
 				t.Fatalf("stored task = %+v, %v", rec, err)
 			}
 		})
+	}
+}
+
+// A finished task retained for status and replay keeps its frames in memory of their size,
+// not in a 64 KiB block, and a replay after the compaction gives the same frames.
+func TestFinishedTaskLogIsCompact(t *testing.T) {
+	e := newEnv(t)
+	m := newManager(t, e, script, nil)
+	p := principal("acme", "alice", auth.PermSwarmExecute)
+	live := run(t, m, p, "ok")
+	tk, ok := m.Get(p, live[0]["taskId"].(string))
+	if !ok {
+		t.Fatal("finished task not retained")
+	}
+	tk.mu.RLock()
+	held, used := 0, 0
+	for _, en := range tk.log[:len(tk.log)-1] { // task_complete is marshalled on its own
+		held += cap(en.frame)
+		used += len(en.frame)
+	}
+	block := cap(tk.block)
+	tk.mu.RUnlock()
+	if held != used || block != 0 {
+		t.Fatalf("retained log holds %d bytes of capacity for %d bytes of frames (block %d)", held, used, block)
+	}
+	r := newReader(false)
+	r.run(t, m.Attach(tk, p, r))
+	if replay := r.wait(t); !reflect.DeepEqual(replay, live) {
+		t.Fatalf("replay after compaction differs:\n%v\n%v", replay, live)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -477,31 +478,40 @@ func TestEventLogIsBounded(t *testing.T) {
 	}
 }
 
-// A finished task retained for status and replay keeps its frames in memory of their size,
-// not in a 64 KiB block, and a replay after the compaction gives the same frames.
+// Finished tasks retained for status and replay keep their frames in memory of their size,
+// not in a 64 KiB block each, and a replay after the compaction gives the same frames.
 func TestFinishedTaskLogIsCompact(t *testing.T) {
 	e := newEnv(t)
-	m := newManager(t, e, script, nil)
+	m := newManager(t, e, script, func(o *Options) { o.UserConcurrent, o.TenantConcurrent, o.Pool, o.Queue = 100, 100, 32, 32 })
 	p := principal("acme", "alice", auth.PermSwarmExecute)
 	live := run(t, m, p, "ok")
 	tk, ok := m.Get(p, live[0]["taskId"].(string))
 	if !ok {
 		t.Fatal("finished task not retained")
 	}
-	tk.mu.RLock()
-	held, used := 0, 0
-	for _, en := range tk.log[:len(tk.log)-1] { // task_complete is marshalled on its own
-		held += cap(en.frame)
-		used += len(en.frame)
-	}
-	block := cap(tk.block)
-	tk.mu.RUnlock()
-	if held != used || block != 0 {
-		t.Fatalf("retained log holds %d bytes of capacity for %d bytes of frames (block %d)", held, used, block)
-	}
 	r := newReader(false)
 	r.run(t, m.Attach(tk, p, r))
 	if replay := r.wait(t); !reflect.DeepEqual(replay, live) {
 		t.Fatalf("replay after compaction differs:\n%v\n%v", replay, live)
+	}
+
+	// Memory: more short tasks, all retained. Uncompacted, each pins a 64 KiB block.
+	const n = 16
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapInuse
+	}
+	before := heap()
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() { run(t, m, p, "ok") })
+	}
+	wg.Wait()
+	if per := (int64(heap()) - int64(before)) / n; per > 40<<10 {
+		t.Errorf("each retained short task holds %d bytes of heap; want its frames, not a 64 KiB block", per)
+	} else {
+		t.Logf("%d bytes of heap per retained short task", per)
 	}
 }

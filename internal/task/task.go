@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -165,33 +166,41 @@ const frameBlock = 64 << 10
 // compactLocked moves the frames of the last, partly filled block into memory of their exact
 // size once the task has ended: a finished task is retained (tasks.retention, up to
 // tasks.max_retained_tasks) and would otherwise pin up to 64 KiB for a few frames — 640 MiB
-// of heap for 10,000 short tasks. Frames are immutable, so a subscriber still holding the old
-// slices keeps reading them safely. Called with mu held, after the last frame.
+// of heap for 10,000 short tasks. The log gets a new entry array: subscribers read entries
+// of the old one without the lock (appends never change an entry), and frames are immutable,
+// so a reader still holding old slices keeps reading them safely. Called with mu held, after
+// the last frame.
 func (t *Task) compactLocked() {
 	used := len(t.block)
 	if used == 0 || cap(t.block)-used < frameBlock/4 {
 		t.block = nil // empty, or full enough that a copy would save little
 		return
 	}
-	// The frames carved from this block are the log's tail, contiguous and in order: walk
-	// back from its end while each frame sits right before the previous one.
-	first, off := len(t.log), used
-	for i := len(t.log) - 1; i >= 0; i-- {
-		f := t.log[i].frame
-		if len(f) == 0 || len(f) > off || &f[0] != &t.block[off-len(f)] {
-			break
-		}
-		first, off = i, off-len(f)
+	// The frames carved from this block are contiguous and in order near the log's end (the
+	// final task_complete is marshalled on its own): find them walking back from the end.
+	in := func(f []byte, off int) bool { return len(f) > 0 && len(f) <= off && &f[0] == &t.block[off-len(f)] }
+	last := len(t.log) - 1
+	for last >= 0 && !in(t.log[last].frame, used) {
+		last--
+	}
+	first, off := last+1, used
+	for i := last; i >= 0 && in(t.log[i].frame, off); i-- {
+		first, off = i, off-len(t.log[i].frame)
+	}
+	if first > last {
+		t.block = nil
+		return
 	}
 	buf := make([]byte, used-off)
 	copy(buf, t.block[off:used])
+	log := slices.Clone(t.log)
 	pos := 0
-	for i := first; i < len(t.log); i++ {
-		n := len(t.log[i].frame)
-		t.log[i].frame = buf[pos : pos+n : pos+n]
+	for i := first; i <= last; i++ {
+		n := len(log[i].frame)
+		log[i].frame = buf[pos : pos+n : pos+n]
 		pos += n
 	}
-	t.block = nil
+	t.log, t.block = log, nil
 }
 
 // captureResult keeps the engine's final result line for task_complete: is_error decides

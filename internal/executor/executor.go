@@ -385,8 +385,8 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 	b := newBudget(e.maxOut)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); pump(outR, e.maxLine, red, b, out.Stdout) }()
-	go func() { defer wg.Done(); pump(errR, e.maxLine, red, b, out.Stderr) }()
+	go func() { defer wg.Done(); pump(outR, readBufSize, e.maxLine, red, b, out.Stdout) }()
+	go func() { defer wg.Done(); pump(errR, errReadBufSize, e.maxLine, red, b, out.Stderr) }()
 
 	var grace *time.Timer
 	var graceC <-chan time.Time

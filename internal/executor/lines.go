@@ -7,8 +7,14 @@ import (
 	"sync/atomic"
 )
 
-// readBufSize is the pipe read size: one syscall moves up to a full default pipe buffer.
-const readBufSize = 64 << 10
+// readBufSize is the stdout read size: one syscall moves up to a full default pipe buffer.
+// stderr carries little (diagnostics), so it reads in errReadBufSize pieces: a running task
+// holds both buffers for its whole life. Lines longer than either are assembled by the
+// splitter, so the size changes syscalls per byte, not what is delivered.
+const (
+	readBufSize    = 64 << 10
+	errReadBufSize = 4 << 10
+)
 
 // budget is the per-task byte cap shared by stdout and stderr.
 type budget struct {
@@ -103,8 +109,8 @@ func (s *lineSplitter) flush() {
 
 // pump reads r to EOF (or error) and hands redacted lines to deliver. Once the budget is
 // exhausted it keeps reading, so the writer never blocks on a full pipe, but delivers nothing.
-func pump(r io.Reader, maxLine int, red *Redactor, b *budget, deliver func([]byte, bool)) {
-	buf := make([]byte, readBufSize)
+func pump(r io.Reader, bufSize, maxLine int, red *Redactor, b *budget, deliver func([]byte, bool)) {
+	buf := make([]byte, bufSize)
 	var scratch []byte
 	sp := &lineSplitter{max: maxLine}
 	sp.emit = func(line []byte, truncated bool) {

@@ -83,7 +83,7 @@ func TestPumpBudget(t *testing.T) {
 	in := strings.Repeat("0123456789\n", 100) // 1100 bytes
 	b := newBudget(500)
 	var n int
-	pump(strings.NewReader(in), 1024, nil, b, func([]byte, bool) { n++ })
+	pump(strings.NewReader(in), readBufSize, 1024, nil, b, func([]byte, bool) { n++ })
 	// 45 whole lines fit in 500 bytes; the 46th is cut by the cap and never delivered.
 	if !b.exceeded.Load() || n != 45 {
 		t.Errorf("exceeded %v, %d lines delivered", b.exceeded.Load(), n)
@@ -118,7 +118,7 @@ func BenchmarkPumpLines(b *testing.B) {
 	lines := 0
 	for b.Loop() {
 		src := &lineSource{chunk: chunk, left: len(chunk) * 16}
-		pump(src, DefaultMaxLineBytes, red, newBudget(1<<40), func([]byte, bool) { lines++ })
+		pump(src, readBufSize, DefaultMaxLineBytes, red, newBudget(1<<40), func([]byte, bool) { lines++ })
 	}
 	b.ReportMetric(float64(lines)/b.Elapsed().Seconds(), "lines/s")
 }

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -180,6 +182,46 @@ func TestClusterRateLimitAcrossReplicas(t *testing.T) {
 		if m := create(c, fmt.Sprintf("x%d", i)); m.Code != "rate_limited" || m.RetryAfterMs <= 0 {
 			t.Fatalf("11th swarm on replica %d: %s", i, m.Raw)
 		}
+	}
+}
+
+// A user's connection cap counts connections on every replica; a closed connection gives its
+// slot back cluster-wide.
+func TestClusterConnectionCapAcrossReplicas(t *testing.T) {
+	gs, _ := startCluster(t, 2, map[string]string{"FLOWGATE_LIMITS_USER_CONNECTIONS": "2"})
+	a, b := gs[0], gs[1]
+	first := a.dial(t, a.UserToken)
+	b.dial(t, b.UserToken)
+	dial := func(g *gateway) *client.HandshakeError {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, err := client.Dial(ctx, g.URL, client.Options{Token: g.UserToken})
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		var he *client.HandshakeError
+		if !errors.As(err, &he) {
+			t.Fatalf("dial: %v", err)
+		}
+		return he
+	}
+	for _, g := range gs {
+		if he := dial(g); he == nil || he.Status != http.StatusTooManyRequests || he.Code != "rate_limited" {
+			t.Fatalf("3rd connection of the user (cap 2, one on each replica) = %+v; want 429 rate_limited", he)
+		}
+	}
+	// Another user is not affected.
+	b.dial(t, b.AdminToken)
+	// Closing the connection on A frees its slot for a connection on B.
+	first.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for dial(b) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the slot of a closed connection on A never became free on B")
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -192,23 +190,8 @@ func TestClusterConnectionCapAcrossReplicas(t *testing.T) {
 	a, b := gs[0], gs[1]
 	first := a.dial(t, a.UserToken)
 	b.dial(t, b.UserToken)
-	dial := func(g *gateway) *client.HandshakeError {
-		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, err := client.Dial(ctx, g.URL, client.Options{Token: g.UserToken})
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		var he *client.HandshakeError
-		if !errors.As(err, &he) {
-			t.Fatalf("dial: %v", err)
-		}
-		return he
-	}
 	for _, g := range gs {
-		if he := dial(g); he == nil || he.Status != http.StatusTooManyRequests || he.Code != "rate_limited" {
+		if he := g.dialErr(t, g.UserToken); he == nil || he.Status != http.StatusTooManyRequests || he.Code != "rate_limited" {
 			t.Fatalf("3rd connection of the user (cap 2, one on each replica) = %+v; want 429 rate_limited", he)
 		}
 	}
@@ -217,7 +200,7 @@ func TestClusterConnectionCapAcrossReplicas(t *testing.T) {
 	// Closing the connection on A frees its slot for a connection on B.
 	first.Close()
 	deadline := time.Now().Add(10 * time.Second)
-	for dial(b) != nil {
+	for b.dialErr(t, b.UserToken) != nil {
 		if time.Now().After(deadline) {
 			t.Fatal("the slot of a closed connection on A never became free on B")
 		}

@@ -49,20 +49,6 @@ func TestSwarmNeedsPermission(t *testing.T) {
 }
 
 func TestPerIPAndGlobalConnectionCaps(t *testing.T) {
-	dialErr := func(g *gateway) *client.HandshakeError {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		c, err := client.Dial(ctx, g.URL, client.Options{Token: g.UserToken})
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		var he *client.HandshakeError
-		if !errors.As(err, &he) {
-			t.Fatalf("dial: %v", err)
-		}
-		return he
-	}
 	for _, tc := range []struct{ name, key string }{
 		{"per IP", "FLOWGATE_LIMITS_IP_CONNECTIONS"},
 		{"global", "FLOWGATE_LIMITS_GLOBAL_CONNECTIONS"},
@@ -71,7 +57,7 @@ func TestPerIPAndGlobalConnectionCaps(t *testing.T) {
 			g := startGateway(t, gwOptions{env: map[string]string{tc.key: "2"}})
 			g.dial(t, g.UserToken)
 			g.dial(t, g.AdminToken) // different users: only the cap under test applies
-			he := dialErr(g)
+			he := g.dialErr(t, g.UserToken)
 			if he == nil || he.Status != http.StatusTooManyRequests || he.Code != "rate_limited" {
 				t.Fatalf("3rd connection = %+v; want 429 rate_limited", he)
 			}

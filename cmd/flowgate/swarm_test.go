@@ -185,7 +185,7 @@ type devServer struct {
 func startDev(t *testing.T) *devServer {
 	t.Helper()
 	if testing.Short() {
-		t.Skip("starts a gateway process")
+		t.Skip("-short: this test starts a real gateway process; run without -short (scripts/test does)")
 	}
 	bin := buildFlowgate(t)
 	dir := t.TempDir()

@@ -77,10 +77,7 @@ func noReady(t *testing.T, ch <-chan struct{}, what string) {
 func TestParkWakesOnData(t *testing.T) {
 	p := startPoller(t)
 	srv, cli := pair(t)
-	h, err := p.Register(srv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := register(t, p, srv)
 	ready, ch := readyChan()
 	for round := range 3 { // the first park adds, later ones re-arm
 		if err := h.Park(ready); err != nil {
@@ -107,10 +104,7 @@ func TestParkWakesOnData(t *testing.T) {
 func TestOneShot(t *testing.T) {
 	p := startPoller(t)
 	srv, cli := pair(t)
-	h, err := p.Register(srv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := register(t, p, srv)
 	ready, ch := readyChan()
 	if err := h.Park(ready); err != nil {
 		t.Fatal(err)
@@ -133,10 +127,7 @@ func TestOneShot(t *testing.T) {
 func TestWakeAndClose(t *testing.T) {
 	p := startPoller(t)
 	srv, cli := pair(t)
-	h, err := p.Register(srv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := register(t, p, srv)
 	ready, ch := readyChan()
 	if h.Wake() {
 		t.Fatal("Wake of a handle that was never parked reported true")
@@ -172,14 +163,8 @@ func TestWakeAndClose(t *testing.T) {
 func TestPeerHangUpWakes(t *testing.T) {
 	p := startPoller(t)
 	srv, cli := pair(t)
-	h, err := p.Register(srv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ready, ch := readyChan()
-	if err := h.Park(ready); err != nil {
-		t.Fatal(err)
-	}
+	h := register(t, p, srv)
+	ch := park(t, h)
 	cli.Close()
 	waitReady(t, ch, "peer close")
 	buf := make([]byte, 8)
@@ -191,10 +176,7 @@ func TestPeerHangUpWakes(t *testing.T) {
 func TestParkClosedConn(t *testing.T) {
 	p := startPoller(t)
 	srv, _ := pair(t)
-	h, err := p.Register(srv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := register(t, p, srv)
 	srv.Close()
 	ready, _ := readyChan()
 	if err := h.Park(ready); err == nil {
@@ -211,25 +193,13 @@ func TestParkClosedConn(t *testing.T) {
 func TestClosedWhileParkedDescriptorReuse(t *testing.T) {
 	p := startPoller(t)
 	srvA, _ := pair(t)
-	hA, err := p.Register(srvA)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readyA, chA := readyChan()
-	if err := hA.Park(readyA); err != nil {
-		t.Fatal(err)
-	}
+	hA := register(t, p, srvA)
+	chA := park(t, hA)
 	srvA.Close() // no Handle.Close: the owner lost the race
 
 	srvB, cliB := pair(t)
-	hB, err := p.Register(srvB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	readyB, chB := readyChan()
-	if err := hB.Park(readyB); err != nil {
-		t.Fatal(err)
-	}
+	hB := register(t, p, srvB)
+	chB := park(t, hB)
 	if _, err := cliB.Write([]byte("x")); err != nil {
 		t.Fatal(err)
 	}
@@ -283,10 +253,7 @@ func TestParkAfterStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, _ := pair(t)
-	h, err := p.Register(srv)
-	if err != nil {
-		t.Fatal(err)
-	}
+	h := register(t, p, srv)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	if err := p.Run(ctx); err != nil {
@@ -324,4 +291,24 @@ func TestPeek(t *testing.T) {
 	if _, err := io.ReadFull(srv, got); err != nil || string(got) != "hello" {
 		t.Fatalf("read after Peek = %q, %v", got, err)
 	}
+}
+
+// register registers conn with p, failing the test on error.
+func register(t *testing.T, p *Poller, conn Conn) *Handle {
+	t.Helper()
+	h, err := p.Register(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// park parks h and returns the channel its readiness callback signals.
+func park(t *testing.T, h *Handle) <-chan struct{} {
+	t.Helper()
+	ready, ch := readyChan()
+	if err := h.Park(ready); err != nil {
+		t.Fatal(err)
+	}
+	return ch
 }

@@ -45,6 +45,17 @@ func policySetups(t *testing.T, p Policy) map[string]*Sandbox {
 	return out
 }
 
+// acceptAndClose accepts and drops connections until l is closed.
+func acceptAndClose(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Close()
+	}
+}
+
 // listener accepts on a fresh loopback port until the test ends.
 func listener(t *testing.T) (net.Listener, uint16) {
 	t.Helper()
@@ -53,15 +64,7 @@ func listener(t *testing.T) (net.Listener, uint16) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(l)
 	return l, uint16(l.Addr().(*net.TCPAddr).Port)
 }
 
@@ -389,15 +392,7 @@ func TestLandlockKnownGaps(t *testing.T) {
 	if err := os.Chmod(sock, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	go acceptAndClose(l)
 	script := checkScript + fmt.Sprintf(`check read-secret cat '%[1]s'
 check stat-secret stat '%[1]s'
 check chmod-secret chmod 0600 '%[1]s'

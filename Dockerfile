@@ -9,10 +9,18 @@
 #     -p 127.0.0.1:8080:8080 flowgate:local
 #
 # Targets:
-#   flowgate (default, the last stage)  the gateway + the claude-flow engine (claude-flow-v2
-#                                       profile) at a pinned version, on Node.js slim
+#   flowgate (default, the last stage)  the gateway + both real engines at exact versions, on
+#                                       Node.js slim: claude-flow in /opt/claude-flow (the
+#                                       claude-flow-v2 profile, engine.command) and Claude Code
+#                                       in /opt/claude-code (the `claude` claude-flow runs,
+#                                       engine.claude_command; also the claude-code profile)
 #   flowgate-static                     the gateway alone on scratch: the sim engine, or an
 #                                       engine you mount (docker build --target flowgate-static)
+#
+# Engine versions: CLAUDE_CODE_VERSION and CLAUDE_FLOW_VERSION below, equal to the pins in
+# scripts/engines.env (internal/deploycheck fails when they differ). Exact versions only; the
+# build fails on a range or a tag. The default stage runs both engines' `--version` as the
+# runtime user at build time and fails unless each prints its pinned version.
 #
 # Base images are pinned by exact tag. To pin by digest as well (recommended for release
 # builds), pass the digest through the same build args, without editing this file:
@@ -27,6 +35,9 @@
 
 ARG GO_IMAGE=golang:1.26.8-bookworm
 ARG NODE_IMAGE=node:22.21.1-bookworm-slim
+# The one place in this file that names the engine versions: keep equal to scripts/engines.env.
+ARG CLAUDE_CODE_VERSION=2.1.332
+ARG CLAUDE_FLOW_VERSION=2.7.47
 
 # ---------------------------------------------------------------------------------------------
 # build: a static, reproducible flowgate binary.
@@ -50,13 +61,30 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 RUN install -d -m 0700 -o 10001 -g 10001 /out/data /out/data/tasks /out/tmp
 
 # ---------------------------------------------------------------------------------------------
-# engine: claude-flow at an exact version, installed without running any package script.
-# Never `npx claude-flow@alpha`: nothing is downloaded at run time.
+# engine: Claude Code and claude-flow at exact versions, each under its own npm prefix, installed
+# without running any package script (the one script run is Claude Code's install.cjs, by
+# name). Never `npx claude-flow@alpha`: nothing is downloaded at run time.
 FROM ${NODE_IMAGE} AS engine
-ARG CLAUDE_FLOW_VERSION=2.7.47
-RUN echo "${CLAUDE_FLOW_VERSION}" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$' \
-      || { echo "CLAUDE_FLOW_VERSION must be an exact version, got '${CLAUDE_FLOW_VERSION}'" >&2; exit 1; } \
- && npm install --global --prefix /opt/claude-flow --ignore-scripts --omit=optional --omit=dev \
+ARG CLAUDE_CODE_VERSION
+ARG CLAUDE_FLOW_VERSION
+RUN for v in "${CLAUDE_CODE_VERSION}" "${CLAUDE_FLOW_VERSION}"; do \
+      echo "$v" | grep -Eq '^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$' \
+        || { echo "CLAUDE_CODE_VERSION and CLAUDE_FLOW_VERSION must be exact versions, got '$v'" >&2; exit 1; }; \
+    done
+# Claude Code: the package's bin/claude.exe is a placeholder until install.cjs (its postinstall,
+# skipped by --ignore-scripts) places the native binary of the platform package, an optional
+# dependency, over it. install.cjs hard-links it; the platform package is then removed so that
+# no builder stores the ~400 MB binary twice. bin/claude is a symlink to bin/claude.exe.
+RUN npm install --global --prefix /opt/claude-code --ignore-scripts --include=optional --omit=dev \
+      --no-audit --no-fund --no-update-notifier "@anthropic-ai/claude-code@${CLAUDE_CODE_VERSION}" \
+ && cd /opt/claude-code/lib/node_modules/@anthropic-ai/claude-code \
+ && node install.cjs \
+ && rm -rf node_modules \
+ && node -e 'const v=require("/opt/claude-code/lib/node_modules/@anthropic-ai/claude-code/package.json").version; if (v !== process.argv[1]) { console.error("installed claude-code " + v); process.exit(1) }' "${CLAUDE_CODE_VERSION}" \
+ && npm cache clean --force
+# claude-flow: --omit=optional keeps its nested copy of Claude Code (a dependency it never runs:
+# it runs the `claude` on PATH, engine.claude_command's directory) from pulling native binaries.
+RUN npm install --global --prefix /opt/claude-flow --ignore-scripts --omit=optional --omit=dev \
       --no-audit --no-fund --no-update-notifier "claude-flow@${CLAUDE_FLOW_VERSION}" \
  && node -e 'const v=require("/opt/claude-flow/lib/node_modules/claude-flow/package.json").version; if (v !== process.argv[1]) { console.error("installed claude-flow " + v); process.exit(1) }' "${CLAUDE_FLOW_VERSION}" \
  && npm cache clean --force
@@ -87,14 +115,19 @@ ENTRYPOINT ["/usr/local/bin/flowgate"]
 CMD ["serve", "--config", "/etc/flowgate/flowgate.yaml"]
 
 # ---------------------------------------------------------------------------------------------
-# flowgate (default): the gateway with claude-flow. Node.js is needed at run time by the
-# engine; npm, npx, corepack and yarn are removed, and so are set-uid/set-gid bits.
+# flowgate (default): the gateway with claude-flow and Claude Code. Node.js is needed at run
+# time by claude-flow; npm, npx, corepack and yarn are removed, and so are set-uid/set-gid bits.
+# The gateway grants each engine read/execute on the npm package root of its binaries (under
+# /opt, a default read path).
 FROM ${NODE_IMAGE} AS flowgate
+ARG CLAUDE_CODE_VERSION
+ARG CLAUDE_FLOW_VERSION
 RUN rm -rf /usr/local/lib/node_modules/npm /usr/local/lib/node_modules/corepack \
            /usr/local/bin/npm /usr/local/bin/npx /usr/local/bin/corepack \
            /usr/local/bin/yarn /usr/local/bin/yarnpkg /opt/yarn-* \
  && find / -xdev -type f -perm /6000 -exec chmod a-s {} + \
  && { userdel --remove node 2>/dev/null || true; }
+COPY --from=engine /opt/claude-code /opt/claude-code
 COPY --from=engine /opt/claude-flow /opt/claude-flow
 COPY --from=build /out/flowgate /usr/local/bin/flowgate
 COPY --from=build /out/flowgate-init /usr/local/bin/flowgate-init
@@ -105,8 +138,20 @@ ENV FLOWGATE_DATA_DIR=/data \
     FLOWGATE_OPS_ADDR=:9090 \
     FLOWGATE_ENGINE_PROFILE=claude-flow-v2 \
     FLOWGATE_ENGINE_COMMAND=/opt/claude-flow/bin/claude-flow \
-    PATH=/opt/claude-flow/bin:/usr/local/bin:/usr/bin:/bin
+    FLOWGATE_ENGINE_CLAUDE_COMMAND=/opt/claude-code/bin/claude \
+    PATH=/opt/claude-flow/bin:/opt/claude-code/bin:/usr/local/bin:/usr/bin:/bin
 USER 10001:10001
+# Both engines really run here, as the runtime user, from the configured paths: the build fails
+# unless each prints its pinned version (Claude Code "<version> (Claude Code)", claude-flow
+# "v<version>"). A missing native binary leaves Claude Code's placeholder, which fails this.
+RUN got="$("${FLOWGATE_ENGINE_CLAUDE_COMMAND}" --version)" || got="exit status $?"; \
+    [ "$got" = "${CLAUDE_CODE_VERSION} (Claude Code)" ] \
+      || { echo "${FLOWGATE_ENGINE_CLAUDE_COMMAND} --version printed '$got', want ${CLAUDE_CODE_VERSION}" >&2; exit 1; }; \
+    got="$("${FLOWGATE_ENGINE_COMMAND}" --version)" || got="exit status $?"; \
+    case "$got" in \
+      "v${CLAUDE_FLOW_VERSION}"|"${CLAUDE_FLOW_VERSION}") ;; \
+      *) echo "${FLOWGATE_ENGINE_COMMAND} --version printed '$got', want ${CLAUDE_FLOW_VERSION}" >&2; exit 1 ;; \
+    esac
 WORKDIR /data
 EXPOSE 8080 9090
 STOPSIGNAL SIGTERM

@@ -85,6 +85,7 @@ commands:
   swarm --url U [--token T] "objective"          run one swarm and stream its events
   engine-sim ...                                 the bundled simulated engine
   healthcheck [--url U]                          exit 0 when the ops /healthz answers 200
+  doctor [--config FILE | --dev]                 check engine, sandbox, egress, secrets, store, Redis
   version                                        print version information
 
 Run "flowgate <command> --help" for a command's flags.
@@ -107,6 +108,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runSwarm(ctx, rest, getenv, stdout, stderr)
 	case "healthcheck":
 		return runHealthcheck(ctx, rest, getenv, stdout, stderr)
+	case "doctor":
+		return runDoctor(ctx, rest, getenv, stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, rest, getenv, stdout, stderr)
 	case "tenant":

@@ -20,6 +20,7 @@ import (
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/clientip"
+	"github.com/flowgate/flowgate/internal/egress"
 	"github.com/flowgate/flowgate/internal/engine"
 	"github.com/flowgate/flowgate/internal/executor"
 	"github.com/flowgate/flowgate/internal/executor/sandbox"
@@ -87,7 +88,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("locate own binary: %w", err)
 	}
-	profile, err := engine.New(engine.Config{Profile: cfg.Engine.Profile, Command: cfg.Engine.Command, Args: cfg.Engine.Args}, exec.LookPath, self)
+	profile, err := engine.New(engineConfig(cfg), exec.LookPath, self)
 	if err != nil {
 		return err
 	}
@@ -95,19 +96,33 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("engine.sandbox: %w", err)
 	}
-	workdir := cfg.Path(cfg.Engine.WorkdirRoot)
-	exe, err := executor.New(executor.Options{
-		Profile: profile, WorkdirRoot: workdir, KillGrace: cfg.Engine.KillGrace,
-		MaxLineBytes: cfg.Engine.MaxLineBytes, MaxOutputBytes: cfg.Engine.MaxOutputBytes,
-		PassEnv: cfg.Engine.Env, Getenv: getenv, Sandbox: mode, InitPath: initBinary(self, log), Logger: log,
-		Landlock: sandbox.LandlockMode(cfg.Engine.Landlock), ReadPaths: cfg.Engine.ReadPaths, WritePaths: cfg.Engine.WritePaths,
-		ConnectPorts: cfg.Engine.ConnectPorts, RunAs: cfg.Engine.RunAs, Nice: cfg.Engine.Nice, Protect: cfg.ProtectedPaths(getenv),
+	eg, err := newEgress(cfg, log, mx.Egress(), func(d egress.Denial) {
+		// The proxy reports the first few refusals of each task; the rest are counted in
+		// task_complete.egress.denied and the metrics.
+		if err := a.recorder.Record(context.Background(), audit.Record{
+			Action: audit.ActionEgressDenied, Outcome: audit.OutcomeDenied, Reason: d.Reason, Tenant: d.Tenant,
+			Target: audit.Target{Type: "task", ID: d.Task}, Details: map[string]any{"destination": d.Destination},
+		}); err != nil {
+			log.Error("audit write failed for egress.denied", "task", d.Task, "err", err)
+		}
 	})
 	if err != nil {
 		return err
 	}
+	cgm, cgErr := engineCgroups(cfg)
+	if cgErr != nil {
+		log.Warn("engine memory and process limits are not enforced: no control group hierarchy this gateway may use", "err", cgErr)
+	} else if cgm != nil {
+		log.Info("engine resource limits enforced by control groups", "cgroup_version", cgm.Version(),
+			"memory_max", int64(cfg.Engine.MemoryMax), "pids_max", cfg.Engine.PidsMax, "workdir_max_bytes", int64(cfg.Engine.WorkdirMaxBytes))
+	}
+	exe, err := executor.New(executorOptions(cfg, getenv, profile, mode, initBinary(self, log), eg, cgm, log))
+	if err != nil {
+		return err
+	}
 	log.Info("engine", "profile", profile.Name(), "command", profile.Command(), "sandbox", string(exe.SandboxMode()),
-		"landlock_abi", exe.LandlockABI(), "run_as", cfg.Engine.RunAs)
+		"landlock_abi", exe.LandlockABI(), "network_namespace", exe.NetworkNamespace(), "seccomp", true,
+		"egress_allow", egressAllow(cfg), "run_as", cfg.Engine.RunAs)
 
 	l := cfg.Limits
 	tasks, err := task.NewManager(task.Options{
@@ -118,6 +133,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxResultBytes: cfg.Tasks.MaxResultBytes, MaxLogBytes: cfg.Tasks.MaxTaskLogBytes, MaxLogEvents: cfg.Tasks.MaxTaskLogEvents,
 		SendQueueMessages: l.SendQueueMessages, SendQueueBytes: l.SendQueueBytes, WriteTimeout: l.WriteTimeout,
 		ListLimit: cfg.Tasks.ListLimit, Cluster: taskCluster(cl), HoldInterval: cfg.Cluster.HeartbeatInterval,
+		RequireResult: profile.PromisesResult(), DeriveProgress: cfg.Engine.ProgressEvents,
 	})
 	if err != nil {
 		return err

@@ -42,6 +42,7 @@ const (
 	ActionAuditRetention     = "audit.retention"
 	ActionServerStart        = "server.start"
 	ActionServerStop         = "server.stop"
+	ActionEgressDenied       = "egress.denied"
 )
 
 // Outcomes.

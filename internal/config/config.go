@@ -1,6 +1,13 @@
 package config
 
-import "time"
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
 
 // Config is the whole configuration. Every field has a yaml tag; the environment variable for
 // a key is FLOWGATE_ followed by the upper-cased path with dots as underscores
@@ -151,6 +158,85 @@ type Engine struct {
 	ConnectPorts   []int         `yaml:"connect_ports"`
 	RunAs          string        `yaml:"run_as"`
 	Nice           int           `yaml:"nice"`
+	// AnthropicBaseURL sets ANTHROPIC_BASE_URL for the claude-code and claude-flow-v2 engines
+	// (LLM gateways, regional endpoints, the test suite's mock); its host:port joins the
+	// egress allowlist.
+	AnthropicBaseURL string `yaml:"anthropic_base_url"`
+	// PermissionMode is Claude Code's --permission-mode (claude-code profile).
+	PermissionMode string `yaml:"permission_mode"`
+	// MaxRetries caps Claude Code's API retries (CLAUDE_CODE_MAX_RETRIES).
+	MaxRetries int `yaml:"max_retries"`
+	// ClaudeCommand is the Claude Code binary claude-flow runs (claude-flow-v2 profile).
+	ClaudeCommand string `yaml:"claude_command"`
+	// ProgressEvents adds seed-style agent_spawn, task_progress and insight events derived
+	// from a real engine's stream-json.
+	ProgressEvents bool `yaml:"progress_events"`
+	// Egress is the engines' proxy to the network.
+	Egress EngineEgress `yaml:"egress"`
+	// Resource limits of each engine: memory (all its processes together), processes, and
+	// the bytes its task directory may hold. 0 = none.
+	MemoryMax       ByteSize `yaml:"memory_max"`
+	PidsMax         int      `yaml:"pids_max"`
+	WorkdirMaxBytes ByteSize `yaml:"workdir_max_bytes"`
+}
+
+// ByteSize is a number of bytes, written as an integer or with a unit: 512MiB, 2GiB, 1G, 64k.
+type ByteSize int64
+
+// invalidSize marks a value that did not parse; Validate reports it under its key (the YAML
+// decoder does not know which key it is decoding).
+const invalidSize ByteSize = -1
+
+// UnmarshalYAML accepts an integer or a size string.
+func (b *ByteSize) UnmarshalYAML(value *yaml.Node) error {
+	n, err := ParseByteSize(value.Value)
+	if err != nil || value.Kind != yaml.ScalarNode {
+		*b = invalidSize
+		return nil
+	}
+	*b = ByteSize(n)
+	return nil
+}
+
+// ParseByteSize parses an integer number of bytes, optionally followed by a unit: k/K/KB/KiB,
+// M/MB/MiB, G/GB/GiB, T/TB/TiB (all powers of 1024; there is no use for decimal units here).
+func ParseByteSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 19 {
+		return 0, fmt.Errorf("%q is not a size like 512MiB or 2GiB", s)
+	}
+	n, err := strconv.ParseInt(s[:i], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a size like 512MiB or 2GiB", s)
+	}
+	shift := 0
+	switch strings.ToLower(strings.TrimSpace(s[i:])) {
+	case "", "b":
+	case "k", "kb", "kib":
+		shift = 10
+	case "m", "mb", "mib":
+		shift = 20
+	case "g", "gb", "gib":
+		shift = 30
+	case "t", "tb", "tib":
+		shift = 40
+	default:
+		return 0, fmt.Errorf("%q is not a size like 512MiB or 2GiB", s)
+	}
+	if n > (1<<62)>>shift {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
+	return n << shift, nil
+}
+
+// EngineEgress configures the egress proxy engines reach the network through.
+type EngineEgress struct {
+	// Allow lists host:port destinations; anthropic_base_url's is added.
+	Allow []string `yaml:"allow"`
 }
 
 // Secrets configures where tenant API keys live.
@@ -286,15 +372,22 @@ func Default() Config {
 			StatusPersistPeriod: 0,
 		},
 		Engine: Engine{
-			Profile:        "claude-flow-v2",
-			WorkdirRoot:    "tasks",
-			KillGrace:      5 * time.Second,
-			MaxLineBytes:   1 << 20,
-			MaxOutputBytes: 32 << 20,
-			Sandbox:        "auto",
-			Landlock:       "auto",
-			ConnectPorts:   []int{443},
-			Nice:           10,
+			Profile:         "claude-flow-v2",
+			WorkdirRoot:     "tasks",
+			KillGrace:       5 * time.Second,
+			MaxLineBytes:    1 << 20,
+			MaxOutputBytes:  32 << 20,
+			Sandbox:         "auto",
+			Landlock:        "auto",
+			ConnectPorts:    []int{},
+			Nice:            10,
+			PermissionMode:  "acceptEdits",
+			MaxRetries:      2,
+			ProgressEvents:  true,
+			Egress:          EngineEgress{Allow: []string{"api.anthropic.com:443"}},
+			MemoryMax:       2 << 30,
+			PidsMax:         512,
+			WorkdirMaxBytes: 1 << 30,
 		},
 		Secrets: Secrets{
 			Provider:           "aws",

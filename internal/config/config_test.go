@@ -143,6 +143,20 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"run_as root", "engine:\n  run_as: \"0:0\"\n", nil, false, "engine.run_as"},
 		{"run_as root group", "engine:\n  run_as: \"65534:0\"\n", nil, false, "engine.run_as"},
 		{"run_as name", "engine:\n  run_as: nobody\n", nil, false, "engine.run_as"},
+		{"unknown permission mode", "engine:\n  permission_mode: yolo\n", nil, false, "engine.permission_mode"},
+		{"relative claude_command", "engine:\n  claude_command: bin/claude\n", nil, false, "engine.claude_command"},
+		{"base URL not http", "engine:\n  anthropic_base_url: ftp://gw.example/\n", nil, false, "engine.anthropic_base_url"},
+		{"base URL with credentials", "engine:\n  anthropic_base_url: https://u:p@gw.example/\n", nil, false, "engine.anthropic_base_url"},
+		{"base URL env", "", map[string]string{"FLOWGATE_ENGINE_ANTHROPIC_BASE_URL": "gw.example:443"}, false, "engine.anthropic_base_url"},
+		{"too many retries", "engine:\n  max_retries: 11\n", nil, false, "engine.max_retries"},
+		{"egress entry not host:port", "engine:\n  egress:\n    allow: [api.anthropic.com]\n", nil, false, "engine.egress.allow[0]"},
+		{"egress port out of range", "engine:\n  egress:\n    allow: [api.anthropic.com:443, gw.example:70000]\n", nil, false, "engine.egress.allow[1]"},
+		{"egress env", "", map[string]string{"FLOWGATE_ENGINE_EGRESS_ALLOW": "a.example:443,b.example"}, false, "engine.egress.allow[1]"},
+		{"memory size does not parse", "engine:\n  memory_max: lots\n", nil, false, "engine.memory_max"},
+		{"memory size env", "", map[string]string{"FLOWGATE_ENGINE_MEMORY_MAX": "2 gigs"}, false, "engine.memory_max"},
+		{"memory too small", "engine:\n  memory_max: 1MiB\n", nil, false, "engine.memory_max"},
+		{"negative pids", "engine:\n  pids_max: -1\n", nil, false, "engine.pids_max"},
+		{"disk size does not parse", "engine:\n  workdir_max_bytes: 1.5GiB\n", nil, false, "engine.workdir_max_bytes"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,6 +223,19 @@ func TestIsLoopback(t *testing.T) {
 	} {
 		if got := config.IsLoopback(addr); got != want {
 			t.Errorf("IsLoopback(%q) = %v", addr, got)
+		}
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]int64{"0": 0, "1048576": 1 << 20, "64k": 64 << 10, "512MiB": 512 << 20, "2GiB": 2 << 30, "1G": 1 << 30, "3 TB": 3 << 40} {
+		if got, err := config.ParseByteSize(in); err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "GiB", "-1", "1.5G", "1PiB", "99999999999999999999", "9999999999T"} {
+		if _, err := config.ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) succeeded", in)
 		}
 	}
 }

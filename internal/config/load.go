@@ -168,6 +168,14 @@ func walk(v reflect.Value, prefix string, leaf func(path string, v reflect.Value
 }
 
 func setFromString(v reflect.Value, raw string) error {
+	if v.Type() == reflect.TypeFor[ByteSize]() {
+		n, err := ParseByteSize(raw)
+		if err != nil {
+			return err
+		}
+		v.SetInt(n)
+		return nil
+	}
 	if v.Type() == durationType {
 		d, err := time.ParseDuration(raw)
 		if err != nil {

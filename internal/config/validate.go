@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/egress"
 )
 
 // Validate checks every key and returns all problems, each naming its key. Insecure
@@ -165,6 +167,7 @@ func (c *Config) Validate() error {
 		bad("engine.sandbox", "must be auto, pidns or pgroup")
 	}
 	c.validateConfinement(bad)
+	c.validateRealEngines(bad)
 
 	switch c.Secrets.Provider {
 	case "local":
@@ -396,4 +399,74 @@ func parsePrefix(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, err
 	}
 	return netip.PrefixFrom(a, a.BitLen()), nil
+}
+
+// maxEngineRetries bounds engine.max_retries: every retry holds an executor slot.
+const maxEngineRetries = 10
+
+func (c *Config) validateRealEngines(bad func(key, format string, args ...any)) {
+	e := c.Engine
+	switch e.PermissionMode {
+	case "default", "acceptEdits", "bypassPermissions", "plan":
+	default:
+		bad("engine.permission_mode", "must be default, acceptEdits, bypassPermissions or plan")
+	}
+	if e.MaxRetries < 0 || e.MaxRetries > maxEngineRetries {
+		bad("engine.max_retries", "must be 0 to %d", maxEngineRetries)
+	}
+	if e.ClaudeCommand != "" && (!filepath.IsAbs(e.ClaudeCommand) || strings.ContainsRune(e.ClaudeCommand, 0)) {
+		bad("engine.claude_command", "must be an absolute path")
+	}
+	if e.AnthropicBaseURL != "" {
+		if err := checkBaseURL(e.AnthropicBaseURL); err != "" {
+			bad("engine.anthropic_base_url", "%s", err)
+		}
+	}
+	switch {
+	case e.MemoryMax == invalidSize:
+		bad("engine.memory_max", "must be a size like 512MiB or 2GiB, or 0 for no limit")
+	case e.MemoryMax != 0 && e.MemoryMax < 16<<20:
+		bad("engine.memory_max", "must be 0 (no limit) or at least 16MiB")
+	}
+	if e.PidsMax < 0 || e.PidsMax > 1<<22 {
+		bad("engine.pids_max", "must be 0 (no limit) to %d", 1<<22)
+	}
+	switch {
+	case e.WorkdirMaxBytes == invalidSize:
+		bad("engine.workdir_max_bytes", "must be a size like 512MiB or 2GiB, or 0 for no limit")
+	case e.WorkdirMaxBytes != 0 && e.WorkdirMaxBytes < 1<<20:
+		bad("engine.workdir_max_bytes", "must be 0 (no limit) or at least 1MiB")
+	}
+	if _, err := egress.ParsePolicy("engine.egress.allow", e.Egress.Allow); err != nil {
+		// The error names the entry (engine.egress.allow[i]).
+		key, msg, _ := strings.Cut(err.Error(), ": ")
+		bad(key, "%s", msg)
+	}
+}
+
+// checkBaseURL accepts an absolute http(s) URL with a host and nothing a proxy or an engine
+// could misread: no credentials, query or fragment.
+func checkBaseURL(raw string) string {
+	if len(raw) > 2048 {
+		return "longer than 2048 bytes"
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return "is not a URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "must be an http:// or https:// URL"
+	case u.Hostname() == "":
+		return "must name a host"
+	case u.User != nil:
+		return "must not carry credentials"
+	case u.RawQuery != "" || u.Fragment != "":
+		return "must not have a query or fragment"
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return "has an invalid port"
+		}
+	}
+	return ""
 }

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -103,7 +104,122 @@ var (
 	argRefRE    = regexp.MustCompile(`^\$\{?([A-Z_]+)\}?$`)
 	npxRE       = regexp.MustCompile(`(^|[\s;&|(])npx\s`)
 	semverRE    = regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.]+)?$`)
+	echoRE      = regexp.MustCompile(`echo\s+("[^"]*"|'[^']*')`)
 )
+
+const (
+	claudeCodePkg = "@anthropic-ai/claude-code"
+	claudeFlowPkg = "claude-flow"
+)
+
+// enginePins reads scripts/engines.env, the one place that pins the engine versions.
+func enginePins(t *testing.T) map[string]string {
+	t.Helper()
+	pins := map[string]string{}
+	for i, l := range strings.Split(string(readFile(t, "scripts/engines.env")), "\n") {
+		l = strings.TrimSpace(l)
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			t.Fatalf("scripts/engines.env:%d: not NAME=VALUE: %s", i+1, l)
+		}
+		pins[k] = v
+	}
+	for _, k := range []string{"CLAUDE_CODE_VERSION", "CLAUDE_FLOW_VERSION"} {
+		if !semverRE.MatchString(pins[k]) {
+			t.Fatalf("scripts/engines.env: %s=%q is not an exact version", k, pins[k])
+		}
+	}
+	return pins
+}
+
+// npmInstall is one `npm install` of an engine in a RUN: its --prefix, its flags and the shell
+// commands (split on &&) that follow it in the same RUN.
+type npmInstall struct {
+	prefix string
+	flags  map[string]bool
+	after  []string
+}
+
+// npmInstalls finds the engine installs of a stage by package name. Every npm install must skip
+// package scripts, name a --prefix and pin its one package to ${CLAUDE_CODE_VERSION} or
+// ${CLAUDE_FLOW_VERSION}.
+func npmInstalls(t *testing.T, s stage) map[string]npmInstall {
+	t.Helper()
+	pinVar := map[string]string{claudeCodePkg: "CLAUDE_CODE_VERSION", claudeFlowPkg: "CLAUDE_FLOW_VERSION"}
+	out := map[string]npmInstall{}
+	for _, in := range s.all("RUN") {
+		cmds := strings.Split(in.args, "&&")
+		for i := range cmds {
+			cmds[i] = strings.Join(strings.Fields(cmds[i]), " ")
+		}
+		for i, c := range cmds {
+			if !strings.HasPrefix(c, "npm install ") && !strings.HasPrefix(c, "npm i ") {
+				continue
+			}
+			inst := npmInstall{flags: map[string]bool{}, after: cmds[i+1:]}
+			var specs []string
+			f := strings.Fields(c)[2:]
+			for j := 0; j < len(f); j++ {
+				switch a := f[j]; {
+				case a == "--prefix" && j+1 < len(f):
+					inst.prefix = f[j+1]
+					j++
+				case strings.HasPrefix(a, "--prefix="):
+					inst.prefix = strings.TrimPrefix(a, "--prefix=")
+				case strings.HasPrefix(a, "-"):
+					inst.flags[a] = true
+				default:
+					specs = append(specs, strings.Trim(a, `"'`))
+				}
+			}
+			if !inst.flags["--ignore-scripts"] {
+				t.Errorf("line %d: npm install without --ignore-scripts", in.line)
+			}
+			if len(specs) != 1 {
+				t.Errorf("line %d: npm install of %v, want one package per install", in.line, specs)
+				continue
+			}
+			at := strings.LastIndex(specs[0], "@")
+			pkg, version := specs[0][:max(at, 0)], specs[0][at+1:]
+			if v, ok := pinVar[pkg]; !ok || version != "${"+v+"}" {
+				t.Errorf("line %d: npm install %s, want %s@${CLAUDE_CODE_VERSION} or %s@${CLAUDE_FLOW_VERSION}", in.line, specs[0], claudeCodePkg, claudeFlowPkg)
+				continue
+			}
+			if !strings.HasPrefix(inst.prefix, "/") {
+				t.Errorf("line %d: npm install %s without an absolute --prefix", in.line, pkg)
+			}
+			if _, dup := out[pkg]; dup {
+				t.Errorf("line %d: %s installed twice", in.line, pkg)
+			}
+			out[pkg] = inst
+		}
+	}
+	return out
+}
+
+// stageEnv is the ENV a stage sets (NAME=VALUE form, values without spaces or quotes).
+func stageEnv(s stage) map[string]string {
+	env := map[string]string{}
+	for _, in := range s.all("ENV") {
+		for _, f := range strings.Fields(in.args) {
+			if k, v, ok := strings.Cut(f, "="); ok {
+				env[k] = v
+			}
+		}
+	}
+	return env
+}
+
+func stageText(s stage) string {
+	var b strings.Builder
+	for _, in := range s.instrs {
+		b.WriteString(in.args + "\n")
+	}
+	return b.String()
+}
 
 // pinned reports whether image names an exact version: a tag that starts with a digit (no
 // latest, no bare major like "22") or a digest.
@@ -179,25 +295,66 @@ func TestDockerfile(t *testing.T) {
 		}
 	})
 
-	t.Run("engine pinned, no install scripts, no npx", func(t *testing.T) {
+	t.Run("engine versions are scripts/engines.env's", func(t *testing.T) {
+		pins := enginePins(t)
+		for _, name := range []string{"CLAUDE_CODE_VERSION", "CLAUDE_FLOW_VERSION"} {
+			if got, ok := args[name]; !ok || got != pins[name] {
+				t.Errorf("global ARG %s=%q, scripts/engines.env pins %q", name, got, pins[name])
+			}
+			// A stage ARG with a default of its own would shadow the pin; one without a
+			// declaration leaves ${NAME} empty in that stage.
+			for _, s := range stages {
+				declared := false
+				for _, in := range s.all("ARG") {
+					if k, v, hasDefault := strings.Cut(in.args, "="); k == name {
+						declared = true
+						if hasDefault && v != pins[name] {
+							t.Errorf("stage %s, line %d: ARG %s=%s, scripts/engines.env pins %q", s.name, in.line, name, v, pins[name])
+						}
+					}
+				}
+				if uses := strings.Contains(stageText(s), "${"+name+"}"); uses && !declared {
+					t.Errorf("stage %s uses ${%s} without declaring ARG %s", s.name, name, name)
+				}
+			}
+		}
+	})
+
+	t.Run("engine stage installs both engines, pinned, no package scripts, no npx", func(t *testing.T) {
 		e, ok := byName["engine"]
 		if !ok {
 			t.Fatal("no engine stage")
 		}
-		var version string
-		for _, in := range e.all("ARG") {
-			if k, v, _ := strings.Cut(in.args, "="); k == "CLAUDE_FLOW_VERSION" {
-				version = v
+		installs := npmInstalls(t, e)
+		cc, ok := installs[claudeCodePkg]
+		if !ok {
+			t.Fatalf("engine stage does not npm install %s@${CLAUDE_CODE_VERSION}", claudeCodePkg)
+		}
+		cf, ok := installs[claudeFlowPkg]
+		if !ok {
+			t.Fatalf("engine stage does not npm install %s@${CLAUDE_FLOW_VERSION}", claudeFlowPkg)
+		}
+		if cc.prefix == cf.prefix {
+			t.Errorf("both engines installed under --prefix %s: each needs its own package tree", cc.prefix)
+		}
+		// Claude Code's native binary is its platform package, an optional dependency;
+		// claude-flow's nested Claude Code must not pull those ~400 MB binaries.
+		if cc.flags["--omit=optional"] {
+			t.Errorf("%s installed with --omit=optional: no native binary to place", claudeCodePkg)
+		}
+		if !cf.flags["--omit=optional"] {
+			t.Errorf("%s installed without --omit=optional", claudeFlowPkg)
+		}
+		// The one package script run is Claude Code's install.cjs, in its package directory.
+		pkgDir := cc.prefix + "/lib/node_modules/" + claudeCodePkg
+		ranInstall := false
+		for i, c := range cc.after {
+			if c == "node "+pkgDir+"/install.cjs" || (c == "node install.cjs" && i > 0 && slices.Contains(cc.after[:i], "cd "+pkgDir)) {
+				ranInstall = true
 			}
 		}
-		if !semverRE.MatchString(version) {
-			t.Errorf("CLAUDE_FLOW_VERSION default %q is not an exact version", version)
-		}
-		run := e.one(t, "RUN").args
-		for _, want := range []string{"npm install", "--ignore-scripts", `claude-flow@${CLAUDE_FLOW_VERSION}`} {
-			if !strings.Contains(run, want) {
-				t.Errorf("engine stage RUN lacks %q", want)
-			}
+		if !ranInstall {
+			t.Errorf("the RUN installing %s does not run its install.cjs in %s (npm --ignore-scripts skips it: bin/claude stays a placeholder)", claudeCodePkg, pkgDir)
 		}
 		for _, s := range stages {
 			for _, in := range s.instrs {
@@ -207,6 +364,74 @@ func TestDockerfile(t *testing.T) {
 				if in.cmd == "ADD" && strings.Contains(in.args, "://") {
 					t.Errorf("line %d: ADD of a URL", in.line)
 				}
+			}
+		}
+	})
+
+	t.Run("default image runs both engines from the configured paths", func(t *testing.T) {
+		e, ok := byName["engine"]
+		f, ok2 := byName["flowgate"]
+		if !ok || !ok2 {
+			t.Fatal("no engine or flowgate stage")
+		}
+		installs := npmInstalls(t, e)
+		env := stageEnv(f)
+		if env["FLOWGATE_ENGINE_PROFILE"] != "claude-flow-v2" {
+			t.Errorf("FLOWGATE_ENGINE_PROFILE=%q, want claude-flow-v2", env["FLOWGATE_ENGINE_PROFILE"])
+		}
+		for _, c := range []struct{ pkg, bin, env string }{
+			{claudeFlowPkg, "claude-flow", "FLOWGATE_ENGINE_COMMAND"},
+			{claudeCodePkg, "claude", "FLOWGATE_ENGINE_CLAUDE_COMMAND"},
+		} {
+			in, ok := installs[c.pkg]
+			if !ok {
+				t.Errorf("engine stage does not install %s", c.pkg)
+				continue
+			}
+			// The gateway grants the engine read/execute on the binary's package root;
+			// /opt is one of its default read paths.
+			if !strings.HasPrefix(in.prefix, "/opt/") {
+				t.Errorf("%s installed under %s, want a directory under /opt", c.pkg, in.prefix)
+			}
+			copied := false
+			for _, cp := range f.all("COPY") {
+				if fl := strings.Fields(cp.args); len(fl) == 3 && fl[0] == "--from=engine" && fl[1] == in.prefix && fl[2] == in.prefix {
+					copied = true
+				}
+			}
+			if !copied {
+				t.Errorf("flowgate stage lacks COPY --from=engine %s %s", in.prefix, in.prefix)
+			}
+			if want := in.prefix + "/bin/" + c.bin; env[c.env] != want {
+				t.Errorf("ENV %s=%q, want %q (npm --prefix %s)", c.env, env[c.env], want, in.prefix)
+			}
+		}
+		// The build-time check: as the runtime user, each configured binary prints its pinned
+		// version.
+		user := f.one(t, "USER")
+		var check string
+		for _, in := range f.all("RUN") {
+			if strings.Contains(in.args, "--version") {
+				if in.line < user.line {
+					t.Errorf("line %d: the --version check runs before USER %s (as root)", in.line, user.args)
+				}
+				// What the check prints on failure names the commands too: not evidence.
+				check += echoRE.ReplaceAllString(in.args, "") + " "
+			}
+		}
+		for _, c := range []struct{ env, version string }{
+			{"FLOWGATE_ENGINE_CLAUDE_COMMAND", "CLAUDE_CODE_VERSION"},
+			{"FLOWGATE_ENGINE_COMMAND", "CLAUDE_FLOW_VERSION"},
+		} {
+			runs := false
+			for _, form := range []string{`$("${` + c.env + `}" --version`, "$(${" + c.env + "} --version", "$(" + env[c.env] + " --version"} {
+				runs = runs || (env[c.env] != "" && strings.Contains(check, form))
+			}
+			if !runs {
+				t.Errorf("flowgate stage does not capture $(%s --version) (%s) at build time", c.env, env[c.env])
+			}
+			if !strings.Contains(check, "${"+c.version+"}") {
+				t.Errorf("the build-time --version check does not compare against ${%s}", c.version)
 			}
 		}
 	})
@@ -299,6 +524,28 @@ func TestDockerfile(t *testing.T) {
 				t.Error("/data is not created owned by 10001:10001")
 			}
 		})
+	}
+}
+
+// The deployment configurations that pin engine paths pin the image's: the image's ENV overrides
+// the file, so a mismatch would be silent in the image and wrong wherever the file is used alone.
+func TestDeployConfigsMatchImageEnginePaths(t *testing.T) {
+	_, stages := parseDockerfile(t, readFile(t, "Dockerfile"))
+	env := stageEnv(stages[len(stages)-1])
+	for _, rel := range []string{"deploy/compose/flowgate.yaml", "deploy/kubernetes/flowgate.yaml"} {
+		docs := yamlDocs(t, rel)
+		if len(docs) != 1 {
+			t.Fatalf("%s: %d YAML documents, want 1", rel, len(docs))
+		}
+		for key, name := range map[string]string{
+			"profile":        "FLOWGATE_ENGINE_PROFILE",
+			"command":        "FLOWGATE_ENGINE_COMMAND",
+			"claude_command": "FLOWGATE_ENGINE_CLAUDE_COMMAND",
+		} {
+			if v := getString(docs[0], "engine", key); v != "" && v != env[name] {
+				t.Errorf("%s: engine.%s %q, the image sets %s=%q", rel, key, v, name, env[name])
+			}
+		}
 	}
 }
 

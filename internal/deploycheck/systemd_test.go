@@ -51,9 +51,9 @@ func TestSystemdUnit(t *testing.T) {
 	if last("StateDirectory") == "" {
 		t.Error("no StateDirectory=")
 	}
-	// The sandbox creates user, PID and mount namespaces (relay mode); nothing else.
-	if ns := strings.Fields(last("RestrictNamespaces")); strings.Join(ns, " ") != "user pid mnt" {
-		t.Errorf("RestrictNamespaces=%v, want exactly user pid mnt", ns)
+	// The sandbox creates user, PID, mount and network namespaces; nothing else.
+	if ns := strings.Fields(last("RestrictNamespaces")); strings.Join(ns, " ") != "user pid mnt net" {
+		t.Errorf("RestrictNamespaces=%v, want exactly user pid mnt net (the engines' network namespaces)", ns)
 	}
 	for _, k := range []string{"SystemCallFilter", "SystemCallArchitectures", "MemoryMax", "TasksMax", "LimitNOFILE", "RestrictAddressFamilies"} {
 		if len(d[k]) == 0 {

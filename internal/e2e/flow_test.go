@@ -23,6 +23,12 @@ type swarmResult struct {
 // runSwarm sends a swarm and reads until its task_complete.
 func runSwarm(t *testing.T, c *client.Conn, objective string, options map[string]any) swarmResult {
 	t.Helper()
+	return runSwarmWithin(t, c, objective, options, 60*time.Second)
+}
+
+// runSwarmWithin is runSwarm with its own deadline (a real engine takes longer than the sim).
+func runSwarmWithin(t *testing.T, c *client.Conn, objective string, options map[string]any, within time.Duration) swarmResult {
+	t.Helper()
 	msg := map[string]any{"type": "swarm", "objective": objective}
 	if options != nil {
 		msg["options"] = options
@@ -30,7 +36,7 @@ func runSwarm(t *testing.T, c *client.Conn, objective string, options map[string
 	if err := c.Send(msg); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), within)
 	defer cancel()
 	var r swarmResult
 	for {

@@ -18,8 +18,9 @@ import (
 	"github.com/flowgate/flowgate/internal/client"
 )
 
-// binary is the flowgate binary built once for the whole package.
-var binary string
+// binary is the flowgate binary built once for the whole package; hostileBinary is the
+// hostile test engine (./hostile).
+var binary, hostileBinary string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "flowgate-e2e-")
@@ -28,6 +29,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "flowgate")
+	hostileBinary = filepath.Join(dir, "hostile")
 	// flowgate-init next to the binary is the sandbox init the gateway prefers (tests of the
 	// fallback to the flowgate binary itself live in cmd/flowgate).
 	// The init is built without the race detector: it is not what these tests examine, and a
@@ -35,6 +37,7 @@ func TestMain(m *testing.M) {
 	for _, b := range []struct{ out, pkg, race string }{
 		{binary, "github.com/flowgate/flowgate/cmd/flowgate", "-race"},
 		{filepath.Join(dir, "flowgate-init"), "github.com/flowgate/flowgate/cmd/flowgate-init", "-race=false"},
+		{hostileBinary, "github.com/flowgate/flowgate/internal/e2e/hostile", "-race=false"},
 	} {
 		build := exec.Command("go", "build", b.race, "-o", b.out, b.pkg)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr

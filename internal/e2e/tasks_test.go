@@ -207,8 +207,12 @@ func TestRedactionEnvAndForgery(t *testing.T) {
 		names = append(names, k)
 	}
 	sort.Strings(names)
-	if strings.Join(names, ",") != "ANTHROPIC_API_KEY,HOME,LANG,PATH,TMPDIR,TZ" {
+	// The allowlist, and the task's egress proxy under both spellings.
+	if strings.Join(names, ",") != "ANTHROPIC_API_KEY,HOME,HTTPS_PROXY,HTTP_PROXY,LANG,PATH,TMPDIR,TZ,http_proxy,https_proxy" {
 		t.Fatalf("child environment = %v; want exactly the allowlist", names)
+	}
+	if p := env["HTTPS_PROXY"]; !strings.HasPrefix(p, "http://127.0.0.1:") || env["http_proxy"] != p {
+		t.Fatalf("proxy variables: %q %q", p, env["http_proxy"])
 	}
 	if env["ANTHROPIC_API_KEY"] != "[REDACTED]" || !strings.Contains(env["HOME"], "tasks") {
 		t.Fatalf("env values: key=%q home=%q", env["ANTHROPIC_API_KEY"], env["HOME"])

@@ -59,12 +59,30 @@ type Request struct {
 	Timeout   time.Duration
 }
 
-// Config selects and parameterises a profile (engine.profile, engine.command, engine.args).
+// Config selects and parameterises a profile (engine.profile, engine.command, engine.args and
+// the real engines' keys of DESIGN §14).
 type Config struct {
 	Profile string   // sim | claude-flow-v2 | claude-code | custom
 	Command string   // absolute path; "" = the profile's default name looked up in PATH at start
 	Args    []string // argv template, custom only
+	// ClaudeCommand is the Claude Code binary claude-flow-v2 runs: absolute, or "" = claude
+	// looked up in PATH at start. Its directory goes first on the engine's PATH.
+	ClaudeCommand string
+	// AnthropicBaseURL becomes ANTHROPIC_BASE_URL for claude-code and claude-flow-v2.
+	AnthropicBaseURL string
+	// PermissionMode is Claude Code's --permission-mode (claude-code); "" = acceptEdits.
+	PermissionMode string
+	// MaxRetries is CLAUDE_CODE_MAX_RETRIES for claude-code and claude-flow-v2.
+	MaxRetries int
 }
+
+// Permission modes of Claude Code (engine.permission_mode).
+const (
+	PermissionDefault     = "default"
+	PermissionAcceptEdits = "acceptEdits"
+	PermissionBypass      = "bypassPermissions"
+	PermissionPlan        = "plan"
+)
 
 // enum maps a value a client may send to the constant the engine receives. The emitted strings
 // live in this file, so nothing a client sends is ever copied into argv.
@@ -83,6 +101,13 @@ type Profile struct {
 	env        []string
 	argv       func(p *Profile, req Request, strategy, mode enum, workdir string) []string
 	template   []string // custom only
+	permission string   // claude-code: --permission-mode
+	claude     string   // claude-flow-v2: the Claude Code binary it runs
+	// skipsPermissions: the engine runs Claude Code without permission prompts
+	// (bypassPermissions, or claude-flow's --dangerously-skip-permissions), which Claude Code
+	// refuses as root unless told it is sandboxed.
+	skipsPermissions bool
+	promisesResult   bool
 }
 
 // seed enums: what the seed's clients send; every profile accepts them.
@@ -113,18 +138,31 @@ func New(cfg Config, lookPath func(string) (string, error), self string) (*Profi
 	case ProfileSim:
 		p.strategies, p.modes = seedStrategies(), seedModes()
 		p.argv = simArgv
+		p.promisesResult = true // it speaks Claude Code's stream-json, result line included
 	case ProfileClaudeFlowV2:
 		defaultName = "claude-flow"
 		p.strategies, p.modes = claudeFlowStrategies(), claudeFlowModes()
-		// DISABLE_AUTOUPDATER: the binaries are pinned and pre-installed; an engine must not
-		// rewrite itself at run time (claude-flow starts Claude Code, which would).
-		p.env = []string{"CLAUDE_FLOW_NON_INTERACTIVE=true", "DISABLE_AUTOUPDATER=1"}
+		p.env = append([]string{"CLAUDE_FLOW_NON_INTERACTIVE=true"}, claudeEnv(cfg)...)
 		p.argv = claudeFlowArgv
+		// claude-flow --headless always runs `claude --dangerously-skip-permissions`.
+		p.skipsPermissions, p.promisesResult = true, true
 	case ProfileClaudeCode:
 		defaultName = "claude"
 		p.strategies, p.modes = seedStrategies(), seedModes()
-		p.env = []string{"DISABLE_AUTOUPDATER=1"}
+		p.env = claudeEnv(cfg)
 		p.argv = claudeCodeArgv
+		p.permission = cfg.PermissionMode
+		if p.permission == "" {
+			p.permission = PermissionAcceptEdits
+		}
+		switch p.permission {
+		case PermissionDefault, PermissionAcceptEdits, PermissionPlan:
+		case PermissionBypass:
+			p.skipsPermissions = true
+		default:
+			return nil, fmt.Errorf("engine.permission_mode: unknown mode %q (want default, acceptEdits, bypassPermissions or plan)", truncate(cfg.PermissionMode, 32))
+		}
+		p.promisesResult = true
 	case ProfileCustom:
 		p.strategies, p.modes = seedStrategies(), seedModes()
 		p.argv = customArgv
@@ -161,12 +199,46 @@ func New(cfg Config, lookPath func(string) (string, error), self string) (*Profi
 		}
 		cmd = found
 	}
-	resolved, err := checkCommand(cmd)
+	resolved, err := checkCommand("engine.command", cmd)
 	if err != nil {
 		return nil, err
 	}
 	p.command = resolved
+
+	if cfg.Profile == ProfileClaudeFlowV2 {
+		// claude-flow exits 0 and says nothing useful when claude is missing: refuse to start
+		// instead of running tasks that cannot work.
+		claude := cfg.ClaudeCommand
+		if claude == "" {
+			found, err := lookPath("claude")
+			if err != nil {
+				return nil, fmt.Errorf("engine.claude_command: claude (Claude Code, which claude-flow runs) not found in PATH; install it or set engine.claude_command to its absolute path: %w", err)
+			}
+			claude = found
+		}
+		if p.claude, err = checkCommand("engine.claude_command", claude); err != nil {
+			return nil, err
+		}
+	} else if cfg.ClaudeCommand != "" {
+		return nil, fmt.Errorf("engine.claude_command: only the claude-flow-v2 profile runs Claude Code on its own (profile %s)", cfg.Profile)
+	}
 	return p, nil
+}
+
+// claudeEnv is the environment Claude Code gets under both real-engine profiles.
+func claudeEnv(cfg Config) []string {
+	env := []string{
+		// The binaries are pinned and pre-installed: an engine must not rewrite itself.
+		"DISABLE_AUTOUPDATER=1",
+		// No telemetry, error reporting or /api/hello probes: an engine talks to the API only.
+		"CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
+		// Claude Code retries a 401 ten times by default (three minutes holding a slot).
+		"CLAUDE_CODE_MAX_RETRIES=" + strconv.Itoa(max(cfg.MaxRetries, 0)),
+	}
+	if cfg.AnthropicBaseURL != "" {
+		env = append(env, "ANTHROPIC_BASE_URL="+cfg.AnthropicBaseURL)
+	}
+	return env
 }
 
 func claudeFlowStrategies() []enum {
@@ -218,11 +290,13 @@ func claudeFlowArgv(_ *Profile, req Request, s, m enum, _ string) []string {
 	return append(argv, "--headless", "--output-format", "stream-json")
 }
 
-// claudeCodeArgv: claude -p <objective> --output-format stream-json --verbose. Claude Code has
-// no notion of agents, strategy or mode: they are validated against the seed enums (so seed
-// clients keep working) and not passed.
-func claudeCodeArgv(_ *Profile, req Request, _, _ enum, _ string) []string {
-	return []string{"-p", req.Objective, "--output-format", "stream-json", "--verbose"}
+// claudeCodeArgv: claude -p <objective> --output-format stream-json --verbose
+// --permission-mode M. Claude Code has no notion of agents, strategy or mode: they are
+// validated against the seed enums (so seed clients keep working) and not passed. Without a
+// permission mode every file-writing or Bash tool is denied in -p mode.
+func claudeCodeArgv(p *Profile, req Request, _, _ enum, _ string) []string {
+	return []string{"-p", req.Objective, "--output-format", "stream-json", "--verbose",
+		"--permission-mode", p.permission}
 }
 
 func customArgv(p *Profile, req Request, s, m enum, workdir string) []string {
@@ -304,20 +378,20 @@ func looksLikePlaceholder(s string) bool {
 // checkCommand requires an absolute, existing, executable regular file. The path is resolved
 // once, here; symlinks are kept as configured (an operator pointing at a versioned symlink
 // expects the upgrade to apply on restart, which is when this runs again).
-func checkCommand(cmd string) (string, error) {
+func checkCommand(key, cmd string) (string, error) {
 	if !filepath.IsAbs(cmd) {
-		return "", fmt.Errorf("engine.command: %q is not an absolute path", truncate(cmd, 256))
+		return "", fmt.Errorf("%s: %q is not an absolute path", key, truncate(cmd, 256))
 	}
 	cmd = filepath.Clean(cmd)
 	fi, err := os.Stat(cmd)
 	if err != nil {
-		return "", fmt.Errorf("engine.command: %w", err)
+		return "", fmt.Errorf("%s: %w", key, err)
 	}
 	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("engine.command: %s is not a regular file", cmd)
+		return "", fmt.Errorf("%s: %s is not a regular file", key, cmd)
 	}
 	if fi.Mode().Perm()&0o111 == 0 {
-		return "", fmt.Errorf("engine.command: %s is not executable", cmd)
+		return "", fmt.Errorf("%s: %s is not executable", key, cmd)
 	}
 	return cmd, nil
 }
@@ -342,6 +416,30 @@ func (p *Profile) DefaultMode() string { return p.modes[0].name }
 
 // Env returns the profile's own fixed variables as NAME=value.
 func (p *Profile) Env() []string { return append([]string(nil), p.env...) }
+
+// ClaudeCommand is the Claude Code binary claude-flow-v2 runs ("" for other profiles).
+func (p *Profile) ClaudeCommand() string { return p.claude }
+
+// Binaries are the executables the engine runs: engine.command, and engine.claude_command
+// for claude-flow-v2.
+func (p *Profile) Binaries() []string {
+	if p.claude != "" {
+		return []string{p.command, p.claude}
+	}
+	return []string{p.command}
+}
+
+// PermissionMode is the --permission-mode the claude-code profile passes ("" otherwise).
+func (p *Profile) PermissionMode() string { return p.permission }
+
+// SkipsPermissions reports that Claude Code runs without permission prompts under this
+// profile; it then only runs as root when told it is sandboxed (IS_SANDBOX=1), which the
+// executor does only when the sandbox is in force.
+func (p *Profile) SkipsPermissions() bool { return p.skipsPermissions }
+
+// PromisesResult reports that the engine ends with a stream-json result line: exiting 0
+// without one is a failure, not a success (claude-flow exits 0 whatever happened).
+func (p *Profile) PromisesResult() bool { return p.promisesResult }
 
 func names(es []enum) []string {
 	out := make([]string, len(es))

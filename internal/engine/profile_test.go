@@ -83,7 +83,7 @@ func TestArgvTables(t *testing.T) {
 			name: "claude-code ignores swarm options", cfg: Config{Profile: ProfileClaudeCode},
 			req:     Request{Objective: obj, Agents: 9, Strategy: "parallel", Mode: "distributed"},
 			command: claude,
-			want:    []string{"-p", obj, "--output-format", "stream-json", "--verbose"},
+			want:    []string{"-p", obj, "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits"},
 		},
 		{
 			name: "custom template",
@@ -136,8 +136,8 @@ func TestEnumsAndEnv(t *testing.T) {
 		{ProfileClaudeFlowV2, "", nil,
 			[]string{"auto", "parallel", "sequential", "research", "development", "analysis", "testing", "optimization", "maintenance"},
 			[]string{"centralized", "distributed", "hierarchical", "mesh", "hybrid"},
-			[]string{"CLAUDE_FLOW_NON_INTERACTIVE=true", "DISABLE_AUTOUPDATER=1"}},
-		{ProfileClaudeCode, "", nil, seedS, seedM, []string{"DISABLE_AUTOUPDATER=1"}},
+			[]string{"CLAUDE_FLOW_NON_INTERACTIVE=true", "DISABLE_AUTOUPDATER=1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "CLAUDE_CODE_MAX_RETRIES=0"}},
+		{ProfileClaudeCode, "", nil, seedS, seedM, []string{"DISABLE_AUTOUPDATER=1", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "CLAUDE_CODE_MAX_RETRIES=0"}},
 		{ProfileCustom, "/bin/sh", []string{"-c", "true"}, seedS, seedM, nil},
 	}
 	for _, tt := range tests {
@@ -171,7 +171,7 @@ func TestEnumsAndEnv(t *testing.T) {
 func TestArgvRejects(t *testing.T) {
 	self := fakeBin(t, "flowgate")
 	cf := fakeBin(t, "claude-flow")
-	p, err := New(Config{Profile: ProfileClaudeFlowV2, Command: cf}, nil, self)
+	p, err := New(Config{Profile: ProfileClaudeFlowV2, Command: cf, ClaudeCommand: fakeBin(t, "claude")}, nil, self)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,6 +243,11 @@ func TestNewErrors(t *testing.T) {
 		{"embedded placeholder suffix", Config{Profile: ProfileCustom, Command: "/bin/sh", Args: []string{"{objective}x"}}, self, "engine.args"},
 		{"placeholder typo", Config{Profile: ProfileCustom, Command: "/bin/sh", Args: []string{"{objectiv}"}}, self, "engine.args"},
 		{"nul in template", Config{Profile: ProfileCustom, Command: "/bin/sh", Args: []string{"a\x00"}}, self, "engine.args"},
+		{"claude missing for claude-flow", Config{Profile: ProfileClaudeFlowV2, Command: self}, self, "engine.claude_command"},
+		{"relative claude_command", Config{Profile: ProfileClaudeFlowV2, Command: self, ClaudeCommand: "claude"}, self, "engine.claude_command"},
+		{"claude_command not a file", Config{Profile: ProfileClaudeFlowV2, Command: self, ClaudeCommand: dir}, self, "engine.claude_command"},
+		{"claude_command on claude-code", Config{Profile: ProfileClaudeCode, Command: self, ClaudeCommand: self}, self, "engine.claude_command"},
+		{"unknown permission mode", Config{Profile: ProfileClaudeCode, Command: self, PermissionMode: "yolo"}, self, "engine.permission_mode"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -263,21 +268,64 @@ func TestNewErrors(t *testing.T) {
 
 func TestDefaultCommandLookup(t *testing.T) {
 	cf := fakeBin(t, "claude-flow")
+	claude := fakeBin(t, "claude")
 	var asked []string
 	look := func(name string) (string, error) {
 		asked = append(asked, name)
-		return cf, nil
+		return map[string]string{"claude-flow": cf, "claude": claude}[name], nil
 	}
 	p, err := New(Config{Profile: ProfileClaudeFlowV2}, look, "/unused")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(asked, []string{"claude-flow"}) || p.Command() != cf {
-		t.Errorf("looked up %q, command %q", asked, p.Command())
+	if !slices.Equal(asked, []string{"claude-flow", "claude"}) || p.Command() != cf || p.ClaudeCommand() != claude {
+		t.Errorf("looked up %q, command %q, claude %q", asked, p.Command(), p.ClaudeCommand())
 	}
 	// An explicit command is never looked up.
 	asked = nil
-	if _, err := New(Config{Profile: ProfileClaudeFlowV2, Command: cf}, look, ""); err != nil || asked != nil {
+	if _, err := New(Config{Profile: ProfileClaudeFlowV2, Command: cf, ClaudeCommand: claude}, look, ""); err != nil || asked != nil {
 		t.Errorf("explicit command: err %v, looked up %q", err, asked)
+	}
+}
+
+func TestPackageRootAndInspect(t *testing.T) {
+	// An npm global install: bin/tool -> ../lib/node_modules/@scope/tool/bin/tool.js, a
+	// #!/usr/bin/env node script whose package reads its own package.json.
+	prefix := t.TempDir()
+	pkg := filepath.Join(prefix, "lib", "node_modules", "@scope", "tool")
+	for _, d := range []string{filepath.Join(pkg, "bin"), filepath.Join(pkg, "node_modules", "dep"), filepath.Join(prefix, "bin"), filepath.Join(prefix, "node", "bin")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(p, s string, mode os.FileMode) {
+		t.Helper()
+		if err := os.WriteFile(p, []byte(s), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(filepath.Join(pkg, "package.json"), `{"name":"@scope/tool"}`, 0o644)
+	write(filepath.Join(pkg, "node_modules", "dep", "package.json"), `{"name":"dep"}`, 0o644)
+	write(filepath.Join(pkg, "bin", "tool.js"), "#!/usr/bin/env -S node --no-warnings\nconsole.log(1)\n", 0o755)
+	write(filepath.Join(prefix, "node", "bin", "node"), "", 0o755)
+	bin := filepath.Join(prefix, "bin", "tool")
+	if err := os.Symlink("../lib/node_modules/@scope/tool/bin/tool.js", bin); err != nil {
+		t.Fatal(err)
+	}
+	in := Inspect(bin, filepath.Join(prefix, "node", "bin")+":/usr/bin")
+	if in.Root != pkg || in.Resolved != filepath.Join(pkg, "bin", "tool.js") || in.Interpreter != filepath.Join(prefix, "node", "bin", "node") {
+		t.Errorf("Inspect = %+v, want root %s", in, pkg)
+	}
+	// A file of a nested dependency belongs to that dependency's package.
+	if got := PackageRoot(filepath.Join(pkg, "node_modules", "dep", "index.js")); got != filepath.Join(pkg, "node_modules", "dep") {
+		t.Errorf("nested root = %s", got)
+	}
+	// Outside any package: the file's directory.
+	if got := PackageRoot("/usr/bin/true"); got != "/usr/bin" {
+		t.Errorf("PackageRoot(/usr/bin/true) = %s", got)
+	}
+	// A native binary has no interpreter.
+	if in := Inspect(filepath.Join(prefix, "node", "bin", "node"), "/usr/bin"); in.Interpreter != "" {
+		t.Errorf("interpreter of an empty file: %q", in.Interpreter)
 	}
 }

@@ -9,13 +9,17 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flowgate/flowgate/internal/egress"
 	"github.com/flowgate/flowgate/internal/engine"
+	"github.com/flowgate/flowgate/internal/executor/cgroup"
 	"github.com/flowgate/flowgate/internal/executor/sandbox"
 )
 
@@ -78,6 +82,18 @@ type Options struct {
 	RunAs string
 	// Nice (engine.nice, 0-19) is every engine's nice value; 0 leaves the gateway's.
 	Nice int
+	// Egress is the engines' only way out (engine.egress): each task gets its own proxy
+	// listener, named in its HTTPS_PROXY and HTTP_PROXY, and may connect to nothing else but
+	// ConnectPorts. In a network namespace of its own (NetNS, where the kernel allows it) the
+	// task reaches nothing else at all. nil: no proxy (tests of other parts).
+	Egress *egress.Proxy
+	NetNS  bool
+	// Resource limits of each engine (engine.memory_max, engine.pids_max,
+	// engine.workdir_max_bytes; 0 = none). Memory and processes are enforced by a control
+	// group per task where Cgroups is set; the disk allowance by RLIMIT_FSIZE per file and
+	// by watching the task directory's total.
+	MemoryMax, PidsMax, WorkdirMax int64
+	Cgroups                        *cgroup.Manager
 
 	Logger *slog.Logger
 }
@@ -95,6 +111,10 @@ type Executor struct {
 	baseEnv  []string // PATH, LANG, TZ, profile variables, passed variables; HOME and the key are per task
 	log      *slog.Logger
 	drainMax time.Duration
+	egress   *egress.Proxy
+	cgroups  *cgroup.Manager
+	limits   cgroup.Limits
+	diskMax  int64
 }
 
 // Spec is one task to run.
@@ -125,7 +145,22 @@ type Result struct {
 	Signal              string
 	OutputLimitExceeded bool
 	StartedAt, EndedAt  time.Time
+	// Egress is what the task sent and received through its proxy; nil without one.
+	Egress *egress.Stats
+	// LimitExceeded names the resource limit that ended the task: "memory", "process" or
+	// "disk" ("" for none).
+	LimitExceeded string
 }
+
+// Resource limit names of Result.LimitExceeded.
+const (
+	LimitMemory  = "memory"
+	LimitProcess = "process"
+	LimitDisk    = "disk"
+)
+
+// limitPoll is how often a running task's process count and disk use are checked.
+const limitPoll = 250 * time.Millisecond
 
 // New validates opts, resolves the environment and probes the sandbox once (a warning is
 // logged when it falls back to process groups). Errors name the config key.
@@ -137,7 +172,8 @@ func New(opts Options) (*Executor, error) {
 	if opts.Profile == nil {
 		return nil, errors.New("executor: engine profile required")
 	}
-	e := &Executor{profile: opts.Profile, log: log}
+	e := &Executor{profile: opts.Profile, log: log, egress: opts.Egress, cgroups: opts.Cgroups,
+		limits: cgroup.Limits{MemoryMax: max(opts.MemoryMax, 0), PidsMax: max(opts.PidsMax, 0)}, diskMax: max(opts.WorkdirMax, 0)}
 
 	switch {
 	case opts.KillGrace == 0:
@@ -208,6 +244,18 @@ func New(opts Options) (*Executor, error) {
 		return nil, fmt.Errorf("engine.sandbox: %w", err)
 	}
 	e.sb = sb
+	confined := sb.Mode() == sandbox.PIDNS && sb.LandlockABI() > 0
+	switch {
+	case opts.Profile.PermissionMode() == engine.PermissionBypass && !confined:
+		return nil, fmt.Errorf("engine.permission_mode: bypassPermissions lets the engine run every tool unasked and is only allowed while the sandbox is in force (PID namespace and Landlock); this host runs sandbox %s with Landlock ABI %d", sb.Mode(), sb.LandlockABI())
+	case opts.Profile.SkipsPermissions() && confined:
+		// Claude Code refuses to skip permission prompts as root unless told that it is
+		// sandboxed; it is, so a root gateway's engines work.
+		e.baseEnv = append(e.baseEnv, "IS_SANDBOX=1")
+	case opts.Profile.SkipsPermissions():
+		log.Warn("the engine runs Claude Code without permission prompts but the sandbox is not in force: Claude Code refuses that as root, and such tasks fail",
+			"profile", opts.Profile.Name(), "sandbox", sb.Mode(), "landlock_abi", sb.LandlockABI())
+	}
 	if runAs == nil && os.Geteuid() == 0 {
 		// Landlock does not cover what a root uid keeps without capabilities: owning every
 		// root file (chmod, chown of its own files, utimes) and connecting to root-only UNIX
@@ -248,7 +296,10 @@ func prepareRoot(root string, runAs *sandbox.IDs) (string, error) {
 func baseEnv(p *engine.Profile, pass []string, getenv func(string) string) ([]string, error) {
 	profileEnv := p.Env()
 	// The executor's own variables; engine.env may not override them.
-	taken := map[string]bool{"PATH": true, "HOME": true, "TMPDIR": true, "LANG": true, "TZ": true, "ANTHROPIC_API_KEY": true}
+	taken := map[string]bool{"PATH": true, "HOME": true, "TMPDIR": true, "LANG": true, "TZ": true, "ANTHROPIC_API_KEY": true, "IS_SANDBOX": true}
+	for _, n := range proxyVars {
+		taken[n] = true
+	}
 	for _, kv := range profileEnv {
 		name, _, _ := strings.Cut(kv, "=")
 		taken[name] = true
@@ -280,13 +331,9 @@ func baseEnv(p *engine.Profile, pass []string, getenv func(string) string) ([]st
 		}
 	}
 
-	path := DefaultPath
-	if dir := filepath.Dir(p.Command()); !strings.Contains(":"+DefaultPath+":", ":"+dir+":") {
-		// The engine's own directory first: a node-based engine installed under /opt/x/bin
-		// finds its interpreter there (#!/usr/bin/env node).
-		path = dir + ":" + DefaultPath
-	}
-	env := []string{"PATH=" + path}
+	// The engine's own directories first: a node-based engine installed under /opt/x/bin
+	// finds its interpreter there (#!/usr/bin/env node), and claude-flow finds claude.
+	env := []string{"PATH=" + p.Path(DefaultPath)}
 	env = append(env, "LANG="+envOr(getenv, "LANG", DefaultLang), "TZ="+envOr(getenv, "TZ", DefaultTZ))
 	env = append(env, profileEnv...)
 	return append(env, passed...), nil
@@ -302,6 +349,60 @@ func envOr(getenv func(string) string, name, def string) string {
 func validEnvValue(v string) bool {
 	return len(v) <= maxEnvValue && strings.IndexByte(v, 0) < 0
 }
+
+func groupDirs(g *cgroup.Group) []string {
+	if g == nil {
+		return nil
+	}
+	return g.Dirs()
+}
+
+// dirUsageAtLeast reports whether the files under dir take max bytes of disk or more (a file
+// stopped by RLIMIT_FSIZE is exactly max long). It stops counting once there; a tree too large
+// to walk counts as full.
+func dirUsageAtLeast(dir string, max int64) bool {
+	var used, entries int64
+	over := errors.New("over")
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // vanished or unreadable: the engine's own business
+		}
+		if entries++; entries > maxWalkEntries {
+			return over
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		if st, ok := info.Sys().(*syscall.Stat_t); ok {
+			used += st.Blocks * 512
+		} else {
+			used += info.Size()
+		}
+		if used >= max {
+			return over
+		}
+		return nil
+	})
+	return err == over
+}
+
+// maxWalkEntries bounds one disk-usage walk of a task directory.
+const maxWalkEntries = 200_000
+
+// proxyVars name the egress proxy to the engine: both spellings, as tools read either.
+// NO_PROXY is never set: nothing bypasses the proxy.
+var proxyVars = []string{"HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"}
+
+func proxyPort(s *egress.Session) int {
+	if s == nil {
+		return 0
+	}
+	return s.Port()
+}
+
+// NetworkNamespace reports whether engines get a network namespace of their own.
+func (e *Executor) NetworkNamespace() bool { return e.sb.NetworkNamespace() }
 
 // SandboxMode is the sandbox mode in use (pidns or pgroup, never auto).
 func (e *Executor) SandboxMode() sandbox.Mode { return e.sb.Mode() }
@@ -349,11 +450,24 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 		return Result{}, fmt.Errorf("%w: task directory: %w", ErrStart, err)
 	}
 
-	env := make([]string, 0, len(e.baseEnv)+3)
+	env := make([]string, 0, len(e.baseEnv)+3+len(proxyVars))
 	env = append(env, e.baseEnv[0], "HOME="+workdir, "TMPDIR="+tmpdir)
 	env = append(env, e.baseEnv[1:]...)
 	if spec.APIKey != "" {
 		env = append(env, "ANTHROPIC_API_KEY="+spec.APIKey)
+	}
+	var proxy *egress.Session
+	cmdPorts := []uint16(nil)
+	if e.egress != nil {
+		if proxy, err = e.egress.Open(spec.TaskID, spec.Tenant); err != nil {
+			return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
+		}
+		defer proxy.Close()
+		url := "http://127.0.0.1:" + strconv.Itoa(proxy.Port())
+		for _, n := range proxyVars {
+			env = append(env, n+"="+url)
+		}
+		cmdPorts = []uint16{uint16(proxy.Port())}
 	}
 
 	outR, outW, err := os.Pipe()
@@ -366,10 +480,22 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 		outW.Close()
 		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
 	}
+	var group *cgroup.Group
+	if e.cgroups != nil && (e.limits.MemoryMax > 0 || e.limits.PidsMax > 0) {
+		if group, err = e.cgroups.Create(spec.TaskID, e.limits); err != nil {
+			outR.Close()
+			outW.Close()
+			errR.Close()
+			errW.Close()
+			return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
+		}
+		defer group.Remove()
+	}
 	res := Result{StartedAt: time.Now()}
 	proc, err := e.sb.Start(sandbox.Command{
 		Path: e.profile.Command(), Args: argv, Env: env, Dir: workdir, Stdout: outW, Stderr: errW,
-		WritePaths: []string{workdir},
+		WritePaths: []string{workdir}, ConnectPorts: cmdPorts, ProxyPort: proxyPort(proxy),
+		Cgroups: groupDirs(group), FileSizeMax: e.diskMax,
 	})
 	outW.Close()
 	errW.Close()
@@ -390,12 +516,31 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 
 	var grace *time.Timer
 	var graceC <-chan time.Time
+	var pollC <-chan time.Time
+	if group != nil || e.diskMax > 0 {
+		poll := time.NewTicker(limitPoll)
+		defer poll.Stop()
+		pollC = poll.C
+	}
 	ctxDone, limit := ctx.Done(), b.ch
 supervise:
 	for {
 		select {
 		case <-proc.Done():
 			break supervise
+		case <-pollC:
+			switch {
+			case group != nil && group.Events().PidsMax > 0:
+				// A fork refused at pids.max: a fork bomb spins forever at the limit.
+				res.LimitExceeded = LimitProcess
+			case e.diskMax > 0 && dirUsageAtLeast(workdir, e.diskMax):
+				res.LimitExceeded = LimitDisk
+			default:
+				continue
+			}
+			pollC = nil
+			log.Warn("engine resource limit exceeded, killing", "limit", res.LimitExceeded)
+			proc.Kill()
 		case <-ctxDone:
 			ctxDone = nil
 			proc.Terminate()
@@ -435,6 +580,25 @@ supervise:
 
 	res.EndedAt = time.Now()
 	res.OutputLimitExceeded = b.exceeded.Load()
+	if res.LimitExceeded == "" {
+		switch {
+		case group != nil && group.Events().OOMKills > 0:
+			res.LimitExceeded = LimitMemory
+		case st.Signal == unix.SIGXFSZ:
+			res.LimitExceeded = LimitDisk
+		case e.diskMax > 0 && dirUsageAtLeast(workdir, e.diskMax):
+			// The last write hit RLIMIT_FSIZE (an engine that ignores SIGXFSZ gets EFBIG and
+			// may well exit 0) or filled the rest since the last poll.
+			res.LimitExceeded = LimitDisk
+		case group != nil && group.Events().PidsMax > 0:
+			res.LimitExceeded = LimitProcess
+		}
+	}
+	if proxy != nil {
+		proxy.Close() // the engine is gone; cut what its relay left open before counting
+		st := proxy.Stats()
+		res.Egress = &st
+	}
 	if werr != nil {
 		// The init was started and is gone; its status is unknown. Report it as killed.
 		log.Error("engine wait failed", "err", werr)

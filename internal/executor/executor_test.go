@@ -376,7 +376,8 @@ func TestEnvironmentIsExactlyTheAllowlist(t *testing.T) {
 	}
 	t.Run("claude-flow-v2 profile variables and key value", func(t *testing.T) {
 		bin := self(t)
-		p, err := engine.New(engine.Config{Profile: engine.ProfileClaudeFlowV2, Command: bin}, nil, "")
+		claude := fakeClaude(t)
+		p, err := engine.New(engine.Config{Profile: engine.ProfileClaudeFlowV2, Command: bin, ClaudeCommand: claude, MaxRetries: 2}, nil, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -401,11 +402,19 @@ func TestEnvironmentIsExactlyTheAllowlist(t *testing.T) {
 			names = append(names, n)
 		}
 		slices.Sort(names)
-		wantNames := []string{"ANTHROPIC_API_KEY", "CLAUDE_FLOW_NON_INTERACTIVE", "DISABLE_AUTOUPDATER", "HOME", "LANG", "PATH", "TMPDIR", "TZ"}
+		wantNames := []string{"ANTHROPIC_API_KEY", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "CLAUDE_CODE_MAX_RETRIES", "CLAUDE_FLOW_NON_INTERACTIVE", "DISABLE_AUTOUPDATER", "HOME", "LANG", "PATH", "TMPDIR", "TZ"}
+		if ex.LandlockABI() > 0 {
+			// claude-flow runs claude --dangerously-skip-permissions: allowed as root only
+			// when the engine is told it is sandboxed, and only when it is.
+			wantNames = append(wantNames, "IS_SANDBOX")
+			slices.Sort(wantNames)
+		}
 		if !slices.Equal(names, wantNames) {
 			t.Errorf("variables %q, want %q", names, wantNames)
 		}
-		if !slices.Contains(got.Env, "CLAUDE_FLOW_NON_INTERACTIVE=true") || !slices.Contains(got.Env, "PATH="+filepath.Dir(bin)+":"+DefaultPath) {
+		// claude first, so that claude-flow finds the configured one.
+		if !slices.Contains(got.Env, "CLAUDE_FLOW_NON_INTERACTIVE=true") || !slices.Contains(got.Env, "CLAUDE_CODE_MAX_RETRIES=2") ||
+			!slices.Contains(got.Env, "PATH="+filepath.Dir(claude)+":"+filepath.Dir(bin)+":"+DefaultPath) {
 			t.Errorf("env %q", got.Env)
 		}
 		sum := sha256.Sum256([]byte(key))
@@ -421,13 +430,13 @@ func TestEnvironmentIsExactlyTheAllowlist(t *testing.T) {
 }
 
 func TestPassEnvRefused(t *testing.T) {
-	cf, err := engine.New(engine.Config{Profile: engine.ProfileClaudeFlowV2, Command: "/bin/sh"}, nil, "")
+	cf, err := engine.New(engine.Config{Profile: engine.ProfileClaudeFlowV2, Command: "/bin/sh", ClaudeCommand: fakeClaude(t)}, nil, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, names := range [][]string{
 		{"PATH"}, {"HOME"}, {"TMPDIR"}, {"LANG"}, {"TZ"}, {"ANTHROPIC_API_KEY"}, {"A=B"}, {""}, {"1X"}, {"X Y"},
-		{"CLAUDE_FLOW_NON_INTERACTIVE"}, {"FLOWGATE_MASTER_KEY"}, {"AWS_SECRET_ACCESS_KEY"}, {"OK", "OK"},
+		{"CLAUDE_FLOW_NON_INTERACTIVE"}, {"IS_SANDBOX"}, {"CLAUDE_CODE_MAX_RETRIES"}, {"FLOWGATE_MASTER_KEY"}, {"AWS_SECRET_ACCESS_KEY"}, {"OK", "OK"},
 	} {
 		_, err := New(Options{Profile: cf, WorkdirRoot: t.TempDir(), PassEnv: names, InitPath: self(t)})
 		if err == nil || !strings.HasPrefix(err.Error(), "engine.env") {
@@ -755,4 +764,15 @@ func TestPGroupEscapeeDoesNotHangRun(t *testing.T) {
 	if !slices.Contains(c.stdout(), "escaping") {
 		t.Errorf("output %q", c.stdout())
 	}
+}
+
+// fakeClaude is an executable named claude in a directory of its own, for profiles that only
+// need engine.claude_command to exist.
+func fakeClaude(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "claude")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\necho 'fake claude'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

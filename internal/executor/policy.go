@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/flowgate/flowgate/internal/engine"
 	"github.com/flowgate/flowgate/internal/executor/sandbox"
 )
 
@@ -180,7 +181,11 @@ func enginePolicy(opts Options, root string, runAs *sandbox.IDs, log *slog.Logge
 	if err != nil {
 		return sandbox.Policy{}, fmt.Errorf("engine.landlock: %w", err)
 	}
-	pol := sandbox.Policy{Landlock: mode, RunAs: runAs, Nice: opts.Nice}
+	// The system call filter applies in every mode, Landlock or not. Engines behind the
+	// egress proxy resolve no names themselves (the proxy does): UDP is closed to them unless
+	// they have a network namespace of their own, where it reaches only their loopback.
+	pol := sandbox.Policy{Landlock: mode, RunAs: runAs, Nice: opts.Nice, Seccomp: true,
+		SeccompUDP: opts.Egress == nil, NetNS: opts.NetNS}
 	ports := opts.ConnectPorts
 	if ports == nil {
 		ports = []int{DefaultConnectPort}
@@ -207,11 +212,16 @@ func enginePolicy(opts Options, root string, runAs *sandbox.IDs, log *slog.Logge
 	}
 
 	protect := append([]string{root}, opts.Protect...)
-	cmd := opts.Profile.Command()
-	if real, err := filepath.EvalSymlinks(cmd); err == nil {
-		for _, p := range protect {
-			if abs, err := filepath.Abs(p); err == nil && (within(real, abs) || within(cmd, abs)) {
-				return pol, fmt.Errorf("engine.command: %s lies in %s, which engines may never read", cmd, abs)
+	for i, cmd := range opts.Profile.Binaries() {
+		key := "engine.command"
+		if i > 0 {
+			key = "engine.claude_command"
+		}
+		if real, err := filepath.EvalSymlinks(cmd); err == nil {
+			for _, p := range protect {
+				if abs, err := filepath.Abs(p); err == nil && (within(real, abs) || within(cmd, abs)) {
+					return pol, fmt.Errorf("%s: %s lies in %s, which engines may never read", key, cmd, abs)
+				}
 			}
 		}
 	}
@@ -225,16 +235,28 @@ func enginePolicy(opts Options, root string, runAs *sandbox.IDs, log *slog.Logge
 			return pol, err
 		}
 	}
-	// The engine's own directory tree, as configured and as installed (a symlink into a
-	// package's directory); only the binary itself when it sits at the top.
-	for _, p := range slices.Compact([]string{cmd, evalOr(cmd)}) {
-		dir := filepath.Dir(p)
-		if dir == "/" {
-			dir = p
+	// Each engine binary's directory as configured (npm's bin/, with its symlinks), and the
+	// installation it resolves into: the whole npm package (a Node engine reads its own
+	// package.json and modules at start), and the interpreter of a #! script. Only the
+	// binary itself when it sits at the top.
+	keys := []string{"engine.command", "engine.claude_command"}
+	for i, bin := range opts.Profile.Binaries() {
+		key := keys[min(i, len(keys)-1)]
+		in := engine.Inspect(bin, opts.Profile.Path(DefaultPath))
+		grants := []string{filepath.Dir(bin), in.Root}
+		if in.Interpreter != "" {
+			grants = append(grants, interpreterRoot(in.Interpreter))
 		}
-		if err := read.add("engine.command", dir, false); err != nil {
-			return pol, err
+		for _, dir := range grants {
+			if dir == "/" {
+				dir = bin
+			}
+			if err := read.add(key, dir, false); err != nil {
+				return pol, err
+			}
 		}
+		log.Info("engine sandbox: granting an engine's installation", "key", key, "binary", bin,
+			"resolved", in.Resolved, "root", in.Root, "interpreter", in.Interpreter)
 	}
 	for _, p := range etcLinks() {
 		if r := evalOr(p); r != p {
@@ -259,6 +281,16 @@ func enginePolicy(opts Options, root string, runAs *sandbox.IDs, log *slog.Logge
 	}
 	pol.ReadPaths, pol.WritePaths = read.out, write.out
 	return pol, nil
+}
+
+// interpreterRoot is the installation prefix of an interpreter: /opt/node for
+// /opt/node/bin/node (its modules live under the prefix), the directory itself otherwise.
+func interpreterRoot(interp string) string {
+	dir := filepath.Dir(interp)
+	if filepath.Base(dir) == "bin" && filepath.Dir(dir) != "/" {
+		return filepath.Dir(dir)
+	}
+	return dir
 }
 
 // evalOr resolves symlinks in p, or returns p.

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"strings"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
@@ -42,6 +43,37 @@ func (t Tasks) Event(n int) {
 
 // SlowConsumer counts a subscriber dropped for not keeping up.
 func (t Tasks) SlowConsumer() { t.m.slowConsumers.Inc() }
+
+// Egress reports the egress proxy's counters (egress.Metrics).
+type Egress struct{ m *Metrics }
+
+// Egress returns the adapter for egress.Options.Metrics.
+func (m *Metrics) Egress() Egress { return Egress{m} }
+
+// EgressDenied counts a refused destination; the label is one of three fixed values.
+func (e Egress) EgressDenied(reason string) {
+	label := "not_allowed"
+	switch {
+	case strings.HasPrefix(reason, "name resolves"):
+		label = "special_address"
+	case strings.HasPrefix(reason, "name does not"):
+		label = "unresolvable"
+	}
+	e.m.egressDenied.WithLabelValues(label).Inc()
+}
+
+// EgressBytes adds bytes sent and received through the proxy.
+func (e Egress) EgressBytes(out, in int64) {
+	if out > 0 {
+		e.m.egressBytes.WithLabelValues("out").Add(float64(out))
+	}
+	if in > 0 {
+		e.m.egressBytes.WithLabelValues("in").Add(float64(in))
+	}
+}
+
+// PermissionDenied counts a tool an engine was not allowed to run (engine.permission_mode).
+func (t Tasks) PermissionDenied() { t.m.permissionDenials.Inc() }
 
 // Sessions reports WebSocket session counters (session.Metrics).
 type Sessions struct{ m *Metrics }

@@ -46,13 +46,16 @@ type Metrics struct {
 	messages          *prometheus.CounterVec
 	rejections        *prometheus.CounterVec
 
-	tasksStarted  prometheus.Counter
-	tasks         *prometheus.CounterVec
-	taskDuration  *prometheus.HistogramVec
-	queueWait     prometheus.Histogram
-	events        prometheus.Counter
-	outputBytes   prometheus.Counter
-	slowConsumers prometheus.Counter
+	tasksStarted      prometheus.Counter
+	tasks             *prometheus.CounterVec
+	taskDuration      *prometheus.HistogramVec
+	queueWait         prometheus.Histogram
+	events            prometheus.Counter
+	outputBytes       prometheus.Counter
+	slowConsumers     prometheus.Counter
+	permissionDenials prometheus.Counter
+	egressDenied      *prometheus.CounterVec
+	egressBytes       *prometheus.CounterVec
 
 	rateLimited  *prometheus.CounterVec
 	authFailures *prometheus.CounterVec
@@ -104,6 +107,9 @@ func New(opts Options) *Metrics {
 	m.events = f.counter("task_events_total", "Engine events appended to task logs.")
 	m.outputBytes = f.counter("engine_output_bytes_total", "Bytes of engine output forwarded as events (after redaction and framing).")
 	m.slowConsumers = f.counter("slow_consumer_closes_total", "Subscribers dropped because they could not keep up (closed with 1008).")
+	m.egressDenied = f.counterVec("egress_denied_total", "Destinations engines asked the egress proxy for and were refused, by reason (not_allowed, unresolvable, special_address).", "reason")
+	m.egressBytes = f.counterVec("egress_bytes_total", "Bytes engines sent (out) and received (in) through the egress proxy.", "direction")
+	m.permissionDenials = f.counter("engine_permission_denials_total", "Tools engines asked to run and were refused by their permission mode (engine.permission_mode).")
 
 	m.rateLimited = f.counterVec("ratelimit_denials_total", "Requests refused by a rate limit, connection cap or task quota, by scope.", "scope")
 	m.authFailures = f.counterVec("auth_failures_total", "Refused authentications (WebSocket handshakes and API calls), by reason.", "reason")
@@ -154,6 +160,12 @@ func New(opts Options) *Metrics {
 	}
 	for _, v := range outcomes() {
 		m.auditCheckpoints.WithLabelValues(v)
+	}
+	for _, v := range []string{"not_allowed", "unresolvable", "special_address"} {
+		m.egressDenied.WithLabelValues(v)
+	}
+	for _, v := range []string{"out", "in"} {
+		m.egressBytes.WithLabelValues(v)
 	}
 	return m
 }

@@ -143,6 +143,11 @@ func TestWakeAndClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	noReady(t, ch, "data after Wake")
+	// Consume it: parked with data waiting, ready fires at once (TestOneShot), and could then
+	// land after Close below and be mistaken for a call after Close.
+	if _, err := io.ReadFull(srv, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
 
 	if err := h.Park(ready); err != nil {
 		t.Fatal(err)

@@ -83,6 +83,32 @@ type TaskComplete struct {
 	DurationMs int64  `json:"durationMs"`
 	Result     string `json:"result,omitempty"`
 	Error      string `json:"error,omitempty"`
+	// Usage is what the engine reported spending (absent when it reported nothing).
+	Usage *Usage `json:"usage,omitempty"`
+	// PermissionDenials counts the engine's permission_denied events: tools it was not
+	// allowed to run (engine.permission_mode).
+	PermissionDenials int `json:"permissionDenials"`
+	// Egress is what the engine sent and received through its egress proxy, and how many
+	// destinations it was refused.
+	Egress *Egress `json:"egress,omitempty"`
+}
+
+// Egress counts one task's traffic through the egress proxy.
+type Egress struct {
+	BytesOut int64 `json:"bytesOut"`
+	BytesIn  int64 `json:"bytesIn"`
+	Denied   int64 `json:"denied"`
+}
+
+// Usage is an engine's token and cost usage: from its result line at the end, summed from
+// its assistant messages while it runs.
+type Usage struct {
+	InputTokens              int64   `json:"inputTokens"`
+	OutputTokens             int64   `json:"outputTokens"`
+	CacheReadInputTokens     int64   `json:"cacheReadInputTokens"`
+	CacheCreationInputTokens int64   `json:"cacheCreationInputTokens"`
+	CostUSD                  float64 `json:"costUsd"`
+	NumTurns                 int     `json:"numTurns"`
 }
 
 // TaskCancelled acknowledges a cancel; task_complete{status:"cancelled"} follows.
@@ -133,6 +159,7 @@ type Status struct {
 	Duration  *int64 `json:"duration,omitempty"` // milliseconds, as the seed reported it
 	LastSeq   *int64 `json:"lastSeq,omitempty"`
 	ExitCode  *int   `json:"exitCode,omitempty"`
+	Usage     *Usage `json:"usage,omitempty"`
 	RequestID string `json:"requestId,omitempty"`
 }
 

@@ -239,7 +239,7 @@ func (s *Session) handleTaskRef(ctx context.Context, m *protocol.TaskRef) {
 }
 
 func statusReply(snap task.Snapshot, reqID string, now time.Time) protocol.Status {
-	st := protocol.Status{Type: protocol.TypeStatus, TaskID: snap.ID, Status: snap.Status, Objective: snap.Objective, RequestID: reqID}
+	st := protocol.Status{Type: protocol.TypeStatus, TaskID: snap.ID, Status: snap.Status, Objective: snap.Objective, RequestID: reqID, Usage: snap.Usage}
 	lastSeq := snap.LastSeq
 	st.LastSeq = &lastSeq
 	if !snap.StartedAt.IsZero() {

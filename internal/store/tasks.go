@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -55,6 +56,19 @@ type Task struct {
 	ResultSummary string     `json:"resultSummary,omitempty"`
 	Error         string     `json:"error,omitempty"`
 	LastSeq       int64      `json:"lastSeq"`
+	// Usage is what the engine reported spending; nil when it reported nothing.
+	Usage             *TaskUsage `json:"usage,omitempty"`
+	PermissionDenials int        `json:"permissionDenials"`
+}
+
+// TaskUsage is an engine's token and cost usage for one task.
+type TaskUsage struct {
+	InputTokens              int64   `json:"inputTokens"`
+	OutputTokens             int64   `json:"outputTokens"`
+	CacheReadInputTokens     int64   `json:"cacheReadInputTokens"`
+	CacheCreationInputTokens int64   `json:"cacheCreationInputTokens"`
+	CostUSD                  float64 `json:"costUsd"`
+	NumTurns                 int     `json:"numTurns"`
 }
 
 // TaskUpdate changes a live (pending or running) task; nil fields are left as they are.
@@ -62,14 +76,16 @@ type Task struct {
 // flow, and {Status: success|failed|…, EndedAt, ExitCode, ResultSummary, Error, LastSeq} at the
 // end.
 type TaskUpdate struct {
-	Status        string // "" = unchanged
-	Node          *string
-	StartedAt     *time.Time
-	EndedAt       *time.Time
-	ExitCode      *int
-	ResultSummary *string
-	Error         *string
-	LastSeq       *int64
+	Status            string // "" = unchanged
+	Node              *string
+	StartedAt         *time.Time
+	EndedAt           *time.Time
+	ExitCode          *int
+	ResultSummary     *string
+	Error             *string
+	LastSeq           *int64
+	Usage             *TaskUsage
+	PermissionDenials *int
 }
 
 // TaskFilter selects tasks for ListTasks. Empty fields match everything.
@@ -85,7 +101,9 @@ type TaskFilter struct {
 }
 
 const taskCols = "id, tenant, owner, objective, agents, strategy, mode, timeout_sec, status, node, " +
-	"created_at, started_at, ended_at, exit_code, result_summary, error_msg, last_seq"
+	"created_at, started_at, ended_at, exit_code, result_summary, error_msg, last_seq, " +
+	"usage_input_tokens, usage_output_tokens, usage_cache_read_tokens, usage_cache_creation_tokens, " +
+	"usage_cost_usd, usage_num_turns, permission_denials"
 
 // ValidTaskStatus reports whether s is one of the Task* statuses.
 func ValidTaskStatus(s string) bool {
@@ -157,10 +175,15 @@ func (db *DB) CreateTask(ctx context.Context, t Task) (Task, error) {
 	if t.Agents < 0 || t.TimeoutSec < 0 || t.LastSeq < 0 {
 		return Task{}, fmt.Errorf("%w: task agents, timeout and lastSeq must not be negative", ErrInvalid)
 	}
-	q := db.Rebind("INSERT INTO tasks (" + taskCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+	if err := checkUsage(t.Usage, &t.PermissionDenials); err != nil {
+		return Task{}, err
+	}
+	q := db.Rebind("INSERT INTO tasks (" + taskCols + ") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 	args := []any{t.ID, t.Tenant, t.Owner, t.Objective, t.Agents, t.Strategy, t.Mode, t.TimeoutSec, t.Status, t.Node,
 		db.TimeArg(t.CreatedAt), db.NullTimeArg(t.StartedAt), db.NullTimeArg(t.EndedAt), nullInt(t.ExitCode),
 		t.ResultSummary, t.Error, t.LastSeq}
+	args = append(args, usageArgs(t.Usage)...)
+	args = append(args, t.PermissionDenials)
 	var err error
 	if db.group != nil {
 		err = db.group.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -218,6 +241,15 @@ func (db *DB) UpdateTask(ctx context.Context, tenant, id string, u TaskUpdate) (
 		}
 		lastSeq = *u.LastSeq
 	}
+	var denials any
+	if u.PermissionDenials != nil {
+		if err := checkUsage(u.Usage, u.PermissionDenials); err != nil {
+			return Task{}, err
+		}
+		denials = *u.PermissionDenials
+	} else if err := checkUsage(u.Usage, new(int)); err != nil {
+		return Task{}, err
+	}
 	// COALESCE(?, col) keeps the column when the argument is NULL, so one statement serves every
 	// kind of update.
 	q := db.Rebind(`UPDATE tasks SET
@@ -228,11 +260,20 @@ func (db *DB) UpdateTask(ctx context.Context, tenant, id string, u TaskUpdate) (
 		exit_code = COALESCE(?, exit_code),
 		result_summary = COALESCE(?, result_summary),
 		error_msg = COALESCE(?, error_msg),
-		last_seq = COALESCE(?, last_seq)
+		last_seq = COALESCE(?, last_seq),
+		usage_input_tokens = COALESCE(?, usage_input_tokens),
+		usage_output_tokens = COALESCE(?, usage_output_tokens),
+		usage_cache_read_tokens = COALESCE(?, usage_cache_read_tokens),
+		usage_cache_creation_tokens = COALESCE(?, usage_cache_creation_tokens),
+		usage_cost_usd = COALESCE(?, usage_cost_usd),
+		usage_num_turns = COALESCE(?, usage_num_turns),
+		permission_denials = COALESCE(?, permission_denials)
 		WHERE tenant = ? AND id = ? AND status IN (?, ?)
 		RETURNING ` + taskCols)
 	args := []any{status, node, db.NullTimeArg(u.StartedAt), db.NullTimeArg(u.EndedAt), nullInt(u.ExitCode),
-		summary, errMsg, lastSeq, tenant, id, TaskPending, TaskRunning}
+		summary, errMsg, lastSeq}
+	args = append(args, usageArgs(u.Usage)...)
+	args = append(args, denials, tenant, id, TaskPending, TaskRunning)
 	var (
 		t   Task
 		err error
@@ -328,12 +369,15 @@ func (db *DB) InterruptRunning(ctx context.Context, node string) (int, error) {
 
 func scanTask(s scanner) (Task, error) {
 	var (
-		t        Task
-		exitCode sql.NullInt64
+		t                       Task
+		exitCode                sql.NullInt64
+		in, out, cacheR, cacheC sql.NullInt64
+		cost                    sql.NullFloat64
+		turns                   sql.NullInt64
 	)
 	err := s.Scan(&t.ID, &t.Tenant, &t.Owner, &t.Objective, &t.Agents, &t.Strategy, &t.Mode, &t.TimeoutSec,
 		&t.Status, &t.Node, TimeDest(&t.CreatedAt), NullTimeDest(&t.StartedAt), NullTimeDest(&t.EndedAt),
-		&exitCode, &t.ResultSummary, &t.Error, &t.LastSeq)
+		&exitCode, &t.ResultSummary, &t.Error, &t.LastSeq, &in, &out, &cacheR, &cacheC, &cost, &turns, &t.PermissionDenials)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Task{}, fmt.Errorf("task: %w", ErrNotFound)
 	}
@@ -344,7 +388,34 @@ func scanTask(s scanner) (Task, error) {
 		c := int(exitCode.Int64)
 		t.ExitCode = &c
 	}
+	if in.Valid || out.Valid || cost.Valid {
+		t.Usage = &TaskUsage{InputTokens: in.Int64, OutputTokens: out.Int64, CacheReadInputTokens: cacheR.Int64,
+			CacheCreationInputTokens: cacheC.Int64, CostUSD: cost.Float64, NumTurns: int(turns.Int64)}
+	}
 	return t, nil
+}
+
+// usageArgs are the six usage columns' arguments: all NULL for no usage.
+func usageArgs(u *TaskUsage) []any {
+	if u == nil {
+		return []any{nil, nil, nil, nil, nil, nil}
+	}
+	return []any{u.InputTokens, u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens, u.CostUSD, int64(u.NumTurns)}
+}
+
+// checkUsage refuses what no engine can have spent: negative or non-finite figures.
+func checkUsage(u *TaskUsage, denials *int) error {
+	if *denials < 0 {
+		return fmt.Errorf("%w: task permission denials must not be negative", ErrInvalid)
+	}
+	if u == nil {
+		return nil
+	}
+	if u.InputTokens < 0 || u.OutputTokens < 0 || u.CacheReadInputTokens < 0 || u.CacheCreationInputTokens < 0 ||
+		u.NumTurns < 0 || !(u.CostUSD >= 0) || math.IsInf(u.CostUSD, 0) {
+		return fmt.Errorf("%w: task usage must be finite and not negative", ErrInvalid)
+	}
+	return nil
 }
 
 func nullInt(p *int) any {

@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/egress"
 	"github.com/flowgate/flowgate/internal/engine"
 	"github.com/flowgate/flowgate/internal/executor"
 	"github.com/flowgate/flowgate/internal/protocol"
@@ -50,6 +52,7 @@ type Metrics interface {
 	QueueWait(d time.Duration)
 	Event(bytes int)
 	SlowConsumer()
+	PermissionDenied()
 }
 
 // Options configures a Manager.
@@ -84,6 +87,33 @@ type Options struct {
 	Cluster Cluster
 	// HoldInterval is how often a mirror tells the running node its owner still watches.
 	HoldInterval time.Duration
+	// RequireResult: the engine promises a stream-json result line (engine.Profile.
+	// PromisesResult); exiting 0 without one fails the task.
+	RequireResult bool
+	// DeriveProgress adds seed-style progress events derived from assistant messages
+	// (engine.progress_events).
+	DeriveProgress bool
+}
+
+// wireEgress converts the executor's egress counters (nil stays nil).
+func wireEgress(s *egress.Stats) *protocol.Egress {
+	if s == nil {
+		return nil
+	}
+	return &protocol.Egress{BytesOut: s.BytesOut, BytesIn: s.BytesIn, Denied: s.Denied}
+}
+
+// maxErrorBytes bounds task_complete.error when it carries the engine's own words.
+const maxErrorBytes = 1024
+
+// storeUsage converts a task's usage for the store (nil stays nil).
+func storeUsage(u *protocol.Usage) *store.TaskUsage {
+	if u == nil {
+		return nil
+	}
+	return &store.TaskUsage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
+		CacheReadInputTokens: u.CacheReadInputTokens, CacheCreationInputTokens: u.CacheCreationInputTokens,
+		CostUSD: u.CostUSD, NumTurns: u.NumTurns}
 }
 
 // Errors Create returns; the session maps them to wire codes.
@@ -394,9 +424,34 @@ func (m *Manager) run(ctx context.Context, t *Task, key string) {
 type output struct{ t *Task }
 
 func (o output) Stdout(line []byte, truncated bool) {
-	o.t.appendFrame(func(dst []byte, seq int64, now []byte) ([]byte, string) {
+	o.t.appendObserved(func(dst []byte, seq int64, now []byte) ([]byte, string) {
 		return engineFrame(dst, line, truncated, o.t.ID, seq, now)
-	}, len(line))
+	}, len(line), func(typ string) []derived { return o.t.observe(typ, line) })
+}
+
+// observe reads what task_complete reports, and the progress to derive, out of an engine
+// event. Called with t.mu held, right after the event was logged.
+func (t *Task) observe(typ string, line []byte) []derived {
+	es := &t.eng
+	switch typ {
+	case "assistant":
+		turns := es.usage.NumTurns
+		es.observeAssistant(line)
+		if !t.m.opts.DeriveProgress || es.seedSpeech {
+			return nil
+		}
+		return deriveProgress(line, es.usage.NumTurns > turns, es.usage.NumTurns)
+	case "system":
+		if isPermissionDenied(line) {
+			es.denials++
+			t.m.metrics.permissionDenied()
+		}
+	case typeAgentSpawn, typeTaskProgress, typeInsight:
+		// The engine speaks the seed's dialect itself (claude-flow's own events, the sim):
+		// deriving more would show every agent twice.
+		es.seedSpeech = true
+	}
+	return nil
 }
 
 func (o output) Stderr(line []byte, truncated bool) {
@@ -414,6 +469,7 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 
 	t.mu.RLock()
 	startedAt, hasResult, isError, result := t.startedAt, t.hasResult, t.isError, t.result
+	usage, denials := t.eng.snapshot(), t.eng.permissionDenials()
 	seq := t.lastSeqLocked() + 1
 	t.mu.RUnlock()
 
@@ -421,6 +477,10 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 	switch {
 	case res.OutputLimitExceeded || errors.Is(cause, errOutputLimit) || errors.Is(cause, errLogLimit):
 		errMsg = "output limit exceeded"
+	case res.LimitExceeded != "":
+		// The executor's resource limits: "memory limit exceeded", "process limit exceeded",
+		// "disk limit exceeded" (DESIGN §15).
+		errMsg = res.LimitExceeded + " limit exceeded"
 	case errors.Is(cause, errTimeout):
 		status, errMsg = protocol.StatusTimeout, fmt.Sprintf("timed out after %s", t.Request.Timeout)
 	case errors.Is(cause, errShutdown):
@@ -432,10 +492,19 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 	case runErr != nil:
 		errMsg = "engine could not be started"
 		m.log.Error("engine run failed", "task", t.ID, "tenant", t.Tenant, "err", runErr)
-	case res.ExitCode == 0 && !(hasResult && isError):
-		status = protocol.StatusSuccess
+	case hasResult && isError:
+		// The engine's own account of what went wrong ("Invalid API key", "API Error: 529
+		// Overloaded"): already redacted like every line, cut to 1 KiB.
+		errMsg = truncateUTF8(strings.TrimSpace(result), maxErrorBytes)
+		if errMsg == "" {
+			errMsg = "engine reported an error"
+		}
+	case res.ExitCode == 0 && !hasResult && m.opts.RequireResult:
+		// claude-flow exits 0 whatever happened (Claude Code missing, refused, crashed): only
+		// a result line says the work was done.
+		errMsg = "engine produced no result"
 	case res.ExitCode == 0:
-		errMsg = "engine reported an error"
+		status = protocol.StatusSuccess
 	default:
 		errMsg = fmt.Sprintf("engine exited with code %d", res.ExitCode)
 	}
@@ -452,11 +521,13 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 		exitPtr = &exit
 	}
 	summary := truncateUTF8(result, 1024)
-	m.persist(t.Tenant, t.ID, store.TaskUpdate{Status: status, EndedAt: &now, ExitCode: exitPtr, ResultSummary: &summary, Error: &errMsg, LastSeq: &seq})
+	m.persist(t.Tenant, t.ID, store.TaskUpdate{Status: status, EndedAt: &now, ExitCode: exitPtr, ResultSummary: &summary,
+		Error: &errMsg, LastSeq: &seq, Usage: storeUsage(usage), PermissionDenials: &denials})
 
 	frame, _ := jsonFrame(protocol.TaskComplete{
 		Type: protocol.TypeTaskComplete, TaskID: t.ID, Seq: seq, ServerTime: protocol.Time(now),
 		ExitCode: exit, Status: status, DurationMs: dur.Milliseconds(), Result: result, Error: errMsg,
+		Usage: usage, PermissionDenials: denials, Egress: wireEgress(res.Egress),
 	})
 	t.mu.Lock()
 	end := t.headBytes.Load() + int64(len(frame))
@@ -592,6 +663,11 @@ func fromRecord(r store.Task) Snapshot {
 	}
 	if r.ExitCode != nil {
 		s.ExitCode = *r.ExitCode
+	}
+	if u := r.Usage; u != nil {
+		s.Usage = &protocol.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
+			CacheReadInputTokens: u.CacheReadInputTokens, CacheCreationInputTokens: u.CacheCreationInputTokens,
+			CostUSD: u.CostUSD, NumTurns: u.NumTurns}
 	}
 	return s
 }
@@ -804,5 +880,10 @@ func (a metricsAdapter) event(n int) {
 func (a metricsAdapter) slowConsumer() {
 	if a.m != nil {
 		a.m.SlowConsumer()
+	}
+}
+func (a metricsAdapter) permissionDenied() {
+	if a.m != nil {
+		a.m.PermissionDenied()
 	}
 }

@@ -66,6 +66,7 @@ type Task struct {
 	isError   bool
 	hasResult bool
 	errMsg    string
+	eng       engineState
 	log       []entry
 	block     []byte          // frame memory being filled (see build)
 	subs      []*Subscription // copy-on-write: readers take the slice under mu and iterate freely
@@ -87,6 +88,7 @@ type Snapshot struct {
 	ExitCode  int
 	LastSeq   int64
 	Error     string
+	Usage     *protocol.Usage
 }
 
 // Snapshot returns the task's current state.
@@ -96,7 +98,7 @@ func (t *Task) Snapshot() Snapshot {
 	return Snapshot{
 		ID: t.ID, Tenant: t.Tenant, Owner: t.Owner, Objective: t.Objective, Status: t.status,
 		CreatedAt: t.CreatedAt, StartedAt: t.startedAt, EndedAt: t.endedAt, ExitCode: t.exitCode,
-		LastSeq: t.lastSeqLocked(), Error: t.errMsg,
+		LastSeq: t.lastSeqLocked(), Error: t.errMsg, Usage: t.eng.snapshot(),
 	}
 }
 
@@ -111,6 +113,13 @@ func (t *Task) Done() <-chan struct{} { return t.done }
 // appendFrame adds one event to the log under the lock, builds its frame with the seq it
 // gets, and then wakes subscribers and applies backpressure outside the lock.
 func (t *Task) appendFrame(build func(dst []byte, seq int64, now []byte) ([]byte, string), sizeHint int) {
+	t.appendObserved(build, sizeHint, nil)
+}
+
+// appendObserved is appendFrame with a look at the engine's line: observe runs under the
+// lock right after the frame is logged, with the event's type, and returns the events derived
+// from it, logged right behind it (one lock, consecutive seqs).
+func (t *Task) appendObserved(build func(dst []byte, seq int64, now []byte) ([]byte, string), sizeHint int, observe func(typ string) []derived) {
 	now := t.m.clock.format(t.m.now())
 	t.mu.Lock()
 	if protocol.Terminal(t.status) {
@@ -128,6 +137,21 @@ func (t *Task) appendFrame(build func(dst []byte, seq int64, now []byte) ([]byte
 	t.log = append(t.log, entry{frame: frame, end: end})
 	if typ == "result" {
 		t.captureResult(frame)
+	}
+	if observe != nil {
+		for _, d := range observe(typ) {
+			seq++
+			f, _ := t.build(func(dst []byte, seq int64, now []byte) ([]byte, string) {
+				return derivedFrame(dst, d, t.ID, seq, now), d.typ
+			}, seq, now, len(d.json)+160)
+			if seq > int64(t.m.opts.MaxLogEvents) || end+int64(len(f)) > t.m.opts.MaxLogBytes {
+				break // the engine's own events hit the bound next and end the task
+			}
+			end += int64(len(f))
+			t.log = append(t.log, entry{frame: f, end: end})
+			t.m.metrics.event(len(f))
+		}
+		seq = t.lastSeqLocked()
 	}
 	subs := t.subs
 	t.headBytes.Store(end)
@@ -206,15 +230,13 @@ func (t *Task) compactLocked() {
 // captureResult keeps the engine's final result line for task_complete: is_error decides
 // success even when the exit code is 0. Called with mu held.
 func (t *Task) captureResult(frame []byte) {
-	var r struct {
-		IsError *bool           `json:"is_error"`
-		Result  json.RawMessage `json:"result"`
-	}
+	var r resultLine
 	if json.Unmarshal(frame, &r) != nil {
 		return
 	}
 	t.hasResult = true
 	t.isError = r.IsError != nil && *r.IsError
+	t.eng.observeResult(&r)
 	var s string
 	if json.Unmarshal(r.Result, &s) != nil {
 		s = string(r.Result)

@@ -89,6 +89,7 @@ func knobs() []knob {
 		{name: "fail", kind: kindBool},
 		{name: "is-error", kind: kindBool},
 		{name: "exit-code", kind: kindInt, max: maxExitCode},
+		{name: "no-result", kind: kindBool},
 		{name: "hang", kind: kindBool},
 		{name: "ignore-term", kind: kindBool},
 		{name: "setsid-child", kind: kindBool},
@@ -100,6 +101,8 @@ func knobs() []knob {
 		{name: "print-key-hash", kind: kindBool},
 		{name: "fake-complete", kind: kindBool},
 		{name: "non-json", kind: kindBool},
+		{name: "permission-denied", kind: kindBool},
+		{name: "task-tool", kind: kindBool},
 		{name: "sleep", kind: kindDuration, max: int64(maxSleep)},
 		{name: "probe-file", kind: kindPath},
 		{name: "probe-write", kind: kindPath},
@@ -146,6 +149,7 @@ type config struct {
 	isError      bool
 	exitCode     int
 	exitCodeSet  bool
+	noResult     bool // print no result line (and exit 0 unless something else fails)
 	hang         bool
 	ignoreTerm   bool
 	setsidChild  bool
@@ -157,6 +161,8 @@ type config struct {
 	printKeyHash bool
 	fakeComplete bool
 	nonJSON      bool
+	permDenied   bool // a Write tool_use that is denied, reported as Claude Code does
+	taskTool     bool // a Task (sub-agent) tool_use among the first assistant lines
 	sleep        time.Duration
 	probeFile    string // try to read this file (or list this directory)
 	probeWrite   string // try to create, write and remove this file
@@ -500,6 +506,8 @@ func applyKnobs(cfg *config, set map[string]value) error {
 			cfg.isError = v.b
 		case "exit-code":
 			cfg.exitCode, cfg.exitCodeSet = int(v.i), true
+		case "no-result":
+			cfg.noResult = v.b
 		case "hang":
 			cfg.hang = v.b
 		case "ignore-term":
@@ -522,6 +530,10 @@ func applyKnobs(cfg *config, set map[string]value) error {
 			cfg.fakeComplete = v.b
 		case "non-json":
 			cfg.nonJSON = v.b
+		case "permission-denied":
+			cfg.permDenied = v.b
+		case "task-tool":
+			cfg.taskTool = v.b
 		case "sleep":
 			cfg.sleep = v.d
 		case "probe-file":
@@ -615,8 +627,12 @@ const usageText = `usage: flowgate engine-sim swarm <objective> [engine flags] [
 A SIMULATED engine: it needs no network and no API key and runs no tools. It writes
 Claude-Code / claude-flow shaped stream-json on stdout, one JSON object per line: system/init,
 agent_spawn per agent, a body of assistant text, assistant tool_use, user tool_result and
-task_progress events, and a final result. The same objective and flags give the same events;
-only timestamps (emittedAtNs, duration_ms) and the environment-dependent fields vary.
+task_progress events, and a final result. Every assistant line carries its message's id and
+simulated token usage (a message of several content blocks is printed as one line per block,
+each with the same id and usage, as Claude Code does); the result carries the usage summed over
+messages, total_cost_usd at list prices, num_turns and permission_denials. The same objective and
+flags give the same events; only timestamps (emittedAtNs, duration_ms) and the
+environment-dependent fields vary.
 
 Engine flags (what the gateway's engine profiles pass):
   --max-agents N, --agents N    agents to simulate, 1-100 (default 5; 1 with -p)
@@ -636,6 +652,7 @@ default. Boolean knobs take an optional =true|false.
   --fail             stop half way, result is_error:true, exit 1
   --is-error         complete, result is_error:true, exit 0
   --exit-code N      exit with N (0-255) whatever the result says
+  --no-result        run normally but print no result line (exit 0 unless another knob fails)
   --hang             emit system/init, then block until killed
   --ignore-term      ignore SIGTERM for the whole run (SIGKILL still works)
   --setsid-child     start "<self> engine-sim sleeper" in a new session and report it as
@@ -649,6 +666,12 @@ default. Boolean knobs take an optional =true|false.
                      the engine got, without the key
   --fake-complete    emit gateway-reserved event types (task_complete, error, ...), then fail
   --non-json         interleave plain text lines
+  --permission-denied  before the body and beyond --events: an assistant Write tool_use,
+                     Claude Code's {"type":"system","subtype":"permission_denied",...} and an
+                     error tool_result; the result lists the denial in permission_denials
+  --task-tool        before the agent_spawn events and beyond --events: an assistant tool_use
+                     of the Task (sub-agent) tool, subagent_type general-purpose, and its
+                     tool_result
   --sleep D          sleep D before exiting, 0-1h
   --probe-file P     try to read the file (or list the directory) P and emit
                      {"type":"sim_probe","probe":"file","target":P,"ok":true|false,"error":...}

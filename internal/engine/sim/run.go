@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -23,7 +24,7 @@ const (
 	hugeChunk       = 1 << 20
 	snippetRunes    = 80
 	maxStderrNotes  = 16
-	model           = "flowgate-sim"
+	model           = "claude-sonnet-4-5-simulated"
 	initMessage     = "flowgate engine-sim: simulated engine; no network, no API key, no tools are run"
 	toolNames       = "Bash|Glob|Grep|Read|Edit|Write|TodoWrite"
 	bodyTools       = "Read|Grep|Glob|Bash"
@@ -37,6 +38,55 @@ const (
 	grandchildReady = 10 * time.Second
 	probeTimeout    = 5 * time.Second
 )
+
+// Simulated token accounting, shaped like a Claude Code session with prompt caching: the system
+// prompt and tool definitions are already cached by earlier sessions, and every turn reads the
+// previous turn's prompt back from the cache and writes what was added since.
+const (
+	systemPromptTokens = 14_000  // Claude Code's system prompt and tool definitions
+	contextTokens      = 1_500   // CLAUDE.md, environment and the like, on top of the objective
+	maxObjectiveTokens = 100_000 // so even the largest objective leaves room to work
+	toolResultTokens   = 150     // what a tool result adds to the conversation
+	compactTokens      = 160_000 // past this Claude Code auto-compacts: the next turn starts afresh
+	bytesPerToken      = 4
+
+	// Prices in units of 1e-8 USD per token ($/MTok × 100, Sonnet list prices): integers keep a
+	// run's cost exact however long it is.
+	priceInput       = 300  // $3/MTok
+	priceOutput      = 1500 // $15/MTok
+	priceCacheRead   = 30   // $0.30/MTok
+	priceCacheCreate = 375  // $3.75/MTok, 5-minute cache writes
+	priceUnitsPerUSD = 1e8
+)
+
+// usage is the token counts of one message, or their sum over a run.
+type usage struct{ input, cacheCreate, cacheRead, output int64 }
+
+func (u *usage) add(v usage) {
+	u.input += v.input
+	u.cacheCreate += v.cacheCreate
+	u.cacheRead += v.cacheRead
+	u.output += v.output
+}
+
+// costUSD is what the tokens would cost at list prices.
+func (u usage) costUSD() float64 {
+	units := u.input*priceInput + u.output*priceOutput + u.cacheRead*priceCacheRead + u.cacheCreate*priceCacheCreate
+	return float64(units) / priceUnitsPerUSD
+}
+
+// appendUsage appends u as the Anthropic API's usage object, in Claude Code's field order.
+func appendUsage(dst []byte, u usage) []byte {
+	dst = append(dst, `{"input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.input, 10)
+	dst = append(dst, `,"cache_creation_input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.cacheCreate, 10)
+	dst = append(dst, `,"cache_read_input_tokens":`...)
+	dst = strconv.AppendInt(dst, u.cacheRead, 10)
+	dst = append(dst, `,"output_tokens":`...)
+	dst = strconv.AppendInt(dst, u.output, 10)
+	return append(dst, '}')
+}
 
 // errStopped: a signal or ctx asked the run to stop; nothing more is written.
 var errStopped = errors.New("engine-sim: stopped")
@@ -55,9 +105,24 @@ type run struct {
 	start     time.Time
 	next      time.Time // when the next paced event is due
 	timer     *time.Timer
+	cwd       string
 	line      []byte
 	toolUseID []byte
-	turns     int
+	turns     int // assistant messages, which is what Claude Code's num_turns counts
+
+	// The assistant message being printed. A message with several content blocks is printed as
+	// one line per block, each with the message's id and usage; block holds a tool_use block
+	// prepared (and already counted) with the text line of its message.
+	msgID    uint64
+	msgUsage []byte // the message's usage as JSON, rendered once for all its lines
+	block    []byte
+
+	total        usage // over messages, not lines: what the result reports
+	prompt       int64 // prompt tokens of the last message; 0 before the first
+	lastOutput   int64
+	sinceCompact int64
+	context      int64  // prompt tokens a fresh conversation starts with beyond the system prompt
+	denials      []byte // JSON objects of the result's permission_denials, comma-separated
 
 	tools, verbs, subjects, files, words, globs []string
 	agentTypes                                  []string // index k-1 is agent-k's type
@@ -75,6 +140,7 @@ func newRun(cfg *config, getenv func(string) string, stdout, stderr io.Writer, s
 		sessionID: "sim-" + hex.EncodeToString(sum[:8]),
 		snippet:   snippet(cfg.objective),
 		line:      make([]byte, 0, 1024),
+		context:   contextTokens + int64(min(len(cfg.objective)/bytesPerToken, maxObjectiveTokens)),
 		tools:     strings.Split(bodyTools, "|"),
 		verbs:     strings.Split(verbs, "|"),
 		subjects:  strings.Split(subjects, "|"),
@@ -114,7 +180,7 @@ func snippet(obj string) string {
 }
 
 // run writes the whole script. The order: init, grandchild, env, key, key hash, probes, stderr, [hang],
-// agents, huge line, forged events, body, result, [sleep].
+// Task tool, agents, permission denial, huge line, forged events, body, result, [sleep].
 func (r *run) run() error {
 	cfg := r.cfg
 	r.start = time.Now()
@@ -164,11 +230,23 @@ func (r *run) run() error {
 		<-r.stop
 		return errStopped
 	}
+	// Before any agent_spawn: a consumer that stops deriving progress from assistant lines once
+	// the engine prints agent_spawn itself (the gateway does) still sees this Task.
+	if cfg.taskTool {
+		if err := r.emitTaskTool(); err != nil {
+			return err
+		}
+	}
 	for k := 1; k <= cfg.agents; k++ {
 		if err := r.wait(); err != nil {
 			return err
 		}
 		if err := r.emitSpawn(k); err != nil {
+			return err
+		}
+	}
+	if cfg.permDenied {
+		if err := r.emitPermissionDenied(); err != nil {
 			return err
 		}
 	}
@@ -215,11 +293,13 @@ func (r *run) run() error {
 			return err
 		}
 	}
-	if err := r.wait(); err != nil {
-		return err
-	}
-	if err := r.emitResult(failing); err != nil {
-		return err
+	if !cfg.noResult {
+		if err := r.wait(); err != nil {
+			return err
+		}
+		if err := r.emitResult(failing); err != nil {
+			return err
+		}
 	}
 	if cfg.stderr {
 		if err := r.note("engine-sim: notice: simulated run finished"); err != nil {
@@ -372,6 +452,7 @@ func (r *run) emitInit() error {
 	if err != nil {
 		cwd = ""
 	}
+	r.cwd = cwd
 	r.begin("system")
 	r.str("subtype", "init")
 	r.str("session_id", r.sessionID)
@@ -471,8 +552,11 @@ func (r *run) emitEnv() error {
 
 func (r *run) emitKey() error {
 	key := r.getenv("ANTHROPIC_API_KEY")
+	r.newMessage()
 	r.beginAssistant()
+	mark := len(r.line)
 	r.assistantText("simulated key echo: ANTHROPIC_API_KEY=" + key)
+	r.account(len(r.line) - mark)
 	r.endAssistant(1)
 	if err := r.end(); err != nil {
 		return err
@@ -662,12 +746,38 @@ func bodyKind(i, total int) (kind, cycle int) {
 
 func (r *run) pick(list []string) string { return list[r.rng.IntN(len(list))] }
 
-// beginAssistant opens an assistant message up to its content array.
-func (r *run) beginAssistant() {
+// newMessage starts an assistant message; every line printed until the next newMessage is one
+// of its content blocks.
+func (r *run) newMessage() { r.msgID = r.rng.Uint64() }
+
+// account sets the usage of the current message, whose content blocks (all of them, also those
+// printed on later lines) take contentBytes, and adds it to the run's total. Output is about a
+// token per four bytes; the prompt is the previous turn's, read back from the cache, plus what
+// that turn produced and a tool result, written to the cache; the uncached input is the few
+// tokens after the last cache breakpoint, growing with the turn.
+func (r *run) account(contentBytes int) {
+	var u usage
+	if r.prompt == 0 || r.prompt > compactTokens {
+		r.sinceCompact = 0
+		u.cacheRead, u.cacheCreate = systemPromptTokens, r.context
+	} else {
+		u.cacheRead, u.cacheCreate = r.prompt, r.lastOutput+toolResultTokens
+	}
+	r.sinceCompact++
+	u.input = 2 + r.sinceCompact
+	u.output = max(1, int64(contentBytes/bytesPerToken))
+	r.prompt = u.input + u.cacheCreate + u.cacheRead
+	r.lastOutput = u.output
+	r.msgUsage = appendUsage(r.msgUsage[:0], u)
+	r.total.add(u)
 	r.turns++
+}
+
+// beginAssistant opens a line of the current assistant message up to its content array.
+func (r *run) beginAssistant() {
 	r.begin("assistant")
 	r.line = append(r.line, `,"message":{"id":"msg_sim_`...)
-	r.line = appendHex64(r.line, r.rng.Uint64())
+	r.line = appendHex64(r.line, r.msgID)
 	r.line = append(r.line, `","type":"message","role":"assistant","model":"`+model+`","content":[`...)
 }
 
@@ -678,9 +788,12 @@ func (r *run) assistantText(text string) {
 	r.line = append(r.line, '}')
 }
 
-// endAssistant closes what beginAssistant opened.
+// endAssistant closes what beginAssistant opened. stop_reason is null as in Claude Code's
+// stream-json, which prints a message while it is still streaming.
 func (r *run) endAssistant(agent int) {
-	r.line = append(r.line, `]},"parent_tool_use_id":null`...)
+	r.line = append(r.line, `],"stop_reason":null,"stop_sequence":null,"usage":`...)
+	r.line = append(r.line, r.msgUsage...)
+	r.line = append(r.line, `},"parent_tool_use_id":null`...)
 	r.str("session_id", r.sessionID)
 	r.line = append(r.line, `,"agentId":"agent-`...)
 	r.line = strconv.AppendInt(r.line, int64(agent), 10)
@@ -694,7 +807,9 @@ func (r *run) emitBody(i, total int) error {
 	step := strconv.Itoa(cycle + 1)
 	switch kind {
 	case kindText:
+		r.newMessage()
 		r.beginAssistant()
+		mark := len(r.line)
 		if cycle == 0 {
 			r.assistantText(typ + " " + agentID(agent) + ": simulated plan for the objective: " + r.snippet)
 		} else {
@@ -711,35 +826,26 @@ func (r *run) emitBody(i, total int) error {
 			r.line = append(r.line, step...)
 			r.line = append(r.line, `)"}`...)
 		}
+		content := len(r.line) - mark
+		// The tool_use that follows in this cycle is the message's second block: its line
+		// repeats this id and usage, so the usage must count it now.
+		if i+1 < total {
+			if next, c := bodyKind(i+1, total); next == kindToolUse && c == cycle {
+				r.toolUseBlock(step)
+				content += len(r.block)
+			}
+		}
+		r.account(content)
 		r.endAssistant(agent)
 	case kindToolUse:
-		r.beginAssistant()
-		tool := r.pick(r.tools)
-		r.toolUseID = appendHex64(append(r.toolUseID[:0], "toolu_sim_"...), r.rng.Uint64())
-		r.line = append(r.line, `{"type":"tool_use","id":"`...)
-		r.line = append(r.line, r.toolUseID...)
-		r.line = append(r.line, `","name":"`...)
-		r.line = append(r.line, tool...)
-		r.line = append(r.line, `","input":{`...)
-		switch tool {
-		case "Read":
-			r.line = append(r.line, `"file_path":"`...)
-			r.line = append(r.line, r.pick(r.files)...)
-			r.line = append(r.line, '"')
-		case "Grep":
-			r.line = append(r.line, `"pattern":"`...)
-			r.line = append(r.line, r.pick(r.words)...)
-			r.line = append(r.line, `","path":"src"`...)
-		case "Glob":
-			r.line = append(r.line, `"pattern":"`...)
-			r.line = append(r.line, r.pick(r.globs)...)
-			r.line = append(r.line, '"')
-		default:
-			r.line = append(r.line, `"command":"echo simulated step `...)
-			r.line = append(r.line, step...)
-			r.line = append(r.line, `","description":"simulated command, never executed"`...)
+		if len(r.block) == 0 { // no text line opened this message
+			r.newMessage()
+			r.toolUseBlock(step)
+			r.account(len(r.block))
 		}
-		r.line = append(r.line, "}}"...)
+		r.beginAssistant()
+		r.line = append(r.line, r.block...)
+		r.block = r.block[:0]
 		r.endAssistant(agent)
 	case kindToolResult:
 		r.begin("user")
@@ -769,6 +875,127 @@ func (r *run) emitBody(i, total int) error {
 		r.str("session_id", r.sessionID)
 	}
 	return r.end()
+}
+
+// toolUseBlock prepares the content block of a body tool_use in r.block and its id in
+// r.toolUseID, for the tool_result that answers it.
+func (r *run) toolUseBlock(step string) {
+	tool := r.pick(r.tools)
+	r.toolUseID = appendHex64(append(r.toolUseID[:0], "toolu_sim_"...), r.rng.Uint64())
+	b := append(r.block[:0], `{"type":"tool_use","id":"`...)
+	b = append(b, r.toolUseID...)
+	b = append(b, `","name":"`...)
+	b = append(b, tool...)
+	b = append(b, `","input":{`...)
+	switch tool {
+	case "Read":
+		b = append(b, `"file_path":"`...)
+		b = append(b, r.pick(r.files)...)
+		b = append(b, '"')
+	case "Grep":
+		b = append(b, `"pattern":"`...)
+		b = append(b, r.pick(r.words)...)
+		b = append(b, `","path":"src"`...)
+	case "Glob":
+		b = append(b, `"pattern":"`...)
+		b = append(b, r.pick(r.globs)...)
+		b = append(b, '"')
+	default:
+		b = append(b, `"command":"echo simulated step `...)
+		b = append(b, step...)
+		b = append(b, `","description":"simulated command, never executed"`...)
+	}
+	r.block = append(b, "}}"...)
+}
+
+// toolUse prints a one-block assistant message calling tool with input (JSON) as agent-1, and
+// keeps its id in r.toolUseID.
+func (r *run) toolUse(tool string, input []byte) error {
+	if err := r.wait(); err != nil {
+		return err
+	}
+	r.newMessage()
+	r.toolUseID = appendHex64(append(r.toolUseID[:0], "toolu_sim_"...), r.rng.Uint64())
+	r.beginAssistant()
+	mark := len(r.line)
+	r.line = append(r.line, `{"type":"tool_use","id":"`...)
+	r.line = append(r.line, r.toolUseID...)
+	r.line = append(r.line, `","name":"`...)
+	r.line = append(r.line, tool...)
+	r.line = append(r.line, `","input":`...)
+	r.line = append(r.line, input...)
+	r.line = append(r.line, '}')
+	r.account(len(r.line) - mark)
+	r.endAssistant(1)
+	return r.end()
+}
+
+// toolResult prints the user line answering r.toolUseID as agent-1.
+func (r *run) toolResult(content string, isError bool) error {
+	if err := r.wait(); err != nil {
+		return err
+	}
+	r.begin("user")
+	r.line = append(r.line, `,"message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"`...)
+	r.line = append(r.line, r.toolUseID...)
+	r.line = append(r.line, `","content":`...)
+	r.line = appendJSONString(r.line, content)
+	if isError {
+		r.line = append(r.line, `,"is_error":true`...)
+	}
+	r.line = append(r.line, `}]},"parent_tool_use_id":null`...)
+	r.str("session_id", r.sessionID)
+	r.str("agentId", agentID(1))
+	return r.end()
+}
+
+// emitTaskTool has agent-1 start a sub-agent with Claude Code's Task tool, which a consumer
+// reads as an agent spawn.
+func (r *run) emitTaskTool() error {
+	input := append([]byte(nil), `{"description":"Research the objective","prompt":`...)
+	input = appendJSONString(input, "Research what this objective needs and report back: "+r.snippet)
+	input = append(input, `,"subagent_type":"general-purpose"}`...)
+	if err := r.toolUse("Task", input); err != nil {
+		return err
+	}
+	return r.toolResult("simulated sub-agent report: nothing was researched, this engine is simulated", false)
+}
+
+// emitPermissionDenied has agent-1 try to Write a file without permission, and prints what
+// Claude Code prints then: the system event of the denial and the error the model gets back.
+// The result line lists the denial.
+func (r *run) emitPermissionDenied() error {
+	path := filepath.Join(r.cwd, "notes", "simulated-report.md")
+	input := append([]byte(nil), `{"file_path":`...)
+	input = appendJSONString(input, path)
+	input = append(input, `,"content":`...)
+	input = appendJSONString(input, "Simulated report for: "+r.snippet+"\n")
+	input = append(input, '}')
+	if err := r.toolUse("Write", input); err != nil {
+		return err
+	}
+	msg := "Claude requested permissions to write to " + path + ", but you haven't granted it yet."
+	if err := r.wait(); err != nil {
+		return err
+	}
+	r.begin("system")
+	r.str("subtype", "permission_denied")
+	r.str("tool_name", "Write")
+	r.str("tool_use_id", string(r.toolUseID))
+	r.str("message", msg)
+	r.str("session_id", r.sessionID)
+	if err := r.end(); err != nil {
+		return err
+	}
+	if len(r.denials) > 0 {
+		r.denials = append(r.denials, ',')
+	}
+	r.denials = append(r.denials, `{"tool_name":"Write","tool_use_id":"`...)
+	r.denials = append(r.denials, r.toolUseID...)
+	r.denials = append(r.denials, `","tool_input":`...)
+	r.denials = append(r.denials, input...)
+	r.denials = append(r.denials, '}')
+	return r.toolResult(msg, true)
 }
 
 func phase(pct int64) string {
@@ -806,8 +1033,13 @@ func (r *run) emitResult(failed bool) error {
 	r.num("duration_ms", time.Since(r.start).Milliseconds())
 	r.num("duration_api_ms", 0)
 	r.num("num_turns", int64(r.turns))
-	r.raw("total_cost_usd", "0")
-	r.raw("usage", `{"input_tokens":0,"output_tokens":0}`)
+	r.line = append(r.line, `,"total_cost_usd":`...)
+	r.line = strconv.AppendFloat(r.line, r.total.costUSD(), 'f', -1, 64)
+	r.line = append(r.line, `,"usage":`...)
+	r.line = appendUsage(r.line, r.total)
+	r.line = append(r.line, `,"permission_denials":[`...)
+	r.line = append(r.line, r.denials...)
+	r.line = append(r.line, ']')
 	r.str("session_id", r.sessionID)
 	r.raw("simulated", "true")
 	return r.end()

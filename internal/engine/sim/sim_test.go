@@ -128,12 +128,19 @@ func decode(t *testing.T, s string) *output {
 // checkScript verifies the shape of a completed run: init, spawns, body, result.
 func checkScript(t *testing.T, o *output, agents, events int, wantIsError bool) {
 	t.Helper()
+	checkScriptExtra(t, o, agents, events, 0, wantIsError)
+}
+
+// checkScriptExtra is checkScript for a run whose knobs add extra assistant and user lines
+// between the spawns and the result, beyond the events body events.
+func checkScriptExtra(t *testing.T, o *output, agents, events, extra int, wantIsError bool) {
+	t.Helper()
 	if len(o.events) < 2+agents {
 		t.Fatalf("only %d events: %v", len(o.events), o.types())
 	}
 	init := o.events[0]
 	if init.str("type") != "system" || init.str("subtype") != "init" || init["simulated"] != true ||
-		init.str("model") != "flowgate-sim" || !strings.HasPrefix(init.str("session_id"), "sim-") {
+		init.str("model") != model || !strings.HasPrefix(init.str("session_id"), "sim-") {
 		t.Fatalf("bad init event: %v", init)
 	}
 	if _, ok := init["tools"].([]any); !ok {
@@ -163,8 +170,8 @@ func checkScript(t *testing.T, o *output, agents, events int, wantIsError bool) 
 			body = append(body, e)
 		}
 	}
-	if len(body) != events {
-		t.Fatalf("%d body events, want %d: %v", len(body), events, o.types())
+	if len(body) != events+extra {
+		t.Fatalf("%d body events, want %d: %v", len(body), events+extra, o.types())
 	}
 	lastProgress, pendingTool := int64(-1), ""
 	for i, e := range body {
@@ -177,6 +184,13 @@ func checkScript(t *testing.T, o *output, agents, events int, wantIsError bool) 
 		switch e.str("type") {
 		case "assistant":
 			msg := e["message"].(map[string]any)
+			if id, _ := msg["id"].(string); !strings.HasPrefix(id, "msg_sim_") || msg["model"] != model ||
+				msg["role"] != "assistant" || msg["type"] != "message" {
+				t.Fatalf("bad assistant message: %v", e)
+			}
+			if v, ok := msg["stop_reason"]; !ok || v != nil {
+				t.Fatalf("stop_reason is not null: %v", e)
+			}
 			c := msg["content"].([]any)[0].(map[string]any)
 			switch c["type"] {
 			case "text":
@@ -217,8 +231,7 @@ func checkScript(t *testing.T, o *output, agents, events int, wantIsError bool) 
 		t.Fatalf("bad result (want is_error %v): %v", wantIsError, res)
 	}
 	res.num(t, "duration_ms")
-	res.num(t, "num_turns")
-	res.num(t, "total_cost_usd")
+	checkUsage(t, o)
 }
 
 func lastEvent(o *output) event { return o.events[len(o.events)-1] }

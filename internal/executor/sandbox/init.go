@@ -54,6 +54,12 @@ type initConfig struct {
 	runAs     *IDs    // --run-as UID:GID: the engine's user and group (root gateway only)
 	nice      int     // --nice N: the nice value of the init's forking thread, so of all it starts
 	landlock  LandlockMode
+	cgroups   []string // --cgroup DIR: join these control groups before anything starts
+	fsize     int64    // --fsize N: RLIMIT_FSIZE of the engine (bytes)
+	netns     bool     // --netns PORT: the engine gets a network namespace with only loopback
+	netnsPort int      // relayed to the same port outside (0: no relay)
+	seccomp   bool     // the engine's stage installs the seccomp filter (--seccomp)
+	udp       bool     // the filter allows UDP (--seccomp-udp: the engine has its own network namespace)
 	ro, rw    []string
 	tcp       []uint16
 	// policyArgs are the --landlock, --ro, --rw and --tcp arguments as given, for the stage
@@ -112,6 +118,40 @@ func parseInitArgs(args []string) (initConfig, error) {
 				return c, fmt.Errorf("--run-as: %w", err)
 			}
 			c.runAs = &ids
+		case "--cgroup":
+			if i+1 >= len(args) {
+				return c, errors.New("--cgroup needs a directory")
+			}
+			i++
+			if !strings.HasPrefix(args[i], "/sys/fs/cgroup/") || strings.Contains(args[i], "..") || len(c.cgroups) >= 4 {
+				return c, errors.New("--cgroup: want a directory under /sys/fs/cgroup (at most 4)")
+			}
+			c.cgroups = append(c.cgroups, args[i])
+		case "--fsize":
+			if i+1 >= len(args) {
+				return c, errors.New("--fsize needs a size")
+			}
+			i++
+			n, err := strconv.ParseInt(args[i], 10, 64)
+			if err != nil || n < 1 {
+				return c, errors.New("--fsize: want a positive number of bytes")
+			}
+			c.fsize = n
+		case "--netns":
+			if i+1 >= len(args) {
+				return c, errors.New("--netns needs a port (0 for none)")
+			}
+			i++
+			port, err := strconv.ParseUint(args[i], 10, 16)
+			if err != nil {
+				return c, errors.New("--netns: want a port from 0 to 65535")
+			}
+			c.netns, c.netnsPort = true, int(port)
+			c.policyArgs = append(c.policyArgs, a, args[i])
+		case "--seccomp", "--seccomp-udp":
+			c.seccomp = true
+			c.udp = c.udp || a == "--seccomp-udp"
+			c.policyArgs = append(c.policyArgs, a)
 		case "--landlock", "--ro", "--rw", "--tcp":
 			if i+1 >= len(args) {
 				return c, fmt.Errorf("%s needs a value", a)
@@ -182,11 +222,11 @@ func parseInitArgs(args []string) (initConfig, error) {
 		// A relay's namespace maps only the gateway's own user; the stage is already it.
 		return c, errors.New("--run-as needs --ns or --subreaper")
 	}
-	if c.exec && (c.mountProc || c.probe || c.asUser != nil || c.statusFD > 0 || c.nice > 0) {
+	if c.exec && (c.mountProc || c.probe || c.asUser != nil || c.statusFD > 0 || c.nice > 0 || len(c.cgroups) > 0 || c.fsize > 0) {
 		return c, errors.New("--exec takes only policy arguments")
 	}
 	if !c.probe && !filepath.IsAbs(c.path) {
-		return c, errors.New("usage: sandbox-init --ns|--subreaper|--relay|--exec [--mount-proc] [--as-user UID:GID] [--run-as UID:GID] [--nice N] [--landlock auto|required] [--ro PATH]... [--rw PATH]... [--tcp PORT]... [--status-fd N] -- /abs/engine [args...]")
+		return c, errors.New("usage: sandbox-init --ns|--subreaper|--relay|--exec [--mount-proc] [--as-user UID:GID] [--run-as UID:GID] [--nice N] [--netns PORT] [--seccomp|--seccomp-udp] [--landlock auto|required] [--ro PATH]... [--rw PATH]... [--tcp PORT]... [--status-fd N] -- /abs/engine [args...]")
 	}
 	return c, nil
 }
@@ -271,6 +311,20 @@ func InitMain(args []string) int {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		return fail(exitSetup, "prctl(PR_SET_NO_NEW_PRIVS): %v", err)
 	}
+	// Into the task's control groups before anything else starts: every process of the task
+	// (a relay's namespace init, the engine and all it forks) is born inside the limits.
+	for _, dir := range cfg.cgroups {
+		if err := os.WriteFile(dir+"/cgroup.procs", []byte("0"), 0); err != nil {
+			return fail(exitSetup, "join cgroup %s: %v", dir, err)
+		}
+	}
+	if cfg.fsize > 0 {
+		// Per file: one write cannot run past the task's disk allowance (the gateway watches
+		// the directory's total). Inherited by everything the init starts.
+		if err := unix.Setrlimit(unix.RLIMIT_FSIZE, &unix.Rlimit{Cur: uint64(cfg.fsize), Max: uint64(cfg.fsize)}); err != nil {
+			return fail(exitSetup, "setrlimit(RLIMIT_FSIZE): %v", err)
+		}
+	}
 	// Hard limit too, so the engine cannot raise it back: a core file of an engine holds the
 	// tenant's key.
 	if err := unix.Setrlimit(unix.RLIMIT_CORE, &unix.Rlimit{}); err != nil {
@@ -298,6 +352,16 @@ func InitMain(args []string) int {
 		}
 		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 			return fail(exitSetup, "mount /proc: %v", err)
+		}
+		if err := maskRun(); err != nil {
+			return fail(exitSetup, "%v", err)
+		}
+	}
+	if cfg.netns && cfg.ns {
+		// The PID 1 init of the task's namespaces only: a relay passes --netns on to it, and
+		// the stage ignores it (it runs in the namespace already).
+		if err := enterNetNS(cfg.netnsPort); err != nil {
+			return fail(exitSetup, "network namespace: %v", err)
 		}
 	}
 	engineAttr := &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -403,6 +467,22 @@ func InitMain(args []string) int {
 	}
 }
 
+// maskRun puts an empty tmpfs over /run in the task's mount namespace: the host's UNIX
+// sockets live there (PostgreSQL's, Docker's, systemd's, D-Bus), and before Landlock ABI 9
+// nothing else keeps an engine from connecting to a socket it can name.
+func maskRun() error {
+	for _, d := range []string{"/run", "/var/run"} {
+		fi, err := os.Lstat(d)
+		if err != nil || !fi.IsDir() {
+			continue // absent, or /var/run -> /run, masked with it
+		}
+		if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=0755"); err != nil {
+			return fmt.Errorf("mask %s: %w", d, err)
+		}
+	}
+	return nil
+}
+
 // relay starts the --ns init in a new user and PID namespace and stands between it and the
 // gateway. It exists because a gateway that is not root must map its ids into the new user
 // namespace through /proc/<child>/uid_map, which a non-dumpable gateway (MakeNonDumpable)
@@ -481,15 +561,15 @@ func relay(cfg initConfig, sigs chan os.Signal, report func(string), fail func(i
 // when the engine could not be started.
 func startEngine(cfg initConfig, attr *syscall.SysProcAttr) (pid, code int, msg string) {
 	argv := append([]string{cfg.path}, cfg.args...)
-	if cfg.landlock == "" {
+	if cfg.landlock == "" && !cfg.seccomp {
 		pid, err := syscall.ForkExec(cfg.path, argv, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}, Sys: attr})
 		if err != nil {
 			return 0, exitExecFails, fmt.Sprintf("start engine: %v", err)
 		}
 		return pid, 0, ""
 	}
-	// Go cannot run code between fork and exec, and Landlock applies to the calling process
-	// and what it starts afterwards: the child execs this binary again (--exec), restricts
+	// Go cannot run code between fork and exec, and Landlock and seccomp apply to the calling
+	// process and what it starts afterwards: the child execs this binary again (--exec), restricts
 	// itself and execs the engine, so the engine and every descendant inherit the domain while
 	// this init stays unrestricted (it must read /proc, signal and reap). The stage reports a
 	// failure on a close-on-exec pipe: EOF without a word means the engine was exec'd.

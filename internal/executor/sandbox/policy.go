@@ -78,6 +78,13 @@ type Policy struct {
 	// Nice is the engines' nice value (1 to MaxNice; 0 keeps the gateway's), so a host full
 	// of busy engines still gives the gateway the CPU it needs to serve their events.
 	Nice int
+	// Seccomp installs the engine's system call filter (seccomp.go). It lets UDP through only
+	// where the engine has a network namespace of its own, or with SeccompUDP.
+	Seccomp    bool
+	SeccompUDP bool
+	// NetNS gives each engine a network namespace with only loopback where the kernel allows
+	// it (probed at New; NetworkNamespace reports the outcome).
+	NetNS bool
 }
 
 // IDs is a numeric user and group.
@@ -152,10 +159,7 @@ func landlockGaps(abi int) []string {
 		gaps = append(gaps, "engines can signal other processes of their user and reach abstract UNIX sockets (needs ABI 6, Linux 6.12)")
 	}
 	if abi < abiUnix {
-		gaps = append(gaps, "pathname UNIX sockets the engine's user may open (e.g. a database's) can be connected to (needs ABI 9)")
-	}
-	if abi < abiUDP {
-		gaps = append(gaps, "UDP is not restricted (needs ABI 10)")
+		gaps = append(gaps, "pathname UNIX sockets the engine's user may open outside /run (masked with a private /proc) can be connected to (needs ABI 9)")
 	}
 	return gaps
 }

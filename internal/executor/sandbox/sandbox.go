@@ -62,6 +62,7 @@ type Sandbox struct {
 	setup    candidate
 	policy   Policy
 	abi      int // Landlock ABI applied to engines; 0 = none
+	netns    bool
 }
 
 // candidate is one way of starting the init.
@@ -115,6 +116,14 @@ func New(opts Options) (*Sandbox, error) {
 					"probe_errors", joinErrs(probeErrs))
 			default:
 				log.Info("sandbox: engines run in their own PID and mount namespace with a private /proc", "user_namespace", s.setup.relay)
+			}
+			if s.policy.NetNS {
+				if err := s.probe(s.setup, "--netns", "0"); err != nil {
+					log.Warn("sandbox: engines share the gateway's network namespace (a namespace of their own was refused): seccomp and Landlock still confine their sockets, but an engine can connect to any host on its egress proxy's port number", "err", err)
+				} else {
+					s.netns = true
+					log.Info("sandbox: engines run in a network namespace of their own (loopback only; the egress proxy is their way out)")
+				}
 			}
 			if err := s.checkStart(); err != nil {
 				return nil, err
@@ -268,6 +277,9 @@ func (s *Sandbox) PrivateProc() bool { return s.setup.mountProc }
 // UserNamespace reports whether engines run in a user namespace (unprivileged gateway).
 func (s *Sandbox) UserNamespace() bool { return s.setup.relay }
 
+// NetworkNamespace reports whether engines get a network namespace of their own.
+func (s *Sandbox) NetworkNamespace() bool { return s.netns }
+
 func (s *Sandbox) sysProcAttr(c candidate) *syscall.SysProcAttr {
 	// Setpgid in every mode: a ^C on the gateway's terminal must not reach engines directly.
 	attr := &syscall.SysProcAttr{Setpgid: true}
@@ -300,7 +312,7 @@ func (s *Sandbox) initArgs(c candidate, extra ...string) []string {
 	return append(args, extra...)
 }
 
-func (s *Sandbox) probe(c candidate) error {
+func (s *Sandbox) probe(c candidate, extra ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
 	defer cancel()
 	r, w, err := os.Pipe()
@@ -323,7 +335,7 @@ func (s *Sandbox) probe(c candidate) error {
 	go func() {
 		runtime.LockOSThread() // Pdeathsig follows the forking thread
 		defer runtime.UnlockOSThread()
-		p, err := os.StartProcess(s.initPath, s.initArgs(c, "--probe"), &os.ProcAttr{
+		p, err := os.StartProcess(s.initPath, s.initArgs(c, append([]string{"--probe"}, extra...)...), &os.ProcAttr{
 			Env:   []string{},
 			Files: []*os.File{devnull, w, w},
 			Sys:   s.sysProcAttr(c),
@@ -373,6 +385,15 @@ type Command struct {
 	Stderr *os.File
 	// ReadPaths and WritePaths extend the Policy for this engine (its working directory).
 	ReadPaths, WritePaths []string
+	// ConnectPorts extend the Policy's TCP ports for this engine.
+	ConnectPorts []uint16
+	// ProxyPort is this engine's egress proxy on 127.0.0.1; with a network namespace the
+	// init relays the same port inside it. 0: none.
+	ProxyPort int
+	// Cgroups are control group directories the task joins before the engine starts.
+	Cgroups []string
+	// FileSizeMax is the engine's RLIMIT_FSIZE (0: unlimited).
+	FileSizeMax int64
 }
 
 // Status is how the engine ended.
@@ -446,6 +467,12 @@ func (s *Sandbox) Start(cmd Command) (*Process, error) {
 		return nil, fmt.Errorf("%w: %w", ErrStart, err)
 	}
 	args := s.initArgs(c, "--status-fd", "3")
+	for _, d := range cmd.Cgroups {
+		args = append(args, "--cgroup", d)
+	}
+	if cmd.FileSizeMax > 0 {
+		args = append(args, "--fsize", strconv.FormatInt(cmd.FileSizeMax, 10))
+	}
 	args = append(args, policy...)
 	args = append(args, "--", cmd.Path)
 	args = append(args, cmd.Args...)
@@ -516,6 +543,16 @@ func (s *Sandbox) policyArgs(cmd Command) ([]string, error) {
 	if s.policy.Nice > 0 {
 		args = append(args, "--nice", strconv.Itoa(s.policy.Nice))
 	}
+	if s.netns {
+		args = append(args, "--netns", strconv.Itoa(cmd.ProxyPort))
+	}
+	switch {
+	case s.policy.Seccomp && (s.policy.SeccompUDP || s.netns):
+		// In a namespace of its own UDP reaches nothing but the engine's loopback.
+		args = append(args, "--seccomp-udp")
+	case s.policy.Seccomp:
+		args = append(args, "--seccomp")
+	}
 	if s.abi == 0 {
 		return args, nil
 	}
@@ -537,7 +574,13 @@ func (s *Sandbox) policyArgs(cmd Command) ([]string, error) {
 	for _, p := range append(slices.Clip(s.policy.WritePaths), cmd.WritePaths...) {
 		args = append(args, "--rw", p)
 	}
-	for _, port := range s.policy.ConnectPorts {
+	if len(s.policy.ConnectPorts)+len(cmd.ConnectPorts) > maxPolicyPorts {
+		return nil, fmt.Errorf("%d connect ports, at most %d", len(s.policy.ConnectPorts)+len(cmd.ConnectPorts), maxPolicyPorts)
+	}
+	for _, port := range append(slices.Clip(s.policy.ConnectPorts), cmd.ConnectPorts...) {
+		if port == 0 {
+			return nil, errors.New("connect port 0")
+		}
 		args = append(args, "--tcp", strconv.Itoa(int(port)))
 	}
 	return args, nil

@@ -38,6 +38,9 @@ func TestMain(m *testing.M) {
 			os.Exit(helperServer(os.Args[2] == "nondumpable"))
 		case "helper-landlock":
 			os.Exit(helperLandlock(os.Args[2]))
+		case "helper-hostile":
+			port, _ := strconv.Atoi(os.Args[2])
+			os.Exit(helperHostile(port))
 		case "helper-seccomp":
 			os.Exit(helperSeccomp())
 		case "helper-unix-connect": // exit 0 if a connection to the UNIX socket opens

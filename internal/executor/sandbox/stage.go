@@ -31,7 +31,7 @@ func landlockPresets() []landlock.Config {
 }
 
 // stageMain is the engine's own process between the init's fork and the engine's exec
-// (--exec): it restricts itself with Landlock, then execs the engine, which inherits the
+// (--exec): it restricts itself with Landlock and seccomp, then execs the engine, which inherits the
 // domain, as does everything it starts. Its credentials, namespaces, parent-death signal,
 // no_new_privs and rlimits were set by the init. Nothing of it survives the exec.
 func stageMain(cfg initConfig) int {
@@ -54,6 +54,13 @@ func stageMain(cfg initConfig) int {
 	if cfg.landlock != "" {
 		if err := restrictThread(cfg); err != nil {
 			return fail(exitSetup, "landlock: %v", err)
+		}
+	}
+	// Last: the filter refuses calls (unshare, mount…) nothing above needs, but keep the stage
+	// itself out of its way.
+	if cfg.seccomp {
+		if err := applySeccomp(SeccompOptions{AllowUDP: cfg.udp}); err != nil {
+			return fail(exitSetup, "%v", err)
 		}
 	}
 	argv := append([]string{cfg.path}, cfg.args...)

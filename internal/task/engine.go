@@ -1,0 +1,288 @@
+package task
+
+import (
+	"bytes"
+	"encoding/json"
+	"strconv"
+	"unicode/utf8"
+
+	"github.com/flowgate/flowgate/internal/protocol"
+)
+
+// What the gateway reads out of a real engine's stream-json (Claude Code, claude-flow) on top
+// of forwarding it: usage, turns and permission denials for task_complete, and — for the seed
+// clients, which only render agent_spawn, task_progress and insight — progress events derived
+// from assistant messages (docs/protocol.md, "Progress events from real engines").
+
+// Event types of the seed's progress dialect.
+const (
+	typeAgentSpawn   = "agent_spawn"
+	typeTaskProgress = "task_progress"
+	typeInsight      = "insight"
+)
+
+// maxInsightBytes bounds the text of a derived insight: it repeats text the client also gets
+// in full in the assistant event.
+const maxInsightBytes = 1000
+
+// engineState is guarded by Task.mu.
+type engineState struct {
+	usage      protocol.Usage // summed over assistant messages while running; the result's at the end
+	hasUsage   bool
+	msgID      []byte         // the assistant message whose usage is last in usage
+	msgUsage   protocol.Usage // that message's usage, replaced when the engine repeats the message
+	msgRaw     []byte         // its raw usage object, to skip decoding an identical repeat
+	denials    int
+	resultDeny int  // len(result.permission_denials)
+	seedSpeech bool // the engine emits the seed's progress events itself: derive none
+}
+
+// apiUsage is the Messages API's usage object (and Claude Code's result usage).
+type apiUsage struct {
+	InputTokens              int64 `json:"input_tokens"`
+	OutputTokens             int64 `json:"output_tokens"`
+	CacheReadInputTokens     int64 `json:"cache_read_input_tokens"`
+	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens"`
+}
+
+// wire converts, clamping what a hostile engine may print: negative counts would only be
+// refused by the store, and with them the task's final state.
+func (u apiUsage) wire() protocol.Usage {
+	return protocol.Usage{InputTokens: max(u.InputTokens, 0), OutputTokens: max(u.OutputTokens, 0),
+		CacheReadInputTokens: max(u.CacheReadInputTokens, 0), CacheCreationInputTokens: max(u.CacheCreationInputTokens, 0)}
+}
+
+var (
+	keyMessage = []byte(`"message":{`)
+	keyID      = []byte(`"id":"`)
+	keyUsage   = []byte(`"usage":{`)
+)
+
+// messageUsage finds an assistant line's message id and usage object without decoding the
+// whole line (this runs for every assistant event). In valid JSON (the scanner checked it) an
+// unescaped `"usage":{` is always a key: inside a string its quotes would be escaped. The
+// message's usage follows its content, so the last one is taken; an engine that lies here only
+// misreports its own usage.
+func messageUsage(line []byte) (id, usage []byte) {
+	m := bytes.Index(line, keyMessage)
+	if m < 0 {
+		return nil, nil
+	}
+	rest := line[m+len(keyMessage):]
+	if i := bytes.Index(rest, keyID); i >= 0 {
+		v := rest[i+len(keyID):]
+		if j := bytes.IndexByte(v, '"'); j >= 0 {
+			id = v[:j]
+		}
+	}
+	u := bytes.LastIndex(rest, keyUsage)
+	if u < 0 {
+		return id, nil
+	}
+	obj := rest[u+len(keyUsage)-1:]
+	// The usage object holds numbers and small objects, no strings with braces: its end is
+	// the first brace that balances.
+	depth := 0
+	for i, c := range obj {
+		switch c {
+		case '{':
+			depth++
+		case '}':
+			if depth--; depth == 0 {
+				return id, obj[:i+1]
+			}
+		}
+	}
+	return id, nil
+}
+
+// observeAssistant accounts an assistant line's usage. Claude Code prints one line per content
+// block of a message, repeating the message's id and usage: a repeat replaces, not adds.
+// Called with mu held.
+func (es *engineState) observeAssistant(line []byte) {
+	id, raw := messageUsage(line)
+	if raw == nil {
+		return
+	}
+	same := id != nil && bytes.Equal(id, es.msgID)
+	if same && bytes.Equal(raw, es.msgRaw) {
+		return
+	}
+	var u apiUsage
+	if json.Unmarshal(raw, &u) != nil {
+		return
+	}
+	w := u.wire()
+	if same {
+		es.usage = subUsage(es.usage, es.msgUsage)
+	} else {
+		es.usage.NumTurns++
+	}
+	es.usage = addUsage(es.usage, w)
+	es.msgID = append(es.msgID[:0], id...)
+	es.msgRaw = append(es.msgRaw[:0], raw...)
+	es.msgUsage = w
+	es.hasUsage = true
+}
+
+func addUsage(a, b protocol.Usage) protocol.Usage {
+	a.InputTokens += b.InputTokens
+	a.OutputTokens += b.OutputTokens
+	a.CacheReadInputTokens += b.CacheReadInputTokens
+	a.CacheCreationInputTokens += b.CacheCreationInputTokens
+	return a
+}
+
+func subUsage(a, b protocol.Usage) protocol.Usage {
+	b.InputTokens, b.OutputTokens = -b.InputTokens, -b.OutputTokens
+	b.CacheReadInputTokens, b.CacheCreationInputTokens = -b.CacheReadInputTokens, -b.CacheCreationInputTokens
+	return addUsage(a, b)
+}
+
+// resultLine is the part of a result line task_complete reports.
+type resultLine struct {
+	IsError           *bool             `json:"is_error"`
+	Result            json.RawMessage   `json:"result"`
+	Usage             *apiUsage         `json:"usage"`
+	TotalCostUSD      *float64          `json:"total_cost_usd"`
+	NumTurns          *int              `json:"num_turns"`
+	PermissionDenials []json.RawMessage `json:"permission_denials"`
+}
+
+// observeResult takes the engine's final word on usage. Called with mu held.
+func (es *engineState) observeResult(r *resultLine) {
+	if r.Usage != nil {
+		turns := es.usage.NumTurns
+		es.usage = r.Usage.wire()
+		es.usage.NumTurns = turns
+		es.hasUsage = true
+	}
+	if r.TotalCostUSD != nil && *r.TotalCostUSD >= 0 {
+		es.usage.CostUSD = *r.TotalCostUSD
+		es.hasUsage = true
+	}
+	if r.NumTurns != nil && *r.NumTurns >= 0 {
+		es.usage.NumTurns = *r.NumTurns
+	}
+	es.resultDeny = len(r.PermissionDenials)
+}
+
+// snapshot returns the usage to report, nil when the engine reported none.
+func (es *engineState) snapshot() *protocol.Usage {
+	if !es.hasUsage {
+		return nil
+	}
+	u := es.usage
+	return &u
+}
+
+// permissionDenials: the events seen, or the result's list when it names more (an engine may
+// print only one of them).
+func (es *engineState) permissionDenials() int { return max(es.denials, es.resultDeny) }
+
+var subtypePermissionDenied = []byte(`"permission_denied"`)
+
+// isPermissionDenied reports a system event with subtype permission_denied.
+func isPermissionDenied(line []byte) bool {
+	if !bytes.Contains(line, subtypePermissionDenied) {
+		return false
+	}
+	var ev struct {
+		Subtype string `json:"subtype"`
+	}
+	return json.Unmarshal(line, &ev) == nil && ev.Subtype == "permission_denied"
+}
+
+// assistantLine is what progress derivation reads of an assistant event.
+type assistantLine struct {
+	Message struct {
+		Content []struct {
+			Type  string `json:"type"`
+			Text  string `json:"text"`
+			ID    string `json:"id"`
+			Name  string `json:"name"`
+			Input struct {
+				Description  string `json:"description"`
+				SubagentType string `json:"subagent_type"`
+			} `json:"input"`
+		} `json:"content"`
+	} `json:"message"`
+	ParentToolUseID *string `json:"parent_tool_use_id"`
+}
+
+// derived is one progress event to append after the assistant event it came from.
+type derived struct {
+	typ  string
+	json []byte // the event's own fields, without type and the gateway's fields: `"k":v,...`
+}
+
+// deriveProgress maps one assistant event to the seed's progress events:
+//   - a new assistant message (a turn)        → task_progress{progress, message, turn}
+//   - a Task/Agent tool_use (a sub-agent)     → agent_spawn{agentId, agentType, description}
+//   - a text block                            → insight{message}
+//
+// progress never reaches 100 before the end (the engine does not say how many turns are
+// left): 90·n/(n+1) percent after n turns.
+func deriveProgress(line []byte, newTurn bool, turn int) []derived {
+	var a assistantLine
+	if json.Unmarshal(line, &a) != nil {
+		return nil
+	}
+	var out []derived
+	if newTurn && turn > 0 {
+		b := []byte(`"progress":`)
+		b = strconv.AppendInt(b, int64(90*turn/(turn+1)), 10)
+		b = append(b, `,"message":"turn `...)
+		b = strconv.AppendInt(b, int64(turn), 10)
+		b = append(b, `","turn":`...)
+		b = strconv.AppendInt(b, int64(turn), 10)
+		b = append(b, `,"derived":true`...)
+		out = append(out, derived{typeTaskProgress, b})
+	}
+	for _, c := range a.Message.Content {
+		switch {
+		case c.Type == "tool_use" && (c.Name == "Task" || c.Name == "Agent"):
+			agentType := c.Input.SubagentType
+			if agentType == "" {
+				agentType = "general-purpose"
+			}
+			b := []byte(`"agentId":`)
+			b = appendJSON(b, c.ID)
+			b = append(b, `,"agentType":`...)
+			b = appendJSON(b, truncateUTF8(agentType, 128))
+			b = append(b, `,"description":`...)
+			b = appendJSON(b, truncateUTF8(c.Input.Description, 256))
+			b = append(b, `,"derived":true`...)
+			out = append(out, derived{typeAgentSpawn, b})
+		case c.Type == "text" && len(bytes.TrimSpace([]byte(c.Text))) > 0:
+			b := []byte(`"message":`)
+			b = appendJSON(b, truncateUTF8(c.Text, maxInsightBytes))
+			if a.ParentToolUseID != nil && *a.ParentToolUseID != "" {
+				b = append(b, `,"agentId":`...)
+				b = appendJSON(b, *a.ParentToolUseID)
+			}
+			b = append(b, `,"derived":true`...)
+			out = append(out, derived{typeInsight, b})
+		}
+	}
+	return out
+}
+
+func appendJSON(dst []byte, s string) []byte {
+	if !utf8.ValidString(s) {
+		s = string(bytes.ToValidUTF8([]byte(s), []byte("\uFFFD")))
+	}
+	b, _ := json.Marshal(s)
+	return append(dst, b...)
+}
+
+// derivedFrame builds the frame of a derived event: {"type":T,<gateway fields>,<fields>}.
+func derivedFrame(dst []byte, d derived, taskID string, seq int64, now []byte) []byte {
+	dst = append(dst, `{"type":"`...)
+	dst = append(dst, d.typ...)
+	dst = append(dst, `",`...)
+	dst = appendGatewayFields(dst, taskID, seq, now)
+	dst = append(dst, ',')
+	dst = append(dst, d.json...)
+	return append(dst, '}')
+}

@@ -58,6 +58,18 @@ func TestHostileEngineIsConfined(t *testing.T) {
 	}
 	t.Cleanup(func() { sock.Close() })
 	go acceptClose(sock)
+	// And one in /var/tmp, where sockets also live and nothing is granted to engines.
+	varDir, err := os.MkdirTemp("/var/tmp", "flowgate-e2e-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(varDir) })
+	varSock, err := net.Listen("unix", filepath.Join(varDir, "service.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { varSock.Close() })
+	go acceptClose(varSock)
 	// A port that is free on the host: the engine listens on it, the test tries to reach it.
 	free := freePort(t)
 
@@ -74,7 +86,7 @@ func TestHostileEngineIsConfined(t *testing.T) {
 	for _, k := range []string{"public", "ops", "redis", "postgres", "listener"} {
 		words = append(words, "tcp="+targets[k], "mptcp="+targets[k])
 	}
-	words = append(words, "udp="+udp.LocalAddr().String(), "unix="+filepath.Join(sockDir, "service.sock"),
+	words = append(words, "udp="+udp.LocalAddr().String(), "unix="+filepath.Join(sockDir, "service.sock"), "unix="+filepath.Join(varDir, "service.sock"),
 		"read="+g.dataDir, "read="+filepath.Join(g.dataDir, "signing.key"), "listen="+free, "ptrace=1",
 		"proxy="+allowed, "proxy="+forbidden, "proxy="+ops)
 	if _, err := os.Stat("/var/run/postgresql/.s.PGSQL.5432"); err == nil {

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -353,7 +354,7 @@ func InitMain(args []string) int {
 		if err := unix.Mount("proc", "/proc", "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
 			return fail(exitSetup, "mount /proc: %v", err)
 		}
-		if err := maskRun(); err != nil {
+		if err := maskSocketDirs(cfg); err != nil {
 			return fail(exitSetup, "%v", err)
 		}
 	}
@@ -467,20 +468,40 @@ func InitMain(args []string) int {
 	}
 }
 
-// maskRun puts an empty tmpfs over /run in the task's mount namespace: the host's UNIX
-// sockets live there (PostgreSQL's, Docker's, systemd's, D-Bus), and before Landlock ABI 9
-// nothing else keeps an engine from connecting to a socket it can name.
-func maskRun() error {
-	for _, d := range []string{"/run", "/var/run"} {
+// maskSocketDirs puts an empty tmpfs over the directories where hosts keep UNIX sockets, in
+// the task's mount namespace: before Landlock ABI 9 nothing else keeps an engine from
+// connecting to a socket it can name. /run always (PostgreSQL's, Docker's, systemd's, D-Bus);
+// /tmp, /var/tmp and /dev/shm too when the Landlock policy grants nothing beneath them (the
+// engine's own TMPDIR is in its task directory).
+func maskSocketDirs(cfg initConfig) error {
+	dirs := []string{"/run", "/var/run"}
+	if cfg.landlock != "" {
+		for _, d := range []string{"/tmp", "/var/tmp", "/dev/shm"} {
+			if !grantsBeneath(cfg, d) {
+				dirs = append(dirs, d)
+			}
+		}
+	}
+	for _, d := range dirs {
 		fi, err := os.Lstat(d)
 		if err != nil || !fi.IsDir() {
-			continue // absent, or /var/run -> /run, masked with it
+			continue // absent, or a link (/var/run -> /run) masked with its target
 		}
 		if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=64k,mode=0755"); err != nil {
 			return fmt.Errorf("mask %s: %w", d, err)
 		}
 	}
 	return nil
+}
+
+// grantsBeneath reports whether the policy grants dir itself or a path beneath it.
+func grantsBeneath(cfg initConfig, dir string) bool {
+	for _, p := range append(slices.Clip(cfg.ro), cfg.rw...) {
+		if p == dir || strings.HasPrefix(p, dir+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // relay starts the --ns init in a new user and PID namespace and stands between it and the

@@ -190,7 +190,8 @@ func (a *app) openAuth() error {
 	var dynamic []auth.IssuerConfig
 	var sets []auth.JWKSIssuer
 	for i, is := range cfg.Auth.Issuers {
-		ic := auth.IssuerConfig{Issuer: is.Issuer, Audience: is.Audience, Algorithms: is.Algorithms}
+		ic := auth.IssuerConfig{Issuer: is.Issuer, Audience: is.Audience, Algorithms: is.Algorithms,
+			Permissions: is.Permissions, Tenants: is.Tenants}
 		if ic.Audience == "" {
 			ic.Audience = cfg.Auth.Audience
 		}
@@ -212,6 +213,13 @@ func (a *app) openAuth() error {
 	}
 	opts := auth.VerifierOptions{
 		Issuers: issuers, TenantClaim: cfg.Auth.TenantClaim, Leeway: cfg.Auth.Leeway, MaxTokenBytes: cfg.Auth.MaxTokenBytes,
+		MaxLifetime: cfg.Auth.MaxTokenLifetime,
+		OnDropped: func(issuer, tenant, sub string, dropped []string) {
+			// The token still works with what its issuer may grant; an operator should know an
+			// issuer asks for more (a misconfiguration, or an attempt).
+			a.log.Warn("auth: permissions dropped from a token: its issuer may not grant them (auth.issuers[].permissions)",
+				"issuer", issuer, "tenant", tenant, "sub", sub, "dropped", dropped)
+		},
 	}
 	if len(sets) > 0 {
 		jwks, err := auth.NewJWKS(auth.JWKSOptions{Issuers: sets, Logger: a.log.With("component", "jwks")})

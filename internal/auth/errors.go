@@ -23,6 +23,11 @@ const (
 	ReasonClaims         = "bad_claims"
 	ReasonTenant         = "missing_tenant"
 	ReasonSubject        = "missing_subject"
+	// ReasonTenantNotAllowed: the issuer may not speak for the token's tenant
+	// (auth.issuers[].tenants).
+	ReasonTenantNotAllowed = "tenant_not_allowed"
+	// ReasonLifetime: exp lies further from iat (or from now) than auth.max_token_lifetime.
+	ReasonLifetime = "lifetime_too_long"
 	ReasonRevoked        = "token_revoked"
 	ReasonQueryDisabled  = "query_token_disabled"
 	ReasonTicket         = "bad_ticket"

@@ -129,7 +129,8 @@ func (s *Signer) MaxTTL() time.Duration { return s.opts.MaxTTL }
 // IssuerConfig is what a Verifier needs to accept this signer's tokens, current and
 // previous keys alike.
 func (s *Signer) IssuerConfig() IssuerConfig {
-	ic := IssuerConfig{Issuer: s.opts.Issuer, Audience: s.opts.Audience}
+	// flowgate's own tokens: what it grants is checked when it issues them.
+	ic := IssuerConfig{Issuer: s.opts.Issuer, Audience: s.opts.Audience, Permissions: AllPermissions()}
 	for _, k := range append([]ed25519.PrivateKey{s.opts.Key}, s.opts.Previous...) {
 		pub := k.Public().(ed25519.PublicKey)
 		ic.Keys = append(ic.Keys, VerificationKey{KID: KeyID(pub), Alg: AlgEdDSA, Key: pub})

@@ -40,7 +40,16 @@ type IssuerConfig struct {
 	// Algorithms, when set, is every algorithm the issuer may use: a static key outside it
 	// is a configuration error, a run-time (JWKS) key outside it is refused.
 	Algorithms []string
+	// Permissions the issuer may grant (auth.issuers[].permissions); a token's others are
+	// dropped (and reported to OnDropped). nil: DefaultIssuerPermissions. platform:admin
+	// only when listed.
+	Permissions []string
+	// Tenants the issuer may speak for; nil or ["*"]: any.
+	Tenants []string
 }
+
+// DefaultIssuerPermissions is what an external issuer may grant unless configured.
+func DefaultIssuerPermissions() []string { return []string{PermSwarmExecute} }
 
 // KeySource supplies keys fetched at run time (JWKS), looked up by (issuer, kid) only.
 type KeySource interface {
@@ -58,6 +67,11 @@ type VerifierOptions struct {
 	Dynamic        KeySource
 	DynamicIssuers []IssuerConfig
 	Now            func() time.Time
+	// MaxLifetime refuses a token whose exp lies further than this from its iat, or from now
+	// when it has none (auth.max_token_lifetime). 0: no bound.
+	MaxLifetime time.Duration
+	// OnDropped hears of permissions a token claimed and its issuer may not grant.
+	OnDropped func(issuer, tenant, sub string, dropped []string)
 }
 
 // Verifier checks bearer tokens strictly (DESIGN §5). It is safe for concurrent use.
@@ -77,6 +91,8 @@ type issuer struct {
 	algs      []string                   // allowed algorithms; nil = any of its keys'
 	dynamic   bool
 	validator *jwt.Validator
+	perms     map[string]bool
+	tenants   map[string]bool // nil: any
 }
 
 // NewVerifier checks the configuration and builds a Verifier.
@@ -107,7 +123,30 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 		if len(ic.Keys) > maxKeysPerIssuer {
 			return fmt.Errorf("auth: issuer %q has more than %d keys", ic.Issuer, maxKeysPerIssuer)
 		}
-		is := &issuer{name: ic.Issuer, audience: ic.Audience, keys: map[string]VerificationKey{}, dynamic: dynamic}
+		is := &issuer{name: ic.Issuer, audience: ic.Audience, keys: map[string]VerificationKey{}, dynamic: dynamic, perms: map[string]bool{}}
+		perms := ic.Permissions
+		if perms == nil {
+			perms = DefaultIssuerPermissions()
+		}
+		for _, p := range perms {
+			if !KnownPermission(p) {
+				return fmt.Errorf("auth: issuer %q: unknown permission %q", ic.Issuer, p)
+			}
+			is.perms[p] = true
+		}
+		for _, t := range ic.Tenants {
+			if t == "*" {
+				is.tenants = nil
+				break
+			}
+			if !tenantid.Valid(t) {
+				return fmt.Errorf("auth: issuer %q: %q is not a tenant id", ic.Issuer, t)
+			}
+			if is.tenants == nil {
+				is.tenants = map[string]bool{}
+			}
+			is.tenants[t] = true
+		}
 		for _, a := range ic.Algorithms {
 			switch a {
 			case AlgHS256, AlgRS256, AlgES256, AlgEdDSA:
@@ -241,7 +280,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 	if err := chosen.validator.Validate(claims); err != nil {
 		return nil, classify(err)
 	}
-	return v.principal(claims, chosen.name, raw)
+	return v.principal(claims, chosen, raw)
 }
 
 func (v *Verifier) lookup(ctx context.Context, is *issuer, kid, alg string) (VerificationKey, error) {
@@ -317,13 +356,20 @@ func classify(err error) error {
 	return fail(ReasonClaims, err)
 }
 
-func (v *Verifier) principal(c jwt.MapClaims, iss, raw string) (*Principal, error) {
+func (v *Verifier) principal(c jwt.MapClaims, is *issuer, raw string) (*Principal, error) {
 	tenant, _ := c[v.opts.TenantClaim].(string)
 	if tenant == "" || !tenantid.Valid(tenant) {
 		return nil, fail(ReasonTenant, nil)
 	}
-	sub, _ := c["sub"].(string)
-	if sub == "" {
+	if is.tenants != nil && !is.tenants[tenant] {
+		return nil, fail(ReasonTenantNotAllowed, nil)
+	}
+	// sub must be a non-empty string; the seed's userId counts only when sub is absent (a
+	// numeric or empty sub must not fall back to a userId the token also carries).
+	var sub string
+	if raw, present := c["sub"]; present {
+		sub, _ = raw.(string)
+	} else {
 		sub, _ = c["userId"].(string) // the seed's claim
 	}
 	if !printable(sub, maxSubjectLen) {
@@ -361,12 +407,34 @@ func (v *Verifier) principal(c jwt.MapClaims, iss, raw string) (*Principal, erro
 	if err != nil || exp == nil {
 		return nil, fail(ReasonMissingExp, err)
 	}
+	if max := v.opts.MaxLifetime; max > 0 {
+		from := v.now()
+		if iat, err := c.GetIssuedAt(); err == nil && iat != nil {
+			from = iat.Time
+		}
+		if exp.Time.Sub(from) > max {
+			return nil, fail(ReasonLifetime, fmt.Errorf("exp is more than %s after iat", max))
+		}
+	}
+	granted := normalizePermissions(perms)
+	kept := granted[:0:0]
+	var dropped []string
+	for _, p := range granted {
+		if is.perms[p] {
+			kept = append(kept, p)
+		} else {
+			dropped = append(dropped, p)
+		}
+	}
+	if len(dropped) > 0 && v.opts.OnDropped != nil {
+		v.opts.OnDropped(is.name, tenant, sub, dropped)
+	}
 	return &Principal{
 		Tenant:      tenant,
 		Subject:     sub,
-		Permissions: normalizePermissions(perms),
+		Permissions: kept,
 		JTI:         jti,
-		Issuer:      iss,
+		Issuer:      is.name,
 		ExpiresAt:   exp.Time.UTC(),
 		TokenFP:     Fingerprint(raw),
 	}, nil

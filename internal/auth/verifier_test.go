@@ -53,7 +53,7 @@ func newVerifier(t *testing.T, k keys) *Verifier {
 				{KID: "rs", Alg: AlgRS256, Key: &k.rsa.PublicKey},
 				{KID: "es", Alg: AlgES256, Key: &k.ec.PublicKey},
 				{KID: "ed", Alg: AlgEdDSA, Key: k.ed.Public()},
-			}},
+			}, Permissions: []string{PermSwarmExecute, PermTaskAdmin}},
 			{Issuer: "other", Audience: "other-aud", Keys: []VerificationKey{
 				{KID: "ed2", Alg: AlgEdDSA, Key: k.otherEd.Public()},
 			}},
@@ -334,5 +334,74 @@ func TestHS256SecretFileMustBePrivate(t *testing.T) {
 	}
 	if _, err := LoadVerificationKey(p, AlgHS256); err != nil {
 		t.Fatalf("a 0400 secret: %v", err)
+	}
+}
+
+// An issuer grants only what auth.issuers[].permissions lists (default swarm:execute), speaks
+// only for its tenants, and no token outlives auth.max_token_lifetime; sub must be a string.
+func TestIssuerBoundsAndTokenEdges(t *testing.T) {
+	k := newKeys(t)
+	var dropped []string
+	mk := func(perms, tenants []string) *Verifier {
+		v, err := NewVerifier(VerifierOptions{
+			Issuers: []IssuerConfig{{Issuer: "https://platform.example/", Audience: "flowgate",
+				Keys: []VerificationKey{{KID: "hs", Alg: AlgHS256, Key: k.hs}}, Permissions: perms, Tenants: tenants}},
+			Leeway: 30 * time.Second, MaxLifetime: 24 * time.Hour, Now: func() time.Time { return testNow },
+			OnDropped: func(_, _, _ string, d []string) { dropped = append(dropped, d...) },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	tok := func(mod func(jwt.MapClaims)) string {
+		return sign(t, jwt.SigningMethodHS256, "hs", k.hs, claims(mod), nil)
+	}
+	admin := func(c jwt.MapClaims) { c["permissions"] = []string{"platform:admin", "swarm:execute"} }
+	adminScope := func(c jwt.MapClaims) { delete(c, "permissions"); c["scope"] = "platform:admin tenant:admin" }
+	tests := []struct {
+		name           string
+		v              *Verifier
+		token          string
+		reason         string // "" = accepted
+		perms, dropped string
+	}{
+		{"default issuer: platform:admin dropped", mk(nil, nil), tok(admin), "", "swarm:execute", "platform:admin"},
+		{"default issuer: scope cannot escalate", mk(nil, nil), tok(adminScope), "", "", "platform:admin,tenant:admin"},
+		{"issuer that lists platform:admin", mk([]string{"swarm:execute", "platform:admin"}, nil), tok(admin), "", "platform:admin,swarm:execute", ""},
+		{"tenant not among the issuer's", mk(nil, []string{"other"}), tok(nil), ReasonTenantNotAllowed, "", ""},
+		{"tenant among the issuer's", mk(nil, []string{"acme"}), tok(nil), "", "swarm:execute", ""},
+		{"wildcard tenants", mk(nil, []string{"*"}), tok(nil), "", "swarm:execute", ""},
+		{"exp far beyond the max lifetime", mk(nil, nil), tok(func(c jwt.MapClaims) { c["exp"] = int64(9e18) }), ReasonLifetime, "", ""},
+		{"exp 25h after iat", mk(nil, nil), tok(func(c jwt.MapClaims) { c["exp"] = testNow.Add(25 * time.Hour).Unix() }), ReasonLifetime, "", ""},
+		{"no iat: measured from now", mk(nil, nil), tok(func(c jwt.MapClaims) { delete(c, "iat"); c["exp"] = testNow.Add(48 * time.Hour).Unix() }), ReasonLifetime, "", ""},
+		{"numeric sub does not fall back to userId", mk(nil, nil), tok(func(c jwt.MapClaims) { c["sub"] = 42; c["userId"] = "mallory" }), ReasonSubject, "", ""},
+		{"empty sub", mk(nil, nil), tok(func(c jwt.MapClaims) { c["sub"] = "" }), ReasonSubject, "", ""},
+		{"userId when sub is absent", mk(nil, nil), tok(func(c jwt.MapClaims) { delete(c, "sub"); c["userId"] = "seed-user" }), "", "swarm:execute", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dropped = nil
+			p, err := tt.v.Verify(context.Background(), tt.token)
+			if tt.reason != "" {
+				if got := ReasonOf(err); got != tt.reason {
+					t.Fatalf("reason = %q (%v), want %s", got, err, tt.reason)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := strings.Join(p.Permissions, ","); got != tt.perms {
+				t.Errorf("permissions = %q, want %q", got, tt.perms)
+			}
+			if got := strings.Join(dropped, ","); got != tt.dropped {
+				t.Errorf("dropped = %q, want %q", got, tt.dropped)
+			}
+		})
+	}
+	if _, err := NewVerifier(VerifierOptions{Issuers: []IssuerConfig{{Issuer: "x", Audience: "a",
+		Keys: []VerificationKey{{KID: "hs", Alg: AlgHS256, Key: k.hs}}, Permissions: []string{"root"}}}}); err == nil {
+		t.Error("an unknown permission was accepted")
 	}
 }

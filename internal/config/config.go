@@ -66,8 +66,10 @@ type Auth struct {
 	MaxTokenBytes   int           `yaml:"max_token_bytes"`
 	AllowQueryToken *bool         `yaml:"allow_query_token"`
 	TicketTTL       time.Duration `yaml:"ticket_ttl"`
-	Signing         Signing       `yaml:"signing"`
-	Issuers         []Issuer      `yaml:"issuers"`
+	// MaxTokenLifetime refuses tokens whose exp lies further than this from iat (or now).
+	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
+	Signing          Signing       `yaml:"signing"`
+	Issuers          []Issuer      `yaml:"issuers"`
 }
 
 // Signing is flowgate's own token issuer.
@@ -88,6 +90,10 @@ type Issuer struct {
 	Keys        []Key         `yaml:"keys"`
 	JWKSURL     string        `yaml:"jwks_url"`
 	JWKSRefresh time.Duration `yaml:"jwks_refresh"`
+	// Permissions the issuer may grant (default [swarm:execute]); platform:admin only when
+	// listed. Tenants it may speak for (default ["*"]: any).
+	Permissions []string `yaml:"permissions"`
+	Tenants     []string `yaml:"tenants"`
 }
 
 // Key is one static verification key read from a file.
@@ -318,11 +324,12 @@ func Default() Config {
 		Ops: Ops{Addr: "127.0.0.1:9090", Pprof: true},
 		Log: Log{Level: "info", Format: "json"},
 		Auth: Auth{
-			Audience:      "flowgate",
-			TenantClaim:   "tenant",
-			Leeway:        30 * time.Second,
-			MaxTokenBytes: 8 << 10,
-			TicketTTL:     30 * time.Second,
+			Audience:         "flowgate",
+			TenantClaim:      "tenant",
+			Leeway:           30 * time.Second,
+			MaxTokenBytes:    8 << 10,
+			TicketTTL:        30 * time.Second,
+			MaxTokenLifetime: 24 * time.Hour,
 			Signing: Signing{
 				Enabled:    true,
 				Issuer:     "flowgate",

@@ -7,11 +7,13 @@ import (
 	"net/netip"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/egress"
+	"github.com/flowgate/flowgate/internal/tenantid"
 )
 
 // Validate checks every key and returns all problems, each naming its key. Insecure
@@ -317,6 +319,9 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 			bad("auth.signing.max_ttl", "must be between 1s and 720h")
 		}
 	}
+	if a.MaxTokenLifetime < 0 {
+		bad("auth.max_token_lifetime", "must not be negative (0: no bound)")
+	}
 	if !a.Signing.Enabled && len(a.Issuers) == 0 {
 		bad("auth.issuers", "no verification key: enable auth.signing or configure at least one issuer")
 	}
@@ -332,6 +337,16 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 		seen[is.Issuer] = true
 		if len(is.Keys) == 0 && is.JWKSURL == "" {
 			bad(key, "needs keys or jwks_url")
+		}
+		for j, p := range is.Permissions {
+			if !slices.Contains([]string{"swarm:execute", "task:admin", "tenant:admin", "audit:read", "platform:admin"}, p) {
+				bad(fmt.Sprintf("%s.permissions[%d]", key, j), "must be swarm:execute, task:admin, tenant:admin, audit:read or platform:admin")
+			}
+		}
+		for j, tn := range is.Tenants {
+			if tn != "*" && !tenantid.Valid(tn) {
+				bad(fmt.Sprintf("%s.tenants[%d]", key, j), "must be a tenant id or \"*\"")
+			}
 		}
 		if is.JWKSURL != "" {
 			u, err := url.Parse(is.JWKSURL)

@@ -27,6 +27,7 @@ func authReasons() []string {
 		"token_not_yet_valid", "issued_in_future", "missing_exp", "bad_audience", "bad_issuer",
 		"bad_claims", "missing_tenant", "missing_subject", "token_revoked", "query_token_disabled",
 		"bad_ticket", "unknown_tenant", "tenant_suspended", "origin_not_allowed",
+		"tenant_not_allowed", "lifetime_too_long",
 	}
 }
 

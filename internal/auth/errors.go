@@ -27,12 +27,12 @@ const (
 	// (auth.issuers[].tenants).
 	ReasonTenantNotAllowed = "tenant_not_allowed"
 	// ReasonLifetime: exp lies further from iat (or from now) than auth.max_token_lifetime.
-	ReasonLifetime = "lifetime_too_long"
-	ReasonRevoked        = "token_revoked"
-	ReasonQueryDisabled  = "query_token_disabled"
-	ReasonTicket         = "bad_ticket"
-	ReasonTenantUnknown  = "unknown_tenant"
-	ReasonSuspended      = "tenant_suspended"
+	ReasonLifetime      = "lifetime_too_long"
+	ReasonRevoked       = "token_revoked"
+	ReasonQueryDisabled = "query_token_disabled"
+	ReasonTicket        = "bad_ticket"
+	ReasonTenantUnknown = "unknown_tenant"
+	ReasonSuspended     = "tenant_suspended"
 )
 
 // Error is a refused token. Reason is one of the Reason constants; the wrapped error has the

@@ -1,9 +1,13 @@
 package auth
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"sync"
@@ -270,6 +274,9 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (*Principal, error) {
 		chosen = is
 		return key.Key, nil
 	}
+	if err := checkClaimKeys(raw); err != nil {
+		return nil, err
+	}
 	p := v.parsers.Get().(*jwt.Parser)
 	tok, err := p.Parse(raw, keyfunc)
 	v.parsers.Put(p)
@@ -454,3 +461,72 @@ func printable(s string, max int) bool {
 
 // ValidTenantID reports whether id follows the tenant id rule of DESIGN §8.
 func ValidTenantID(id string) bool { return tenantid.Valid(id) }
+
+// checkClaimKeys refuses a payload whose claims repeat a key, exactly or in another case
+// ("tenant" and "Tenant", folded as protocol.FoldKey does): which copy a reader takes differs
+// between parsers, and a token must mean one thing to every component that reads it.
+func checkClaimKeys(raw string) error {
+	parts := strings.Split(raw, ".")
+	if len(parts) != 3 {
+		return fail(ReasonMalformed, nil)
+	}
+	payload, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return fail(ReasonMalformed, err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	type scope struct {
+		seen map[string]bool // nil for arrays
+		key  bool
+	}
+	var stack []*scope
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fail(ReasonMalformed, err)
+		}
+		switch tok {
+		case json.Delim('{'):
+			if len(stack) >= 16 {
+				return fail(ReasonClaims, errors.New("claims nested too deeply"))
+			}
+			stack = append(stack, &scope{seen: map[string]bool{}, key: true})
+			continue
+		case json.Delim('['):
+			if len(stack) >= 16 {
+				return fail(ReasonClaims, errors.New("claims nested too deeply"))
+			}
+			stack = append(stack, &scope{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			if len(stack) > 0 {
+				stack = stack[:len(stack)-1]
+			}
+		default:
+			if n := len(stack); n > 0 && stack[n-1].seen != nil && stack[n-1].key {
+				k, _ := tok.(string)
+				f := strings.ToLower(strings.ToUpper(k))
+				if stack[n-1].seen[f] {
+					return fail(ReasonClaims, fmt.Errorf("duplicate claim %q", truncateClaim(k)))
+				}
+				stack[n-1].seen[f] = true
+				stack[n-1].key = false
+				continue
+			}
+		}
+		// A value ended: the enclosing object expects a key next.
+		if n := len(stack); n > 0 && stack[n-1].seen != nil {
+			stack[n-1].key = true
+		}
+	}
+}
+
+func truncateClaim(s string) string {
+	if len(s) > 64 {
+		return s[:64]
+	}
+	return s
+}

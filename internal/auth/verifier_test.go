@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -404,4 +405,34 @@ func TestIssuerBoundsAndTokenEdges(t *testing.T) {
 		Keys: []VerificationKey{{KID: "hs", Alg: AlgHS256, Key: k.hs}}, Permissions: []string{"root"}}}}); err == nil {
 		t.Error("an unknown permission was accepted")
 	}
+}
+
+// Claims that repeat a key, exactly or in another case, are refused: parsers disagree on which
+// copy wins.
+func TestDuplicateClaimsRefused(t *testing.T) {
+	k := newKeys(t)
+	v := newVerifier(t, k)
+	for _, payload := range []string{
+		`{"iss":"https://platform.example/","aud":"flowgate","sub":"alice","tenant":"acme","Tenant":"other","exp":%d}`,
+		`{"iss":"https://platform.example/","aud":"flowgate","sub":"alice","sub":"bob","tenant":"acme","exp":%d}`,
+		`{"iss":"https://platform.example/","aud":"flowgate","sub":"alice","tenant":"acme","PERMISSIONS":["platform:admin"],"permissions":[],"exp":%d}`,
+	} {
+		tok := signRaw(t, k.hs, fmt.Sprintf(payload, testNow.Add(time.Hour).Unix()))
+		if _, err := v.Verify(context.Background(), tok); ReasonOf(err) != ReasonClaims {
+			t.Errorf("%s: err %v, want %s", payload, err, ReasonClaims)
+		}
+	}
+}
+
+// signRaw signs a payload exactly as given (HS256, kid hs): jwt.MapClaims cannot hold
+// duplicate keys.
+func signRaw(t *testing.T, key []byte, payload string) string {
+	t.Helper()
+	enc := base64.RawURLEncoding
+	unsigned := enc.EncodeToString([]byte(`{"alg":"HS256","kid":"hs","typ":"JWT"}`)) + "." + enc.EncodeToString([]byte(payload))
+	sig, err := jwt.SigningMethodHS256.Sign(unsigned, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return unsigned + "." + enc.EncodeToString(sig)
 }

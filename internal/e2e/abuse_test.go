@@ -70,6 +70,14 @@ func TestValidationRejectsAndSpawnsNothing(t *testing.T) {
 	if m.Code != "invalid_message" {
 		t.Fatalf("unknown top-level field: %s", m.Raw)
 	}
+	// Keys that differ only in case are one key to encoding/json: a duplicate, refused.
+	if err := c.SendRaw([]byte(`{"type":"swarm","objective":"harmless","OBJECTIVE":"something else"}`)); err != nil {
+		t.Fatal(err)
+	}
+	m = readUntil(t, c, 10*time.Second, func(m client.Message) bool { return m.Type == "error" || m.Type == "task_created" })
+	if m.Code != "invalid_message" {
+		t.Fatalf("case-variant duplicate key: %s", m.Raw)
+	}
 	time.Sleep(200 * time.Millisecond)
 	if n := enginesStarted(g) - before; n != 0 {
 		t.Fatalf("%d engines started for rejected requests", n)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -128,13 +129,13 @@ func scan(data []byte) (string, error) {
 				continue
 			}
 			k, _ := tok.(string)
-			if _, dup := top.seen[k]; dup {
+			if _, dup := top.seen[FoldKey(k)]; dup {
 				return "", invalid("duplicate key %q", k)
 			}
 			if keys++; keys > MaxKeys {
 				return "", invalid("too many fields")
 			}
-			top.seen[k] = struct{}{}
+			top.seen[FoldKey(k)] = struct{}{}
 			top.expectKey = false
 			if len(stack) == 1 {
 				key = k
@@ -177,3 +178,9 @@ type scope struct {
 	seen      map[string]struct{}
 	expectKey bool
 }
+
+// FoldKey is the form in which encoding/json matches an object key to a field: it ignores
+// case, including the Kelvin sign (K, U+212A) and the long s (ſ, U+017F). Keys that fold
+// alike are duplicates: {"objective":"a","OBJECTIVE":"b"} would otherwise decode as "b"
+// while a reader of the raw frame sees "a".
+func FoldKey(k string) string { return strings.ToLower(strings.ToUpper(k)) }

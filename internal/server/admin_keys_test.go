@@ -81,6 +81,7 @@ func TestKeyLifecycle(t *testing.T) {
 		{"too long", `{"apiKey":"` + strings.Repeat("k", 4097) + `"}`, 422, "validation_failed"},
 		{"number", `{"apiKey":12345}`, 400, "invalid_message"},
 		{"duplicate", `{"apiKey":"` + key1 + `","apiKey":"` + key2 + `"}`, 400, "invalid_message"},
+		{"case-variant duplicate", `{"apiKey":"` + key1 + `","APIKEY":"` + key2 + `"}`, 400, "invalid_message"},
 		{"unknown field", `{"apiKey":"` + key1 + `","key":"x"}`, 400, "invalid_message"},
 		{"oversized", `{"apiKey":"` + strings.Repeat("k", fixtureMaxBody) + `"}`, 413, "invalid_message"},
 		{"not json", key1, 400, "invalid_message"},

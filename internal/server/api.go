@@ -154,10 +154,10 @@ func checkDuplicateKeys(body []byte) error {
 		default:
 			if top != nil && top.seen != nil && top.key {
 				k, _ := tok.(string)
-				if top.seen[k] {
-					return fmt.Errorf("duplicate key %q", k)
+				if top.seen[protocol.FoldKey(k)] {
+					return fmt.Errorf("duplicate key %q (keys that differ only in case are the same key)", k)
 				}
-				top.seen[k] = true
+				top.seen[protocol.FoldKey(k)] = true
 				top.key = false
 				continue
 			}

@@ -71,12 +71,20 @@ func TestValidationRejectsAndSpawnsNothing(t *testing.T) {
 		t.Fatalf("unknown top-level field: %s", m.Raw)
 	}
 	// Keys that differ only in case are one key to encoding/json: a duplicate, refused.
-	if err := c.SendRaw([]byte(`{"type":"swarm","objective":"harmless","OBJECTIVE":"something else"}`)); err != nil {
+	// The refusal echoes the frame's requestId, invalid_message and unknown_type included.
+	if err := c.SendRaw([]byte(`{"type":"swarm","requestId":"dup-1","objective":"harmless","OBJECTIVE":"something else"}`)); err != nil {
 		t.Fatal(err)
 	}
 	m = readUntil(t, c, 10*time.Second, func(m client.Message) bool { return m.Type == "error" || m.Type == "task_created" })
-	if m.Code != "invalid_message" {
+	if m.Code != "invalid_message" || m.RequestID != "dup-1" {
 		t.Fatalf("case-variant duplicate key: %s", m.Raw)
+	}
+	if err := c.SendRaw([]byte(`{"type":"teleport","requestId":"unk-1"}`)); err != nil {
+		t.Fatal(err)
+	}
+	m = readUntil(t, c, 10*time.Second, func(m client.Message) bool { return m.Type == "error" })
+	if m.Code != "unknown_type" || m.RequestID != "unk-1" {
+		t.Fatalf("unknown type: %s", m.Raw)
 	}
 	time.Sleep(200 * time.Millisecond)
 	if n := enginesStarted(g) - before; n != 0 {

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"slices"
 	"sort"
@@ -24,13 +25,16 @@ import (
 func (s *Session) handle(ctx context.Context, data []byte) {
 	msg, err := protocol.Decode(data)
 	if err != nil {
+		// The client correlates replies by requestId: echo it whenever the frame is JSON
+		// enough to carry one, refused frames included.
+		reqID := requestIDOf(data)
 		var de *protocol.DecodeError
 		if errors.As(err, &de) {
 			s.opts.metric(func(m Metrics) { m.Message("invalid") })
-			s.sendError(de.Code, de.Msg, "", "", 0, nil)
+			s.sendError(de.Code, de.Msg, reqID, "", 0, nil)
 			return
 		}
-		s.sendError(protocol.CodeInvalidMessage, "malformed message", "", "", 0, nil)
+		s.sendError(protocol.CodeInvalidMessage, "malformed message", reqID, "", 0, nil)
 		return
 	}
 	switch m := msg.(type) {
@@ -47,6 +51,18 @@ func (s *Session) handle(ctx context.Context, data []byte) {
 		s.opts.metric(func(mt Metrics) { mt.Message(m.Type) })
 		s.handleSimple(ctx, m)
 	}
+}
+
+// requestIDOf is the requestId of a frame the decoder refused, when it is a JSON object with
+// a string requestId that is safe to echo; "" otherwise.
+func requestIDOf(data []byte) string {
+	var f struct {
+		RequestID *string `json:"requestId"`
+	}
+	if json.Unmarshal(data, &f) != nil {
+		return ""
+	}
+	return echoID(f.RequestID)
 }
 
 // echoID returns the client's requestId when it is safe to echo (the validation layer

@@ -56,7 +56,7 @@ func taskCluster(cl *cluster.Cluster) task.Cluster {
 
 // wireCluster makes every change that other replicas must know about travel on the bus,
 // applies what arrives from them, and adds Redis to readiness.
-func wireCluster(cl *cluster.Cluster, deps *server.Deps, a *app, hub *session.Hub, tasks *task.Manager, log *slog.Logger) {
+func wireCluster(cl *cluster.Cluster, deps *server.Deps, a *app, hub *session.Hub, tasks *task.Manager, cancelSuspended bool, log *slog.Logger) {
 	localTenant, localRevoked, localKey := deps.TenantChanged, deps.TokenRevoked, deps.KeyChanged
 	tenantByID := func(ctx context.Context, id string) {
 		a.tenants.Invalidate(id)
@@ -64,6 +64,9 @@ func wireCluster(cl *cluster.Cluster, deps *server.Deps, a *app, hub *session.Hu
 		t, err := a.tenants.Get(ctx, id)
 		if errors.Is(err, tenant.ErrNotFound) || (err == nil && !tenant.Active(t)) {
 			hub.CloseTenant(id)
+			if cancelSuspended {
+				tasks.CancelTenant(id)
+			}
 		}
 	}
 	cl.Attach(tasks, cluster.Handlers{Revoked: localRevoked, TenantChanged: tenantByID, KeyChanged: localKey})

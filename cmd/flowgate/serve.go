@@ -216,6 +216,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			a.tenants.Invalidate(t.ID)
 			if t.Status != tenant.StatusActive {
 				hub.CloseTenant(t.ID)
+				if cfg.Tenants.SuspendCancelsTasks {
+					tasks.CancelTenant(t.ID)
+				}
 			}
 		},
 		TokenRevoked: func(ctx context.Context, tenant, jti string, exp time.Time) {
@@ -238,7 +241,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		deps.UI = web.Handler()
 	}
 	if cl != nil {
-		wireCluster(cl, deps, a, hub, tasks, log)
+		wireCluster(cl, deps, a, hub, tasks, cfg.Tenants.SuspendCancelsTasks, log)
 	}
 	if err := mx.Observe(metrics.Sources{
 		TaskCounts: tasks.Counts, ExecutorPool: l.ExecutorPool, ExecutorQueue: l.ExecutorQueue,
@@ -317,7 +320,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}()
 	go func() {
 		defer wg.Done()
-		janitor(bgCtx, a, revocations, localTickets, tasks)
+		janitor(bgCtx, a, revocations, localTickets, tasks, cfg.Tenants.SuspendCancelsTasks)
 	}()
 
 	if err := a.recorder.Record(ctx, audit.Record{Action: audit.ActionServerStart, Outcome: audit.OutcomeSuccess,
@@ -380,7 +383,7 @@ func nodeName() string {
 // janitor runs the periodic housekeeping of a server: revocations and tenant changes (a
 // suspension, a key set or deleted) made by other processes, expired tickets and tasks, until
 // ctx ends.
-func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.Tickets, tasks *task.Manager) {
+func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.Tickets, tasks *task.Manager, cancelSuspended bool) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	since := time.Now().Add(-time.Minute)
@@ -395,7 +398,11 @@ func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.T
 			} else {
 				since = now.Add(-time.Minute)
 			}
-			if err := watch.poll(ctx, a, now); err != nil {
+			var suspended func(string)
+			if cancelSuspended {
+				suspended = func(id string) { tasks.CancelTenant(id) }
+			}
+			if err := watch.poll(ctx, a, now, suspended); err != nil {
 				a.log.Warn("tenant changes refresh failed", "err", err)
 			}
 			rev.Prune()

@@ -232,7 +232,9 @@ type tenantWatch struct {
 
 func newTenantWatch() *tenantWatch { return &tenantWatch{seen: map[string]time.Time{}} }
 
-func (w *tenantWatch) poll(ctx context.Context, a *app, now time.Time) error {
+// poll also calls suspended (when set) for every tenant it finds no longer active: a suspension
+// made by the CLI or another replica cancels the tenant's tasks here too.
+func (w *tenantWatch) poll(ctx context.Context, a *app, now time.Time, suspended func(id string)) error {
 	since := now.Add(-tenantWatchOverlap)
 	from, after := since, ""
 	for range maxTenantWatchPages {
@@ -247,6 +249,9 @@ func (w *tenantWatch) poll(ctx context.Context, a *app, now time.Time) error {
 			w.seen[t.ID] = t.UpdatedAt
 			a.tenants.Invalidate(t.ID)
 			a.keys.Invalidate(t.ID)
+			if suspended != nil && t.Status != store.TenantActive {
+				suspended(t.ID)
+			}
 			a.log.Debug("tenant changed; caches invalidated", "tenant", t.ID, "status", t.Status,
 				"updated_at", protocol.Time(t.UpdatedAt))
 		}

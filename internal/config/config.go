@@ -22,6 +22,7 @@ type Config struct {
 	Auth     Auth     `yaml:"auth"`
 	Limits   Limits   `yaml:"limits"`
 	Tasks    Tasks    `yaml:"tasks"`
+	Tenants  Tenants  `yaml:"tenants"`
 	Engine   Engine   `yaml:"engine"`
 	Secrets  Secrets  `yaml:"secrets"`
 	Store    Store    `yaml:"store"`
@@ -145,6 +146,12 @@ type Tasks struct {
 	MaxTaskLogBytes     int64         `yaml:"max_task_log_bytes"`
 	MaxTaskLogEvents    int           `yaml:"max_task_log_events"`
 	StatusPersistPeriod time.Duration `yaml:"status_persist_period"`
+}
+
+// Tenants configures what tenant status changes do.
+type Tenants struct {
+	// SuspendCancelsTasks: suspending a tenant cancels its running tasks.
+	SuspendCancelsTasks bool `yaml:"suspend_cancels_tasks"`
 }
 
 // Engine selects and bounds the swarm engine.
@@ -378,6 +385,7 @@ func Default() Config {
 			MaxTaskLogEvents:    1000000,
 			StatusPersistPeriod: 0,
 		},
+		Tenants: Tenants{SuspendCancelsTasks: true},
 		Engine: Engine{
 			Profile:         "claude-flow-v2",
 			WorkdirRoot:     "tasks",

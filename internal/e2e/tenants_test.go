@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -220,8 +221,9 @@ func (g *gateway) dialErr(t *testing.T, token string) *client.HandshakeError {
 }
 
 // TestSuspendAndResume: suspending a tenant (CLI against the running server, and API) closes
-// its live sessions with 1008 within 5 s and refuses new handshakes with 403 tenant_suspended;
-// resuming lets it back in.
+// its live sessions with 1008 within 5 s, cancels its running tasks (task.complete cancelled,
+// tenant_suspended; no engine process left) and refuses new handshakes with 403
+// tenant_suspended; resuming lets it back in.
 func TestSuspendAndResume(t *testing.T) {
 	g := startGateway(t, gwOptions{})
 	tr := &transcript{}
@@ -246,7 +248,7 @@ func TestSuspendAndResume(t *testing.T) {
 		t.Run(via, func(t *testing.T) {
 			c := g.dialAs(t, tr, user)
 			// A live task too: the session goes, whatever it was doing.
-			startSwarm(t, c, "long work sim:pace=200ms sim:events=500", map[string]any{"agents": 1})
+			taskID := startSwarm(t, c, "long work sim:pace=200ms sim:events=500", map[string]any{"agents": 1})
 			suspend[via]()
 			done := time.Now()
 			ce := waitClosed(t, tr, c, 15*time.Second)
@@ -264,6 +266,25 @@ func TestSuspendAndResume(t *testing.T) {
 			}
 			if status, body := g.api(t, tr, "GET", "/v1/admin/tenants/delta", admin, ""); status != 403 || !strings.Contains(body, "tenant_suspended") {
 				t.Fatalf("API call of a suspended tenant's admin: %d %s", status, body)
+			}
+			// The task was cancelled, not left spending the suspended tenant's key.
+			waitFor(t, 15*time.Second, func() bool {
+				return len(procsIn(t, filepath.Join(g.dataDir, "tasks"))) == 0 &&
+					strings.Contains(g.mustRun(t, tr, "", "audit", "export", "--tenant", "delta"), `"reason":"tenant_suspended"`)
+			})
+			var rec struct {
+				Outcome string
+				Details struct{ Status string }
+			}
+			for _, line := range strings.Split(g.mustRun(t, tr, "", "audit", "export", "--tenant", "delta"), "\n") {
+				if strings.Contains(line, `"action":"task.complete"`) && strings.Contains(line, taskID) {
+					if err := json.Unmarshal([]byte(line), &rec); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if rec.Details.Status != "cancelled" {
+				t.Fatalf("task.complete of the suspended tenant's task: %+v", rec)
 			}
 
 			resume[via]()

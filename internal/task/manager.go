@@ -485,6 +485,8 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 		status, errMsg = protocol.StatusTimeout, fmt.Sprintf("timed out after %s", t.Request.Timeout)
 	case errors.Is(cause, errShutdown):
 		status, errMsg = protocol.StatusInterrupted, "server shut down"
+	case errors.Is(cause, errSuspended):
+		status, errMsg = protocol.StatusCancelled, "tenant_suspended"
 	case errors.Is(cause, errDetached), errors.Is(cause, errOwnerAbandon):
 		status, errMsg = protocol.StatusCancelled, cause.Error()
 	case errors.Is(cause, errCancelled):
@@ -696,6 +698,27 @@ func (m *Manager) Cancel(ctx context.Context, p *auth.Principal, id string, meta
 	}
 	t.cancel(errCancelled)
 	return nil
+}
+
+// CancelTenant cancels every task of tenant that runs here (a suspended tenant's engines must
+// not go on spending with its key); each ends cancelled with error "tenant_suspended". It
+// returns how many it cancelled.
+func (m *Manager) CancelTenant(tenant string) int {
+	m.mu.Lock()
+	var victims []*Task
+	for _, t := range m.tasks {
+		if t.Tenant == tenant && !t.remote && !t.isDone() {
+			victims = append(victims, t)
+		}
+	}
+	m.mu.Unlock()
+	for _, t := range victims {
+		t.cancel(errSuspended)
+	}
+	if len(victims) > 0 {
+		m.log.Info("tenant suspended: its running tasks were cancelled", "tenant", tenant, "tasks", len(victims))
+	}
+	return len(victims)
 }
 
 // List returns p's own recent tasks, newest first: live and retained ones from memory,

@@ -15,13 +15,13 @@ import (
 
 // Causes of a task's context cancellation; finish maps them to a status.
 var (
-	errCancelled    = errors.New("cancelled")
-	errTimeout      = errors.New("timeout")
-	errShutdown     = errors.New("server shutting down")
-	errDetached     = errors.New("owner disconnected")
+	errCancelled = errors.New("cancelled")
+	errTimeout   = errors.New("timeout")
+	errShutdown  = errors.New("server shutting down")
+	errDetached  = errors.New("owner disconnected")
 	// errSuspended: the tenant was suspended (tenants.suspend_cancels_tasks); task_complete
 	// says so in its error.
-	errSuspended = errors.New("tenant_suspended")
+	errSuspended    = errors.New("tenant_suspended")
 	errOutputLimit  = errors.New("output limit exceeded")
 	errLogLimit     = errors.New("event log limit exceeded")
 	errOwnerAbandon = errors.New("owner disconnected and tasks.on_disconnect is cancel")

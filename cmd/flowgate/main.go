@@ -79,6 +79,7 @@ commands:
   serve [--config FILE] [--dev] [--data-dir D]   run the gateway
   migrate up|status                              apply / show schema migrations
   token issue --tenant T --sub S --perm P ...    mint a token with the configured signing key
+  token revoke --jti J [--tenant T]              revoke a token (every tenant without --tenant)
   tenant create|list|suspend|resume ...          manage tenants
   key set|delete --tenant T                      set (key on stdin) or delete a tenant's engine key
   audit verify|export [--tenant T]               check the audit chains / dump NDJSON

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -9,6 +11,7 @@ import (
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/store"
 )
 
 // stringList is a repeatable flag.
@@ -20,9 +23,14 @@ func (s *stringList) Set(v string) error {
 	return nil
 }
 
+const tokenUsage = "usage: flowgate token issue --tenant T --sub S --perm P [--perm P2 ...] [--ttl 1h] [--json] | token revoke --jti J [--tenant T] [--expires-at RFC3339]"
+
 func runToken(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "revoke" {
+		return runTokenRevoke(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "issue" {
-		return usageError("usage: flowgate token issue --tenant T --sub S --perm P [--perm P2 ...] [--ttl 1h]")
+		return usageError(tokenUsage)
 	}
 	fs := newFlagSet("token issue", stderr)
 	var cf configFlags
@@ -36,6 +44,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	fs.StringVar(&sub, "sub", "", "subject, the user id (required)")
 	fs.Var(&perms, "perm", "permission to grant; repeat for several (swarm:execute, task:admin, tenant:admin, audit:read, platform:admin)")
 	fs.DurationVar(&ttl, "ttl", time.Hour, "token lifetime")
+	asJSON := fs.Bool("json", false, `print {"token", "jti", "expiresAt"} instead of the token alone`)
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
@@ -63,6 +72,12 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 	if a.signer == nil {
 		return fmt.Errorf("auth.signing is disabled: this gateway does not issue tokens")
 	}
+	// A token for a tenant that does not exist would be refused at every use; say so now.
+	if _, err := a.db.GetTenant(ctx, tenant); errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("tenant %s does not exist (flowgate tenant create --id %s)", tenant, tenant)
+	} else if err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	iss, err := a.signer.Issue(auth.IssueRequest{Tenant: tenant, Subject: sub, Permissions: expanded, TTL: ttl})
 	if err != nil {
 		return err
@@ -72,6 +87,67 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		Details: map[string]any{"sub": sub, "permissions": expanded, "expiresAt": iss.ExpiresAt.UTC().Format(time.RFC3339), "via": "cli"}}); err != nil {
 		return fmt.Errorf("audit: token not issued: %w", err)
 	}
+	if *asJSON {
+		return json.NewEncoder(stdout).Encode(map[string]string{
+			"token": iss.Token, "jti": iss.JTI, "expiresAt": iss.ExpiresAt.UTC().Format(time.RFC3339)})
+	}
 	_, err = fmt.Fprintln(stdout, iss.Token)
+	return err
+}
+
+// runTokenRevoke revokes a token by jti: in one tenant (--tenant) or, without it, in every
+// tenant (a platform revocation). Running servers pick it up from the store within seconds
+// and close the sessions using it.
+func runTokenRevoke(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("token revoke", stderr)
+	var cf configFlags
+	cf.register(fs)
+	jti := fs.String("jti", "", "the token's jti (required)")
+	tenant := fs.String("tenant", "", "the token's tenant; empty: revoke it in every tenant")
+	expires := fs.String("expires-at", "", "the token's exp (RFC 3339); the revocation is kept until then, at least auth.signing.max_ttl from now")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *jti == "" || fs.NArg() > 0 {
+		return usageError(tokenUsage)
+	}
+	if len(*jti) > 128 || strings.ContainsFunc(*jti, func(r rune) bool { return r < 0x21 || r == 0x7f }) {
+		return usageError("token revoke: --jti is not a token id")
+	}
+	cfg, err := cf.load(getenv)
+	if err != nil {
+		return err
+	}
+	keep := time.Now().Add(cfg.Auth.Signing.MaxTTL)
+	if *expires != "" {
+		t, err := time.Parse(time.RFC3339, *expires)
+		if err != nil {
+			return usageError("token revoke: --expires-at is not an RFC 3339 time")
+		}
+		if t.After(keep) {
+			keep = t
+		}
+	}
+	a, err := openApp(ctx, cfg, newLogger(cfg, io.Discard), appOptions{})
+	if err != nil {
+		return err
+	}
+	defer a.close(context.WithoutCancel(ctx))
+	scope, chain := auth.AnyTenant, ""
+	if *tenant != "" {
+		if _, err := a.db.GetTenant(ctx, *tenant); err != nil {
+			return fmt.Errorf("tenant %s: %w", *tenant, err)
+		}
+		scope, chain = *tenant, *tenant
+	}
+	if err := a.record(ctx, audit.Record{Action: audit.ActionTokenRevoke, Outcome: audit.OutcomeSuccess, Tenant: chain,
+		Target:  audit.Target{Type: "token", ID: *jti},
+		Details: map[string]any{"scope": scope, "keptUntil": keep.UTC().Format(time.RFC3339), "via": "cli"}}); err != nil {
+		return fmt.Errorf("audit: token not revoked: %w", err)
+	}
+	if err := a.db.RevokeToken(ctx, store.RevokedToken{JTI: *jti, Tenant: scope, ExpiresAt: keep.UTC(), RevokedBy: osUser()}); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	_, err = fmt.Fprintf(stdout, "revoked %s (%s) until %s\n", *jti, map[bool]string{true: "every tenant", false: "tenant " + *tenant}[scope == auth.AnyTenant], keep.UTC().Format(time.RFC3339))
 	return err
 }

@@ -820,3 +820,37 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 		t.Fatal("the HS256 secret reached the log")
 	}
 }
+
+// TestTokenCLI: `token issue` refuses an unknown tenant and prints {token, jti, expiresAt}
+// with --json; `token revoke --jti` against a running server closes the session using the
+// token within 5 s and refuses it afterwards.
+func TestTokenCLI(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	if out, err := g.cli(t, "", "token", "issue", "--dev", "--data-dir", g.dataDir, "--tenant", "nosuch", "--sub", "x", "--perm", "swarm:execute"); err == nil || !strings.Contains(out, "tenant nosuch does not exist") {
+		t.Fatalf("token for an unknown tenant: %v\n%s", err, out)
+	}
+	out, err := g.cli(t, "", "token", "issue", "--dev", "--data-dir", g.dataDir, "--tenant", "demo", "--sub", "tess", "--perm", "swarm:execute", "--ttl", "1h", "--json")
+	if err != nil {
+		t.Fatalf("token issue --json: %v\n%s", err, out)
+	}
+	var issued struct{ Token, JTI, ExpiresAt string }
+	if err := json.Unmarshal([]byte(out), &issued); err != nil || issued.Token == "" || issued.JTI == "" || issued.ExpiresAt == "" {
+		t.Fatalf("token issue --json printed %q (%v)", out, err)
+	}
+	if jti, _ := idJTI(t, issued.Token); jti != issued.JTI {
+		t.Fatalf("jti %q, token's %q", issued.JTI, jti)
+	}
+	c := g.dial(t, issued.Token)
+	start := time.Now()
+	if out, err := g.cli(t, "", "token", "revoke", "--dev", "--data-dir", g.dataDir, "--jti", issued.JTI, "--tenant", "demo", "--expires-at", issued.ExpiresAt); err != nil {
+		t.Fatalf("token revoke: %v\n%s", err, out)
+	}
+	ce := idClosed(t, c, 8*time.Second)
+	if ce.Code != 1008 || ce.Text != "token_revoked" {
+		t.Fatalf("closed with %d %q; want 1008 token_revoked", ce.Code, ce.Text)
+	}
+	t.Logf("closed %v after the CLI revoked it", time.Since(start).Round(time.Millisecond))
+	if _, he := idDial(t, g, client.Options{Token: issued.Token}); he == nil || he.Status != 401 || !strings.Contains(he.Detail, "token_revoked") {
+		t.Fatalf("revoked token reconnect: %+v", he)
+	}
+}

@@ -467,9 +467,13 @@ func audScriptedDay(t *testing.T, driver string) {
 				r.Details["status"] == status && r.Actor.Sub == "alice"
 		}
 	}
-	g.waitRecord(t, "session.close of alice", func(r audit.Record) bool {
+	aliceJTI, _ := idJTI(t, alice)
+	closed := g.waitRecord(t, "session.close of alice", func(r audit.Record) bool {
 		return r.Action == audit.ActionSessionClose && fromAlice(r)
 	})
+	if closed.Details["jti"] != aliceJTI || aliceJTI == "" {
+		t.Errorf("session.close without the token's jti %q: %+v", aliceJTI, closed.Details)
+	}
 	for reqID, status := range map[string]string{"day-ok": "success", "day-fail": "failed", "day-cancel": "cancelled", "day-timeout": "timeout", "day-inject": "success"} {
 		r := g.waitRecord(t, "task.complete of "+reqID, forTask(reqID, status))
 		if want := map[bool]string{true: audit.OutcomeSuccess, false: audit.OutcomeFailure}[status == "success"]; r.Outcome != want {
@@ -514,6 +518,9 @@ func audScriptedDay(t *testing.T, driver string) {
 	})
 	if r.RequestID == "" {
 		t.Errorf("session.open without the handshake's request id: %+v", r)
+	}
+	if r.Details["jti"] == "" || r.Details["jti"] == nil {
+		t.Errorf("session.open without the token's jti: %+v", r.Details)
 	}
 	for _, reqID := range []string{"day-ok", "day-fail", "day-cancel", "day-timeout", "day-q1", "day-q2", "day-inject"} {
 		r := one("task.create "+reqID, byReq(audit.ActionTaskCreate, audit.OutcomeSuccess, reqID))

@@ -160,7 +160,9 @@ func handleWS(d *Deps) http.Handler {
 		if err := d.Audit.Record(ctx, audit.Record{
 			Action: audit.ActionSessionOpen, Outcome: audit.OutcomeSuccess, Tenant: p.Tenant,
 			Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Source: src, RequestID: requestIDFrom(ctx), SessionID: sessionID,
-			Details: map[string]any{"credential": cred.Source},
+			// The token's jti: a reviewer can tie the session to the token.issue and
+			// token.revoke records of the same token.
+			Details: map[string]any{"credential": cred.Source, "jti": p.JTI},
 		}); err != nil {
 			d.Logger.Error("audit write failed; connection refused", "err", err)
 			writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "temporarily unavailable")

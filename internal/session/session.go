@@ -500,7 +500,7 @@ func (s *Session) end(ctx context.Context, code int) {
 	s.hub.remove(s)
 	s.opts.metric(func(m Metrics) { m.SessionClosed(code) })
 	s.audit(context.WithoutCancel(ctx), audit.ActionSessionClose, audit.OutcomeSuccess, closeReason(code, s.closeReason), "", "",
-		map[string]any{"code": code})
+		map[string]any{"code": code, "jti": s.Principal().JTI})
 	s.onEnd()
 }
 

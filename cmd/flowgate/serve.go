@@ -200,10 +200,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}
-	localTickets := auth.NewTickets(cfg.Auth.TicketTTL, nil)
+	localTickets := auth.NewTickets(cfg.Auth.TicketTTL, cfg.Auth.TicketsPerPrincipal, nil)
 	var tickets server.TicketStore = localTickets
 	if cl != nil {
-		tickets = cl.Tickets(cfg.Auth.TicketTTL)
+		tickets = cl.Tickets(cfg.Auth.TicketTTL, cfg.Auth.TicketsPerPrincipal)
 	}
 	var draining atomic.Bool
 	deps := &server.Deps{

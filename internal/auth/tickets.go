@@ -15,6 +15,11 @@ const maxTickets = 100000
 // DefaultTicketTTL is how long a ticket lives unless configured (auth.ticket_ttl).
 const DefaultTicketTTL = 30 * time.Second
 
+// DefaultTicketsPerPrincipal bounds one (tenant, sub)'s outstanding tickets unless configured
+// (auth.tickets_per_principal): one token must not take the whole pool and lock every other
+// tenant's browser logins out.
+const DefaultTicketsPerPrincipal = 20
+
 // ticketLen is the length of every ticket Issue returns ("tk_" + 43 base64url characters);
 // anything else is refused without a lookup.
 const ticketLen = 3 + 43
@@ -22,11 +27,13 @@ const ticketLen = 3 + 43
 // Tickets are single-use, short-lived stand-ins for a bearer token, for browsers that cannot
 // set headers and must not put a long-lived token in a URL (DESIGN §4).
 type Tickets struct {
-	ttl time.Duration
-	now func() time.Time
+	ttl          time.Duration
+	now          func() time.Time
+	perPrincipal int
 
-	mu sync.Mutex
-	m  map[string]ticket
+	mu  sync.Mutex
+	m   map[string]ticket
+	per map[PrincipalKey]int // outstanding tickets of each principal
 }
 
 type ticket struct {
@@ -34,18 +41,26 @@ type ticket struct {
 	exp time.Time
 }
 
-// ErrTooManyTickets is returned when the outstanding-ticket bound is reached.
+// PrincipalKey identifies a principal for per-principal bounds.
+type PrincipalKey struct{ Tenant, Subject string }
+
+// ErrTooManyTickets is returned when the outstanding-ticket bound is reached, for everyone or
+// for the asking principal.
 var ErrTooManyTickets = errors.New("auth: too many outstanding tickets")
 
-// NewTickets returns a ticket store whose tickets live ttl (≤ 0: DefaultTicketTTL).
-func NewTickets(ttl time.Duration, now func() time.Time) *Tickets {
+// NewTickets returns a ticket store whose tickets live ttl (≤ 0: DefaultTicketTTL), at most
+// perPrincipal outstanding for one (tenant, sub) (≤ 0: DefaultTicketsPerPrincipal).
+func NewTickets(ttl time.Duration, perPrincipal int, now func() time.Time) *Tickets {
 	if ttl <= 0 {
 		ttl = DefaultTicketTTL
+	}
+	if perPrincipal <= 0 {
+		perPrincipal = DefaultTicketsPerPrincipal
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Tickets{ttl: ttl, now: now, m: map[string]ticket{}}
+	return &Tickets{ttl: ttl, now: now, perPrincipal: perPrincipal, m: map[string]ticket{}, per: map[PrincipalKey]int{}}
 }
 
 // Issue returns a ticket bound to p. It expires after the ttl or with p's token, whichever
@@ -57,16 +72,26 @@ func (t *Tickets) Issue(p *Principal) (string, time.Time, error) {
 	}
 	now := t.now()
 	exp := TicketExpiry(p, now, t.ttl)
+	pk := PrincipalKey{p.Tenant, p.Subject}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(t.m) >= maxTickets {
+	if len(t.m) >= maxTickets || t.per[pk] >= t.perPrincipal {
 		t.pruneLocked(now)
-		if len(t.m) >= maxTickets {
+		if len(t.m) >= maxTickets || t.per[pk] >= t.perPrincipal {
 			return "", time.Time{}, ErrTooManyTickets
 		}
 	}
 	t.m[id] = ticket{p: p, exp: exp}
+	t.per[pk]++
 	return id, exp, nil
+}
+
+// forgetLocked drops one outstanding ticket of p from the per-principal count.
+func (t *Tickets) forgetLocked(p *Principal) {
+	pk := PrincipalKey{p.Tenant, p.Subject}
+	if t.per[pk]--; t.per[pk] <= 0 {
+		delete(t.per, pk)
+	}
 }
 
 // TTL is how long a new ticket lives.
@@ -81,7 +106,10 @@ func (t *Tickets) Redeem(id string) (*Principal, error) {
 	}
 	t.mu.Lock()
 	tk, ok := t.m[id]
-	delete(t.m, id)
+	if ok {
+		delete(t.m, id)
+		t.forgetLocked(tk.p)
+	}
 	t.mu.Unlock()
 	if !ok || !t.now().Before(tk.exp) {
 		return nil, fail(ReasonTicket, nil)
@@ -125,6 +153,7 @@ func (t *Tickets) pruneLocked(now time.Time) {
 	for id, tk := range t.m {
 		if !now.Before(tk.exp) {
 			delete(t.m, id)
+			t.forgetLocked(tk.p)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -14,14 +15,14 @@ func TestTicketDefaultTTLIs30s(t *testing.T) {
 	if got := config.Default().Auth.TicketTTL; got != 30*time.Second {
 		t.Fatalf("auth.ticket_ttl default = %v; want 30s (DESIGN §4)", got)
 	}
-	if DefaultTicketTTL != 30*time.Second || NewTickets(0, nil).TTL() != 30*time.Second {
+	if DefaultTicketTTL != 30*time.Second || NewTickets(0, 0, nil).TTL() != 30*time.Second {
 		t.Fatal("the tickets' own default is not 30s")
 	}
 }
 
 func TestTickets(t *testing.T) {
 	clock := &fakeClock{t: testNow}
-	tk := NewTickets(config.Default().Auth.TicketTTL, clock.Now)
+	tk := NewTickets(config.Default().Auth.TicketTTL, config.Default().Auth.TicketsPerPrincipal, clock.Now)
 	p := &Principal{Tenant: "acme", Subject: "alice", JTI: "j1", ExpiresAt: testNow.Add(time.Hour)}
 
 	// Bound to the principal and single use.
@@ -91,5 +92,41 @@ func TestTickets(t *testing.T) {
 	tk.mu.Unlock()
 	if n != 0 {
 		t.Fatalf("%d tickets after prune", n)
+	}
+}
+
+// One principal's outstanding tickets are bounded; another principal, of another tenant, still
+// gets its own; redeemed and expired tickets free their places.
+func TestTicketsPerPrincipal(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	tk := NewTickets(30*time.Second, 3, clock)
+	hog := &Principal{Tenant: "acme", Subject: "hog", ExpiresAt: now.Add(time.Hour)}
+	other := &Principal{Tenant: "beta", Subject: "bea", ExpiresAt: now.Add(time.Hour)}
+	var ids []string
+	for range 3 {
+		id, _, err := tk.Issue(hog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if _, _, err := tk.Issue(hog); !errors.Is(err, ErrTooManyTickets) {
+		t.Fatalf("4th ticket of one principal: %v", err)
+	}
+	if _, _, err := tk.Issue(other); err != nil {
+		t.Fatalf("another tenant's principal was refused: %v", err)
+	}
+	if _, err := tk.Redeem(ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := tk.Issue(hog); err != nil {
+		t.Fatalf("a redeemed ticket did not free its place: %v", err)
+	}
+	now = now.Add(31 * time.Second)
+	for range 3 {
+		if _, _, err := tk.Issue(hog); err != nil {
+			t.Fatalf("expired tickets did not free their places: %v", err)
+		}
 	}
 }

@@ -162,18 +162,18 @@ func TestTicketsAreSingleUseAcrossNodes(t *testing.T) {
 	a := newCluster(t, randomName("a-"), nil)
 	b := newCluster(t, randomName("b-"), nil)
 	p := &auth.Principal{Tenant: "acme", Subject: "alice", Permissions: []string{auth.PermSwarmExecute}, ExpiresAt: time.Now().Add(time.Hour)}
-	id, exp, err := a.Tickets(30 * time.Second).Issue(p)
+	id, exp, err := a.Tickets(30*time.Second, 0).Issue(p)
 	if err != nil || time.Until(exp) > 31*time.Second {
 		t.Fatalf("Issue = %v, %v", exp, err)
 	}
-	got, err := b.Tickets(30 * time.Second).Redeem(id)
+	got, err := b.Tickets(30*time.Second, 0).Redeem(id)
 	if err != nil || got.Subject != "alice" || got.Tenant != "acme" {
 		t.Fatalf("Redeem on another node = %+v, %v", got, err)
 	}
-	if _, err := a.Tickets(30 * time.Second).Redeem(id); err == nil {
+	if _, err := a.Tickets(30*time.Second, 0).Redeem(id); err == nil {
 		t.Fatal("a ticket was redeemed twice")
 	}
-	if _, err := a.Tickets(30 * time.Second).Redeem("tk_short"); err == nil {
+	if _, err := a.Tickets(30*time.Second, 0).Redeem("tk_short"); err == nil {
 		t.Fatal("a malformed ticket was accepted")
 	}
 }
@@ -251,5 +251,40 @@ func TestBusDeliversChanges(t *testing.T) {
 		case <-deadline:
 			t.Fatal("the revocation never arrived")
 		}
+	}
+}
+
+// The per-principal ticket bound holds across replicas.
+func TestTicketsPerPrincipalAcrossNodes(t *testing.T) {
+	a := newCluster(t, randomName("a-"), nil)
+	b := newCluster(t, randomName("b-"), nil)
+	hog := &auth.Principal{Tenant: randomName("t"), Subject: "hog", ExpiresAt: time.Now().Add(time.Hour)}
+	ta, tb := a.Tickets(30*time.Second, 4), b.Tickets(30*time.Second, 4)
+	var ids []string
+	for i := range 4 {
+		tk := ta
+		if i%2 == 1 {
+			tk = tb
+		}
+		id, _, err := tk.Issue(hog)
+		if err != nil {
+			t.Fatalf("ticket %d: %v", i, err)
+		}
+		ids = append(ids, id)
+	}
+	for _, tk := range []*Tickets{ta, tb} {
+		if _, _, err := tk.Issue(hog); !errors.Is(err, auth.ErrTooManyTickets) {
+			t.Fatalf("5th ticket across replicas: %v", err)
+		}
+	}
+	other := &auth.Principal{Tenant: randomName("t"), Subject: "bea", ExpiresAt: time.Now().Add(time.Hour)}
+	if _, _, err := tb.Issue(other); err != nil {
+		t.Fatalf("another principal was refused: %v", err)
+	}
+	if _, err := tb.Redeem(ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := ta.Issue(hog); err != nil {
+		t.Fatalf("a redeemed ticket did not free its place on the other replica: %v", err)
 	}
 }

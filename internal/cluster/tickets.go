@@ -16,12 +16,23 @@ import (
 // replica and open its WebSocket on another. GETDEL makes redemption single-use across the
 // cluster.
 type Tickets struct {
-	c   *Cluster
-	ttl time.Duration
+	c            *Cluster
+	ttl          time.Duration
+	perPrincipal int
 }
 
-// Tickets returns the cluster-wide ticket store.
-func (c *Cluster) Tickets(ttl time.Duration) *Tickets { return &Tickets{c: c, ttl: ttl} }
+// Tickets returns the cluster-wide ticket store: at most perPrincipal outstanding tickets per
+// (tenant, sub) across every replica (≤ 0: auth.DefaultTicketsPerPrincipal).
+func (c *Cluster) Tickets(ttl time.Duration, perPrincipal int) *Tickets {
+	if perPrincipal <= 0 {
+		perPrincipal = auth.DefaultTicketsPerPrincipal
+	}
+	return &Tickets{c: c, ttl: ttl, perPrincipal: perPrincipal}
+}
+
+// principalKey is the sorted set of a principal's outstanding tickets (member: ticket id,
+// score: expiry in unix ms).
+func principalKey(p *auth.Principal) string { return "fg:tickets:" + p.Tenant + ":" + p.Subject }
 
 const maxPrincipalJSON = 16 << 10
 
@@ -39,7 +50,23 @@ func (t *Tickets) Issue(p *auth.Principal) (string, time.Time, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
+	// Claim a place first, count after: replicas racing for the last place may both be
+	// refused, never both admitted.
+	pk := principalKey(p)
+	pipe := t.c.rdb.TxPipeline()
+	pipe.ZRemRangeByScore(ctx, pk, "-inf", fmt.Sprint(now.UnixMilli()))
+	pipe.ZAdd(ctx, pk, redis.Z{Score: float64(exp.UnixMilli()), Member: id})
+	card := pipe.ZCard(ctx, pk)
+	pipe.PExpire(ctx, pk, t.ttl+time.Second)
+	if _, err := pipe.Exec(ctx); err != nil {
+		return "", time.Time{}, fmt.Errorf("cluster: count tickets: %w", err)
+	}
+	if card.Val() > int64(t.perPrincipal) {
+		t.c.rdb.ZRem(ctx, pk, id)
+		return "", time.Time{}, auth.ErrTooManyTickets
+	}
 	if err := t.c.rdb.Set(ctx, "fg:ticket:"+id, data, exp.Sub(now)).Err(); err != nil {
+		t.c.rdb.ZRem(ctx, pk, id)
 		return "", time.Time{}, fmt.Errorf("cluster: store ticket: %w", err)
 	}
 	return id, exp, nil
@@ -66,6 +93,7 @@ func (t *Tickets) Redeem(id string) (*auth.Principal, error) {
 	if err := json.Unmarshal(data, &p); err != nil {
 		return nil, auth.ErrTicket()
 	}
+	t.c.rdb.ZRem(ctx, principalKey(&p), id)
 	if !t.c.opts.Now().Before(p.ExpiresAt) {
 		return nil, auth.ErrTicket()
 	}

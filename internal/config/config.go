@@ -67,6 +67,8 @@ type Auth struct {
 	MaxTokenBytes   int           `yaml:"max_token_bytes"`
 	AllowQueryToken *bool         `yaml:"allow_query_token"`
 	TicketTTL       time.Duration `yaml:"ticket_ttl"`
+	// TicketsPerPrincipal bounds one (tenant, sub)'s outstanding tickets, cluster-wide.
+	TicketsPerPrincipal int `yaml:"tickets_per_principal"`
 	// MaxTokenLifetime refuses tokens whose exp lies further than this from iat (or now).
 	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
 	Signing          Signing       `yaml:"signing"`
@@ -331,12 +333,13 @@ func Default() Config {
 		Ops: Ops{Addr: "127.0.0.1:9090", Pprof: true},
 		Log: Log{Level: "info", Format: "json"},
 		Auth: Auth{
-			Audience:         "flowgate",
-			TenantClaim:      "tenant",
-			Leeway:           30 * time.Second,
-			MaxTokenBytes:    8 << 10,
-			TicketTTL:        30 * time.Second,
-			MaxTokenLifetime: 24 * time.Hour,
+			Audience:            "flowgate",
+			TenantClaim:         "tenant",
+			Leeway:              30 * time.Second,
+			MaxTokenBytes:       8 << 10,
+			TicketTTL:           30 * time.Second,
+			MaxTokenLifetime:    24 * time.Hour,
+			TicketsPerPrincipal: 20,
 			Signing: Signing{
 				Enabled:    true,
 				Issuer:     "flowgate",

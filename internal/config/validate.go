@@ -319,6 +319,9 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 			bad("auth.signing.max_ttl", "must be between 1s and 720h")
 		}
 	}
+	if a.TicketsPerPrincipal < 1 || a.TicketsPerPrincipal > 10000 {
+		bad("auth.tickets_per_principal", "must be 1 to 10000")
+	}
 	if a.MaxTokenLifetime < 0 {
 		bad("auth.max_token_lifetime", "must not be negative (0: no bound)")
 	}

@@ -854,3 +854,41 @@ func TestTokenCLI(t *testing.T) {
 		t.Fatalf("revoked token reconnect: %+v", he)
 	}
 }
+
+// TestTicketsPerPrincipal: one token cannot take the ticket pool (auth.tickets_per_principal,
+// 20): its 21st outstanding ticket is refused with 429 while another tenant's user still gets
+// tickets, and a redeemed ticket frees a place.
+func TestTicketsPerPrincipal(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	idCreateTenant(t, g, "other")
+	hog := g.token(t, "demo", "hog", "1h", "swarm:execute")
+	bea := g.token(t, "other", "bea", "1h", "swarm:execute")
+	var first string
+	for i := range 20 {
+		st, body, _ := idPost(t, g, "/v1/ws-ticket", hog, "")
+		if st != 201 {
+			t.Fatalf("ticket %d: %d %s", i+1, st, body)
+		}
+		if i == 0 {
+			var tk struct{ Ticket string }
+			if err := json.Unmarshal([]byte(body), &tk); err != nil {
+				t.Fatal(err)
+			}
+			first = tk.Ticket
+		}
+	}
+	if st, body, _ := idPost(t, g, "/v1/ws-ticket", hog, ""); st != 429 || !strings.Contains(body, "rate_limited") {
+		t.Fatalf("21st ticket: %d %s", st, body)
+	}
+	if st, body, _ := idPost(t, g, "/v1/ws-ticket", bea, ""); st != 201 {
+		t.Fatalf("another tenant's user: %d %s", st, body)
+	}
+	c, he := idDial(t, g, client.Options{Token: first, TokenSource: client.TokenTicket})
+	if he != nil {
+		t.Fatalf("redeeming the first ticket: %+v", he)
+	}
+	c.Close()
+	if st, body, _ := idPost(t, g, "/v1/ws-ticket", hog, ""); st != 201 {
+		t.Fatalf("after a redemption: %d %s", st, body)
+	}
+}

@@ -100,7 +100,7 @@ func newTokFixture(t *testing.T, origins ...string) *tokFixture {
 	t.Cleanup(func() { _ = rec.Close(context.WithoutCancel(t.Context())) })
 	f := &tokFixture{t: t, db: db, signer: signer, verifier: verifier, rev: auth.NewRevocations(nil), recorder: rec, logs: logs}
 	d := &Deps{
-		Logger: log, Verifier: verifier, Signer: signer, Tickets: auth.NewTickets(0, nil), Revocations: f.rev,
+		Logger: log, Verifier: verifier, Signer: signer, Tickets: auth.NewTickets(0, 0, nil), Revocations: f.rev,
 		Tenants: tenant.NewDirectory(db, 100, time.Second), Audit: tokAuditor{f}, MaxBodySize: 8 << 10,
 		Store: db, Validator: validation.New(), Origins: origins,
 		TokenRevoked: func(_ context.Context, tenant, jti string, exp time.Time) {

@@ -187,8 +187,15 @@ func handleTicket(d *Deps) http.Handler {
 			return
 		}
 		t, exp, err := d.Tickets.Issue(p)
-		if err != nil {
-			writeProblemExt(w, r, http.StatusServiceUnavailable, protocol.CodeRateLimited, "too many outstanding tickets", time.Second, nil)
+		switch {
+		case errors.Is(err, auth.ErrTooManyTickets):
+			// This principal's (or, rarely, everyone's) outstanding tickets: they expire
+			// within the ticket TTL.
+			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many outstanding tickets", time.Second, nil)
+			return
+		case err != nil:
+			d.Logger.Error("ticket not issued", "err", err)
+			writeProblemExt(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "tickets are unavailable", time.Second, nil)
 			return
 		}
 		writeJSON(w, http.StatusCreated, map[string]any{"ticket": t, "expiresAt": protocol.Time(exp)})

@@ -136,7 +136,7 @@ func openApp(ctx context.Context, cfg config.Config, log *slog.Logger, opts appO
 		return nil, fmt.Errorf("secrets.%s: %w", cfg.Secrets.Provider, err)
 	}
 	a.keys, err = secrets.NewCache(secrets.CacheOptions{
-		Provider: provider, TTL: cfg.Secrets.CacheTTL, MaxStale: cfg.Secrets.MaxStale,
+		Provider: provider, TTL: cfg.Secrets.CacheTTL, MaxStale: cfg.Secrets.MaxStale, FingerprintKey: fpKey,
 		MaxEntries: cfg.Secrets.CacheSize, Logger: log, OnFetch: opts.onSecretFetch,
 	})
 	if err != nil {

@@ -528,6 +528,9 @@ func audScriptedDay(t *testing.T, driver string) {
 			t.Errorf("task.create %s: target %+v", reqID, r.Target)
 		}
 		audCheckObjective(t, r, objectives[reqID])
+		if fp, _ := r.Details["keyFingerprint"].(string); !strings.HasPrefix(fp, "sha256:") || r.Details["keyVersion"] == "" || r.Details["keyVersion"] == nil {
+			t.Errorf("task.create %s without the key's fingerprint and version: %+v", reqID, r.Details)
+		}
 	}
 	r = one("task.cancel", byReq(audit.ActionTaskCancel, audit.OutcomeSuccess, "day-cancel-req"))
 	if r.Target.ID != tasks["day-cancel"] {

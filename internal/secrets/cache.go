@@ -47,6 +47,8 @@ type CacheOptions struct {
 	// serving within MaxStale continues meanwhile, so an outage does not cost every swarm a
 	// full round of provider retries.
 	RefreshBackoff time.Duration
+	// FingerprintKey, when set, lets Key report the key's fingerprint (Fingerprint).
+	FingerprintKey []byte
 	// Now is the clock (tests); nil means time.Now.
 	Now    func() time.Time
 	Logger *slog.Logger
@@ -85,8 +87,8 @@ type flightState struct {
 }
 
 type fetchResult struct {
-	value string
-	err   error
+	value, version string
+	err            error
 }
 
 // Cache serves tenant API keys from a bounded in-memory LRU in front of a Provider. Concurrent
@@ -100,6 +102,7 @@ type Cache struct {
 	now            func() time.Time
 	log            *slog.Logger
 	onFetch        func(string, time.Duration)
+	fpKey          []byte
 
 	sf singleflight.Group
 
@@ -131,6 +134,7 @@ func NewCache(opts CacheOptions) (*Cache, error) {
 		now:            opts.Now,
 		log:            opts.Logger,
 		onFetch:        opts.OnFetch,
+		fpKey:          opts.FingerprintKey,
 		flights:        make(map[string]*flightState),
 		fetchCancels:   make(map[uint64]context.CancelFunc),
 	}
@@ -174,8 +178,33 @@ func orDefault(d, def time.Duration) time.Duration {
 // ErrNotFound (the tenant has no key) or ErrUnavailable (the provider failed, or ctx ended
 // first) and never contain the key.
 func (c *Cache) APIKey(ctx context.Context, tenant, keyRef string) (string, error) {
+	k, err := c.Key(ctx, tenant, keyRef)
+	return k.Value, err
+}
+
+// Key is a tenant's key with what a reviewer may know of it.
+type Key struct {
+	Value       string
+	Version     string // the provider's version id ("" when it has none)
+	Fingerprint string // Fingerprint under CacheOptions.FingerprintKey ("" without one)
+}
+
+// Key is APIKey with the key's version and fingerprint, for the task.create audit record.
+func (c *Cache) Key(ctx context.Context, tenant, keyRef string) (Key, error) {
+	v, ver, err := c.apiKey(ctx, tenant, keyRef)
+	if err != nil {
+		return Key{}, err
+	}
+	k := Key{Value: v, Version: ver}
+	if c.fpKey != nil {
+		k.Fingerprint = Fingerprint(c.fpKey, v)
+	}
+	return k, nil
+}
+
+func (c *Cache) apiKey(ctx context.Context, tenant, keyRef string) (string, string, error) {
 	if err := ValidateTenant(tenant); err != nil {
-		return "", err
+		return "", "", err
 	}
 	now := c.now()
 
@@ -185,12 +214,12 @@ func (c *Cache) APIKey(ctx context.Context, tenant, keyRef string) (string, erro
 		if age < c.ttl {
 			c.mu.Unlock()
 			c.hits.Add(1)
-			return e.value, nil
+			return e.value, e.version, nil
 		}
 		if !e.failedAt.IsZero() && now.Sub(e.failedAt) < c.refreshBackoff && age < c.maxStale {
 			c.mu.Unlock()
 			c.stale.Add(1)
-			return e.value, nil
+			return e.value, e.version, nil
 		}
 	}
 	st := c.flights[tenant]
@@ -222,13 +251,13 @@ func (c *Cache) APIKey(ctx context.Context, tenant, keyRef string) (string, erro
 	case r := <-ch:
 		res = r.Val.(fetchResult)
 	case <-ctx.Done():
-		return "", fmt.Errorf("%w: tenant %s: %w", ErrUnavailable, tenant, ctx.Err())
+		return "", "", fmt.Errorf("%w: tenant %s: %w", ErrUnavailable, tenant, ctx.Err())
 	}
 	if res.err == nil {
-		return res.value, nil
+		return res.value, res.version, nil
 	}
 	if errors.Is(res.err, ErrNotFound) {
-		return "", res.err
+		return "", "", res.err
 	}
 	// The refresh failed: the last good key may be served until MaxStale after its fetch,
 	// never later. Re-read the entry: an Invalidate since the fetch has removed it.
@@ -238,10 +267,10 @@ func (c *Cache) APIKey(ctx context.Context, tenant, keyRef string) (string, erro
 	if ok && e.keyRef == keyRef && now.Sub(e.fetchedAt) < c.maxStale {
 		c.mu.Unlock()
 		c.stale.Add(1)
-		return e.value, nil
+		return e.value, e.version, nil
 	}
 	c.mu.Unlock()
-	return "", res.err
+	return "", "", res.err
 }
 
 // fetch runs once per singleflight key; its result is shared by every caller waiting on it.
@@ -257,7 +286,7 @@ func (c *Cache) fetch(tenant, keyRef string, gen uint64) fetchResult {
 	// arrives here after singleflight forgot that fetch; answer it from the cache.
 	if e, ok := c.entries.Peek(tenant); ok && e.keyRef == keyRef && c.now().Sub(e.fetchedAt) < c.ttl {
 		c.mu.Unlock()
-		return fetchResult{value: e.value}
+		return fetchResult{value: e.value, version: e.version}
 	}
 	id := c.nextFetch
 	c.nextFetch++
@@ -336,7 +365,7 @@ func (c *Cache) fetch(tenant, keyRef string, gen uint64) fetchResult {
 	if err != nil {
 		return fetchResult{err: err}
 	}
-	return fetchResult{value: value}
+	return fetchResult{value: value, version: version}
 }
 
 // Invalidate drops tenant's cached key at once; the next APIKey fetches it again. A fetch

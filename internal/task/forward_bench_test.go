@@ -13,6 +13,7 @@ import (
 	"github.com/flowgate/flowgate/internal/engine"
 	"github.com/flowgate/flowgate/internal/executor"
 	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/secrets"
 	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/store/storetest"
 	"github.com/flowgate/flowgate/internal/task"
@@ -47,8 +48,8 @@ func (r *lineRunner) Run(ctx context.Context, spec executor.Spec, out executor.O
 
 type staticKey struct{}
 
-func (staticKey) APIKey(context.Context, string, string) (string, error) {
-	return "sk-ant-bench-0123456789", nil
+func (staticKey) Key(context.Context, string, string) (secrets.Key, error) {
+	return secrets.Key{Value: "sk-ant-bench-0123456789", Version: "v1", Fingerprint: "sha256:000000000000"}, nil
 }
 
 // drainer is a subscriber that pulls frames as fast as they come.

@@ -19,6 +19,7 @@ import (
 	"github.com/flowgate/flowgate/internal/engine"
 	"github.com/flowgate/flowgate/internal/executor"
 	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/secrets"
 	"github.com/flowgate/flowgate/internal/store"
 )
 
@@ -29,7 +30,7 @@ type Runner interface {
 
 // KeySource returns the API key of a tenant, and only of that tenant.
 type KeySource interface {
-	APIKey(ctx context.Context, tenant, keyRef string) (string, error)
+	Key(ctx context.Context, tenant, keyRef string) (secrets.Key, error)
 }
 
 // Store persists tasks.
@@ -271,7 +272,8 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 	}
 
 	keyCtx, cancel := context.WithTimeout(ctx, m.opts.KeyFetchTimeout)
-	key, err := m.opts.Keys.APIKey(keyCtx, p.Tenant, req.KeyRef)
+	tk, err := m.opts.Keys.Key(keyCtx, p.Tenant, req.KeyRef)
+	key := tk.Value
 	cancel()
 	if err != nil {
 		m.log.Warn("tenant key unavailable", "tenant", p.Tenant, "err", err)
@@ -298,6 +300,9 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 	details["strategy"] = req.Engine.Strategy
 	details["mode"] = req.Engine.Mode
 	details["timeoutSeconds"] = int(req.Engine.Timeout / time.Second)
+	// Which key the task runs with: a reviewer can tell tasks before and after a rotation.
+	details["keyFingerprint"] = tk.Fingerprint
+	details["keyVersion"] = tk.Version
 	if err := m.opts.Audit.Record(ctx, m.record(p, meta, audit.ActionTaskCreate, audit.OutcomeSuccess, t.ID, "", details)); err != nil {
 		m.log.Error("audit write failed; swarm refused", "err", err)
 		return nil, fmt.Errorf("%w: %w", ErrAudit, err)

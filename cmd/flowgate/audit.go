@@ -153,7 +153,7 @@ func auditVerify(ctx context.Context, cfg config.Config, only *string, asJSON bo
 	if err != nil {
 		return err
 	}
-	r, err := audit.NewReader(audit.ReaderOptions{Storage: db, PublicKeys: append([]ed25519.PublicKey{pub}, retired...)})
+	r, err := audit.NewReader(audit.ReaderOptions{Storage: db, PublicKeys: append([]ed25519.PublicKey{pub}, retired...), Tenants: tenantIDs(db)})
 	if err != nil {
 		return err
 	}
@@ -302,4 +302,30 @@ func auditExport(ctx context.Context, cfg config.Config, f audit.Filter, stdout,
 		return err
 	}
 	return nil
+}
+
+// maxVerifiedTenants bounds the tenant list a verification cross-checks (a page at a time).
+const maxVerifiedTenants = 1_000_000
+
+// tenantIDs lists every tenant id in the store, for audit verification to cross-check that
+// each has its chain.
+func tenantIDs(db *store.DB) func(ctx context.Context) ([]string, error) {
+	return func(ctx context.Context) ([]string, error) {
+		var ids []string
+		after := ""
+		for len(ids) < maxVerifiedTenants {
+			page, err := db.ListTenants(ctx, store.MaxListLimit, after)
+			if err != nil {
+				return nil, err
+			}
+			for _, t := range page {
+				ids = append(ids, t.ID)
+			}
+			if len(page) < store.MaxListLimit {
+				break
+			}
+			after = page[len(page)-1].ID
+		}
+		return ids, nil
+	}
 }

@@ -196,7 +196,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("server.trusted_proxies: %w", err)
 	}
 
-	auditLog, err := audit.NewReader(audit.ReaderOptions{Storage: a.db, PublicKeys: a.auditPub, Logger: log})
+	auditLog, err := audit.NewReader(audit.ReaderOptions{Storage: a.db, PublicKeys: a.auditPub, Logger: log, Tenants: tenantIDs(a.db)})
 	if err != nil {
 		return fmt.Errorf("audit: %w", err)
 	}

@@ -12,9 +12,10 @@ import (
 
 // Reader verifies, queries and exports the log. It never writes; Recorder embeds one.
 type Reader struct {
-	st     Storage
-	keys   map[string]ed25519.PublicKey
-	logger *slog.Logger
+	st      Storage
+	keys    map[string]ed25519.PublicKey
+	logger  *slog.Logger
+	tenants func(ctx context.Context) ([]string, error)
 }
 
 // ReaderOptions configures NewReader.
@@ -24,6 +25,10 @@ type ReaderOptions struct {
 	// whose checkpoints are still in the database.
 	PublicKeys []ed25519.PublicKey
 	Logger     *slog.Logger // nil = discard
+	// Tenants, when set, lists every tenant id the gateway knows: each was created with a
+	// record on its own chain, so a tenant without a chain is a chain deleted whole
+	// (records, checkpoints and head), which the chains themselves cannot show.
+	Tenants func(ctx context.Context) ([]string, error)
 }
 
 // NewReader returns a Reader over opts.Storage.
@@ -31,7 +36,7 @@ func NewReader(opts ReaderOptions) (*Reader, error) {
 	if opts.Storage == nil {
 		return nil, errors.New("audit: reader needs a storage")
 	}
-	r := &Reader{st: opts.Storage, keys: map[string]ed25519.PublicKey{}, logger: opts.Logger}
+	r := &Reader{st: opts.Storage, keys: map[string]ed25519.PublicKey{}, logger: opts.Logger, tenants: opts.Tenants}
 	if r.logger == nil {
 		r.logger = slog.New(slog.DiscardHandler)
 	}
@@ -55,6 +60,7 @@ const (
 	ProblemInserted           ProblemKind = "inserted"            // a record that the chain never had
 	ProblemCheckpointMismatch ProblemKind = "checkpoint_mismatch" // a signed (seq, hash) the chain no longer matches
 	ProblemBadSignature       ProblemKind = "bad_signature"       // a checkpoint or anchor not signed by a known key
+	ProblemChainMissing       ProblemKind = "chain_missing"       // a known tenant whose whole chain is gone
 )
 
 // Problem is the first bad record of a chain.
@@ -112,6 +118,10 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 		return Report{}, fmt.Errorf("audit: verify: %w", err)
 	}
 	rep := Report{OK: true, Chains: []ChainReport{}}
+	missing, err := r.missingChains(ctx, states, opts.Tenant)
+	if err != nil {
+		return Report{}, err
+	}
 	if opts.Tenant != nil {
 		want := *opts.Tenant
 		if want == ScopePlatform {
@@ -152,7 +162,46 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 		}
 		rep.Chains = append(rep.Chains, cr)
 	}
+	for _, id := range missing {
+		p := &Problem{Tenant: id, Kind: ProblemChainMissing, Detail: "the tenant exists but its audit chain does not (records, checkpoints and head deleted)"}
+		if rep.OK {
+			rep.OK, rep.FirstProblem = false, p
+		}
+		// Replace the empty report the selection made up for it, or add one.
+		replaced := false
+		for i := range rep.Chains {
+			if rep.Chains[i].Tenant == id {
+				rep.Chains[i].Problem, replaced = p, true
+			}
+		}
+		if !replaced {
+			rep.Chains = append(rep.Chains, ChainReport{Tenant: id, Problem: p})
+		}
+	}
 	return rep, nil
+}
+
+// missingChains lists the known tenants (Tenants option) that have no chain, within the
+// selection (nil: all; the platform scope has no tenant).
+func (r *Reader) missingChains(ctx context.Context, states []ChainState, sel *string) ([]string, error) {
+	if r.tenants == nil || (sel != nil && (*sel == "" || *sel == ScopePlatform)) {
+		return nil, nil
+	}
+	ids, err := r.tenants(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit: verify: list tenants: %w", err)
+	}
+	have := make(map[string]bool, len(states))
+	for _, s := range states {
+		have[s.Chain] = true
+	}
+	var out []string
+	for _, id := range ids {
+		if (sel == nil || *sel == id) && !have[id] {
+			out = append(out, id)
+		}
+	}
+	return out, nil
 }
 
 func (r *Reader) verifyChain(ctx context.Context, s ChainState) (ChainReport, error) {

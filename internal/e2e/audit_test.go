@@ -1000,6 +1000,13 @@ func TestAuditVerifyCLITamper(t *testing.T) {
 			}
 			return seq
 		}, audit.ProblemCheckpointMismatch},
+		{"delete the whole chain", func(t *testing.T, db *store.DB) {
+			// Records, checkpoints and head: the chains alone no longer show it ever existed;
+			// the tenant does.
+			audExec(t, db, `DELETE FROM audit_records WHERE chain = 'demo'`)
+			audExec(t, db, `DELETE FROM audit_checkpoints WHERE chain = 'demo'`)
+			audExec(t, db, `DELETE FROM audit_heads WHERE chain = 'demo'`)
+		}, at(0), audit.ProblemChainMissing},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

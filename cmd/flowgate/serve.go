@@ -134,6 +134,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		SendQueueMessages: l.SendQueueMessages, SendQueueBytes: l.SendQueueBytes, WriteTimeout: l.WriteTimeout,
 		ListLimit: cfg.Tasks.ListLimit, Cluster: taskCluster(cl), HoldInterval: cfg.Cluster.HeartbeatInterval,
 		RequireResult: profile.PromisesResult(), DeriveProgress: cfg.Engine.ProgressEvents,
+		RetainedMemoryMax: int64(cfg.Tasks.RetainedMemoryMax),
 	})
 	if err != nil {
 		return err

@@ -145,6 +145,7 @@ type Tasks struct {
 	ListLimit           int           `yaml:"list_limit"`
 	MaxResultBytes      int           `yaml:"max_result_bytes"`
 	MaxRetainedTasks    int           `yaml:"max_retained_tasks"`
+	RetainedMemoryMax   ByteSize      `yaml:"retained_memory_max"`
 	MaxTaskLogBytes     int64         `yaml:"max_task_log_bytes"`
 	MaxTaskLogEvents    int           `yaml:"max_task_log_events"`
 	StatusPersistPeriod time.Duration `yaml:"status_persist_period"`
@@ -384,6 +385,7 @@ func Default() Config {
 			ListLimit:           50,
 			MaxResultBytes:      64 << 10,
 			MaxRetainedTasks:    10000,
+			RetainedMemoryMax:   256 << 20,
 			MaxTaskLogBytes:     64 << 20,
 			MaxTaskLogEvents:    1000000,
 			StatusPersistPeriod: 0,

@@ -138,6 +138,9 @@ func (c *Config) Validate() error {
 	positive("tasks.list_limit", int64(c.Tasks.ListLimit))
 	positive("tasks.max_result_bytes", int64(c.Tasks.MaxResultBytes))
 	positive("tasks.max_retained_tasks", int64(c.Tasks.MaxRetainedTasks))
+	if c.Tasks.RetainedMemoryMax == invalidSize || c.Tasks.RetainedMemoryMax < 0 {
+		bad("tasks.retained_memory_max", "must be a size like 256MiB, or 0 for no bound")
+	}
 	positive("tasks.max_task_log_bytes", c.Tasks.MaxTaskLogBytes)
 	positive("tasks.max_task_log_events", int64(c.Tasks.MaxTaskLogEvents))
 

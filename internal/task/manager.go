@@ -94,6 +94,10 @@ type Options struct {
 	// DeriveProgress adds seed-style progress events derived from assistant messages
 	// (engine.progress_events).
 	DeriveProgress bool
+	// RetainedMemoryMax bounds the event bytes all finished tasks keep in memory together
+	// (tasks.retained_memory_max); past it the oldest are dropped from memory (their status
+	// is then served from the store). 0: no bound besides MaxRetained and Retention.
+	RetainedMemoryMax int64
 }
 
 // wireEgress converts the executor's egress counters (nil stays nil).
@@ -152,6 +156,9 @@ type Manager struct {
 	waiting  int
 	running  int
 	finished []*Task // oldest first, for retention
+	// retainedBytes is the frame bytes the finished tasks keep in memory, bounded by
+	// Options.RetainedMemoryMax.
+	retainedBytes int64
 
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -554,7 +561,9 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 
 	m.mu.Lock()
 	m.dropLive(userKey{t.Tenant, t.Owner})
+	t.retained = t.headBytes.Load()
 	m.finished = append(m.finished, t)
+	m.retainedBytes += t.retained
 	m.evictLocked(now)
 	m.mu.Unlock()
 	if t.clusterRelease != nil {
@@ -594,10 +603,12 @@ func (m *Manager) persist(tenant, id string, u store.TaskUpdate) {
 func (m *Manager) evictLocked(now time.Time) {
 	n := 0
 	for _, t := range m.finished {
-		if now.Sub(time.Unix(0, t.ended.Load())) < m.opts.Retention && len(m.finished)-n <= m.opts.MaxRetained {
+		overBudget := m.opts.RetainedMemoryMax > 0 && m.retainedBytes > m.opts.RetainedMemoryMax
+		if now.Sub(time.Unix(0, t.ended.Load())) < m.opts.Retention && len(m.finished)-n <= m.opts.MaxRetained && !overBudget {
 			break
 		}
 		n++
+		m.retainedBytes -= t.retained
 		delete(m.tasks, t.ID)
 		uk := userKey{t.Tenant, t.Owner}
 		list := m.byUser[uk]

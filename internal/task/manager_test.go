@@ -515,3 +515,36 @@ func TestFinishedTaskLogIsCompact(t *testing.T) {
 		t.Logf("%d bytes of heap per retained short task", per)
 	}
 }
+
+// Finished tasks keep their events in memory only up to tasks.retained_memory_max, all of them
+// together: past it the oldest leave memory (their status comes from the store), whatever
+// max_retained_tasks and the retention would allow.
+func TestRetainedMemoryIsBounded(t *testing.T) {
+	e := newEnv(t)
+	// Each task prints 64 lines of 1 KiB: about 70 KiB of frames.
+	big := `i=0; while [ $i -lt 64 ]; do printf '%01024d\n' 0; i=$((i+1)); done`
+	const budget = 200 << 10
+	m := newManager(t, e, big, func(o *Options) { o.RetainedMemoryMax = budget; o.Retention = time.Hour; o.MaxRetained = 1000 })
+	p := principal("acme", "alice")
+	var ids []string
+	for range 6 {
+		frames := run(t, m, p, "ok")
+		ids = append(ids, frames[0]["taskId"].(string))
+	}
+	m.mu.Lock()
+	retained, kept := m.retainedBytes, len(m.finished)
+	m.mu.Unlock()
+	if retained > budget || kept >= len(ids) || kept == 0 {
+		t.Fatalf("%d finished tasks keep %d bytes; budget %d", kept, retained, budget)
+	}
+	// The newest stays in memory, the oldest went, and its status still answers.
+	if _, ok := m.Get(p, ids[len(ids)-1]); !ok {
+		t.Error("the newest task left memory")
+	}
+	if _, ok := m.Get(p, ids[0]); ok {
+		t.Error("the oldest task is still in memory")
+	}
+	if snap, err := m.Status(context.Background(), p, ids[0]); err != nil || snap.Status != protocol.StatusSuccess {
+		t.Fatalf("status of an evicted task: %+v %v", snap, err)
+	}
+}

@@ -70,6 +70,7 @@ type Task struct {
 	hasResult bool
 	errMsg    string
 	eng       engineState
+	retained  int64 // frame bytes kept after the end (Manager.retainedBytes); guarded by Manager.mu
 	log       []entry
 	block     []byte          // frame memory being filled (see build)
 	subs      []*Subscription // copy-on-write: readers take the slice under mu and iterate freely

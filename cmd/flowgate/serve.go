@@ -235,8 +235,9 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			// tenant's change marker (see tenantWatch).
 			a.keys.Invalidate(tenant)
 		},
-		Ready:    func(ctx context.Context) error { return a.db.Ping(ctx) },
-		Draining: draining.Load,
+		AuthFailureBurst: cfg.Audit.AuthFailureBurst,
+		Ready:            func(ctx context.Context) error { return a.db.Ping(ctx) },
+		Draining:         draining.Load,
 	}
 	if cfg.UI.Enabled {
 		deps.UI = web.Handler()
@@ -321,7 +322,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}()
 	go func() {
 		defer wg.Done()
-		janitor(bgCtx, a, revocations, localTickets, tasks, cfg.Tenants.SuspendCancelsTasks)
+		janitor(bgCtx, a, revocations, localTickets, tasks, cfg.Tenants.SuspendCancelsTasks, deps.FlushAuthFailures)
 	}()
 
 	if err := a.recorder.Record(ctx, audit.Record{Action: audit.ActionServerStart, Outcome: audit.OutcomeSuccess,
@@ -356,6 +357,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	cancel()
 	stopBG()
 	wg.Wait()
+	// Windows still open are summarised now: their counts would otherwise go unrecorded.
+	if err := deps.FlushAllAuthFailures(context.WithoutCancel(ctx)); err != nil {
+		log.Warn("auth.failure.summary records not written at shutdown", "err", err)
+	}
 	if err := a.recorder.Record(context.WithoutCancel(ctx), audit.Record{Action: audit.ActionServerStop, Outcome: audit.OutcomeSuccess,
 		Actor: audit.Actor{Sub: "system"}, Details: map[string]any{"node": node}}); err != nil {
 		log.Error("audit: server.stop not recorded", "err", err)
@@ -384,7 +389,7 @@ func nodeName() string {
 // janitor runs the periodic housekeeping of a server: revocations and tenant changes (a
 // suspension, a key set or deleted) made by other processes, expired tickets and tasks, until
 // ctx ends.
-func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.Tickets, tasks *task.Manager, cancelSuspended bool) {
+func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.Tickets, tasks *task.Manager, cancelSuspended bool, flushAuth func(context.Context) error) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	since := time.Now().Add(-time.Minute)
@@ -405,6 +410,9 @@ func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.T
 			}
 			if err := watch.poll(ctx, a, now, suspended); err != nil {
 				a.log.Warn("tenant changes refresh failed", "err", err)
+			}
+			if err := flushAuth(ctx); err != nil {
+				a.log.Warn("auth.failure.summary records not written", "err", err)
 			}
 			rev.Prune()
 			tickets.Prune()

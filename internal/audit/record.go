@@ -43,6 +43,7 @@ const (
 	ActionServerStart        = "server.start"
 	ActionServerStop         = "server.stop"
 	ActionEgressDenied       = "egress.denied"
+	ActionAuthFailureSummary = "auth.failure.summary"
 )
 
 // Outcomes.

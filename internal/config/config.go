@@ -297,6 +297,9 @@ type Audit struct {
 	// trusted to verify the checkpoints they signed.
 	PreviousCheckpointKeyFiles []string      `yaml:"previous_checkpoint_key_files"`
 	Retention                  time.Duration `yaml:"retention"`
+	// AuthFailureBurst: auth.failure records per client address block, reason and minute;
+	// the rest are counted into one auth.failure.summary record.
+	AuthFailureBurst int `yaml:"auth_failure_burst"`
 }
 
 // Shutdown configures the drain on SIGTERM.
@@ -425,6 +428,7 @@ func Default() Config {
 		Store: Store{Driver: "sqlite", Path: "flowgate.db", MaxOpenConns: 10},
 		Audit: Audit{
 			FailClosed:         true,
+			AuthFailureBurst:   10,
 			CheckpointInterval: time.Minute,
 			CheckpointKeyFile:  "audit-checkpoint.key",
 			Retention:          400 * 24 * time.Hour,

@@ -322,6 +322,9 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 			bad("auth.signing.max_ttl", "must be between 1s and 720h")
 		}
 	}
+	if c.Audit.AuthFailureBurst < 1 || c.Audit.AuthFailureBurst > 100000 {
+		bad("audit.auth_failure_burst", "must be 1 to 100000")
+	}
 	if a.TicketsPerPrincipal < 1 || a.TicketsPerPrincipal > 10000 {
 		bad("auth.tickets_per_principal", "must be 1 to 10000")
 	}

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -327,4 +328,58 @@ func TestFloodDoesNotStarveOthers(t *testing.T) {
 	close(stop)
 	flooder.Abort()
 	wg.Wait()
+}
+
+// TestAuthFailureFloodIsSummarised: an unauthenticated client hammering the admin API and the
+// WebSocket handshake gets at most audit.auth_failure_burst (10) auth.failure records per
+// reason and minute; the rest are counted into auth.failure.summary records (written when the
+// window ends, or at shutdown).
+func TestAuthFailureFloodIsSummarised(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	const n = 300
+	for i := range n {
+		req, _ := http.NewRequest("GET", g.HTTP+"/v1/admin/tenants", nil)
+		req.Header.Set("Authorization", "Bearer not-a-token")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 401 {
+			t.Fatalf("request %d: %d", i, resp.StatusCode)
+		}
+	}
+	for range 50 {
+		if he := g.dialErr(t, "not-a-token-either"); he == nil || he.Status != 401 {
+			t.Fatalf("handshake: %+v", he)
+		}
+	}
+	if !g.signal(syscall.SIGTERM, 40*time.Second) {
+		t.Fatal("the gateway did not stop")
+	}
+	out, err := g.cli(t, "", "audit", "export", "--dev", "--data-dir", g.dataDir, "--tenant", "@platform")
+	if err != nil {
+		t.Fatalf("audit export: %v\n%s", err, out)
+	}
+	failures, summarised := 0, 0
+	for _, line := range strings.Split(out, "\n") {
+		var r struct {
+			Action  string
+			Details map[string]any
+		}
+		if line == "" || json.Unmarshal([]byte(line), &r) != nil {
+			continue
+		}
+		switch r.Action {
+		case "auth.failure":
+			failures++
+		case "auth.failure.summary":
+			c, _ := r.Details["count"].(float64)
+			summarised += int(c)
+		}
+	}
+	if failures > 20 || failures+summarised != n+50 {
+		t.Fatalf("%d auth.failure records and %d summarised, want at most 20 and %d in all", failures, summarised, n+50)
+	}
+	t.Logf("%d refusals: %d auth.failure records, %d counted in summaries", n+50, failures, summarised)
 }

@@ -62,6 +62,10 @@ type gateway struct {
 	UserToken  string
 	AdminToken string
 
+	// storeEnv is the gateway's FLOWGATE_STORE_* environment: the CLI must use the same store
+	// (a cluster's PostgreSQL, not --dev's SQLite).
+	storeEnv []string
+
 	mu     sync.Mutex
 	logs   strings.Builder
 	exited chan struct{}
@@ -103,6 +107,9 @@ func startGateway(t *testing.T, opts gwOptions) *gateway {
 	}
 	for k, v := range opts.env {
 		env = append(env, k+"="+v)
+		if strings.HasPrefix(k, "FLOWGATE_STORE_") {
+			g.storeEnv = append(g.storeEnv, k+"="+v)
+		}
 	}
 	cmd.Env = env
 	stdout, err := cmd.StdoutPipe()
@@ -235,7 +242,7 @@ func (g *gateway) token(t *testing.T, tenant, sub string, ttl string, perms ...s
 func (g *gateway) cli(t *testing.T, stdin string, args ...string) (string, error) {
 	t.Helper()
 	cmd := exec.Command(binary, args...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + g.dataDir, "FLOWGATE_LOG_LEVEL=error"}
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + g.dataDir, "FLOWGATE_LOG_LEVEL=error"}, g.storeEnv...)
 	cmd.Stdin = strings.NewReader(stdin)
 	var out, errb strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &errb

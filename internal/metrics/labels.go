@@ -65,7 +65,7 @@ func auditActions() []string {
 		"auth.failure", "session.open", "session.close", "authz.denied", "validation.rejected",
 		"ratelimit.denied", "quota.denied", "task.create", "task.complete", "task.cancel",
 		"tenant.create", "tenant.update", "key.set", "key.delete", "key.fetch_failed",
-		"token.issue", "token.revoke", "audit.export", "audit.retention", "server.start", "server.stop", "egress.denied",
+		"token.issue", "token.revoke", "audit.export", "audit.retention", "server.start", "server.stop", "egress.denied", "auth.failure.summary",
 	}
 }
 

@@ -28,9 +28,7 @@ func (d *Deps) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Princ
 		if p != nil {
 			rec.Tenant, rec.Actor = p.Tenant, audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}
 		}
-		if err := d.Audit.Record(context.WithoutCancel(r.Context()), rec); err != nil {
-			d.Logger.Error("audit write failed", "action", rec.Action, "err", err)
-		}
+		d.recordAuthFailure(context.WithoutCancel(r.Context()), d.clientBlock(r), rec)
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flowgate"`)
 		}

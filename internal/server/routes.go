@@ -9,6 +9,7 @@ import (
 // Public returns the public listener's handler: every route of DESIGN §9 in one place.
 func Public(d *Deps) http.Handler {
 	d.origins = newOriginPolicy(d.Origins)
+	d.authFlood = newAuthFlood(d.AuthFailureBurst)
 	d.writeBufferPool = &sync.Pool{}
 	if d.Draining == nil {
 		d.Draining = func() bool { return false }

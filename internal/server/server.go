@@ -131,8 +131,13 @@ type Deps struct {
 	MetricsHandler http.Handler
 	Pprof          bool
 
+	// AuthFailureBurst is how many auth.failure records one client address block may cause
+	// per reason and minute (audit.auth_failure_burst); 0 = DefaultAuthBurst.
+	AuthFailureBurst int
+
 	origins         originPolicy
 	writeBufferPool *sync.Pool
+	authFlood       *authFlood
 }
 
 func (d *Deps) clientIP(r *http.Request) string {

@@ -51,9 +51,7 @@ func handleWS(d *Deps) http.Handler {
 			if p != nil {
 				rec.Tenant, rec.Actor = p.Tenant, audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}
 			}
-			if err := d.Audit.Record(context.WithoutCancel(ctx), rec); err != nil {
-				d.Logger.Error("audit write failed", "action", rec.Action, "err", err)
-			}
+			d.recordAuthFailure(context.WithoutCancel(ctx), ipKey, rec)
 			writeProblemExt(w, r, status, code, detail, retry, nil)
 		}
 

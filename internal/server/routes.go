@@ -4,6 +4,12 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"golang.org/x/time/rate"
+
+	"github.com/flowgate/flowgate/internal/protocol"
 )
 
 // Public returns the public listener's handler: every route of DESIGN §9 in one place.
@@ -62,6 +68,7 @@ func Public(d *Deps) http.Handler {
 		writeProblem(w, r, http.StatusNotFound, "not_found", "no such route")
 	}))
 	var h http.Handler = mux
+	h = d.withIPLimit(h)
 	h = withSecurityHeaders(h)
 	h = withAccessLog(d.Logger, d.clientIP, h)
 	h = withRecover(d.Logger, h)
@@ -100,5 +107,25 @@ func handleRoot(d *Deps, ws http.Handler) http.Handler {
 			return
 		}
 		writeProblem(w, r, http.StatusNotFound, "not_found", "no such route")
+	})
+}
+
+// withIPLimit puts every request of the public listener through the per-address limiter
+// (limits.ip_handshakes_per_second, the same bucket as WebSocket handshakes) before any other
+// work: authentication, the Origin check and their audit records come after it. WebSocket
+// upgrades take their bucket in the handshake itself; health probes are exempt (load
+// balancers poll them from a few addresses).
+func (d *Deps) withIPLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/healthz" || r.URL.Path == "/readyz", websocket.IsWebSocketUpgrade(r), d.Limiter == nil:
+		default:
+			if dec := d.Limiter.Allow("hs:"+d.clientBlock(r), rate.Limit(d.Limits.IPHandshakesPerSecond), d.Limits.IPHandshakeBurst, time.Now()); !dec.OK {
+				d.metrics().rejected("handshake_ip")
+				writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many requests from this address", dec.RetryAfter, nil)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
 	})
 }

@@ -63,14 +63,15 @@ func handleWS(d *Deps) http.Handler {
 			writeProblemExt(w, r, http.StatusServiceUnavailable, protocol.CodeServerDraining, "the server is shutting down", time.Second, nil)
 			return
 		}
-		if !d.origins.check(r) {
-			refuse(http.StatusForbidden, protocol.CodeForbidden, "origin_not_allowed", "this Origin may not connect", 0, nil)
-			return
-		}
-		// Caps before authentication: a flood never reaches the verifier.
+		// Caps before anything else, the Origin check and its audit record included: a flood
+		// never reaches the verifier or the audit log.
 		if dec := d.Limiter.Allow("hs:"+ipKey, rate.Limit(d.Limits.IPHandshakesPerSecond), d.Limits.IPHandshakeBurst, time.Now()); !dec.OK {
 			d.metrics().rejected("handshake_ip")
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many handshakes from this address", dec.RetryAfter, nil)
+			return
+		}
+		if !d.origins.check(r) {
+			refuse(http.StatusForbidden, protocol.CodeForbidden, "origin_not_allowed", "this Origin may not connect", 0, nil)
 			return
 		}
 		// Connection slots are held for the session's life: released here if the handshake

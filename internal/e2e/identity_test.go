@@ -690,27 +690,10 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 	idp.publish(rsaJWK)
 	trap.publish(rsaJWK)
 
-	var doc map[string]any
-	if err := yaml.Unmarshal(configs.Dev, &doc); err != nil {
-		t.Fatal(err)
-	}
-	authSection, _ := doc["auth"].(map[string]any)
-	if authSection == nil {
-		authSection = map[string]any{}
-	}
-	authSection["issuers"] = []map[string]any{
+	cfgFile := devConfigWithIssuers(t, dir, []map[string]any{
 		{"issuer": "https://platform.example/", "keys": []map[string]any{{"kid": "platform-hs-1", "alg": "HS256", "file": secretFile}}},
 		{"issuer": "https://idp.example/", "audience": "flowgate-api", "jwks_url": idp.URL + "/.well-known/jwks.json", "jwks_refresh": "1s"},
-	}
-	doc["auth"] = authSection
-	cfgYAML, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(dir, "flowgate.yaml")
-	if err := os.WriteFile(cfgFile, cfgYAML, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	})
 	g := startGateway(t, gwOptions{args: []string{"--config", cfgFile}})
 
 	now := time.Now()
@@ -891,4 +874,30 @@ func TestTicketsPerPrincipal(t *testing.T) {
 	if st, body, _ := idPost(t, g, "/v1/ws-ticket", hog, ""); st != 201 {
 		t.Fatalf("after a redemption: %d %s", st, body)
 	}
+}
+
+// devConfigWithIssuers writes what --dev uses (configs.Dev) plus auth.issuers into dir and
+// returns the file: lists of objects come only from a file, never from the environment, and
+// --dev --config FILE replaces the embedded dev configuration.
+func devConfigWithIssuers(t *testing.T, dir string, issuers []map[string]any) string {
+	t.Helper()
+	var doc map[string]any
+	if err := yaml.Unmarshal(configs.Dev, &doc); err != nil {
+		t.Fatal(err)
+	}
+	authSection, _ := doc["auth"].(map[string]any)
+	if authSection == nil {
+		authSection = map[string]any{}
+	}
+	authSection["issuers"] = issuers
+	doc["auth"] = authSection
+	b, err := yaml.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgFile := filepath.Join(dir, "flowgate.yaml")
+	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return cfgFile
 }

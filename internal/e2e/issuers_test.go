@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	"go.yaml.in/yaml/v3"
 
-	"github.com/flowgate/flowgate/configs"
 	"github.com/flowgate/flowgate/internal/client"
 )
 
@@ -26,29 +24,12 @@ func TestExternalIssuerCannotEscalate(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte(secret), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var doc map[string]any
-	if err := yaml.Unmarshal(configs.Dev, &doc); err != nil {
-		t.Fatal(err)
-	}
-	authSection, _ := doc["auth"].(map[string]any)
-	if authSection == nil {
-		authSection = map[string]any{}
-	}
 	key := []map[string]any{{"kid": "hs-1", "alg": "HS256", "file": secretFile}}
-	authSection["issuers"] = []map[string]any{
+	cfgFile := devConfigWithIssuers(t, dir, []map[string]any{
 		{"issuer": "https://saas.example/", "keys": key},
 		{"issuer": "https://ops.example/", "keys": key, "permissions": []string{"swarm:execute", "platform:admin"}},
 		{"issuer": "https://other.example/", "keys": key, "tenants": []string{"other"}},
-	}
-	doc["auth"] = authSection
-	b, err := yaml.Marshal(doc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgFile := filepath.Join(dir, "flowgate.yaml")
-	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	})
 	g := startGateway(t, gwOptions{args: []string{"--config", cfgFile}})
 
 	now := time.Now()

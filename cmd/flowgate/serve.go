@@ -271,7 +271,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("server.addr: %w", err)
 	}
-	ln := server.BatchListener{Listener: rawLn}
+	ln := server.NewBatchListener(rawLn, &server.ConnCaps{
+		Counter: conns, Global: cfg.Limits.GlobalConnections, PerIP: cfg.Limits.IPConnections,
+		Trusted: ips.Trusted, Rejected: mx.HTTP().Rejected,
+	})
 	public := server.NewHTTPServer(server.Public(deps), cfg.Server.ReadHeaderTimeout, cfg.Server.IdleTimeout, cfg.Server.MaxHeaderBytes, log)
 	var opsLn net.Listener
 	var ops *http.Server

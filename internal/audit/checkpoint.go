@@ -88,6 +88,11 @@ func (r *Recorder) checkpoint(ctx context.Context) (int, error) {
 				"time", cp.Time.Format(timeLayout), "key_id", cp.KeyID, "signature", cp.Signature)
 		}
 	}
+	if len(cps) > 0 {
+		if err := r.writeManifest(ctx, states, cps); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	return len(cps), errors.Join(errs...)
 }
 

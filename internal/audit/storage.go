@@ -37,6 +37,13 @@ type Storage interface {
 	// returns how many went.
 	DeleteAuditRecords(ctx context.Context, chain string, afterSeq, throughSeq int64) (int64, error)
 
+	// AddAuditManifest stores m unless a manifest with its seq exists (stored reports which)
+	// and deletes all but the newest keep manifests.
+	AddAuditManifest(ctx context.Context, m StoredManifest, keep int) (stored bool, err error)
+
+	// AuditManifests returns up to limit manifests, newest (highest seq) first.
+	AuditManifests(ctx context.Context, limit int) ([]StoredManifest, error)
+
 	// DeleteAuditCheckpoints deletes chain's checkpoints with seq <= throughSeq and its anchors
 	// with seq < throughSeq (the anchor at throughSeq stays).
 	DeleteAuditCheckpoints(ctx context.Context, chain string, throughSeq int64) error

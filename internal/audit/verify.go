@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 )
 
 // Reader verifies, queries and exports the log. It never writes; Recorder embeds one.
@@ -122,6 +124,10 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 	if err != nil {
 		return Report{}, err
 	}
+	listed, err := r.checkManifest(ctx, states)
+	if err != nil {
+		return Report{}, err
+	}
 	if opts.Tenant != nil {
 		want := *opts.Tenant
 		if want == ScopePlatform {
@@ -162,16 +168,31 @@ func (r *Reader) Verify(ctx context.Context, opts VerifyOptions) (Report, error)
 		}
 		rep.Chains = append(rep.Chains, cr)
 	}
+	if listed == nil {
+		listed = map[string]*Problem{}
+	}
 	for _, id := range missing {
-		p := &Problem{Tenant: id, Kind: ProblemChainMissing, Detail: "the tenant exists but its audit chain does not (records, checkpoints and head deleted)"}
+		if _, ok := listed[id]; !ok {
+			listed[id] = &Problem{Tenant: id, Kind: ProblemChainMissing, Detail: "the tenant exists but its audit chain does not (records, checkpoints and head deleted)"}
+		}
+	}
+	for _, id := range slices.Sorted(maps.Keys(listed)) {
+		p := listed[id]
+		if opts.Tenant != nil && *opts.Tenant != id && !(id == "" && *opts.Tenant == ScopePlatform) {
+			continue
+		}
 		if rep.OK {
 			rep.OK, rep.FirstProblem = false, p
 		}
-		// Replace the empty report the selection made up for it, or add one.
+		// A chain's own first problem stays; the manifest's goes to a chain without one, or
+		// replaces the empty report the selection made up for it.
 		replaced := false
 		for i := range rep.Chains {
 			if rep.Chains[i].Tenant == id {
-				rep.Chains[i].Problem, replaced = p, true
+				if rep.Chains[i].Problem == nil {
+					rep.Chains[i].Problem = p
+				}
+				replaced = true
 			}
 		}
 		if !replaced {

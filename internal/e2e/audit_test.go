@@ -1007,6 +1007,29 @@ func TestAuditVerifyCLITamper(t *testing.T) {
 			audExec(t, db, `DELETE FROM audit_checkpoints WHERE chain = 'demo'`)
 			audExec(t, db, `DELETE FROM audit_heads WHERE chain = 'demo'`)
 		}, at(0), audit.ProblemChainMissing},
+		{"delete the tenant and its whole chain", func(t *testing.T, db *store.DB) {
+			// Nothing in the tables names demo any more; the signed manifest still lists it.
+			audExec(t, db, `DELETE FROM audit_records WHERE chain = 'demo'`)
+			audExec(t, db, `DELETE FROM audit_checkpoints WHERE chain = 'demo'`)
+			audExec(t, db, `DELETE FROM audit_heads WHERE chain = 'demo'`)
+			audExec(t, db, `DELETE FROM tasks WHERE tenant = 'demo'`)
+			if _, err := db.SQL().ExecContext(context.Background(), `DELETE FROM local_secrets WHERE tenant = 'demo'`); err != nil {
+				t.Fatal(err)
+			}
+			audExec(t, db, `DELETE FROM tenants WHERE id = 'demo'`)
+		}, at(0), audit.ProblemChainMissing},
+		{"cut the tail with its checkpoints", func(t *testing.T, db *store.DB) {
+			// Records after k, every checkpoint past k and the head moved back: the chain that
+			// is left is consistent and its remaining checkpoints match.
+			var hash string
+			if err := db.SQL().QueryRowContext(context.Background(),
+				`SELECT hash FROM audit_records WHERE chain = 'demo' AND seq = ?`, k).Scan(&hash); err != nil {
+				t.Fatal(err)
+			}
+			audExec(t, db, `DELETE FROM audit_records WHERE chain = 'demo' AND seq > ?`, k)
+			audExec(t, db, `DELETE FROM audit_checkpoints WHERE chain = 'demo' AND seq > ?`, k)
+			audExec(t, db, `UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = 'demo'`, k, hash)
+		}, at(k+1), audit.ProblemDeleted},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -219,3 +219,68 @@ func TestHeaderBounds(t *testing.T) {
 		t.Fatalf("a half-sent request held the connection for %v; want about 1s", d)
 	}
 }
+
+// Idle HTTP keep-alive connections count against limits.ip_connections like WebSockets do
+// (DESIGN §16): 300 from one address hold at most the cap, the rest are answered 429 at
+// accept, and another address still gets both HTTP and a WebSocket.
+func TestIdleKeepAliveConnectionsAreCapped(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	host := strings.TrimPrefix(g.HTTP, "http://")
+	open := func(src string) (net.Conn, int) {
+		t.Helper()
+		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		c, err := d.Dial("tcp", host)
+		if err != nil {
+			t.Fatalf("dial from %s: %v", src, err)
+		}
+		_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: %s\r\n\r\n", host)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			// A refused connection may be reset before its answer is read; it is still refused.
+			c.Close()
+			return nil, 0
+		}
+		resp.Body.Close()
+		return c, resp.StatusCode
+	}
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	ok, refused := 0, 0
+	for range 300 {
+		c, status := open("127.0.0.1")
+		switch status {
+		case http.StatusOK:
+			ok++
+			held = append(held, c) // kept open and idle
+		default:
+			refused++
+			if c != nil {
+				c.Close()
+			}
+		}
+	}
+	t.Logf("300 keep-alive connections from 127.0.0.1: %d answered, %d refused", ok, refused)
+	if ok > 100 || refused < 200 {
+		t.Fatalf("%d of 300 idle connections from one address were served; want at most limits.ip_connections (100)", ok)
+	}
+	if _, status := open("127.0.0.2"); status != http.StatusOK {
+		t.Fatalf("another address while the first is capped: %d; want 200", status)
+	}
+	dialer := websocket.Dialer{
+		NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}}).DialContext,
+		Subprotocols:   []string{"flowgate.v1"}, HandshakeTimeout: 10 * time.Second,
+	}
+	ws, resp, err := dialer.Dial(g.URL, http.Header{"Authorization": {"Bearer " + g.UserToken}})
+	if err != nil {
+		t.Fatalf("WebSocket from another address: %v (%v)", err, resp)
+	}
+	ws.Close()
+	if !metricPositive(t, g, `flowgate_ratelimit_denials_total{scope="connections_ip"}`) {
+		t.Fatal("refusals at accept are not counted in flowgate_ratelimit_denials_total{scope=\"connections_ip\"}")
+	}
+}

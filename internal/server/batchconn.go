@@ -12,15 +12,40 @@ import (
 // frames into one write system call. gorilla/websocket writes every frame to the connection
 // separately; a session with many events queued brackets its frames with Batch and Flush,
 // and the kernel sees one write per burst instead of one per event.
-type BatchListener struct{ net.Listener }
+//
+// With caps, it is also where connections are counted (ConnCaps).
+type BatchListener struct {
+	net.Listener
+	caps     *ConnCaps
+	refusing chan struct{}
+}
 
-// Accept implements net.Listener.
-func (l BatchListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+// NewBatchListener wraps ln; caps may be nil (no connection caps at accept).
+func NewBatchListener(ln net.Listener, caps *ConnCaps) *BatchListener {
+	return &BatchListener{Listener: ln, caps: caps, refusing: make(chan struct{}, maxRefusing)}
+}
+
+// Accept implements net.Listener. A connection over a cap is answered 429 and closed
+// here; Accept goes on to the next one.
+func (l *BatchListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		bc := &batchConn{Conn: c}
+		if l.caps == nil {
+			return bc, nil
+		}
+		scope, ok := l.caps.admit(bc)
+		if ok {
+			return bc, nil
+		}
+		if l.caps.Rejected != nil {
+			l.caps.Rejected(scope)
+		}
+		l.refuse(c, scope)
 	}
-	return &batchConn{Conn: c}, nil
 }
 
 // maxBatch bounds the bytes held before a batch is written out early.
@@ -39,6 +64,21 @@ type batchConn struct {
 	// before every frame, a system call each time.
 	deadline    time.Time
 	hasDeadline bool
+
+	// counted and release are the connection caps this connection holds (ConnCaps).
+	counted     countedConn
+	release     func()
+	releaseOnce sync.Once
+}
+
+// Close implements net.Conn and gives back the connection's cap slots; net/http and a
+// WebSocket session may both close it.
+func (c *batchConn) Close() error {
+	err := c.Conn.Close()
+	if c.release != nil {
+		c.releaseOnce.Do(c.release)
+	}
+	return err
 }
 
 // SetWriteDeadline implements net.Conn; during a batch it only records the deadline.

@@ -187,6 +187,7 @@ func NewHTTPServer(h http.Handler, readHeaderTimeout, idleTimeout time.Duration,
 		ReadTimeout:       0,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnContext:       connContext,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }

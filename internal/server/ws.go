@@ -88,20 +88,27 @@ func handleWS(d *Deps) http.Handler {
 				releaseAll()
 			}
 		}()
-		releaseGlobal, ok := d.Conns.Acquire("global", d.Limits.GlobalConnections)
-		if !ok {
-			d.metrics().rejected("connections_global")
-			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "the server is at its connection limit", 5*time.Second, nil)
-			return
+		// The listener's caps may already hold this connection's slots (ConnCaps); a
+		// connection through a trusted proxy is counted here under the client it names.
+		counted := countedFrom(ctx)
+		if !counted.global {
+			releaseGlobal, ok := d.Conns.Acquire("global", d.Limits.GlobalConnections)
+			if !ok {
+				d.metrics().rejected("connections_global")
+				writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "the server is at its connection limit", capRetryAfter, nil)
+				return
+			}
+			releases = append(releases, releaseGlobal)
 		}
-		releases = append(releases, releaseGlobal)
-		releaseIP, ok := d.Conns.Acquire("ip:"+ipKey, d.Limits.IPConnections)
-		if !ok {
-			d.metrics().rejected("connections_ip")
-			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many connections from this address", 5*time.Second, nil)
-			return
+		if counted.block != ipKey {
+			releaseIP, ok := d.Conns.Acquire("ip:"+ipKey, d.Limits.IPConnections)
+			if !ok {
+				d.metrics().rejected("connections_ip")
+				writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many connections from this address", capRetryAfter, nil)
+				return
+			}
+			releases = append(releases, releaseIP)
 		}
-		releases = append(releases, releaseIP)
 
 		cred, err := auth.FromRequest(r, protocol.BearerPrefix, d.QueryTokens)
 		if errors.Is(err, auth.ErrConflictingCredentials) {

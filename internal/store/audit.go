@@ -362,6 +362,52 @@ func (db *DB) AddAuditCheckpoints(ctx context.Context, cps []audit.Checkpoint) e
 	return nil
 }
 
+// AddAuditManifest implements audit.Storage.
+func (db *DB) AddAuditManifest(ctx context.Context, m audit.StoredManifest, keep int) (bool, error) {
+	res, err := db.w.ExecContext(ctx, db.Rebind(`
+		INSERT INTO audit_manifests (seq, time_ms, prev_hash, body, hash, key_id, signature)
+		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`),
+		m.Seq, m.TimeMS, m.PrevHash, string(m.Body), m.Hash, m.KeyID, m.Signature)
+	if err != nil {
+		return false, fmt.Errorf("store: add audit manifest: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store: add audit manifest: %w", err)
+	}
+	if _, err := db.w.ExecContext(ctx, db.Rebind(`DELETE FROM audit_manifests WHERE seq <= ?`), m.Seq-int64(keep)); err != nil {
+		return n == 1, fmt.Errorf("store: prune audit manifests: %w", err)
+	}
+	return n == 1, nil
+}
+
+// AuditManifests implements audit.Storage.
+func (db *DB) AuditManifests(ctx context.Context, limit int) ([]audit.StoredManifest, error) {
+	rows, err := db.db.QueryContext(ctx, db.Rebind(`
+		SELECT seq, time_ms, prev_hash, body, hash, key_id, signature FROM audit_manifests
+		ORDER BY seq DESC LIMIT ?`), limit)
+	if err != nil {
+		return nil, fmt.Errorf("store: audit manifests: %w", err)
+	}
+	defer rows.Close()
+	var out []audit.StoredManifest
+	for rows.Next() {
+		var (
+			m    audit.StoredManifest
+			body string
+		)
+		if err := rows.Scan(&m.Seq, &m.TimeMS, &m.PrevHash, &body, &m.Hash, &m.KeyID, &m.Signature); err != nil {
+			return nil, fmt.Errorf("store: audit manifests: %w", err)
+		}
+		m.Body = []byte(body)
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: audit manifests: %w", err)
+	}
+	return out, nil
+}
+
 // DeleteAuditRecords implements audit.Storage.
 func (db *DB) DeleteAuditRecords(ctx context.Context, chain string, afterSeq, throughSeq int64) (int64, error) {
 	res, err := db.w.ExecContext(ctx, db.Rebind("DELETE FROM audit_records WHERE chain = ? AND seq > ? AND seq <= ?"),

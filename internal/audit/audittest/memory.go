@@ -20,6 +20,7 @@ type Memory struct {
 	records map[string]map[int64]audit.StoredRecord
 	seqs    map[string][]int64 // sorted keys of records[chain]
 	cps     map[cpKey]audit.Checkpoint
+	mans    []audit.StoredManifest // ascending seq
 	broken  bool
 }
 
@@ -255,6 +256,38 @@ func (m *Memory) AddAuditCheckpoints(ctx context.Context, cps []audit.Checkpoint
 		}
 	}
 	return nil
+}
+
+// AddAuditManifest implements audit.Storage.
+func (m *Memory) AddAuditManifest(ctx context.Context, man audit.StoredManifest, keep int) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.broken {
+		return false, errBroken
+	}
+	if slices.ContainsFunc(m.mans, func(x audit.StoredManifest) bool { return x.Seq == man.Seq }) {
+		return false, nil
+	}
+	man.Body = slices.Clone(man.Body)
+	m.mans = append(m.mans, man)
+	slices.SortFunc(m.mans, func(a, b audit.StoredManifest) int { return cmp.Compare(a.Seq, b.Seq) })
+	if len(m.mans) > keep {
+		m.mans = slices.Delete(m.mans, 0, len(m.mans)-keep)
+	}
+	return true, nil
+}
+
+// AuditManifests implements audit.Storage.
+func (m *Memory) AuditManifests(ctx context.Context, limit int) ([]audit.StoredManifest, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []audit.StoredManifest
+	for i := len(m.mans) - 1; i >= 0 && len(out) < limit; i-- {
+		x := m.mans[i]
+		x.Body = slices.Clone(x.Body)
+		out = append(out, x)
+	}
+	return out, nil
 }
 
 // DeleteAuditRecords implements audit.Storage.

@@ -135,6 +135,7 @@ func Run(t *testing.T, newEnv func(t *testing.T) Env) {
 	t.Run("PruneRefusesBrokenChain", func(t *testing.T) { testPruneBroken(t, newEnv(t)) })
 	t.Run("CloseFlushes", func(t *testing.T) { testCloseFlushes(t, newEnv(t)) })
 	t.Run("OfflineVerifier", func(t *testing.T) { testOfflineVerifier(t, newEnv(t)) })
+	t.Run("Manifest", func(t *testing.T) { testManifest(t, newEnv(t)) })
 }
 
 func mustRecord(t testing.TB, r *audit.Recorder, rec audit.Record) {
@@ -1031,5 +1032,59 @@ func Bench(b *testing.B, st audit.Storage, opts audit.Options) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
 	if st := r.Stats(); st.Batches > 0 {
 		b.ReportMetric(float64(st.Written)/float64(st.Batches), "records/batch")
+	}
+}
+
+// testManifest: every checkpoint round stores a signed manifest listing each chain's
+// checkpointed head; only the newest audit.ManifestsKept stay; a manifest that does not
+// verify (forged content) fails Verify.
+func testManifest(t *testing.T, env Env) {
+	ctx := context.Background()
+	clock := NewClock(T0())
+	r := NewRecorder(t, env.Storage, audit.Options{SigningKey: NewKey(t), Clock: clock.Now})
+	for round := range audit.ManifestsKept + 3 {
+		mustRecord(t, r, Rec("acme", round))
+		if round == 0 {
+			mustRecord(t, r, Rec("globex", round)) // checkpointed once, listed in every manifest
+		}
+		clock.Set(clock.Now().Add(time.Minute))
+		mustCheckpoint(t, r)
+	}
+	ms, err := env.Storage.AuditManifests(ctx, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ms) != audit.ManifestsKept || ms[0].Seq != int64(audit.ManifestsKept+3) || ms[0].PrevHash != ms[1].Hash {
+		t.Fatalf("%d manifests kept, newest seq %d; want %d, newest %d, linked", len(ms), ms[0].Seq, audit.ManifestsKept, audit.ManifestsKept+3)
+	}
+	var body struct {
+		Chains []audit.ManifestEntry `json:"chains"`
+	}
+	if err := json.Unmarshal(ms[0].Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	want := []audit.ManifestEntry{{Chain: "acme", Seq: int64(audit.ManifestsKept + 3)}, {Chain: "globex", Seq: 1}}
+	if len(body.Chains) != 2 || body.Chains[0].Chain != want[0].Chain || body.Chains[0].Seq != want[0].Seq ||
+		body.Chains[1].Chain != want[1].Chain || body.Chains[1].Seq != want[1].Seq {
+		t.Fatalf("newest manifest lists %+v; want acme and globex at their checkpointed heads", body.Chains)
+	}
+	MustVerify(t, r.Reader)
+
+	// A forged manifest (content changed, hash recomputed, old signature) is refused.
+	forged := ms[0]
+	forged.Seq++
+	forged.Body = []byte(strings.Replace(string(ms[0].Body), `"chains":[{"chain":"acme"`, `"chains":[{"chain":"acme2"`, 1))
+	forged.Body = []byte(strings.Replace(string(forged.Body), fmt.Sprintf(`"seq":%d`, ms[0].Seq), fmt.Sprintf(`"seq":%d`, forged.Seq), 1))
+	sum := sha256.Sum256(append([]byte(forged.PrevHash), forged.Body...))
+	forged.Hash = hex.EncodeToString(sum[:])
+	if _, err := env.Storage.AddAuditManifest(ctx, forged, audit.ManifestsKept); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := r.Verify(ctx, audit.VerifyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.OK || rep.FirstProblem == nil || rep.FirstProblem.Kind != audit.ProblemBadSignature {
+		t.Fatalf("forged manifest: %+v; want bad_signature", rep.FirstProblem)
 	}
 }

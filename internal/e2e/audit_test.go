@@ -1029,7 +1029,7 @@ func TestAuditVerifyCLITamper(t *testing.T) {
 			audExec(t, db, `DELETE FROM audit_records WHERE chain = 'demo' AND seq > ?`, k)
 			audExec(t, db, `DELETE FROM audit_checkpoints WHERE chain = 'demo' AND seq > ?`, k)
 			audExec(t, db, `UPDATE audit_heads SET seq = ?, hash = ? WHERE chain = 'demo'`, k, hash)
-		}, at(k+1), audit.ProblemDeleted},
+		}, at(k + 1), audit.ProblemDeleted},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

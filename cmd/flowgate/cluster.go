@@ -81,9 +81,9 @@ func wireCluster(cl *cluster.Cluster, deps *server.Deps, a *app, hub *session.Hu
 		localTenant(ctx, t)
 		announce("tenant", cl.TenantChanged(ctx, t.ID))
 	}
-	deps.TokenRevoked = func(ctx context.Context, tenantID, jti string, exp time.Time) {
-		localRevoked(ctx, tenantID, jti, exp)
-		announce("revocation", cl.Revoked(ctx, tenantID, jti, exp))
+	deps.TokenRevoked = func(ctx context.Context, tenantID, jti string, exp time.Time, cancelTasks bool) {
+		localRevoked(ctx, tenantID, jti, exp, cancelTasks)
+		announce("revocation", cl.Revoked(ctx, tenantID, jti, exp, cancelTasks))
 	}
 	deps.KeyChanged = func(ctx context.Context, tenantID string) {
 		localKey(ctx, tenantID)

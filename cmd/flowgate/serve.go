@@ -222,13 +222,17 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 				}
 			}
 		},
-		TokenRevoked: func(ctx context.Context, tenant, jti string, exp time.Time) {
+		RevokeCancelsTasks: cfg.Auth.RevokeCancelsTasks,
+		TokenRevoked: func(ctx context.Context, tenant, jti string, exp time.Time, cancelTasks bool) {
 			// Scoped: a tenant's revocation refuses and closes only that tenant's token;
 			// auth.AnyTenant (a platform admin's) does so in every tenant.
 			if err := revocations.Add(tenant, jti, exp); err != nil {
 				log.Error("revocation not applied in memory; the store reload retries", "tenant", tenant, "err", err)
 			}
 			hub.CloseJTI(tenant, jti)
+			if cancelTasks {
+				tasks.CancelToken(tenant, jti)
+			}
 		},
 		KeyChanged: func(ctx context.Context, tenant string) {
 			// The cache already dropped the key on Set/Delete; other processes learn from the

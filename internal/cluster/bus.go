@@ -23,6 +23,7 @@ type message struct {
 	JTI    string    `json:"jti,omitempty"`
 	Exp    time.Time `json:"exp,omitzero"`
 	Task   string    `json:"task,omitempty"`
+	Cancel bool      `json:"cancel,omitempty"` // revoke: cancel the token's tasks too
 	From   string    `json:"from"`
 }
 
@@ -39,8 +40,8 @@ func (c *Cluster) send(ctx context.Context, channel string, m message) error {
 }
 
 // Revoked announces a revocation to every node (this one has applied it already).
-func (c *Cluster) Revoked(ctx context.Context, tenant, jti string, exp time.Time) error {
-	return c.send(ctx, busChannel, message{Op: "revoke", Tenant: tenant, JTI: jti, Exp: exp})
+func (c *Cluster) Revoked(ctx context.Context, tenant, jti string, exp time.Time, cancelTasks bool) error {
+	return c.send(ctx, busChannel, message{Op: "revoke", Tenant: tenant, JTI: jti, Exp: exp, Cancel: cancelTasks})
 }
 
 // TenantChanged announces a tenant update (suspension, limits) to every node.
@@ -99,7 +100,7 @@ func (c *Cluster) apply(ctx context.Context, m message) {
 	switch m.Op {
 	case "revoke":
 		if c.hs.Revoked != nil && m.JTI != "" {
-			c.hs.Revoked(ctx, m.Tenant, m.JTI, m.Exp)
+			c.hs.Revoked(ctx, m.Tenant, m.JTI, m.Exp, m.Cancel)
 		}
 	case "tenant":
 		if c.hs.TenantChanged != nil && m.Tenant != "" {

@@ -31,7 +31,7 @@ type Local interface {
 
 // Handlers apply changes announced by any node (including this one) on the bus.
 type Handlers struct {
-	Revoked       func(ctx context.Context, tenant, jti string, exp time.Time)
+	Revoked       func(ctx context.Context, tenant, jti string, exp time.Time, cancelTasks bool)
 	TenantChanged func(ctx context.Context, tenant string)
 	KeyChanged    func(ctx context.Context, tenant string)
 }

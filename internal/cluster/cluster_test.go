@@ -224,7 +224,7 @@ func TestBusDeliversChanges(t *testing.T) {
 	a := newCluster(t, randomName("a-"), nil)
 	b := newCluster(t, randomName("b-"), nil)
 	revoked := make(chan string, 1)
-	b.Attach(nil, Handlers{Revoked: func(_ context.Context, tenant, jti string, _ time.Time) { revoked <- tenant + "/" + jti }})
+	b.Attach(nil, Handlers{Revoked: func(_ context.Context, tenant, jti string, _ time.Time, _ bool) { revoked <- tenant + "/" + jti }})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	var wg sync.WaitGroup
@@ -236,7 +236,7 @@ func TestBusDeliversChanges(t *testing.T) {
 	jti := randomName("jti-")
 	deadline := time.After(10 * time.Second)
 	for {
-		if err := a.Revoked(ctx, "acme", jti, time.Now().Add(time.Hour)); err != nil {
+		if err := a.Revoked(ctx, "acme", jti, time.Now().Add(time.Hour), false); err != nil {
 			t.Fatal(err)
 		}
 		select {

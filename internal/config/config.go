@@ -71,6 +71,9 @@ type Auth struct {
 	TicketsPerPrincipal int `yaml:"tickets_per_principal"`
 	// MaxTokenLifetime refuses tokens whose exp lies further than this from iat (or now).
 	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
+	// RevokeCancelsTasks: revoking a token through the API cancels the tasks it started,
+	// unless the request says otherwise ({"cancelTasks": false}).
+	RevokeCancelsTasks bool `yaml:"revoke_cancels_tasks"`
 	Signing          Signing       `yaml:"signing"`
 	Issuers          []Issuer      `yaml:"issuers"`
 }

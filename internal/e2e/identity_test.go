@@ -901,3 +901,79 @@ func devConfigWithIssuers(t *testing.T, dir string, issuers []map[string]any) st
 	}
 	return cfgFile
 }
+
+// TestRevokeCancelsTasks: {"cancelTasks":true} in the revoke body (or
+// auth.revoke_cancels_tasks) cancels the running tasks the token started: task_complete
+// cancelled with error token_revoked, no engine process left; another token's task of the
+// same user runs on; without it (the default) a revocation only detaches.
+func TestRevokeCancelsTasks(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		env    map[string]string
+		body   string
+		cancel bool
+	}{
+		{"body", nil, `"cancelTasks":true`, true},
+		{"config", map[string]string{"FLOWGATE_AUTH_REVOKE_CANCELS_TASKS": "true"}, "", true},
+		{"config overridden by the body", map[string]string{"FLOWGATE_AUTH_REVOKE_CANCELS_TASKS": "true"}, `"cancelTasks":false`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := startGateway(t, gwOptions{env: tc.env})
+			rita := g.token(t, "demo", "rita", "1h", "swarm:execute")
+			other := g.token(t, "demo", "rita", "1h", "swarm:execute")
+			jti, exp := idJTI(t, rita)
+			c := g.dial(t, rita)
+			id := startSwarm(t, c, "long revoke sim:pace=100ms sim:events=300", nil)
+			c2 := g.dial(t, other)
+			id2 := startSwarm(t, c2, "long keep sim:pace=100ms sim:events=300", nil)
+
+			body := fmt.Sprintf(`{"jti":%q,"expiresAt":%q`, jti, exp.UTC().Format(time.RFC3339))
+			if tc.body != "" {
+				body += "," + tc.body
+			}
+			st, out, _ := idPost(t, g, "/v1/admin/tokens/revoke", g.AdminToken, body+"}")
+			if st != 200 || !strings.Contains(out, fmt.Sprintf(`"cancelTasks":%t`, tc.cancel)) {
+				t.Fatalf("revoke: %d %s", st, out)
+			}
+			status := func(id string) client.Message {
+				t.Helper()
+				if err := c2.Send(map[string]any{"type": "status", "taskId": id, "requestId": "st-" + id}); err != nil {
+					t.Fatal(err)
+				}
+				return readUntil(t, c2, 10*time.Second, func(m client.Message) bool { return m.RequestID == "st-"+id })
+			}
+			t.Cleanup(func() { // spare the shutdown grace
+				_ = c2.Send(map[string]any{"type": "cancel", "taskId": id})
+				_ = c2.Send(map[string]any{"type": "cancel", "taskId": id2})
+				waitFor(t, 10*time.Second, func() bool { return len(procsIn(t, filepath.Join(g.dataDir, "tasks"))) == 0 })
+			})
+			if !tc.cancel {
+				time.Sleep(time.Second)
+				if m := status(id); m.Status != "running" {
+					t.Fatalf("task of a revoked token without cancelTasks: %s; want running (detached)", m.Raw)
+				}
+				return
+			}
+			waitFor(t, 10*time.Second, func() bool { return status(id).Status == "cancelled" })
+			if m := status(id2); m.Status != "running" {
+				t.Fatalf("the same user's task under another token: %s; want running", m.Raw)
+			}
+			var rec struct {
+				Reason  string
+				Details struct{ Status string }
+			}
+			for _, line := range strings.Split(g.mustRun(t, &transcript{}, "", "audit", "export", "--tenant", "demo"), "\n") {
+				if strings.Contains(line, `"action":"task.complete"`) && strings.Contains(line, id) {
+					if err := json.Unmarshal([]byte(line), &rec); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if rec.Details.Status != "cancelled" || rec.Reason != "token_revoked" {
+				t.Fatalf("task.complete of the revoked token's task: %+v; want cancelled, reason token_revoked", rec)
+			}
+			_ = c2.Send(map[string]any{"type": "cancel", "taskId": id2})
+			waitFor(t, 10*time.Second, func() bool { return len(procsIn(t, filepath.Join(g.dataDir, "tasks"))) == 0 })
+		})
+	}
+}

@@ -47,6 +47,8 @@ type tokenRevoked struct {
 	Tenant string `json:"tenant,omitempty"`
 	// KeptUntil is when the revocation is forgotten: the token's exp or later.
 	KeptUntil string `json:"keptUntil"`
+	// CancelTasks: the tasks the token started are being cancelled, on every node.
+	CancelTasks bool `json:"cancelTasks"`
 }
 
 func handleTokenIssue(d *Deps) http.Handler {
@@ -142,12 +144,16 @@ func handleTokenRevoke(d *Deps) http.Handler {
 			}
 		}
 		view.KeptUntil = apiTime(keep)
+		view.CancelTasks = d.RevokeCancelsTasks
+		if in.CancelTasks != nil {
+			view.CancelTasks = *in.CancelTasks
+		}
 		if !d.Revocations.Room(scope) {
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeQuotaExceeded, "too many live revocations for this tenant", time.Minute, nil)
 			return
 		}
 		target := audit.Target{Type: "token", ID: in.JTI}
-		details := map[string]any{"scope": view.Scope, "expiresAt": apiTime(in.ExpiresAt), "keptUntil": view.KeptUntil}
+		details := map[string]any{"scope": view.Scope, "expiresAt": apiTime(in.ExpiresAt), "keptUntil": view.KeptUntil, "cancelTasks": view.CancelTasks}
 		if err := d.record(r, p, chain, audit.ActionTokenRevoke, audit.OutcomeSuccess, "", target, details); err != nil {
 			d.auditUnavailable(w, r, err)
 			return
@@ -166,7 +172,7 @@ func handleTokenRevoke(d *Deps) http.Handler {
 		// Refuse the token here at once and close its live sessions (the hook also reaches
 		// other processes; the store reload and the session sweep are the safety net).
 		if d.TokenRevoked != nil {
-			d.TokenRevoked(ctx, scope, in.JTI, keep)
+			d.TokenRevoked(ctx, scope, in.JTI, keep, view.CancelTasks)
 		} else if err := d.Revocations.Add(scope, in.JTI, keep); err != nil {
 			d.Logger.Error("revocation not applied in memory", "err", err)
 		}

@@ -103,7 +103,7 @@ func newTokFixture(t *testing.T, origins ...string) *tokFixture {
 		Logger: log, Verifier: verifier, Signer: signer, Tickets: auth.NewTickets(0, 0, nil), Revocations: f.rev,
 		Tenants: tenant.NewDirectory(db, 100, time.Second), Audit: tokAuditor{f}, MaxBodySize: 8 << 10,
 		Store: db, Validator: validation.New(), Origins: origins,
-		TokenRevoked: func(_ context.Context, tenant, jti string, exp time.Time) {
+		TokenRevoked: func(_ context.Context, tenant, jti string, exp time.Time, _ bool) {
 			if err := f.rev.Add(tenant, jti, exp); err != nil {
 				t.Error(err)
 			}

@@ -117,7 +117,9 @@ type Deps struct {
 	// TokenRevoked is called after a revocation is stored: it updates the revocation set and
 	// closes live sessions using the token (locally and, in a cluster, everywhere). tenant is
 	// the revocation's scope: the token's tenant, or auth.AnyTenant for a platform revocation.
-	TokenRevoked func(ctx context.Context, tenant, jti string, exp time.Time)
+	TokenRevoked func(ctx context.Context, tenant, jti string, exp time.Time, cancelTasks bool)
+	// RevokeCancelsTasks is auth.revoke_cancels_tasks: a revocation's default for cancelTasks.
+	RevokeCancelsTasks bool
 	// KeyChanged is called after a tenant key is set or deleted (cluster-wide invalidation).
 	KeyChanged func(ctx context.Context, tenant string)
 

@@ -293,6 +293,7 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 		ID:        id,
 		Tenant:    p.Tenant,
 		Owner:     p.Subject,
+		JTI:       p.JTI,
 		Objective: req.Objective,
 		Request:   req.Engine,
 		CreatedAt: now,
@@ -499,6 +500,8 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 		status, errMsg = protocol.StatusInterrupted, "server shut down"
 	case errors.Is(cause, errSuspended):
 		status, errMsg = protocol.StatusCancelled, "tenant_suspended"
+	case errors.Is(cause, errRevoked):
+		status, errMsg = protocol.StatusCancelled, "token_revoked"
 	case errors.Is(cause, errDetached), errors.Is(cause, errOwnerAbandon):
 		status, errMsg = protocol.StatusCancelled, cause.Error()
 	case errors.Is(cause, errCancelled):
@@ -733,6 +736,30 @@ func (m *Manager) CancelTenant(tenant string) int {
 	}
 	if len(victims) > 0 {
 		m.log.Info("tenant suspended: its running tasks were cancelled", "tenant", tenant, "tasks", len(victims))
+	}
+	return len(victims)
+}
+
+// CancelToken cancels the running tasks on this node started with token jti in tenant
+// (auth.AnyTenant: in every tenant); they end cancelled with error "token_revoked". It returns
+// how many.
+func (m *Manager) CancelToken(tenant, jti string) int {
+	if jti == "" {
+		return 0
+	}
+	m.mu.Lock()
+	var victims []*Task
+	for _, t := range m.tasks {
+		if t.JTI == jti && (tenant == auth.AnyTenant || t.Tenant == tenant) && !t.remote && !t.isDone() {
+			victims = append(victims, t)
+		}
+	}
+	m.mu.Unlock()
+	for _, t := range victims {
+		t.cancel(errRevoked)
+	}
+	if len(victims) > 0 {
+		m.log.Info("token revoked: the tasks it started were cancelled", "tenant", tenant, "tasks", len(victims))
 	}
 	return len(victims)
 }

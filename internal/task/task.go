@@ -22,6 +22,7 @@ var (
 	// errSuspended: the tenant was suspended (tenants.suspend_cancels_tasks); task_complete
 	// says so in its error.
 	errSuspended    = errors.New("tenant_suspended")
+	errRevoked      = errors.New("token_revoked")
 	errOutputLimit  = errors.New("output limit exceeded")
 	errLogLimit     = errors.New("event log limit exceeded")
 	errOwnerAbandon = errors.New("owner disconnected and tasks.on_disconnect is cancel")
@@ -40,6 +41,9 @@ type Task struct {
 	ID        string
 	Tenant    string
 	Owner     string
+	// JTI is the id of the token that started the task ("" when it had none): revoking
+	// that token can cancel the task (auth.revoke_cancels_tasks).
+	JTI       string
 	Objective string
 	Request   engine.Request
 	CreatedAt time.Time

@@ -132,6 +132,8 @@ func (v *Validator) TokenIssue(in TokenIssue, maxTTL time.Duration) (TokenReques
 type TokenRevoke struct {
 	JTI       string    `json:"jti" validate:"required,max=128,printable"`
 	ExpiresAt time.Time `json:"expiresAt" validate:"required,expiry"`
+	// CancelTasks, when set, overrides auth.revoke_cancels_tasks for this revocation.
+	CancelTasks *bool `json:"cancelTasks"`
 }
 
 // TokenRevoke validates a revocation at time now: expiresAt in the future, at most a year on.

@@ -73,9 +73,9 @@ type Auth struct {
 	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
 	// RevokeCancelsTasks: revoking a token through the API cancels the tasks it started,
 	// unless the request says otherwise ({"cancelTasks": false}).
-	RevokeCancelsTasks bool `yaml:"revoke_cancels_tasks"`
-	Signing          Signing       `yaml:"signing"`
-	Issuers          []Issuer      `yaml:"issuers"`
+	RevokeCancelsTasks bool     `yaml:"revoke_cancels_tasks"`
+	Signing            Signing  `yaml:"signing"`
+	Issuers            []Issuer `yaml:"issuers"`
 }
 
 // Signing is flowgate's own token issuer.

@@ -38,9 +38,9 @@ type entry struct {
 // Task is one swarm run. Identity fields never change after creation; the rest is guarded
 // by mu, except the head counters that subscribers poll without locking.
 type Task struct {
-	ID        string
-	Tenant    string
-	Owner     string
+	ID     string
+	Tenant string
+	Owner  string
 	// JTI is the id of the token that started the task ("" when it had none): revoking
 	// that token can cancel the task (auth.revoke_cancels_tasks).
 	JTI       string

@@ -1,12 +1,16 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -349,4 +353,75 @@ func TestFrameRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	readUntil(t, c, 5*time.Second, func(m client.Message) bool { return m.Type == "pong" && m.RequestID == "p" })
+}
+
+// heapAfterGC reads the gateway's live heap after a forced collection (pprof's heap profile
+// with gc=1 prints runtime.MemStats).
+func heapAfterGC(t *testing.T, g *gateway) int64 {
+	t.Helper()
+	resp, err := http.Get(g.Ops + "/debug/pprof/heap?gc=1&debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 64<<20))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "# HeapAlloc = "); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		}
+	}
+	t.Fatal("no HeapAlloc in the heap profile")
+	return 0
+}
+
+// TestRetainedOutputKeepsHeapBounded: ten finished tasks of about 20 MiB of output each
+// (200 MiB all together) leave the gateway's live heap under tasks.retained_memory_max plus
+// its baseline; the oldest are served from the store (DESIGN §16).
+func TestRetainedOutputKeepsHeapBounded(t *testing.T) {
+	const budget = 48 << 20
+	g := startGateway(t, gwOptions{env: map[string]string{
+		"FLOWGATE_TASKS_RETAINED_MEMORY_MAX": "48MiB",
+		"FLOWGATE_TASKS_MAX_OUTPUT_BYTES":    "32MiB",
+	}})
+	c := g.dial(t, g.UserToken)
+	base := heapAfterGC(t, g)
+	var ids []string
+	var total int64
+	for i := range 10 {
+		id := startSwarm(t, c, fmt.Sprintf("big output %d sim:pace=0 sim:events=44000", i), map[string]any{"agents": 1})
+		ids = append(ids, id)
+		var bytes int64
+		m := readUntil(t, c, 120*time.Second, func(m client.Message) bool {
+			if m.TaskID == id {
+				bytes += int64(len(m.Raw))
+			}
+			return m.Type == "task_complete" && m.TaskID == id
+		})
+		if m.Status != "success" {
+			t.Fatalf("task %d: %s", i, m.Raw)
+		}
+		total += bytes
+	}
+	heap := heapAfterGC(t, g)
+	t.Logf("10 tasks streamed %.1f MiB in all; live heap %.1f MiB before, %.1f MiB after (budget %d MiB)",
+		float64(total)/(1<<20), float64(base)/(1<<20), float64(heap)/(1<<20), budget>>20)
+	if total < 150<<20 {
+		t.Fatalf("the tasks produced only %d MiB; the test needs about 20 MiB each", total>>20)
+	}
+	if heap-base > budget+16<<20 {
+		t.Fatalf("live heap grew by %.1f MiB after 10 finished 20 MiB tasks; want at most the %d MiB budget plus slack",
+			float64(heap-base)/(1<<20), budget>>20)
+	}
+	// The oldest task left memory and is answered from the store.
+	if err := c.Send(map[string]any{"type": "status", "taskId": ids[0], "requestId": "st0"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := readUntil(t, c, 10*time.Second, func(m client.Message) bool { return m.RequestID == "st0" }); m.Status != "success" {
+		t.Fatalf("status of the oldest task: %s", m.Raw)
+	}
 }

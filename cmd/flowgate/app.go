@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/admin"
 	"log/slog"
 	"os"
 	"time"
@@ -238,6 +239,19 @@ func (a *app) openAuth() error {
 }
 
 // record writes an audit record for a CLI action; the operator's OS user is the actor.
+// adminService is the admin use-cases over this process's store, keys and audit log.
+// keyChanged (nil for the CLI) tells this process and its cluster at once; other processes
+// learn from the tenant's change marker.
+func (a *app) adminService(keyChanged func(ctx context.Context, tenant string), log *slog.Logger) (*admin.Service, error) {
+	return admin.New(admin.Options{
+		Audit: a.recorder, Keys: a.keys, KeyChanged: keyChanged, Logger: log,
+		Touch: func(ctx context.Context, id string) error { _, err := a.db.TouchTenant(ctx, id); return err },
+	})
+}
+
+// cliActor is the actor of a change made with the command line.
+func cliActor() admin.Actor { return admin.Actor{Sub: "cli:" + osUser(), Via: "cli"} }
+
 func (a *app) record(ctx context.Context, r audit.Record) error {
 	if r.Actor.Sub == "" {
 		r.Actor.Sub = "cli:" + osUser()

@@ -6,8 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 
-	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/admin"
 	"github.com/flowgate/flowgate/internal/secrets"
 	"github.com/flowgate/flowgate/internal/store"
 )
@@ -92,83 +93,41 @@ func readKey(r io.Reader) (string, error) {
 }
 
 func keySet(ctx context.Context, a *app, t store.Tenant, value string, stdout, stderr io.Writer) error {
-	// The CLI holds the fingerprint key, so its record names the new key before it is stored.
-	fpKey, err := secrets.LoadKeyFile(a.cfg.Path(a.cfg.Secrets.FingerprintKeyFile))
+	svc, err := a.adminService(nil, cliLogger(stderr))
 	if err != nil {
-		return fmt.Errorf("secrets.fingerprint_key_file: %w", err)
+		return err
 	}
-	fp := secrets.Fingerprint(fpKey, value)
-	details := map[string]any{"fingerprint": fp, "via": "cli"}
-	switch prev, err := a.keys.Describe(ctx, t.ID, t.KeyRef); {
-	case err == nil:
-		details["previousFingerprint"] = prev.Fingerprint
-	case errors.Is(err, secrets.ErrNotFound):
-		details["previousFingerprint"] = nil
-	default:
-		details["previousFingerprint"] = "unknown"
-	}
-	target := audit.Target{Type: "key", ID: t.ID}
-	if err := a.record(ctx, audit.Record{Action: audit.ActionKeySet, Outcome: audit.OutcomeSuccess, Tenant: t.ID,
-		Target: target, Details: details}); err != nil {
+	meta, _, err := svc.SetKey(ctx, cliActor(), t.ID, t.KeyRef, value)
+	if errors.Is(err, admin.ErrNotRecorded) {
 		return fmt.Errorf("audit: key not set: %w", err)
 	}
-	meta, err := a.keys.Set(ctx, t.ID, t.KeyRef, value)
 	if err != nil {
-		keyFailure(ctx, a, t.ID, audit.ActionKeySet, target, err)
 		return fmt.Errorf("key not set: %w", err)
 	}
-	notifyServers(ctx, a, t.ID, stderr)
 	_, err = fmt.Fprintf(stdout, "key set for tenant %s: fingerprint %s\n", t.ID, meta.Fingerprint)
 	return err
 }
 
 func keyDelete(ctx context.Context, a *app, t store.Tenant, stdout, stderr io.Writer) error {
-	meta, err := a.keys.Describe(ctx, t.ID, t.KeyRef)
-	if errors.Is(err, secrets.ErrNotFound) {
-		return fmt.Errorf("tenant %s has no key", t.ID)
-	}
+	svc, err := a.adminService(nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}
-	target := audit.Target{Type: "key", ID: t.ID}
-	if err := a.record(ctx, audit.Record{Action: audit.ActionKeyDelete, Outcome: audit.OutcomeSuccess, Tenant: t.ID,
-		Target: target, Details: map[string]any{"fingerprint": meta.Fingerprint, "via": "cli"}}); err != nil {
+	meta, err := svc.DeleteKey(ctx, cliActor(), t.ID, t.KeyRef)
+	switch {
+	case errors.Is(err, secrets.ErrNotFound):
+		return fmt.Errorf("tenant %s has no key", t.ID)
+	case errors.Is(err, admin.ErrNotRecorded):
 		return fmt.Errorf("audit: key not deleted: %w", err)
-	}
-	if err := a.keys.Delete(ctx, t.ID, t.KeyRef); err != nil {
-		keyFailure(ctx, a, t.ID, audit.ActionKeyDelete, target, err)
-		if errors.Is(err, secrets.ErrNotFound) {
-			return fmt.Errorf("tenant %s has no key", t.ID)
-		}
+	case err != nil:
 		return fmt.Errorf("key not deleted: %w", err)
 	}
-	notifyServers(ctx, a, t.ID, stderr)
 	_, err = fmt.Fprintf(stdout, "key deleted for tenant %s (was %s)\n", t.ID, meta.Fingerprint)
 	return err
 }
 
-// notifyServers moves the tenant's change marker so running servers drop their cached key
-// within seconds. The key change itself is done; if this fails they only notice after
-// secrets.cache_ttl, which is worth a warning, not a failure.
-func notifyServers(ctx context.Context, a *app, tenant string, stderr io.Writer) {
-	if _, err := a.db.TouchTenant(context.WithoutCancel(ctx), tenant); err != nil {
-		fmt.Fprintf(stderr, "flowgate: warning: running servers were not notified (%s); they use the new key after secrets.cache_ttl (%s)\n",
-			oneLine(err.Error()), a.cfg.Secrets.CacheTTL)
-	}
-}
-
-func keyFailure(ctx context.Context, a *app, tenant, action string, target audit.Target, cause error) {
-	reason := "secrets provider error"
-	switch {
-	case errors.Is(cause, secrets.ErrNotFound):
-		reason = "not found"
-	case errors.Is(cause, secrets.ErrInvalid):
-		reason = "rejected by the secrets provider"
-	case errors.Is(cause, secrets.ErrUnavailable):
-		reason = "secrets provider unavailable"
-	}
-	if err := a.record(context.WithoutCancel(ctx), audit.Record{Action: action, Outcome: audit.OutcomeFailure, Reason: reason,
-		Tenant: tenant, Target: target, Details: map[string]any{"via": "cli"}}); err != nil {
-		a.log.Error("audit write failed", "action", action, "err", err)
-	}
+// cliLogger reports what a command could not finish but did not fail on (a running server
+// not notified) as a warning on stderr.
+func cliLogger(stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }

@@ -249,6 +249,10 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if cl != nil {
 		wireCluster(cl, deps, a, hub, tasks, cfg.Tenants.SuspendCancelsTasks, log)
 	}
+	// After wireCluster: a key change reaches the other replicas through deps.KeyChanged.
+	if deps.Admin, err = a.adminService(deps.KeyChanged, log); err != nil {
+		return err
+	}
 	if err := mx.Observe(metrics.Sources{
 		TaskCounts: tasks.Counts, ExecutorPool: l.ExecutorPool, ExecutorQueue: l.ExecutorQueue,
 		SecretCache: func() metrics.SecretCacheStats {

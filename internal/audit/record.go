@@ -34,6 +34,9 @@ const (
 	ActionTenantCreate       = "tenant.create"
 	ActionTenantUpdate       = "tenant.update"
 	ActionKeySet             = "key.set"
+	// ActionKeySetRequested is written before a key is stored: it keeps key.set fail-closed
+	// while key.set itself, written after the write, carries the outcome (DESIGN §16).
+	ActionKeySetRequested    = "key.set.requested"
 	ActionKeyDelete          = "key.delete"
 	ActionKeyFetchFailed     = "key.fetch_failed"
 	ActionTokenIssue         = "token.issue"

@@ -569,8 +569,18 @@ func audScriptedDay(t *testing.T, driver string) {
 	r = one("key.set through the API", func(r audit.Record) bool {
 		return r.Action == audit.ActionKeySet && r.Tenant == "acme" && r.Target == (audit.Target{Type: "key", ID: "acme"}) && isAdmin(r)
 	})
-	if r.Outcome != audit.OutcomeSuccess || r.Details["previousFingerprint"] != nil {
-		t.Errorf("first key.set %+v", r)
+	// key.set is written after the write and names the key now in force (DESIGN §16); the
+	// key.set.requested before it is what kept the change fail-closed.
+	if fp, _ := r.Details["fingerprint"].(string); r.Outcome != audit.OutcomeSuccess || r.Details["previousFingerprint"] != nil ||
+		!strings.HasPrefix(fp, "sha256:") || r.Details["version"] == nil || r.Details["version"] == "" {
+		t.Errorf("first key.set %+v; want success naming the new key's fingerprint and version", r)
+	}
+	setSeq := r.Seq
+	req := one("key.set.requested through the API", func(r audit.Record) bool {
+		return r.Action == audit.ActionKeySetRequested && r.Tenant == "acme" && isAdmin(r)
+	})
+	if req.Seq >= setSeq {
+		t.Errorf("key.set.requested (seq %d) is not before key.set (seq %d)", req.Seq, setSeq)
 	}
 	r = one("key.set through the CLI", func(r audit.Record) bool {
 		return r.Action == audit.ActionKeySet && r.Tenant == "acme" && r.Actor.Sub == "cli:reviewer"

@@ -1,15 +1,13 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"net/http"
 
-	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/admin"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/secrets"
-	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/validation"
 )
 
@@ -71,38 +69,13 @@ func handleKeyPut(d *Deps) http.Handler {
 			d.invalid(w, r, p, id, err)
 			return
 		}
-		// The new key's fingerprint is computed by the provider as it stores the key, so the
-		// record made before the change names the key it replaces; the answer (and every later
-		// GET) names the new one.
-		details := map[string]any{}
-		hadKey := false
-		prev, err := d.Keys.Describe(r.Context(), t.ID, t.KeyRef)
-		switch {
-		case err == nil:
-			hadKey = true
-			details["previousFingerprint"] = prev.Fingerprint
-		case errors.Is(err, secrets.ErrNotFound):
-			details["previousFingerprint"] = nil
-		default:
-			// The write may still succeed; the record says what was not known.
-			details["previousFingerprint"] = "unknown"
-		}
-		target := audit.Target{Type: "key", ID: t.ID}
-		if err := d.record(r, p, t.ID, audit.ActionKeySet, audit.OutcomeSuccess, "", target, details); err != nil {
-			d.auditUnavailable(w, r, err)
-			return
-		}
-		ctx, cancel := actionContext(r)
-		defer cancel()
-		meta, err := d.Keys.Set(ctx, t.ID, t.KeyRef, in.APIKey)
+		meta, created, err := d.Admin.SetKey(r.Context(), d.actor(r, p), t.ID, t.KeyRef, in.APIKey)
 		if err != nil {
-			d.recordKeyFailure(ctx, r, p, t.ID, audit.ActionKeySet, target, err)
-			d.keyError(w, r, err)
+			d.adminError(w, r, err)
 			return
 		}
-		d.keyChanged(ctx, r, t.ID)
 		status := http.StatusOK
-		if !hadKey {
+		if created {
 			status = http.StatusCreated
 		}
 		writeJSON(w, status, viewKey(meta))
@@ -115,44 +88,28 @@ func handleKeyDelete(d *Deps) http.Handler {
 		if !ok {
 			return
 		}
-		meta, err := d.Keys.Describe(r.Context(), t.ID, t.KeyRef)
-		if err != nil {
-			d.keyError(w, r, err)
+		if _, err := d.Admin.DeleteKey(r.Context(), d.actor(r, p), t.ID, t.KeyRef); err != nil {
+			d.adminError(w, r, err)
 			return
 		}
-		target := audit.Target{Type: "key", ID: t.ID}
-		details := map[string]any{"fingerprint": meta.Fingerprint, "provider": meta.Provider}
-		if err := d.record(r, p, t.ID, audit.ActionKeyDelete, audit.OutcomeSuccess, "", target, details); err != nil {
-			d.auditUnavailable(w, r, err)
-			return
-		}
-		ctx, cancel := actionContext(r)
-		defer cancel()
-		if err := d.Keys.Delete(ctx, t.ID, t.KeyRef); err != nil {
-			d.recordKeyFailure(ctx, r, p, t.ID, audit.ActionKeyDelete, target, err)
-			d.keyError(w, r, err)
-			return
-		}
-		d.keyChanged(ctx, r, t.ID)
 		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(http.StatusNoContent)
 	})
 }
 
-// keyChanged tells this process (hooks) and every other one (the tenant's change marker)
-// that the tenant's key changed. The key change itself has happened: a failure here only
-// delays other processes until their cache TTL, so it is logged, not answered.
-func (d *Deps) keyChanged(ctx context.Context, r *http.Request, tenant string) {
-	t, err := d.Store.UpdateTenant(ctx, tenant, func(*store.Tenant) error { return nil })
-	if err != nil {
-		d.Logger.Error("tenant change marker not updated after a key change; other processes see it after their cache TTL",
-			"tenant", tenant, "request_id", requestIDFrom(r.Context()), "err", err)
-	} else {
-		d.tenantChanged(ctx, t)
+// actor is who asks, for the admin service's audit records.
+func (d *Deps) actor(r *http.Request, p *auth.Principal) admin.Actor {
+	return admin.Actor{Sub: p.Subject, TokenFP: p.TokenFP, Source: d.source(r), RequestID: requestIDFrom(r.Context())}
+}
+
+// adminError answers an admin service error: a refused change whose record could not be
+// written, or a provider error.
+func (d *Deps) adminError(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, admin.ErrNotRecorded) {
+		d.auditUnavailable(w, r, err)
+		return
 	}
-	if d.KeyChanged != nil {
-		d.KeyChanged(ctx, tenant)
-	}
+	d.keyError(w, r, err)
 }
 
 // keyError answers a secrets provider error. Provider errors never carry key material, and
@@ -174,25 +131,5 @@ func (d *Deps) keyError(w http.ResponseWriter, r *http.Request, err error) {
 		writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeTenantKeyUnavailable, "the secrets provider is unavailable; retry later")
 	default:
 		d.internalError(w, r, err)
-	}
-}
-
-func (d *Deps) recordKeyFailure(ctx context.Context, r *http.Request, p *auth.Principal, tenant, action string, target audit.Target, cause error) {
-	reason := "secrets provider error"
-	switch {
-	case errors.Is(cause, secrets.ErrNotFound):
-		reason = "not found"
-	case errors.Is(cause, secrets.ErrInvalid):
-		reason = "rejected by the secrets provider"
-	case errors.Is(cause, secrets.ErrUnavailable):
-		reason = "secrets provider unavailable"
-	}
-	rec := audit.Record{
-		Action: action, Outcome: audit.OutcomeFailure, Reason: reason, Tenant: tenant,
-		Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Target: target, Source: d.source(r),
-		RequestID: requestIDFrom(r.Context()),
-	}
-	if err := d.Audit.Record(ctx, rec); err != nil {
-		d.Logger.Error("audit write failed", "action", action, "err", err)
 	}
 }

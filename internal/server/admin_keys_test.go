@@ -107,8 +107,10 @@ func TestKeyLifecycle(t *testing.T) {
 	// Records: fingerprints, never a key.
 	sets := f.records("acme", audit.ActionKeySet)
 	dels := f.records("acme", audit.ActionKeyDelete)
-	if len(sets) != 2 || sets[0].Details["previousFingerprint"] != nil || sets[1].Details["previousFingerprint"] != fp1 {
-		t.Fatalf("key.set records = %+v", sets)
+	if len(sets) != 2 || sets[0].Details["previousFingerprint"] != nil || sets[1].Details["previousFingerprint"] != fp1 ||
+		sets[0].Details["fingerprint"] != fp1 || sets[1].Details["fingerprint"] != fp2 ||
+		sets[0].Details["version"] == sets[1].Details["version"] || sets[1].Details["version"] == "" {
+		t.Fatalf("key.set records = %+v; want each naming the new key's fingerprint and version", sets)
 	}
 	if len(dels) != 1 || dels[0].Details["fingerprint"] != fp2 {
 		t.Fatalf("key.delete records = %+v", dels)
@@ -173,10 +175,15 @@ func TestKeyProviderDown(t *testing.T) {
 	f.expect(f.do("DELETE", "/v1/admin/tenants/acme/key", admin, ""), 503, "tenant_key_unavailable")
 	f.provider.failing.Store(false)
 
+	// key.set carries the real outcome, written after the write; key.set.requested, written
+	// before, is what keeps the change fail-closed.
 	sets := f.records("acme", audit.ActionKeySet)
-	if len(sets) != 3 || sets[1].Outcome != audit.OutcomeSuccess || sets[2].Outcome != audit.OutcomeFailure ||
-		sets[2].Reason != "secrets provider unavailable" || sets[1].Details["previousFingerprint"] != "unknown" {
+	if len(sets) != 2 || sets[0].Outcome != audit.OutcomeSuccess || sets[1].Outcome != audit.OutcomeFailure ||
+		sets[1].Reason != "secrets provider unavailable" || sets[1].Details["previousFingerprint"] != "unknown" {
 		t.Fatalf("key.set records = %+v", sets)
+	}
+	if reqs := f.records("acme", audit.ActionKeySetRequested); len(reqs) != 2 || reqs[1].Details["previousFingerprint"] != "unknown" {
+		t.Fatalf("key.set.requested records = %+v", reqs)
 	}
 	if got, _ := f.keys.APIKey(t.Context(), "acme", ""); got != "sk-ant-provider-down-0001" {
 		t.Fatal("the key changed during the outage")

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/admin"
 	"io"
 	"log/slog"
 	"net/http"
@@ -144,6 +145,14 @@ func newAdminFixture(t *testing.T) *adminFixture {
 			f.mu.Unlock()
 		},
 	}
+	svc, err := admin.New(admin.Options{
+		Audit: f.audit, Keys: f.provider, Logger: log, KeyChanged: d.KeyChanged,
+		Touch: func(ctx context.Context, id string) error { _, err := db.TouchTenant(ctx, id); return err },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Admin = svc
 	f.srv = httptest.NewServer(Public(d))
 	t.Cleanup(f.srv.Close)
 	return f

@@ -94,10 +94,10 @@ func TestConnCapsCountEveryConnection(t *testing.T) {
 		t.Fatalf("6th connection overall: %d; want 429 (global cap 5)", resp.StatusCode)
 	}
 	mu.Lock()
-	rejected = append([]string(nil), rejected...)
+	got := append([]string(nil), rejected...)
 	mu.Unlock()
-	if len(rejected) != 2 || rejected[0] != "connections_ip" || rejected[1] != "connections_global" {
-		t.Fatalf("rejections counted %v; want [connections_ip connections_global]", rejected)
+	if len(got) != 2 || got[0] != "connections_ip" || got[1] != "connections_global" {
+		t.Fatalf("rejections counted %v; want [connections_ip connections_global]", got)
 	}
 	// Closing a connection gives its slots back.
 	first.Close()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"github.com/flowgate/flowgate/internal/admin"
 	"io"
 	"log/slog"
 	"net/http"
@@ -106,8 +107,10 @@ type Deps struct {
 	MaxBodySize int64
 
 	// Admin API (DESIGN §9).
-	Store          TenantStore
-	Keys           KeyAdmin
+	Store TenantStore
+	Keys  KeyAdmin
+	// Admin runs the admin use-cases the CLI runs too (key changes so far).
+	Admin          *admin.Service
 	AuditLog       AuditReader
 	Validator      *validation.Validator
 	TenantDefaults validation.Limits // global bounds a tenant's limits are checked against

@@ -239,12 +239,18 @@ func (a *app) openAuth() error {
 }
 
 // record writes an audit record for a CLI action; the operator's OS user is the actor.
+// adminHooks tell a server process (and its cluster) about a change at once; the CLI has
+// none: running servers learn from the tenant's change marker.
+type adminHooks struct {
+	keyChanged    func(ctx context.Context, tenant string)
+	tenantChanged func(ctx context.Context, t store.Tenant)
+}
+
 // adminService is the admin use-cases over this process's store, keys and audit log.
-// keyChanged (nil for the CLI) tells this process and its cluster at once; other processes
-// learn from the tenant's change marker.
-func (a *app) adminService(keyChanged func(ctx context.Context, tenant string), log *slog.Logger) (*admin.Service, error) {
+func (a *app) adminService(hooks adminHooks, log *slog.Logger) (*admin.Service, error) {
 	return admin.New(admin.Options{
-		Audit: a.recorder, Keys: a.keys, KeyChanged: keyChanged, Logger: log,
+		Audit: a.recorder, Keys: a.keys, Tenants: a.db, Logger: log,
+		KeyChanged: hooks.keyChanged, TenantChanged: hooks.tenantChanged,
 		Touch: func(ctx context.Context, id string) error { _, err := a.db.TouchTenant(ctx, id); return err },
 	})
 }

@@ -9,7 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/admin"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/validation"
@@ -72,44 +72,38 @@ func runTenant(ctx context.Context, args []string, getenv func(string) string, s
 	defer a.close(context.WithoutCancel(ctx))
 	switch sub {
 	case "create":
-		return tenantCreate(ctx, a, id, name, stdout)
+		return tenantCreate(ctx, a, id, name, stdout, stderr)
 	case "suspend":
-		return tenantSetStatus(ctx, a, id, store.TenantSuspended, stdout)
+		return tenantSetStatus(ctx, a, id, store.TenantSuspended, stdout, stderr)
 	case "resume":
-		return tenantSetStatus(ctx, a, id, store.TenantActive, stdout)
+		return tenantSetStatus(ctx, a, id, store.TenantActive, stdout, stderr)
 	}
 	return tenantList(ctx, a, asJSON, stdout)
 }
 
-func tenantCreate(ctx context.Context, a *app, id, name string, stdout io.Writer) error {
+func tenantCreate(ctx context.Context, a *app, id, name string, stdout, stderr io.Writer) error {
 	in, err := validation.New().TenantCreate(validation.TenantCreate{ID: id, Name: name}, validation.Limits{})
 	if err != nil {
 		return usageError("%v", err)
 	}
-	switch _, err := a.db.GetTenant(ctx, in.ID); {
-	case err == nil:
-		return fmt.Errorf("tenant %s already exists", in.ID)
-	case !errors.Is(err, store.ErrNotFound):
+	svc, err := a.adminService(adminHooks{}, cliLogger(stderr))
+	if err != nil {
 		return err
 	}
-	target := audit.Target{Type: "tenant", ID: in.ID}
-	if err := a.record(ctx, audit.Record{Action: audit.ActionTenantCreate, Outcome: audit.OutcomeSuccess, Tenant: in.ID,
-		Target: target, Details: map[string]any{"name": in.Name, "status": store.TenantActive, "via": "cli"}}); err != nil {
+	t, err := svc.CreateTenant(ctx, cliActor(), store.Tenant{ID: in.ID, Name: in.Name})
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		return fmt.Errorf("tenant %s already exists", in.ID)
+	case errors.Is(err, admin.ErrNotRecorded):
 		return fmt.Errorf("audit: tenant not created: %w", err)
-	}
-	t, err := a.db.CreateTenant(ctx, store.Tenant{ID: in.ID, Name: in.Name, Status: store.TenantActive})
-	if err != nil {
-		cliFailure(ctx, a, in.ID, audit.ActionTenantCreate, target, err)
-		if errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("tenant %s already exists", in.ID)
-		}
+	case err != nil:
 		return err
 	}
 	_, err = fmt.Fprintf(stdout, "created tenant %s (%s)\n", t.ID, t.Status)
 	return err
 }
 
-func tenantSetStatus(ctx context.Context, a *app, id, status string, stdout io.Writer) error {
+func tenantSetStatus(ctx context.Context, a *app, id, status string, stdout, stderr io.Writer) error {
 	t, err := a.db.GetTenant(ctx, id)
 	if errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("tenant %s does not exist", id)
@@ -121,16 +115,17 @@ func tenantSetStatus(ctx context.Context, a *app, id, status string, stdout io.W
 		_, err := fmt.Fprintf(stdout, "tenant %s is already %s\n", id, status)
 		return err
 	}
-	target := audit.Target{Type: "tenant", ID: id}
-	if err := a.record(ctx, audit.Record{Action: audit.ActionTenantUpdate, Outcome: audit.OutcomeSuccess, Tenant: id,
-		Target: target, Details: map[string]any{"changed": []string{"status"}, "status": status, "via": "cli"}}); err != nil {
-		return fmt.Errorf("audit: tenant not changed: %w", err)
+	svc, err := a.adminService(adminHooks{}, cliLogger(stderr))
+	if err != nil {
+		return err
 	}
-	if _, err := a.db.UpdateTenant(ctx, id, func(t *store.Tenant) error {
-		t.Status = status
-		return nil
-	}); err != nil {
-		cliFailure(ctx, a, id, audit.ActionTenantUpdate, target, err)
+	_, err = svc.UpdateTenant(ctx, cliActor(), id, func(t *store.Tenant) { t.Status = status })
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("tenant %s does not exist", id)
+	case errors.Is(err, admin.ErrNotRecorded):
+		return fmt.Errorf("audit: tenant not changed: %w", err)
+	case err != nil:
 		return err
 	}
 	verb := "suspended"
@@ -196,21 +191,6 @@ func tenantList(ctx context.Context, a *app, asJSON bool, stdout io.Writer) erro
 		return err
 	}
 	return tw.Flush()
-}
-
-// cliFailure records that a change already on record as attempted did not happen.
-func cliFailure(ctx context.Context, a *app, tenant, action string, target audit.Target, cause error) {
-	reason := "storage error"
-	switch {
-	case errors.Is(cause, store.ErrConflict):
-		reason = "conflict"
-	case errors.Is(cause, store.ErrNotFound):
-		reason = "not found"
-	}
-	if err := a.record(context.WithoutCancel(ctx), audit.Record{Action: action, Outcome: audit.OutcomeFailure, Reason: reason,
-		Tenant: tenant, Target: target, Details: map[string]any{"via": "cli"}}); err != nil {
-		a.log.Error("audit write failed", "action", action, "err", err)
-	}
 }
 
 // tenantWatchOverlap is how far back each poll looks: it covers clock skew between the

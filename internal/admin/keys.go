@@ -8,6 +8,7 @@ import (
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/secrets"
+	"github.com/flowgate/flowgate/internal/store"
 )
 
 // ErrNotRecorded: the action's audit record could not be written, so the action was not
@@ -26,16 +27,19 @@ type KeyStore interface {
 	Describe(ctx context.Context, tenant, keyRef string) (secrets.Metadata, error)
 }
 
-// Options configures a Service. Audit, Keys and Touch are required.
+// Options configures a Service. Audit, Keys, Tenants, Touch and Logger are required.
 type Options struct {
-	Audit Auditor
-	Keys  KeyStore
+	Audit   Auditor
+	Keys    KeyStore
+	Tenants TenantStore
 	// Touch moves a tenant's change marker (store.TouchTenant): every other process polls it
 	// and drops the tenant's cached key.
 	Touch func(ctx context.Context, tenant string) error
-	// KeyChanged, when set, tells this process (and, through it, its cluster) at once.
-	KeyChanged func(ctx context.Context, tenant string)
-	Logger     *slog.Logger
+	// KeyChanged and TenantChanged, when set, tell this process (and, through it, its
+	// cluster) at once: caches, a suspended tenant's sessions and tasks.
+	KeyChanged    func(ctx context.Context, tenant string)
+	TenantChanged func(ctx context.Context, t store.Tenant)
+	Logger        *slog.Logger
 }
 
 // Service runs the admin use-cases.
@@ -43,8 +47,8 @@ type Service struct{ o Options }
 
 // New builds a Service.
 func New(o Options) (*Service, error) {
-	if o.Audit == nil || o.Keys == nil || o.Touch == nil {
-		return nil, errors.New("admin: Audit, Keys and Touch are required")
+	if o.Audit == nil || o.Keys == nil || o.Tenants == nil || o.Touch == nil {
+		return nil, errors.New("admin: Audit, Keys, Tenants and Touch are required")
 	}
 	if o.Logger == nil {
 		return nil, errors.New("admin: Logger is required")

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/admin"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/store"
@@ -110,36 +110,12 @@ func handleTenantCreate(d *Deps) http.Handler {
 			d.invalid(w, r, p, p.Tenant, err)
 			return
 		}
-		// Checked before the record so that a duplicate leaves no "created" record behind; a
-		// create racing this one is caught by the store and recorded as a failure.
-		switch _, err := d.Store.GetTenant(r.Context(), in.ID); {
-		case err == nil:
-			writeProblem(w, r, http.StatusConflict, codeConflict, "a tenant with this id already exists")
-			return
-		case !errors.Is(err, store.ErrNotFound):
-			d.internalError(w, r, err)
-			return
-		}
-		t := store.Tenant{ID: in.ID, Name: in.Name, Status: store.TenantActive, Limits: storeLimits(in.Limits)}
-		target := audit.Target{Type: "tenant", ID: t.ID}
-		details := map[string]any{"name": t.Name, "status": t.Status, "limits": limitsDetails(t.Limits)}
-		if err := d.record(r, p, t.ID, audit.ActionTenantCreate, audit.OutcomeSuccess, "", target, details); err != nil {
-			d.auditUnavailable(w, r, err)
-			return
-		}
-		ctx, cancel := actionContext(r)
-		defer cancel()
-		created, err := d.Store.CreateTenant(ctx, t)
+		created, err := d.Admin.CreateTenant(r.Context(), d.actor(r, p),
+			store.Tenant{ID: in.ID, Name: in.Name, Limits: storeLimits(in.Limits)})
 		if err != nil {
-			d.recordFailure(ctx, r, p, t.ID, audit.ActionTenantCreate, target, err)
-			if errors.Is(err, store.ErrConflict) {
-				writeProblem(w, r, http.StatusConflict, codeConflict, "a tenant with this id already exists")
-				return
-			}
-			d.internalError(w, r, err)
+			d.tenantError(w, r, err)
 			return
 		}
-		d.tenantChanged(ctx, created)
 		w.Header().Set("Location", "/v1/admin/tenants/"+created.ID)
 		writeJSON(w, http.StatusCreated, viewTenant(created))
 	})
@@ -178,7 +154,7 @@ func handleTenantPatch(d *Deps) http.Handler {
 			writeProblem(w, r, http.StatusForbidden, protocol.CodeForbidden, "only a platform admin may change a tenant's status or limits")
 			return
 		}
-		apply := func(t *store.Tenant) {
+		updated, err := d.Admin.UpdateTenant(r.Context(), d.actor(r, p), id, func(t *store.Tenant) {
 			if in.Name != nil {
 				t.Name = *in.Name
 			}
@@ -188,31 +164,11 @@ func handleTenantPatch(d *Deps) http.Handler {
 			if in.Limits != nil {
 				t.Limits = storeLimits(in.Limits)
 			}
-		}
-		next := current
-		apply(&next)
-		details := tenantChanges(current, next)
-		target := audit.Target{Type: "tenant", ID: id}
-		if err := d.record(r, p, id, audit.ActionTenantUpdate, audit.OutcomeSuccess, "", target, details); err != nil {
-			d.auditUnavailable(w, r, err)
-			return
-		}
-		ctx, cancel := actionContext(r)
-		defer cancel()
-		updated, err := d.Store.UpdateTenant(ctx, id, func(t *store.Tenant) error {
-			apply(t)
-			return nil
 		})
 		if err != nil {
-			d.recordFailure(ctx, r, p, id, audit.ActionTenantUpdate, target, err)
-			if errors.Is(err, store.ErrNotFound) {
-				writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
-				return
-			}
-			d.internalError(w, r, err)
+			d.tenantError(w, r, err)
 			return
 		}
-		d.tenantChanged(ctx, updated)
 		writeJSON(w, http.StatusOK, viewTenant(updated))
 	})
 }
@@ -248,73 +204,23 @@ func (d *Deps) loadTenant(w http.ResponseWriter, r *http.Request, id string) (st
 	return t, true
 }
 
-// tenantChanged runs the TenantChanged hook (cache invalidation; closing a suspended
-// tenant's sessions).
-func (d *Deps) tenantChanged(ctx context.Context, t store.Tenant) {
-	if d.TenantChanged != nil {
-		d.TenantChanged(ctx, t)
-	}
-}
-
-// recordFailure records that a change already on record as attempted did not happen. The
-// reason is generic: error texts stay in the log, never in the audit trail.
-func (d *Deps) recordFailure(ctx context.Context, r *http.Request, p *auth.Principal, tenant, action string, target audit.Target, cause error) {
-	reason := "storage error"
+// tenantError answers an admin service error of a tenant change.
+func (d *Deps) tenantError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
-	case errors.Is(cause, store.ErrConflict):
-		reason = "conflict"
-	case errors.Is(cause, store.ErrNotFound):
-		reason = "not found"
-	}
-	rec := audit.Record{
-		Action: action, Outcome: audit.OutcomeFailure, Reason: reason, Tenant: tenant,
-		Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Target: target, Source: d.source(r),
-		RequestID: requestIDFrom(r.Context()),
-	}
-	if err := d.Audit.Record(ctx, rec); err != nil {
-		d.Logger.Error("audit write failed", "action", action, "err", err)
+	case errors.Is(err, admin.ErrNotRecorded):
+		d.auditUnavailable(w, r, err)
+	case errors.Is(err, store.ErrConflict):
+		writeProblem(w, r, http.StatusConflict, codeConflict, "a tenant with this id already exists")
+	case errors.Is(err, store.ErrNotFound):
+		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
+	default:
+		d.internalError(w, r, err)
 	}
 }
 
 // actionContext is the context of a change that is already on record.
 func actionContext(r *http.Request) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(r.Context()), actionTimeout)
-}
-
-// tenantChanges is the tenant.update record's details: which fields change and their new
-// values (a status change appears as details.status).
-func tenantChanges(before, after store.Tenant) map[string]any {
-	changed := []string{}
-	details := map[string]any{}
-	if before.Name != after.Name {
-		changed = append(changed, "name")
-		details["name"] = after.Name
-	}
-	if before.Status != after.Status {
-		changed = append(changed, "status")
-		details["status"] = after.Status
-	}
-	if !sameLimits(before.Limits, after.Limits) {
-		changed = append(changed, "limits")
-		details["limits"] = limitsDetails(after.Limits)
-	}
-	details["changed"] = changed
-	return details
-}
-
-func sameLimits(a, b store.TenantLimits) bool {
-	eq := func(x, y *int) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
-	if !eq(a.ConcurrentTasks, b.ConcurrentTasks) || !eq(a.SwarmsPerMinute, b.SwarmsPerMinute) ||
-		!eq(a.SwarmBurst, b.SwarmBurst) || !eq(a.MaxAgents, b.MaxAgents) ||
-		len(a.AllowedStrategies) != len(b.AllowedStrategies) {
-		return false
-	}
-	for i := range a.AllowedStrategies {
-		if a.AllowedStrategies[i] != b.AllowedStrategies[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // storeLimits converts validated limits (nil = server defaults) into the stored form.
@@ -334,23 +240,6 @@ func storeLimits(l *validation.TenantLimits) store.TenantLimits {
 		SwarmBurst: cp(l.SwarmBurst), MaxAgents: cp(l.MaxAgents),
 		AllowedStrategies: append([]string(nil), l.AllowedStrategies...),
 	}
-}
-
-// limitsDetails is limits as audit details (plain JSON values, unset limits left out).
-func limitsDetails(l store.TenantLimits) map[string]any {
-	out := map[string]any{}
-	for name, v := range map[string]*int{
-		"concurrentTasks": l.ConcurrentTasks, "swarmsPerMinute": l.SwarmsPerMinute,
-		"swarmBurst": l.SwarmBurst, "maxAgents": l.MaxAgents,
-	} {
-		if v != nil {
-			out[name] = *v
-		}
-	}
-	if len(l.AllowedStrategies) > 0 {
-		out["allowedStrategies"] = append([]string(nil), l.AllowedStrategies...)
-	}
-	return out
 }
 
 // fieldErrs collects query parameter problems in the shape of a validation.Error.

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"time"
@@ -178,4 +179,24 @@ func handleTokenRevoke(d *Deps) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, view)
 	})
+}
+
+// recordFailure records that a change already on record as attempted did not happen. The
+// reason is generic: error texts stay in the log, never in the audit trail.
+func (d *Deps) recordFailure(ctx context.Context, r *http.Request, p *auth.Principal, tenant, action string, target audit.Target, cause error) {
+	reason := "storage error"
+	switch {
+	case errors.Is(cause, store.ErrConflict):
+		reason = "conflict"
+	case errors.Is(cause, store.ErrNotFound):
+		reason = "not found"
+	}
+	rec := audit.Record{
+		Action: action, Outcome: audit.OutcomeFailure, Reason: reason, Tenant: tenant,
+		Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Target: target, Source: d.source(r),
+		RequestID: requestIDFrom(r.Context()),
+	}
+	if err := d.Audit.Record(ctx, rec); err != nil {
+		d.Logger.Error("audit write failed", "action", action, "err", err)
+	}
 }

@@ -244,15 +244,20 @@ func (a *app) openAuth() error {
 type adminHooks struct {
 	keyChanged    func(ctx context.Context, tenant string)
 	tenantChanged func(ctx context.Context, t store.Tenant)
+	tokenRevoked  func(ctx context.Context, tenant, jti string, keepUntil time.Time, cancelTasks bool)
 }
 
 // adminService is the admin use-cases over this process's store, keys and audit log.
 func (a *app) adminService(hooks adminHooks, log *slog.Logger) (*admin.Service, error) {
-	return admin.New(admin.Options{
-		Audit: a.recorder, Keys: a.keys, Tenants: a.db, Logger: log,
-		KeyChanged: hooks.keyChanged, TenantChanged: hooks.tenantChanged,
+	opts := admin.Options{
+		Audit: a.recorder, Keys: a.keys, Tenants: a.db, Revoker: a.db, Logger: log,
+		KeyChanged: hooks.keyChanged, TenantChanged: hooks.tenantChanged, TokenRevoked: hooks.tokenRevoked,
 		Touch: func(ctx context.Context, id string) error { _, err := a.db.TouchTenant(ctx, id); return err },
-	})
+	}
+	if a.signer != nil { // a nil *auth.Signer must not become a non-nil Minter
+		opts.Signer = a.signer
+	}
+	return admin.New(opts)
 }
 
 // cliActor is the actor of a change made with the command line.

@@ -250,7 +250,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		wireCluster(cl, deps, a, hub, tasks, cfg.Tenants.SuspendCancelsTasks, log)
 	}
 	// After wireCluster: a key change reaches the other replicas through deps.KeyChanged.
-	if deps.Admin, err = a.adminService(adminHooks{keyChanged: deps.KeyChanged, tenantChanged: deps.TenantChanged}, log); err != nil {
+	if deps.Admin, err = a.adminService(adminHooks{keyChanged: deps.KeyChanged, tenantChanged: deps.TenantChanged, tokenRevoked: deps.TokenRevoked}, log); err != nil {
 		return err
 	}
 	if err := mx.Observe(metrics.Sources{

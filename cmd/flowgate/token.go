@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/admin"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/store"
 )
@@ -69,23 +69,23 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer a.close(context.WithoutCancel(ctx))
-	if a.signer == nil {
-		return fmt.Errorf("auth.signing is disabled: this gateway does not issue tokens")
-	}
-	// A token for a tenant that does not exist would be refused at every use; say so now.
-	if _, err := a.db.GetTenant(ctx, tenant); errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("tenant %s does not exist (flowgate tenant create --id %s)", tenant, tenant)
-	} else if err != nil {
-		return fmt.Errorf("store: %w", err)
-	}
-	iss, err := a.signer.Issue(auth.IssueRequest{Tenant: tenant, Subject: sub, Permissions: expanded, TTL: ttl})
+	svc, err := a.adminService(adminHooks{}, cliLogger(stderr))
 	if err != nil {
 		return err
 	}
-	if err := a.record(ctx, audit.Record{Action: audit.ActionTokenIssue, Outcome: audit.OutcomeSuccess, Tenant: tenant,
-		Target:  audit.Target{Type: "token", ID: iss.JTI},
-		Details: map[string]any{"sub": sub, "permissions": expanded, "expiresAt": iss.ExpiresAt.UTC().Format(time.RFC3339), "via": "cli"}}); err != nil {
+	iss, err := svc.IssueToken(ctx, cliActor(), auth.IssueRequest{Tenant: tenant, Subject: sub, Permissions: expanded, TTL: ttl})
+	switch {
+	case errors.Is(err, admin.ErrNoSigner):
+		return fmt.Errorf("auth.signing is disabled: this gateway does not issue tokens")
+	case errors.Is(err, store.ErrNotFound):
+		// A token for a tenant that does not exist would be refused at every use; say so now.
+		return fmt.Errorf("tenant %s does not exist (flowgate tenant create --id %s)", tenant, tenant)
+	case errors.Is(err, admin.ErrTenantSuspended):
+		return fmt.Errorf("tenant %s is suspended: its tokens would be refused (flowgate tenant resume --id %s)", tenant, tenant)
+	case errors.Is(err, admin.ErrNotRecorded):
 		return fmt.Errorf("audit: token not issued: %w", err)
+	case err != nil:
+		return err
 	}
 	if *asJSON {
 		return json.NewEncoder(stdout).Encode(map[string]string{
@@ -119,11 +119,13 @@ func runTokenRevoke(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	keep := time.Now().Add(cfg.Auth.Signing.MaxTTL)
+	var expiresAt time.Time
 	if *expires != "" {
 		t, err := time.Parse(time.RFC3339, *expires)
 		if err != nil {
 			return usageError("token revoke: --expires-at is not an RFC 3339 time")
 		}
+		expiresAt = t
 		if t.After(keep) {
 			keep = t
 		}
@@ -133,19 +135,22 @@ func runTokenRevoke(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer a.close(context.WithoutCancel(ctx))
-	scope, chain := auth.AnyTenant, ""
+	scope := auth.AnyTenant
 	if *tenant != "" {
 		if _, err := a.db.GetTenant(ctx, *tenant); err != nil {
 			return fmt.Errorf("tenant %s: %w", *tenant, err)
 		}
-		scope, chain = *tenant, *tenant
+		scope = *tenant
 	}
-	if err := a.record(ctx, audit.Record{Action: audit.ActionTokenRevoke, Outcome: audit.OutcomeSuccess, Tenant: chain,
-		Target:  audit.Target{Type: "token", ID: *jti},
-		Details: map[string]any{"scope": scope, "keptUntil": keep.UTC().Format(time.RFC3339), "via": "cli"}}); err != nil {
+	svc, err := a.adminService(adminHooks{}, cliLogger(stderr))
+	if err != nil {
+		return err
+	}
+	err = svc.RevokeToken(ctx, cliActor(), admin.Revocation{JTI: *jti, Tenant: scope, ExpiresAt: expiresAt, KeepUntil: keep})
+	switch {
+	case errors.Is(err, admin.ErrNotRecorded):
 		return fmt.Errorf("audit: token not revoked: %w", err)
-	}
-	if err := a.db.RevokeToken(ctx, store.RevokedToken{JTI: *jti, Tenant: scope, ExpiresAt: keep.UTC(), RevokedBy: osUser()}); err != nil {
+	case err != nil:
 		return fmt.Errorf("store: %w", err)
 	}
 	_, err = fmt.Fprintf(stdout, "revoked %s (%s) until %s\n", *jti, map[bool]string{true: "every tenant", false: "tenant " + *tenant}[scope == auth.AnyTenant], keep.UTC().Format(time.RFC3339))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/secrets"
@@ -14,6 +15,9 @@ import (
 // ErrNotRecorded: the action's audit record could not be written, so the action was not
 // performed (audit.fail_closed). The HTTP API answers 503; the CLI exits non-zero.
 var ErrNotRecorded = errors.New("the action could not be recorded and was not performed")
+
+// ErrUnavailable: this Service was built without what the use-case needs.
+var ErrUnavailable = errors.New("admin: not available in this process")
 
 // Auditor records security-relevant actions.
 type Auditor interface {
@@ -27,11 +31,15 @@ type KeyStore interface {
 	Describe(ctx context.Context, tenant, keyRef string) (secrets.Metadata, error)
 }
 
-// Options configures a Service. Audit, Keys, Tenants, Touch and Logger are required.
+// Options configures a Service. Audit, Tenants and Logger are required; a use-case whose
+// dependency is missing (Keys with Touch, Revoker, Signer) answers ErrUnavailable.
 type Options struct {
 	Audit   Auditor
 	Keys    KeyStore
 	Tenants TenantStore
+	Revoker Revoker
+	// Signer is nil when auth.signing is disabled: IssueToken answers ErrNoSigner.
+	Signer Minter
 	// Touch moves a tenant's change marker (store.TouchTenant): every other process polls it
 	// and drops the tenant's cached key.
 	Touch func(ctx context.Context, tenant string) error
@@ -39,6 +47,7 @@ type Options struct {
 	// cluster) at once: caches, a suspended tenant's sessions and tasks.
 	KeyChanged    func(ctx context.Context, tenant string)
 	TenantChanged func(ctx context.Context, t store.Tenant)
+	TokenRevoked  func(ctx context.Context, tenant, jti string, keepUntil time.Time, cancelTasks bool)
 	Logger        *slog.Logger
 }
 
@@ -47,8 +56,11 @@ type Service struct{ o Options }
 
 // New builds a Service.
 func New(o Options) (*Service, error) {
-	if o.Audit == nil || o.Keys == nil || o.Tenants == nil || o.Touch == nil {
-		return nil, errors.New("admin: Audit, Keys, Tenants and Touch are required")
+	if o.Audit == nil || o.Tenants == nil {
+		return nil, errors.New("admin: Audit and Tenants are required")
+	}
+	if (o.Keys == nil) != (o.Touch == nil) {
+		return nil, errors.New("admin: Keys and Touch go together")
 	}
 	if o.Logger == nil {
 		return nil, errors.New("admin: Logger is required")
@@ -101,6 +113,9 @@ func KeyReason(err error) string {
 // record shows it was asked for. Then the tenant's change marker moves and KeyChanged runs.
 // Provider errors are returned wrapped (secrets.ErrInvalid, ErrUnavailable, …).
 func (s *Service) SetKey(ctx context.Context, a Actor, tenant, keyRef, value string) (meta secrets.Metadata, created bool, err error) {
+	if s.o.Keys == nil {
+		return secrets.Metadata{}, false, ErrUnavailable
+	}
 	target := audit.Target{Type: "key", ID: tenant}
 	var prevFP any
 	switch prev, err := s.o.Keys.Describe(ctx, tenant, keyRef); {
@@ -138,6 +153,9 @@ func (s *Service) SetKey(ctx context.Context, a Actor, tenant, keyRef, value str
 // fingerprint of the key deleted) is written first: if it cannot be, nothing changes. A failed
 // delete is recorded as a failure.
 func (s *Service) DeleteKey(ctx context.Context, a Actor, tenant, keyRef string) (secrets.Metadata, error) {
+	if s.o.Keys == nil {
+		return secrets.Metadata{}, ErrUnavailable
+	}
 	meta, err := s.o.Keys.Describe(ctx, tenant, keyRef)
 	if err != nil {
 		return secrets.Metadata{}, fmt.Errorf("describe key: %w", err)

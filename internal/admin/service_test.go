@@ -3,11 +3,14 @@ package admin
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/secrets"
 	"github.com/flowgate/flowgate/internal/store"
 )
@@ -194,4 +197,82 @@ func TestTenantSequences(t *testing.T) {
 			}
 		})
 	}
+}
+
+func (tr *trail) Issue(req auth.IssueRequest) (auth.Issued, error) {
+	tr.steps = append(tr.steps, "mint "+req.Subject)
+	return auth.Issued{Token: "tok", JTI: "j1", ExpiresAt: time.Now().Add(time.Hour)}, nil
+}
+
+func (tr *trail) RevokeToken(_ context.Context, r store.RevokedToken) error {
+	tr.steps = append(tr.steps, "revoke "+r.Tenant+"/"+r.JTI)
+	return tr.storeErr
+}
+
+func TestTokenSequences(t *testing.T) {
+	build := func(t *testing.T, tr *trail, suspended bool) *Service {
+		t.Helper()
+		tenants := TenantStore(tr)
+		if suspended {
+			tenants = suspendedTenants{tr}
+		}
+		s, err := New(Options{
+			Audit: tr, Tenants: tenants, Revoker: tr, Signer: tr, Logger: slog.New(slog.DiscardHandler),
+			TokenRevoked: func(_ context.Context, tenant, jti string, _ time.Time, cancel bool) {
+				tr.steps = append(tr.steps, fmt.Sprintf("revoked-hook %s/%s cancel=%t", tenant, jti, cancel))
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	issue := func(s *Service) error {
+		_, err := s.IssueToken(context.Background(), Actor{}, auth.IssueRequest{Tenant: "acme", Subject: "rita"})
+		return err
+	}
+	revoke := func(s *Service) error {
+		return s.RevokeToken(context.Background(), Actor{}, Revocation{JTI: "j1", Tenant: auth.AnyTenant, KeepUntil: time.Now(), CancelTasks: true})
+	}
+	for _, tc := range []struct {
+		name      string
+		tr        trail
+		suspended bool
+		run       func(*Service) error
+		wantErr   error
+		steps     []string
+	}{
+		{"issue", trail{}, false, issue, nil, []string{"mint rita", "record token.issue success"}},
+		{"issue, audit down: the token never leaves", trail{failAudit: func(string) bool { return true }}, false, issue, ErrNotRecorded,
+			[]string{"mint rita", "record-failed token.issue"}},
+		{"issue for a suspended tenant", trail{}, true, issue, ErrTenantSuspended, nil},
+		{"revoke", trail{}, false, revoke, nil, []string{"record token.revoke success", "revoke */j1", "revoked-hook */j1 cancel=true"}},
+		{"revoke, audit down", trail{failAudit: func(string) bool { return true }}, false, revoke, ErrNotRecorded, []string{"record-failed token.revoke"}},
+		{"revoke, store down", trail{storeErr: errors.New("disk full")}, false, revoke, nil,
+			[]string{"record token.revoke success", "revoke */j1", "record token.revoke failure reason=storage error"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr := tc.tr
+			err := tc.run(build(t, &tr, tc.suspended))
+			if tc.tr.storeErr != nil {
+				if err == nil {
+					t.Fatal("store failure not returned")
+				}
+			} else if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil) != (err == nil) {
+				t.Fatalf("err = %v; want %v", err, tc.wantErr)
+			}
+			if !slices.Equal(tr.steps, tc.steps) {
+				t.Fatalf("steps\n got %q\nwant %q", tr.steps, tc.steps)
+			}
+		})
+	}
+}
+
+// suspendedTenants answers every tenant as suspended.
+type suspendedTenants struct{ *trail }
+
+func (s suspendedTenants) GetTenant(ctx context.Context, id string) (store.Tenant, error) {
+	t, err := s.trail.GetTenant(ctx, id)
+	t.Status = store.TenantSuspended
+	return t, err
 }

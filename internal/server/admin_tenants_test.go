@@ -146,7 +146,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 		},
 	}
 	svc, err := admin.New(admin.Options{
-		Audit: f.audit, Keys: f.provider, Tenants: db, Logger: log, KeyChanged: d.KeyChanged, TenantChanged: d.TenantChanged,
+		Audit: f.audit, Keys: f.provider, Tenants: db, Revoker: db, Logger: log, KeyChanged: d.KeyChanged, TenantChanged: d.TenantChanged,
 		Touch: func(ctx context.Context, id string) error { _, err := db.TouchTenant(ctx, id); return err },
 	})
 	if err != nil {

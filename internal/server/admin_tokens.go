@@ -1,12 +1,11 @@
 package server
 
 import (
-	"context"
 	"errors"
 	"net/http"
 	"time"
 
-	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/admin"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/store"
@@ -79,25 +78,20 @@ func handleTokenIssue(d *Deps) http.Handler {
 				return
 			}
 		}
-		// The stored tenant, not the cache: a token must not be minted for a tenant that was
-		// just suspended.
-		t, ok := d.loadTenant(w, r, id)
-		if !ok {
+		iss, err := d.Admin.IssueToken(r.Context(), d.actor(r, p),
+			auth.IssueRequest{Tenant: id, Subject: req.Sub, Permissions: req.Permissions, TTL: req.TTL})
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
 			return
-		}
-		if t.Status != store.TenantActive {
+		case errors.Is(err, admin.ErrTenantSuspended):
 			writeProblem(w, r, http.StatusConflict, protocol.CodeTenantSuspended, "the tenant is suspended")
 			return
-		}
-		iss, err := d.Signer.Issue(auth.IssueRequest{Tenant: id, Subject: req.Sub, Permissions: req.Permissions, TTL: req.TTL})
-		if err != nil {
-			d.internalError(w, r, err)
-			return
-		}
-		// On record before the token leaves: a token nobody can account for is never issued.
-		details := map[string]any{"sub": req.Sub, "permissions": req.Permissions, "expiresAt": apiTime(iss.ExpiresAt), "kid": iss.KID}
-		if err := d.record(r, p, id, audit.ActionTokenIssue, audit.OutcomeSuccess, "", audit.Target{Type: "token", ID: iss.JTI}, details); err != nil {
+		case errors.Is(err, admin.ErrNotRecorded):
 			d.auditUnavailable(w, r, err)
+			return
+		case err != nil:
+			d.internalError(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusCreated, tokenIssued{Token: iss.Token, JTI: iss.JTI, ExpiresAt: apiTime(iss.ExpiresAt)})
@@ -134,9 +128,9 @@ func handleTokenRevoke(d *Deps) http.Handler {
 			return
 		}
 		// The scope comes from who asks, never from the body.
-		scope, chain, view := p.Tenant, p.Tenant, tokenRevoked{JTI: in.JTI, Revoked: true, Scope: "tenant", Tenant: p.Tenant}
+		scope, view := p.Tenant, tokenRevoked{JTI: in.JTI, Revoked: true, Scope: "tenant", Tenant: p.Tenant}
 		if p.Has(auth.PermPlatformAdmin) {
-			scope, chain, view = auth.AnyTenant, "", tokenRevoked{JTI: in.JTI, Revoked: true, Scope: "platform"}
+			scope, view = auth.AnyTenant, tokenRevoked{JTI: in.JTI, Revoked: true, Scope: "platform"}
 		}
 		keep := in.ExpiresAt.UTC()
 		if d.Signer != nil {
@@ -153,50 +147,20 @@ func handleTokenRevoke(d *Deps) http.Handler {
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeQuotaExceeded, "too many live revocations for this tenant", time.Minute, nil)
 			return
 		}
-		target := audit.Target{Type: "token", ID: in.JTI}
-		details := map[string]any{"scope": view.Scope, "expiresAt": apiTime(in.ExpiresAt), "keptUntil": view.KeptUntil, "cancelTasks": view.CancelTasks}
-		if err := d.record(r, p, chain, audit.ActionTokenRevoke, audit.OutcomeSuccess, "", target, details); err != nil {
+		err = d.Admin.RevokeToken(r.Context(), d.actor(r, p), admin.Revocation{
+			JTI: in.JTI, Tenant: scope, ExpiresAt: in.ExpiresAt, KeepUntil: keep, CancelTasks: view.CancelTasks,
+		})
+		switch {
+		case errors.Is(err, admin.ErrNotRecorded):
 			d.auditUnavailable(w, r, err)
 			return
-		}
-		ctx, cancel := actionContext(r)
-		defer cancel()
-		if err := d.Store.RevokeToken(ctx, store.RevokedToken{JTI: in.JTI, Tenant: scope, ExpiresAt: keep, RevokedBy: p.Subject}); err != nil {
-			d.recordFailure(ctx, r, p, chain, audit.ActionTokenRevoke, target, err)
-			if errors.Is(err, store.ErrInvalid) {
-				d.invalid(w, r, p, p.Tenant, &validation.Error{Fields: map[string]string{"jti": "is not a valid token id"}})
-				return
-			}
+		case errors.Is(err, store.ErrInvalid):
+			d.invalid(w, r, p, p.Tenant, &validation.Error{Fields: map[string]string{"jti": "is not a valid token id"}})
+			return
+		case err != nil:
 			d.internalError(w, r, err)
 			return
 		}
-		// Refuse the token here at once and close its live sessions (the hook also reaches
-		// other processes; the store reload and the session sweep are the safety net).
-		if d.TokenRevoked != nil {
-			d.TokenRevoked(ctx, scope, in.JTI, keep, view.CancelTasks)
-		} else if err := d.Revocations.Add(scope, in.JTI, keep); err != nil {
-			d.Logger.Error("revocation not applied in memory", "err", err)
-		}
 		writeJSON(w, http.StatusOK, view)
 	})
-}
-
-// recordFailure records that a change already on record as attempted did not happen. The
-// reason is generic: error texts stay in the log, never in the audit trail.
-func (d *Deps) recordFailure(ctx context.Context, r *http.Request, p *auth.Principal, tenant, action string, target audit.Target, cause error) {
-	reason := "storage error"
-	switch {
-	case errors.Is(cause, store.ErrConflict):
-		reason = "conflict"
-	case errors.Is(cause, store.ErrNotFound):
-		reason = "not found"
-	}
-	rec := audit.Record{
-		Action: action, Outcome: audit.OutcomeFailure, Reason: reason, Tenant: tenant,
-		Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Target: target, Source: d.source(r),
-		RequestID: requestIDFrom(r.Context()),
-	}
-	if err := d.Audit.Record(ctx, rec); err != nil {
-		d.Logger.Error("audit write failed", "action", action, "err", err)
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"github.com/flowgate/flowgate/internal/admin"
 	"io"
 	"log/slog"
 	"net/http"
@@ -112,6 +113,11 @@ func newTokFixture(t *testing.T, origins ...string) *tokFixture {
 			f.mu.Unlock()
 		},
 	}
+	svc, err := admin.New(admin.Options{Audit: d.Audit, Tenants: db, Revoker: db, Signer: signer, TokenRevoked: d.TokenRevoked, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Admin = svc
 	f.srv = httptest.NewServer(Public(d))
 	t.Cleanup(f.srv.Close)
 	return f

@@ -1,0 +1,97 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/audit"
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/store"
+)
+
+// ErrNoSigner: this gateway does not issue tokens (auth.signing is disabled).
+var ErrNoSigner = errors.New("this gateway does not issue tokens (auth.signing is disabled)")
+
+// ErrTenantSuspended: tokens are not issued for a suspended tenant.
+var ErrTenantSuspended = errors.New("the tenant is suspended")
+
+// Minter issues flowgate's own tokens (auth.Signer).
+type Minter interface {
+	Issue(req auth.IssueRequest) (auth.Issued, error)
+}
+
+// Revoker stores revocations (store.DB).
+type Revoker interface {
+	RevokeToken(ctx context.Context, r store.RevokedToken) error
+}
+
+// IssueToken mints a token for req.Tenant, which must exist and be active (read from the
+// store, not a cache: a token is never minted for a tenant just suspended). Who may grant
+// what is the caller's check. token.issue is on record before the token leaves: a token
+// nobody can account for is never issued (ErrNotRecorded).
+func (s *Service) IssueToken(ctx context.Context, a Actor, req auth.IssueRequest) (auth.Issued, error) {
+	if s.o.Signer == nil {
+		return auth.Issued{}, ErrNoSigner
+	}
+	t, err := s.o.Tenants.GetTenant(ctx, req.Tenant)
+	if err != nil {
+		return auth.Issued{}, fmt.Errorf("tenant %s: %w", req.Tenant, err)
+	}
+	if t.Status != store.TenantActive {
+		return auth.Issued{}, ErrTenantSuspended
+	}
+	iss, err := s.o.Signer.Issue(req)
+	if err != nil {
+		return auth.Issued{}, err
+	}
+	details := map[string]any{"sub": req.Subject, "permissions": req.Permissions, "expiresAt": protocol.Time(iss.ExpiresAt), "kid": iss.KID}
+	if err := s.record(ctx, a, req.Tenant, audit.ActionTokenIssue, audit.OutcomeSuccess, "", audit.Target{Type: "token", ID: iss.JTI}, details); err != nil {
+		return auth.Issued{}, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	}
+	return iss, nil
+}
+
+// Revocation is a token to refuse from now on.
+type Revocation struct {
+	JTI string
+	// Tenant scopes it: that tenant's token only, or auth.AnyTenant (every tenant, a platform
+	// revocation, recorded on the platform chain).
+	Tenant string
+	// ExpiresAt is the token's exp when known (zero: unknown); KeepUntil is when the
+	// revocation may be forgotten (the exp, or later).
+	ExpiresAt, KeepUntil time.Time
+	// CancelTasks also cancels the running tasks the token started, on every node.
+	CancelTasks bool
+}
+
+// RevokeToken records token.revoke (fail-closed), stores the revocation durably, then tells
+// the running processes (TokenRevoked): they refuse the token and close its sessions.
+func (s *Service) RevokeToken(ctx context.Context, a Actor, rv Revocation) error {
+	if s.o.Revoker == nil {
+		return ErrUnavailable
+	}
+	scope, chain := "tenant", rv.Tenant
+	if rv.Tenant == auth.AnyTenant {
+		scope, chain = "platform", ""
+	}
+	target := audit.Target{Type: "token", ID: rv.JTI}
+	details := map[string]any{"scope": scope, "keptUntil": protocol.Time(rv.KeepUntil), "cancelTasks": rv.CancelTasks}
+	if !rv.ExpiresAt.IsZero() {
+		details["expiresAt"] = protocol.Time(rv.ExpiresAt)
+	}
+	if err := s.record(ctx, a, chain, audit.ActionTokenRevoke, audit.OutcomeSuccess, "", target, details); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
+	}
+	ctx = context.WithoutCancel(ctx)
+	if err := s.o.Revoker.RevokeToken(ctx, store.RevokedToken{JTI: rv.JTI, Tenant: rv.Tenant, ExpiresAt: rv.KeepUntil.UTC(), RevokedBy: a.Sub}); err != nil {
+		s.recordFailure(ctx, a, chain, audit.ActionTokenRevoke, target, storeReason(err))
+		return err
+	}
+	if s.o.TokenRevoked != nil {
+		s.o.TokenRevoked(ctx, rv.Tenant, rv.JTI, rv.KeepUntil, rv.CancelTasks)
+	}
+	return nil
+}

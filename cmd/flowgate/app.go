@@ -250,7 +250,7 @@ type adminHooks struct {
 // adminService is the admin use-cases over this process's store, keys and audit log.
 func (a *app) adminService(hooks adminHooks, log *slog.Logger) (*admin.Service, error) {
 	opts := admin.Options{
-		Audit: a.recorder, Keys: a.keys, Tenants: a.db, Revoker: a.db, Logger: log,
+		Audit: a.recorder, Keys: a.keys, Tenants: a.db, Revoker: a.db, AuditLog: a.recorder, Logger: log,
 		KeyChanged: hooks.keyChanged, TenantChanged: hooks.tenantChanged, TokenRevoked: hooks.tokenRevoked,
 		Touch: func(ctx context.Context, id string) error { _, err := a.db.TouchTenant(ctx, id); return err },
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/admin"
 	"io"
 	"log/slog"
 	"os"
@@ -273,35 +274,16 @@ func auditExport(ctx context.Context, cfg config.Config, f audit.Filter, stdout,
 			log.Error("audit close", "err", cerr)
 		}
 	}()
-	chain := f.Tenant
-	if chain == audit.ScopePlatform || chain == audit.ScopeAll {
-		chain = ""
-	}
-	filters := map[string]any{}
-	for k, v := range map[string]string{"actor": f.Actor, "action": f.Action, "outcome": f.Outcome} {
-		if v != "" {
-			filters[k] = v
-		}
-	}
-	if !f.Since.IsZero() {
-		filters["since"] = f.Since.UTC().Format(time.RFC3339Nano)
-	}
-	if !f.Until.IsZero() {
-		filters["until"] = f.Until.UTC().Format(time.RFC3339Nano)
-	}
-	// On record before a single line is written (fail closed).
-	if err := rec.Record(ctx, audit.Record{
-		Action: audit.ActionAuditExport, Outcome: audit.OutcomeSuccess, Tenant: chain,
-		Actor:   audit.Actor{Sub: "cli:" + osUser()},
-		Target:  audit.Target{Type: "audit_chain", ID: f.Tenant},
-		Details: map[string]any{"scope": f.Tenant, "filters": filters, "via": "cli"},
-	}); err != nil {
-		return fmt.Errorf("audit: the export could not be recorded; nothing exported: %w", err)
-	}
-	if err := rec.Export(ctx, f, stdout); err != nil {
+	svc, err := admin.New(admin.Options{Audit: rec, Tenants: db, AuditLog: rec, Logger: log})
+	if err != nil {
 		return err
 	}
-	return nil
+	// On record before a single line is written (fail closed).
+	err = svc.ExportAudit(ctx, cliActor(), f, "", stdout)
+	if errors.Is(err, admin.ErrNotRecorded) {
+		return fmt.Errorf("audit: the export could not be recorded; nothing exported: %w", err)
+	}
+	return err
 }
 
 // maxVerifiedTenants bounds the tenant list a verification cross-checks (a page at a time).

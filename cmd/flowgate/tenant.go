@@ -136,17 +136,6 @@ func tenantSetStatus(ctx context.Context, a *app, id, status string, stdout, std
 	return err
 }
 
-// tenantJSON is a tenant as `tenant list --json` prints it: the shape of the admin API.
-type tenantJSON struct {
-	ID        string             `json:"id"`
-	Name      string             `json:"name"`
-	Status    string             `json:"status"`
-	Limits    store.TenantLimits `json:"limits"`
-	KeyRef    string             `json:"keyRef,omitempty"`
-	CreatedAt string             `json:"createdAt"`
-	UpdatedAt string             `json:"updatedAt"`
-}
-
 func tenantList(ctx context.Context, a *app, asJSON bool, stdout io.Writer) error {
 	var tw *tabwriter.Writer
 	if asJSON {
@@ -165,8 +154,7 @@ func tenantList(ctx context.Context, a *app, asJSON bool, stdout io.Writer) erro
 		}
 		for _, t := range page {
 			if asJSON {
-				b, err := json.Marshal(tenantJSON{ID: t.ID, Name: t.Name, Status: t.Status, Limits: t.Limits, KeyRef: t.KeyRef,
-					CreatedAt: protocol.Time(t.CreatedAt), UpdatedAt: protocol.Time(t.UpdatedAt)})
+				b, err := json.Marshal(admin.ViewTenant(t))
 				if err != nil {
 					return err
 				}

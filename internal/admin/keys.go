@@ -39,7 +39,8 @@ type Options struct {
 	Tenants TenantStore
 	Revoker Revoker
 	// Signer is nil when auth.signing is disabled: IssueToken answers ErrNoSigner.
-	Signer Minter
+	Signer   Minter
+	AuditLog Exporter
 	// Touch moves a tenant's change marker (store.TouchTenant): every other process polls it
 	// and drops the tenant's cached key.
 	Touch func(ctx context.Context, tenant string) error

@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"github.com/flowgate/flowgate/internal/admin"
 	"net/http"
 	"sync"
 	"time"
@@ -234,36 +235,17 @@ func (a *auditRoutes) handleExport() http.Handler {
 			return
 		}
 		defer release()
-		// On record before a single line leaves (fail closed): on the exported tenant's chain,
-		// so that tenant's reviewers see who read their log; the platform chain for
-		// @platform and @all.
-		chain := f.Tenant
-		if chain == audit.ScopePlatform || chain == audit.ScopeAll {
-			chain = ""
-		}
-		target := audit.Target{Type: "audit_chain", ID: f.Tenant}
-		details := exportDetails(f, p)
-		if err := d.record(r, p, chain, audit.ActionAuditExport, audit.OutcomeSuccess, "", target, details); err != nil {
+		sw := &lazyStream{w: w}
+		err := d.Admin.ExportAudit(r.Context(), d.actor(r, p), f, p.Tenant, sw)
+		switch {
+		case err == nil:
+			sw.start()
+			return
+		case errors.Is(err, admin.ErrNotRecorded):
 			d.auditUnavailable(w, r, err)
 			return
 		}
-		sw := &lazyStream{w: w}
-		err := d.AuditLog.Export(r.Context(), f, sw)
-		if err == nil {
-			sw.start()
-			return
-		}
 		d.Logger.Error("audit export failed", "request_id", requestIDFrom(r.Context()), "scope", f.Tenant, "err", err)
-		ctx, cancel := actionContext(r)
-		defer cancel()
-		details["lines"] = sw.lines
-		if rerr := d.Audit.Record(ctx, audit.Record{
-			Action: audit.ActionAuditExport, Outcome: audit.OutcomeFailure, Reason: "export interrupted", Tenant: chain,
-			Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Target: target, Source: d.source(r),
-			RequestID: requestIDFrom(r.Context()), Details: details,
-		}); rerr != nil {
-			d.Logger.Error("audit write failed", "action", audit.ActionAuditExport, "err", rerr)
-		}
 		if !sw.started {
 			writeProblem(w, r, http.StatusInternalServerError, protocol.CodeInternal, "internal error")
 			return
@@ -274,30 +256,11 @@ func (a *auditRoutes) handleExport() http.Handler {
 	})
 }
 
-// exportDetails describes an export for its audit record: the scope, the actor's own tenant
-// (which the chain it is recorded on may not show) and the filters.
-func exportDetails(f audit.Filter, p *auth.Principal) map[string]any {
-	filters := map[string]any{}
-	for k, v := range map[string]string{"actor": f.Actor, "action": f.Action, "outcome": f.Outcome} {
-		if v != "" {
-			filters[k] = v
-		}
-	}
-	if !f.Since.IsZero() {
-		filters["since"] = f.Since.UTC().Format(time.RFC3339Nano)
-	}
-	if !f.Until.IsZero() {
-		filters["until"] = f.Until.UTC().Format(time.RFC3339Nano)
-	}
-	return map[string]any{"scope": f.Tenant, "actorTenant": p.Tenant, "filters": filters, "via": "api"}
-}
-
 // lazyStream sends the NDJSON headers and 200 with the first line, so an export that fails
 // before writing anything can still answer with an error status.
 type lazyStream struct {
 	w       http.ResponseWriter
 	started bool
-	lines   int
 }
 
 func (s *lazyStream) start() {
@@ -314,11 +277,6 @@ func (s *lazyStream) start() {
 
 func (s *lazyStream) Write(b []byte) (int, error) {
 	s.start()
-	for _, c := range b {
-		if c == '\n' {
-			s.lines++
-		}
-	}
 	return s.w.Write(b)
 }
 

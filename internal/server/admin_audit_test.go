@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/admin"
 	"io"
 	"log/slog"
 	"net/http"
@@ -406,10 +407,15 @@ func TestAuditExportFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, lines := range []int{0, 20000} {
+		log := brokenLog{AuditReader: f.recorder, lines: lines}
+		svc, err := admin.New(admin.Options{Audit: f.recorder, Tenants: f.db, AuditLog: log, Logger: slog.New(slog.DiscardHandler)})
+		if err != nil {
+			t.Fatal(err)
+		}
 		srv := httptest.NewServer(Public(&Deps{
 			Logger: slog.New(slog.DiscardHandler), Verifier: verifier, Revocations: auth.NewRevocations(nil),
 			Tenants: tenant.NewDirectory(f.db, 10, time.Second), Audit: f.recorder, Validator: validation.New(),
-			AuditLog: brokenLog{AuditReader: f.recorder, lines: lines},
+			AuditLog: log, Admin: svc,
 		}))
 		req, _ := http.NewRequest("GET", srv.URL+"/v1/admin/audit/export", nil)
 		req.Header.Set("Authorization", "Bearer "+reader)

@@ -41,24 +41,6 @@ const (
 // the client goes away.
 const actionTimeout = 30 * time.Second
 
-// tenantView is a tenant as the API shows it.
-type tenantView struct {
-	ID        string             `json:"id"`
-	Name      string             `json:"name"`
-	Status    string             `json:"status"`
-	Limits    store.TenantLimits `json:"limits"`
-	KeyRef    string             `json:"keyRef,omitempty"`
-	CreatedAt string             `json:"createdAt"`
-	UpdatedAt string             `json:"updatedAt"`
-}
-
-func viewTenant(t store.Tenant) tenantView {
-	return tenantView{
-		ID: t.ID, Name: t.Name, Status: t.Status, Limits: t.Limits, KeyRef: t.KeyRef,
-		CreatedAt: apiTime(t.CreatedAt), UpdatedAt: apiTime(t.UpdatedAt),
-	}
-}
-
 func handleTenantList(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, ok := d.authenticate(w, r)
@@ -81,15 +63,15 @@ func handleTenantList(d *Deps) http.Handler {
 			return
 		}
 		out := struct {
-			Tenants []tenantView `json:"tenants"`
+			Tenants []admin.TenantView `json:"tenants"`
 			Next    string       `json:"next,omitempty"`
-		}{Tenants: make([]tenantView, 0, min(len(list), limit))}
+		}{Tenants: make([]admin.TenantView, 0, min(len(list), limit))}
 		if len(list) > limit {
 			list = list[:limit]
 			out.Next = list[limit-1].ID
 		}
 		for _, t := range list {
-			out.Tenants = append(out.Tenants, viewTenant(t))
+			out.Tenants = append(out.Tenants, admin.ViewTenant(t))
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
@@ -117,7 +99,7 @@ func handleTenantCreate(d *Deps) http.Handler {
 			return
 		}
 		w.Header().Set("Location", "/v1/admin/tenants/"+created.ID)
-		writeJSON(w, http.StatusCreated, viewTenant(created))
+		writeJSON(w, http.StatusCreated, admin.ViewTenant(created))
 	})
 }
 
@@ -127,7 +109,7 @@ func handleTenantGet(d *Deps) http.Handler {
 		if !ok {
 			return
 		}
-		writeJSON(w, http.StatusOK, viewTenant(t))
+		writeJSON(w, http.StatusOK, admin.ViewTenant(t))
 	})
 }
 
@@ -169,7 +151,7 @@ func handleTenantPatch(d *Deps) http.Handler {
 			d.tenantError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, viewTenant(updated))
+		writeJSON(w, http.StatusOK, admin.ViewTenant(updated))
 	})
 }
 

@@ -146,7 +146,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 		},
 	}
 	svc, err := admin.New(admin.Options{
-		Audit: f.audit, Keys: f.provider, Tenants: db, Revoker: db, Logger: log, KeyChanged: d.KeyChanged, TenantChanged: d.TenantChanged,
+		Audit: f.audit, Keys: f.provider, Tenants: db, Revoker: db, AuditLog: rec, Logger: log, KeyChanged: d.KeyChanged, TenantChanged: d.TenantChanged,
 		Touch: func(ctx context.Context, id string) error { _, err := db.TouchTenant(ctx, id); return err },
 	})
 	if err != nil {
@@ -264,7 +264,7 @@ func TestTenantListAndPaging(t *testing.T) {
 	f.expect(f.do("GET", "/v1/admin/tenants", "", ""), 401, "unauthorized")
 
 	type page struct {
-		Tenants []tenantView `json:"tenants"`
+		Tenants []admin.TenantView `json:"tenants"`
 		Next    string       `json:"next"`
 	}
 	var all []string
@@ -316,7 +316,7 @@ func TestTenantCreate(t *testing.T) {
 
 	r := f.do("POST", "/v1/admin/tenants", platform, `{"id":"initech","name":"Initech","limits":{"maxAgents":4,"allowedStrategies":["auto"]}}`)
 	f.expect(r, 201, "")
-	var tv tenantView
+	var tv admin.TenantView
 	r.json(t, &tv)
 	if tv.ID != "initech" || tv.Name != "Initech" || tv.Status != "active" || tv.Limits.MaxAgents == nil || *tv.Limits.MaxAgents != 4 ||
 		r.header.Get("Location") != "/v1/admin/tenants/initech" {
@@ -425,7 +425,7 @@ func TestTenantGetAndPatch(t *testing.T) {
 	// A tenant admin renames its own tenant, and nothing more.
 	r := f.do("PATCH", "/v1/admin/tenants/acme", acmeAdmin, `{"name":"Acme Corp"}`)
 	f.expect(r, 200, "")
-	var tv tenantView
+	var tv admin.TenantView
 	r.json(t, &tv)
 	if tv.Name != "Acme Corp" || tv.Status != "active" {
 		t.Fatalf("patched %s", r.body)
@@ -477,7 +477,7 @@ func TestTenantGetAndPatch(t *testing.T) {
 	// limits is replaced as a whole: {} goes back to the defaults.
 	r = f.do("PATCH", "/v1/admin/tenants/acme", platform, `{"status":"active","limits":{}}`)
 	f.expect(r, 200, "")
-	tv = tenantView{}
+	tv = admin.TenantView{}
 	r.json(t, &tv)
 	if tv.Status != "active" || tv.Limits.ConcurrentTasks != nil {
 		t.Fatalf("resumed %s", r.body)

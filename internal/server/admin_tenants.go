@@ -64,7 +64,7 @@ func handleTenantList(d *Deps) http.Handler {
 		}
 		out := struct {
 			Tenants []admin.TenantView `json:"tenants"`
-			Next    string       `json:"next,omitempty"`
+			Next    string             `json:"next,omitempty"`
 		}{Tenants: make([]admin.TenantView, 0, min(len(list), limit))}
 		if len(list) > limit {
 			list = list[:limit]

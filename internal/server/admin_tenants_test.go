@@ -265,7 +265,7 @@ func TestTenantListAndPaging(t *testing.T) {
 
 	type page struct {
 		Tenants []admin.TenantView `json:"tenants"`
-		Next    string       `json:"next"`
+		Next    string             `json:"next"`
 	}
 	var all []string
 	next := ""

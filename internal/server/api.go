@@ -15,13 +15,12 @@ import (
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
-	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // authenticate checks the bearer token of an API request. API calls take the
 // Authorization header only: never a query string, never a ticket.
 func (d *Deps) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
-	deny := func(status int, code, reason string, p *auth.Principal) {
+	deny := func(status int, code, reason, detail string, p *auth.Principal) {
 		d.metrics().authFailure(reason)
 		rec := audit.Record{Action: audit.ActionAuthFailure, Outcome: audit.OutcomeDenied, Reason: reason,
 			Source: d.source(r), RequestID: requestIDFrom(r.Context()), Details: map[string]any{"path": r.URL.Path}}
@@ -32,38 +31,26 @@ func (d *Deps) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Princ
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flowgate"`)
 		}
-		writeProblem(w, r, status, code, "authentication failed: "+reason)
+		writeProblem(w, r, status, code, detail)
 	}
 	if !d.origins.check(r) {
-		deny(http.StatusForbidden, protocol.CodeForbidden, "origin_not_allowed", nil)
+		deny(http.StatusForbidden, protocol.CodeForbidden, "origin_not_allowed", "authentication failed: origin_not_allowed", nil)
 		return nil, false
 	}
 	h := r.Header.Get("Authorization")
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		deny(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonMissing, nil)
+		deny(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonMissing, "authentication failed: "+auth.ReasonMissing, nil)
 		return nil, false
 	}
-	p, err := d.Verifier.Verify(r.Context(), strings.TrimSpace(tok))
-	if err != nil {
-		deny(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonOf(err), nil)
-		return nil, false
-	}
-	if d.Revocations.Revoked(p.Tenant, p.JTI) {
-		deny(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonRevoked, p)
-		return nil, false
-	}
-	t, err := d.Tenants.Get(r.Context(), p.Tenant)
-	switch {
-	case errors.Is(err, tenant.ErrNotFound):
-		deny(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonTenantUnknown, p)
-		return nil, false
-	case err != nil:
-		d.Logger.Error("tenant lookup failed", "tenant", p.Tenant, "err", err)
-		writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "temporarily unavailable")
-		return nil, false
-	case !tenant.Active(t) && !p.Has(auth.PermPlatformAdmin):
-		deny(http.StatusForbidden, protocol.CodeTenantSuspended, auth.ReasonSuspended, p)
+	p, rf := d.authenticateCredential(r.Context(), auth.Credential{Source: auth.SourceHeader, Value: strings.TrimSpace(tok)}, surfaceAPI)
+	if rf != nil {
+		if rf.unavailable {
+			d.Logger.Error("tenant lookup failed", "tenant", rf.p.Tenant, "err", rf.cause)
+			writeProblem(w, r, rf.status, rf.code, "temporarily unavailable")
+			return nil, false
+		}
+		deny(rf.status, rf.code, rf.reason, rf.detail(), rf.p)
 		return nil, false
 	}
 	return p, true

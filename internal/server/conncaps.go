@@ -91,10 +91,10 @@ func peerAddr(a net.Addr) netip.Addr {
 	return ap.Addr().Unmap()
 }
 
-// refusal is the response written to a connection refused at accept: the same problem+json a
+// capRefusals are the responses written to a connection refused at accept: the same problem+json a
 // refused handshake gets, written without reading the request (a client sending one reads it
 // as the answer), then the connection is closed.
-var refusal = map[string][]byte{
+var capRefusals = map[string][]byte{
 	"connections_global": refusalBytes("the server is at its connection limit"),
 	"connections_ip":     refusalBytes("too many connections from this address"),
 }
@@ -123,7 +123,7 @@ func (l *BatchListener) refuse(c net.Conn, scope string) {
 	}
 	go func() {
 		defer func() { <-l.refusing }()
-		answerAndClose(c, refusal[scope])
+		answerAndClose(c, capRefusals[scope])
 	}()
 }
 

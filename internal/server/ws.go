@@ -16,7 +16,6 @@ import (
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/session"
-	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // handleWS authenticates a WebSocket handshake and hands the connection to a session.
@@ -119,31 +118,14 @@ func handleWS(d *Deps) http.Handler {
 			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonOf(err), "authentication required: "+auth.ReasonOf(err), 0, nil)
 			return
 		}
-		var p *auth.Principal
-		if cred.Source == auth.SourceTicket {
-			p, err = d.Tickets.Redeem(cred.Value)
-		} else {
-			p, err = d.Verifier.Verify(ctx, cred.Value)
-		}
-		if err != nil {
-			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonOf(err), "authentication failed: "+auth.ReasonOf(err), 0, nil)
-			return
-		}
-		if d.Revocations.Revoked(p.Tenant, p.JTI) {
-			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonRevoked, "authentication failed: "+auth.ReasonRevoked, 0, p)
-			return
-		}
-		t, err := d.Tenants.Get(ctx, p.Tenant)
-		switch {
-		case errors.Is(err, tenant.ErrNotFound):
-			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonTenantUnknown, "authentication failed: "+auth.ReasonTenantUnknown, 0, p)
-			return
-		case err != nil:
-			d.Logger.Error("tenant lookup failed", "tenant", p.Tenant, "err", err)
-			writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "temporarily unavailable")
-			return
-		case !tenant.Active(t):
-			refuse(http.StatusForbidden, protocol.CodeTenantSuspended, auth.ReasonSuspended, "the tenant is suspended", 0, p)
+		p, rf := d.authenticateCredential(ctx, cred, surfaceHandshake)
+		if rf != nil {
+			if rf.unavailable {
+				d.Logger.Error("tenant lookup failed", "tenant", rf.p.Tenant, "err", rf.cause)
+				writeProblem(w, r, rf.status, rf.code, "temporarily unavailable")
+				return
+			}
+			refuse(rf.status, rf.code, rf.reason, rf.detail(), 0, rf.p)
 			return
 		}
 		releaseUser, ok := d.Conns.Acquire("user:"+p.Tenant+"\x00"+p.Subject, d.Limits.UserConnections)

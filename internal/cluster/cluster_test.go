@@ -156,6 +156,12 @@ func TestSwarmBucketIsShared(t *testing.T) {
 			t.Fatalf("11th swarm = %+v; want a refusal with RetryAfter in (0, 6s]", d)
 		}
 	}
+	// A replica whose clock runs an hour ahead gets no fresh bucket: the cluster bucket keeps
+	// Redis's time, not the caller's.
+	skewed := b.Swarms(ratelimit.New(ratelimit.Options{}))
+	if d := skewed.Allow(key, limit, 10, now.Add(time.Hour)); d.OK {
+		t.Fatal("a replica with a clock an hour ahead was allowed past the shared bucket")
+	}
 }
 
 func TestTicketsAreSingleUseAcrossNodes(t *testing.T) {

@@ -124,9 +124,14 @@ func (n *Connections) Acquire(key string, max int) (func(), bool) {
 }
 
 // gcraScript is a cluster-wide token bucket (GCRA) per key: ARGV emission interval (ms),
-// burst, now (ms). Returns {allowed, retry_after_ms}.
+// burst. Time is Redis's own clock (TIME), never a replica's: replicas whose clocks disagree
+// would otherwise hand out more (or less) than the limit. Scripts are replicated by their
+// effects (Redis ≥ 5 default, the only mode since 7), so TIME inside one is allowed.
+// Returns {allowed, retry_after_ms}.
 var gcraScript = redis.NewScript(`
-local interval, burst, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local interval, burst = tonumber(ARGV[1]), tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local allow_at = tat - interval * burst
@@ -158,7 +163,7 @@ func (s *Swarms) Allow(key string, limit rate.Limit, burst int, now time.Time) r
 	interval := float64(time.Second) / float64(limit) / float64(time.Millisecond)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	res, err := gcraScript.Run(ctx, s.c.rdb, []string{"fg:rl:swarm:" + key}, interval, burst, now.UnixMilli()).Int64Slice()
+	res, err := gcraScript.Run(ctx, s.c.rdb, []string{"fg:rl:swarm:" + key}, interval, burst).Int64Slice()
 	if err != nil || len(res) != 2 {
 		// Redis is down: the swarm is refused anyway when it asks for cluster slots, with
 		// a clearer error than a rate limit.

@@ -141,17 +141,16 @@ type Limits struct {
 
 // Tasks configures the task lifecycle.
 type Tasks struct {
-	OnDisconnect        string        `yaml:"on_disconnect"`
-	DetachGrace         time.Duration `yaml:"detach_grace"`
-	Retention           time.Duration `yaml:"retention"`
-	MaxSubscriptions    int           `yaml:"max_subscriptions"`
-	ListLimit           int           `yaml:"list_limit"`
-	MaxResultBytes      int           `yaml:"max_result_bytes"`
-	MaxRetainedTasks    int           `yaml:"max_retained_tasks"`
-	RetainedMemoryMax   ByteSize      `yaml:"retained_memory_max"`
-	MaxTaskLogBytes     int64         `yaml:"max_task_log_bytes"`
-	MaxTaskLogEvents    int           `yaml:"max_task_log_events"`
-	StatusPersistPeriod time.Duration `yaml:"status_persist_period"`
+	OnDisconnect      string        `yaml:"on_disconnect"`
+	DetachGrace       time.Duration `yaml:"detach_grace"`
+	Retention         time.Duration `yaml:"retention"`
+	MaxSubscriptions  int           `yaml:"max_subscriptions"`
+	ListLimit         int           `yaml:"list_limit"`
+	MaxResultBytes    int           `yaml:"max_result_bytes"`
+	MaxRetainedTasks  int           `yaml:"max_retained_tasks"`
+	RetainedMemoryMax ByteSize      `yaml:"retained_memory_max"`
+	MaxTaskLogBytes   int64         `yaml:"max_task_log_bytes"`
+	MaxTaskLogEvents  int           `yaml:"max_task_log_events"`
 }
 
 // Tenants configures what tenant status changes do.
@@ -384,17 +383,16 @@ func Default() Config {
 			LimiterMaxEntries:     1000000,
 		},
 		Tasks: Tasks{
-			OnDisconnect:        "detach",
-			DetachGrace:         2 * time.Minute,
-			Retention:           15 * time.Minute,
-			MaxSubscriptions:    64,
-			ListLimit:           50,
-			MaxResultBytes:      64 << 10,
-			MaxRetainedTasks:    10000,
-			RetainedMemoryMax:   256 << 20,
-			MaxTaskLogBytes:     64 << 20,
-			MaxTaskLogEvents:    1000000,
-			StatusPersistPeriod: 0,
+			OnDisconnect:      "detach",
+			DetachGrace:       2 * time.Minute,
+			Retention:         15 * time.Minute,
+			MaxSubscriptions:  64,
+			ListLimit:         50,
+			MaxResultBytes:    64 << 10,
+			MaxRetainedTasks:  10000,
+			RetainedMemoryMax: 256 << 20,
+			MaxTaskLogBytes:   64 << 20,
+			MaxTaskLogEvents:  1000000,
 		},
 		Tenants: Tenants{SuspendCancelsTasks: true},
 		Engine: Engine{

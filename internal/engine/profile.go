@@ -33,10 +33,11 @@ const (
 	PlaceholderWorkdir   = "{workdir}"
 )
 
-// Bounds on what a profile accepts. Validation enforces the configured (smaller) limits; these
-// are the last line of defence so a bug upstream cannot hand an engine an absurd argv.
+// Bounds on what a profile accepts. Validation enforces the configured (smaller) limits and
+// fills in the configured defaults; these are the last line of defence so a bug upstream
+// cannot hand an engine an absurd argv. There is no engine-side default: a request reaches
+// the engine complete.
 const (
-	DefaultAgents     = 5
 	MaxAgents         = 100
 	MaxObjectiveBytes = 16 << 10
 	MaxTimeout        = 24 * time.Hour
@@ -53,7 +54,7 @@ var (
 // Request is the validated part of a swarm request that reaches the engine.
 type Request struct {
 	Objective string
-	Agents    int // 0 = DefaultAgents
+	Agents    int // 1..MaxAgents; validation fills in limits.default_agents
 	Strategy  string
 	Mode      string // "" = the profile's default
 	Timeout   time.Duration
@@ -465,9 +466,6 @@ func lookup(es []enum, name string) (enum, bool) {
 func (p *Profile) Argv(req Request, workdir string) ([]string, error) {
 	if err := checkObjective(req.Objective); err != nil {
 		return nil, err
-	}
-	if req.Agents == 0 {
-		req.Agents = DefaultAgents
 	}
 	if req.Agents < 1 || req.Agents > MaxAgents {
 		return nil, fmt.Errorf("%w: agents %d not in 1..%d", ErrInvalidOption, req.Agents, MaxAgents)

@@ -45,9 +45,9 @@ func TestArgvTables(t *testing.T) {
 	}{
 		{
 			name: "sim defaults", cfg: Config{Profile: ProfileSim},
-			req:     Request{Objective: obj},
+			req:     Request{Objective: obj, Agents: 3},
 			command: self,
-			want:    []string{"engine-sim", "swarm", obj, "--max-agents", "5", "--strategy", "auto", "--mode", "centralized", "--output-format", "stream-json"},
+			want:    []string{"engine-sim", "swarm", obj, "--max-agents", "3", "--strategy", "auto", "--mode", "centralized", "--output-format", "stream-json"},
 		},
 		{
 			name: "sim explicit", cfg: Config{Profile: ProfileSim},
@@ -196,6 +196,7 @@ func TestArgvRejects(t *testing.T) {
 		{"sim lacks claude-flow mode", sim, Request{Objective: secret, Mode: "mesh"}, ErrInvalidOption},
 		{"case matters", p, Request{Objective: secret, Mode: "Mesh"}, ErrInvalidOption},
 		{"negative agents", p, Request{Objective: secret, Agents: -1}, ErrInvalidOption},
+		{"no agents: no engine-side default", p, Request{Objective: secret}, ErrInvalidOption},
 		{"too many agents", p, Request{Objective: secret, Agents: MaxAgents + 1}, ErrInvalidOption},
 		{"negative timeout", p, Request{Objective: secret, Timeout: -time.Second}, ErrInvalidOption},
 	}

@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -135,7 +136,7 @@ func (h *Hub) sweep(ctx context.Context) {
 				t, err := h.opts.Tenants.Get(ctx, p.Tenant)
 				// A transient store error must not close healthy sessions; only a tenant
 				// known to be gone or suspended does.
-				bad = err == tenant.ErrNotFound || (err == nil && !tenant.Active(t))
+				bad = errors.Is(err, tenant.ErrNotFound) || (err == nil && !tenant.Active(t))
 				suspended[p.Tenant] = bad
 			}
 			if bad {

@@ -98,12 +98,6 @@ func (postgresDialect) rebind(q string) string {
 	return b.String()
 }
 
-// IsUniqueViolation reports whether err is a primary-key or unique constraint violation, for
-// either driver.
-func IsUniqueViolation(err error) bool {
-	return sqliteDialect{}.isUniqueViolation(err) || postgresDialect{}.isUniqueViolation(err)
-}
-
 // TimeDest returns a scan destination that reads a time stored with DB.TimeArg into *dst, in UTC.
 func TimeDest(dst *time.Time) sql.Scanner { return timeDest{dst: dst} }
 

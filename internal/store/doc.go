@@ -11,5 +11,5 @@ package store
 //     of db.InTx; append db.ForUpdate() to a SELECT of rows the transaction will change.
 //   - Pass times as db.TimeArg(t) / db.NullTimeArg(p) and scan them with TimeDest / NullTimeDest:
 //     UTC, microseconds, and on SQLite a fixed-width text that sorts like the time.
-//   - IsUniqueViolation(err) recognises duplicate keys of either driver.
+//   - A duplicate key of either driver is ErrConflict (the dialect recognises it).
 //   - Test against both drivers with storetest.Each and storetest.Open.

@@ -14,12 +14,14 @@ import (
 )
 
 // Defaults of DESIGN §6 and of the seed clients' option enums, used for zero Limits fields.
+// They equal config.Default's limits (TestDefaultsAgreeWithValidation pins it): the server
+// always passes its configured limits, and these only serve callers that have none (the CLI).
 const (
 	DefaultMaxObjectiveChars = 1000
 	DefaultMaxObjectiveBytes = 4000
 	DefaultMaxAgents         = 20
 	DefaultMaxTimeoutSeconds = 3600
-	DefaultAgents            = 5
+	DefaultAgents            = 3
 	DefaultTimeoutSeconds    = 600
 	DefaultStrategy          = "auto"
 	DefaultMode              = "centralized"

@@ -164,11 +164,11 @@ func TestSwarmAccepts(t *testing.T) {
 		frame string
 		want  SwarmRequest
 	}{
-		{"defaults", swarmFrame("write a haiku", ""), SwarmRequest{Objective: "write a haiku", Agents: 5, Strategy: "auto", Mode: "centralized", Timeout: 600 * time.Second}},
+		{"defaults", swarmFrame("write a haiku", ""), SwarmRequest{Objective: "write a haiku", Agents: 3, Strategy: "auto", Mode: "centralized", Timeout: 600 * time.Second}},
 		{"seed options", swarmFrame("x", `{"agents":5,"strategy":"parallel"}`), SwarmRequest{Objective: "x", Agents: 5, Strategy: "parallel", Mode: "centralized", Timeout: 600 * time.Second}},
 		{"all options", swarmFrame("x", `{"agents":20,"strategy":"sequential","mode":"distributed","timeout":3600}`), SwarmRequest{Objective: "x", Agents: 20, Strategy: "sequential", Mode: "distributed", Timeout: time.Hour}},
 		{"min options", swarmFrame("x", `{"agents":1,"timeout":1}`), SwarmRequest{Objective: "x", Agents: 1, Strategy: "auto", Mode: "centralized", Timeout: time.Second}},
-		{"empty options", swarmFrame("x", `{}`), SwarmRequest{Objective: "x", Agents: 5, Strategy: "auto", Mode: "centralized", Timeout: 600 * time.Second}},
+		{"empty options", swarmFrame("x", `{}`), SwarmRequest{Objective: "x", Agents: 3, Strategy: "auto", Mode: "centralized", Timeout: 600 * time.Second}},
 		{"shell substitution", swarmFrame("$(id)", ""), SwarmRequest{Objective: "$(id)"}},
 		{"shell separator", swarmFrame("; rm -rf /", ""), SwarmRequest{Objective: "; rm -rf /"}},
 		{"backticks", swarmFrame("`whoami` and 'quotes' \"too\" | cat > /etc/x & <y>", ""), SwarmRequest{Objective: "`whoami` and 'quotes' \"too\" | cat > /etc/x & <y>"}},

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/clocktest"
 	"math/big"
 	"net/http"
 	"net/http/httptest"
@@ -25,24 +26,6 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 )
-
-// fakeClock is a settable clock shared by a JWKS source and a Verifier.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // jwksServer is a local identity provider's key set endpoint whose answer the test changes.
 type jwksServer struct {
@@ -125,14 +108,14 @@ func newEd(t *testing.T) ed25519.PrivateKey {
 
 // jwksFixture is a Verifier whose issuers take their keys from local JWKS servers.
 type jwksFixture struct {
-	clock *fakeClock
+	clock *clocktest.Clock
 	jwks  *JWKS
 	v     *Verifier
 }
 
 func newJWKSFixture(t *testing.T, issuers map[string]*jwksServer, static ...IssuerConfig) *jwksFixture {
 	t.Helper()
-	clock := &fakeClock{t: testNow}
+	clock := clocktest.New(testNow)
 	var cfgs []JWKSIssuer
 	var dyn []IssuerConfig
 	for name, srv := range issuers {
@@ -325,7 +308,7 @@ func TestJWKSFailureKeepsLastGood(t *testing.T) {
 	key := newEd(t)
 	good := jwkSetJSON(edJWK("k1", key.Public()))
 	srv.serve(good, 200, "application/json", 0)
-	clock := &fakeClock{t: testNow}
+	clock := clocktest.New(testNow)
 	j, err := NewJWKS(JWKSOptions{
 		Issuers: []JWKSIssuer{{Issuer: "idp", URL: srv.URL, Refresh: time.Hour}},
 		Timeout: 500 * time.Millisecond, Now: clock.Now,
@@ -577,7 +560,7 @@ func TestJWKSWithStaticHS256(t *testing.T) {
 	srv := newJWKSServer(t)
 	k := newKeys(t)
 	srv.set(rsaJWK("rs", &k.rsa.PublicKey))
-	clock := &fakeClock{t: testNow}
+	clock := clocktest.New(testNow)
 	j, err := NewJWKS(JWKSOptions{Issuers: []JWKSIssuer{{Issuer: "idp", URL: srv.URL, Algorithms: []string{AlgHS256, AlgRS256}}}, Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)

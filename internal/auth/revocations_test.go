@@ -3,12 +3,13 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/clocktest"
 	"testing"
 	"time"
 )
 
 func TestRevocationsScopedByTenant(t *testing.T) {
-	clock := &fakeClock{t: testNow}
+	clock := clocktest.New(testNow)
 	r := NewRevocations(clock.Now)
 	exp := testNow.Add(time.Hour)
 	if err := r.Add("acme", "j1", exp); err != nil {
@@ -52,7 +53,7 @@ func TestRevocationsScopedByTenant(t *testing.T) {
 }
 
 func TestRevocationsBoundPerTenant(t *testing.T) {
-	clock := &fakeClock{t: testNow}
+	clock := clocktest.New(testNow)
 	r := NewRevocations(clock.Now)
 	exp := testNow.Add(time.Hour)
 	for i := range MaxRevocationsPerTenant {

@@ -2,6 +2,7 @@ package auth
 
 import (
 	"errors"
+	"github.com/flowgate/flowgate/internal/clocktest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,7 +22,7 @@ func TestTicketDefaultTTLIs30s(t *testing.T) {
 }
 
 func TestTickets(t *testing.T) {
-	clock := &fakeClock{t: testNow}
+	clock := clocktest.New(testNow)
 	tk := NewTickets(config.Default().Auth.TicketTTL, config.Default().Auth.TicketsPerPrincipal, clock.Now)
 	p := &Principal{Tenant: "acme", Subject: "alice", JTI: "j1", ExpiresAt: testNow.Add(time.Hour)}
 

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/clocktest"
 	"net"
 	"os"
 	"sync"
@@ -49,23 +50,6 @@ func randomName(prefix string) string {
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	return prefix + hex.EncodeToString(b[:])
-}
-
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
 }
 
 func newCluster(t *testing.T, node string, now func() time.Time) *Cluster {
@@ -116,7 +100,7 @@ func TestReserveTaskAcrossNodes(t *testing.T) {
 }
 
 func TestSlotsOfADeadNodeExpire(t *testing.T) {
-	clk := &clock{now: time.Now()}
+	clk := clocktest.New(time.Now())
 	dead := newCluster(t, randomName("dead-"), clk.Now)
 	live := newCluster(t, randomName("live-"), clk.Now)
 	ctx := context.Background()
@@ -127,7 +111,7 @@ func TestSlotsOfADeadNodeExpire(t *testing.T) {
 	if _, err := live.ReserveTask(ctx, tenant, user, "next", 1, 10); err == nil {
 		t.Fatal("the dead node's slot was not counted")
 	}
-	clk.Add(2 * time.Second) // past the heartbeat TTL: the dead node never renewed it
+	clk.Advance(2 * time.Second) // past the heartbeat TTL: the dead node never renewed it
 	if _, err := live.ReserveTask(ctx, tenant, user, "next", 1, 10); err != nil {
 		t.Fatalf("expired slot still counted: %v", err)
 	}

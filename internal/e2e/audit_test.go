@@ -266,22 +266,6 @@ func audMustAPI(t *testing.T, g *gateway, want int, method, path, token, body st
 	return out
 }
 
-func audDialErr(t *testing.T, g *gateway, opts client.Options) *client.HandshakeError {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, g.URL, opts)
-	if err == nil {
-		c.Close()
-		t.Fatal("handshake accepted")
-	}
-	var he *client.HandshakeError
-	if !errors.As(err, &he) {
-		t.Fatalf("dial: %v", err)
-	}
-	return he
-}
-
 func audHeader(kv ...string) http.Header {
 	h := http.Header{}
 	for i := 0; i+1 < len(kv); i += 2 {
@@ -337,10 +321,10 @@ func audScriptedDay(t *testing.T, driver string) {
 	// Refused handshakes (before any session).
 	bad := "not-a-token-" + n
 	secrets["bad token"] = bad
-	if he := audDialErr(t, g.gateway, client.Options{Token: bad, Header: audHeader("User-Agent", ua)}); he.Status != 401 {
+	if he := g.gateway.refusal(t, client.Options{Token: bad, Header: audHeader("User-Agent", ua)}); he.Status != 401 {
 		t.Fatalf("bad token: %+v", he)
 	}
-	if he := audDialErr(t, g.gateway, client.Options{Token: alice, Header: audHeader("User-Agent", ua, "Origin", "https://evil.example")}); he.Status != 403 {
+	if he := g.gateway.refusal(t, client.Options{Token: alice, Header: audHeader("User-Agent", ua, "Origin", "https://evil.example")}); he.Status != 403 {
 		t.Fatalf("wrong origin: %+v", he)
 	}
 
@@ -881,7 +865,7 @@ func audFailClosed(t *testing.T, driver string) {
 	if m.Type != "error" || m.Code != "internal" {
 		t.Fatalf("swarm with an unwritable audit log: %s", m.Raw)
 	}
-	he := audDialErr(t, g.gateway, client.Options{Token: g.UserToken})
+	he := g.gateway.refusal(t, client.Options{Token: g.UserToken})
 	if he.Status != http.StatusServiceUnavailable {
 		t.Fatalf("handshake with an unwritable audit log: %+v", he)
 	}

@@ -381,10 +381,10 @@ func TestClusterPropagation(t *testing.T) {
 	if err := jsonUnmarshal([]byte(tbody), &tk); err != nil || tk.Ticket == "" {
 		t.Fatalf("ticket: %s", tbody)
 	}
-	if _, he := idDial(t, b, client.Options{Token: tk.Ticket, TokenSource: client.TokenTicket}); he != nil {
+	if _, he := b.tryDial(t, client.Options{Token: tk.Ticket, TokenSource: client.TokenTicket}); he != nil {
 		t.Fatalf("ticket from A refused on B: %+v", he)
 	}
-	if _, he := idDial(t, a, client.Options{Token: tk.Ticket, TokenSource: client.TokenTicket}); he == nil || he.Status != 401 {
+	if _, he := a.tryDial(t, client.Options{Token: tk.Ticket, TokenSource: client.TokenTicket}); he == nil || he.Status != 401 {
 		t.Fatalf("ticket replay on A: %+v", he)
 	}
 }

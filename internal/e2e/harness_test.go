@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -269,6 +270,46 @@ func (g *gateway) dialWith(t *testing.T, opts client.Options) *client.Conn {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
+}
+
+// tryDial dials with opts and returns the connection (closed at cleanup) or the handshake's
+// refusal; any other failure fails the test.
+func (g *gateway) tryDial(t *testing.T, opts client.Options) (*client.Conn, *client.HandshakeError) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, g.URL, opts)
+	if err == nil {
+		t.Cleanup(func() { c.Close() })
+		return c, nil
+	}
+	var he *client.HandshakeError
+	if !errors.As(err, &he) {
+		t.Fatalf("dial: %v", err)
+	}
+	return nil, he
+}
+
+// dialErr is the refusal of a handshake with token, or nil when it is accepted (the
+// connection is closed at once).
+func (g *gateway) dialErr(t *testing.T, token string) *client.HandshakeError {
+	t.Helper()
+	c, he := g.tryDial(t, client.Options{Token: token})
+	if c != nil {
+		c.Close()
+	}
+	return he
+}
+
+// refusal is the refusal of a handshake that must be refused.
+func (g *gateway) refusal(t *testing.T, opts client.Options) *client.HandshakeError {
+	t.Helper()
+	c, he := g.tryDial(t, opts)
+	if c != nil {
+		c.Close()
+		t.Fatal("handshake accepted")
+	}
+	return he
 }
 
 func (g *gateway) get(t *testing.T, url, token string) (*http.Response, string) {

@@ -10,7 +10,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -62,23 +61,6 @@ func idPost(t *testing.T, g *gateway, path, token, body string, hdr ...string) (
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	return resp.StatusCode, string(b), resp.Header
-}
-
-// idDial tries a handshake: the connection, or the refusal.
-func idDial(t *testing.T, g *gateway, opts client.Options) (*client.Conn, *client.HandshakeError) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, g.URL, opts)
-	if err == nil {
-		t.Cleanup(func() { c.Close() })
-		return c, nil
-	}
-	var he *client.HandshakeError
-	if !errors.As(err, &he) {
-		t.Fatalf("dial: %v", err)
-	}
-	return nil, he
 }
 
 // idClosed reads until the server closes the connection, within d, and returns the close.
@@ -176,7 +158,7 @@ func TestRevokeClosesLiveSession(t *testing.T) {
 	}
 	time.Sleep(3 * time.Second) // past a sweep and a store reload
 	idAlive(t, c)
-	if c2, he := idDial(t, g, client.Options{Token: rita}); he != nil {
+	if c2, he := g.tryDial(t, client.Options{Token: rita}); he != nil {
 		t.Fatalf("rita refused after another tenant's revocation: %+v", he)
 	} else {
 		c2.Close()
@@ -192,7 +174,7 @@ func TestRevokeClosesLiveSession(t *testing.T) {
 		t.Fatalf("closed with %d %q; want 1008 token_revoked", ce.Code, ce.Text)
 	}
 	t.Logf("closed %v after the revoke call", time.Since(start).Round(time.Millisecond))
-	if _, he := idDial(t, g, client.Options{Token: rita}); he == nil || he.Status != 401 || !strings.Contains(he.Detail, "token_revoked") {
+	if _, he := g.tryDial(t, client.Options{Token: rita}); he == nil || he.Status != 401 || !strings.Contains(he.Detail, "token_revoked") {
 		t.Fatalf("revoked token reconnect: %+v; want 401 token_revoked", he)
 	}
 	// Nor through a ticket, nor the API.
@@ -240,7 +222,7 @@ func TestRevocationSurvivesRestart(t *testing.T) {
 	}
 	g.stop()
 	g2 := startGateway(t, gwOptions{dataDir: dir})
-	if _, he := idDial(t, g2, client.Options{Token: rita}); he == nil || he.Status != 401 {
+	if _, he := g2.tryDial(t, client.Options{Token: rita}); he == nil || he.Status != 401 {
 		t.Fatalf("revoked token after restart: %+v; want 401", he)
 	}
 }
@@ -265,19 +247,19 @@ func TestTicketSingleUseAndExpiry(t *testing.T) {
 		return out.Ticket, exp
 	}
 	tk, _ := ticket()
-	c, he := idDial(t, g, client.Options{Token: tk, TokenSource: client.TokenTicket})
+	c, he := g.tryDial(t, client.Options{Token: tk, TokenSource: client.TokenTicket})
 	if he != nil {
 		t.Fatalf("ticket refused: %+v", he)
 	}
 	if c.Welcome.Type != "connection" || !strings.Contains(string(c.Welcome.Raw), `"user":"tina"`) {
 		t.Fatalf("ticket not bound to its principal: %s", c.Welcome.Raw)
 	}
-	if _, he := idDial(t, g, client.Options{Token: tk, TokenSource: client.TokenTicket}); he == nil || he.Status != 401 {
+	if _, he := g.tryDial(t, client.Options{Token: tk, TokenSource: client.TokenTicket}); he == nil || he.Status != 401 {
 		t.Fatalf("replay: %+v; want 401", he)
 	}
 	tk2, exp := ticket()
 	time.Sleep(time.Until(exp) + 500*time.Millisecond)
-	if _, he := idDial(t, g, client.Options{Token: tk2, TokenSource: client.TokenTicket}); he == nil || he.Status != 401 || !strings.Contains(he.Detail, "bad_ticket") {
+	if _, he := g.tryDial(t, client.Options{Token: tk2, TokenSource: client.TokenTicket}); he == nil || he.Status != 401 || !strings.Contains(he.Detail, "bad_ticket") {
 		t.Fatalf("expired ticket: %+v; want 401 bad_ticket", he)
 	}
 	// A ticket does not outlive a revocation of the token it stands for.
@@ -286,7 +268,7 @@ func TestTicketSingleUseAndExpiry(t *testing.T) {
 	if st, body := idRevoke(t, g, g.AdminToken, jti, texp); st != 200 {
 		t.Fatalf("revoke: %d %s", st, body)
 	}
-	if _, he := idDial(t, g, client.Options{Token: tk3, TokenSource: client.TokenTicket}); he == nil || he.Status != 401 {
+	if _, he := g.tryDial(t, client.Options{Token: tk3, TokenSource: client.TokenTicket}); he == nil || he.Status != 401 {
 		t.Fatalf("ticket of a revoked token: %+v; want 401", he)
 	}
 	for _, s := range []string{tk, tk2, tk3, tina} {
@@ -446,7 +428,7 @@ func TestOriginPolicyE2E(t *testing.T) {
 			if tt.origin != "" {
 				h.Set("Origin", tt.origin)
 			}
-			c, he := idDial(t, g, client.Options{Token: g.UserToken, Header: h})
+			c, he := g.tryDial(t, client.Options{Token: g.UserToken, Header: h})
 			switch {
 			case tt.ok && he != nil:
 				t.Fatalf("refused: %+v", he)
@@ -474,16 +456,16 @@ func TestOriginPolicyE2E(t *testing.T) {
 func TestQueryTokensNeverLogged(t *testing.T) {
 	g := startGateway(t, gwOptions{})
 	canary := "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJxdWVyeS1jYW5hcnkifQ.cXVlcnktY2FuYXJ5LXNpZ25hdHVyZQ"
-	if _, he := idDial(t, g, client.Options{Token: g.UserToken, TokenSource: client.TokenQuery}); he != nil {
+	if _, he := g.tryDial(t, client.Options{Token: g.UserToken, TokenSource: client.TokenQuery}); he != nil {
 		t.Fatalf("query token refused in --dev: %+v", he)
 	}
-	if _, he := idDial(t, g, client.Options{Token: canary, TokenSource: client.TokenQuery}); he == nil || he.Status != 401 {
+	if _, he := g.tryDial(t, client.Options{Token: canary, TokenSource: client.TokenQuery}); he == nil || he.Status != 401 {
 		t.Fatalf("bad query token: %+v", he)
 	}
 	_, body, hdr := idPost(t, g, "/v1/ws-ticket", g.UserToken, "")
 	var tk struct{ Ticket string }
 	_ = json.Unmarshal([]byte(body), &tk)
-	if _, he := idDial(t, g, client.Options{Token: tk.Ticket, TokenSource: client.TokenTicket}); he != nil {
+	if _, he := g.tryDial(t, client.Options{Token: tk.Ticket, TokenSource: client.TokenTicket}); he != nil {
 		t.Fatalf("ticket: %+v", he)
 	}
 	if hdr.Get("Referrer-Policy") != "no-referrer" {
@@ -520,7 +502,7 @@ func TestQueryTokensNeverLogged(t *testing.T) {
 
 	// Off: refused with a reason, before any verification.
 	g2 := startGateway(t, gwOptions{env: map[string]string{"FLOWGATE_AUTH_ALLOW_QUERY_TOKEN": "false"}})
-	if _, he := idDial(t, g2, client.Options{Token: g2.UserToken, TokenSource: client.TokenQuery}); he == nil || he.Status != 401 || !strings.Contains(he.Detail, "query_token_disabled") {
+	if _, he := g2.tryDial(t, client.Options{Token: g2.UserToken, TokenSource: client.TokenQuery}); he == nil || he.Status != 401 || !strings.Contains(he.Detail, "query_token_disabled") {
 		t.Fatalf("query token with allow_query_token=false: %+v", he)
 	}
 }
@@ -616,7 +598,7 @@ func TestSigningKeyRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c, he := idDial(t, g, client.Options{Token: s}); he != nil || !strings.Contains(string(c.Welcome.Raw), "old-timer") {
+	if c, he := g.tryDial(t, client.Options{Token: s}); he != nil || !strings.Contains(string(c.Welcome.Raw), "old-timer") {
 		t.Fatalf("previous-key token: %+v", he)
 	}
 	// New tokens are signed with the current key.
@@ -732,7 +714,7 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, he := idDial(t, g, client.Options{Token: tt.token})
+			c, he := g.tryDial(t, client.Options{Token: tt.token})
 			if tt.reason == "" {
 				if he != nil {
 					t.Fatalf("refused: %+v", he)
@@ -753,13 +735,13 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 	}
 	// Rotation through the running binary: the provider adds the EC key; the refresher (1 s)
 	// or the unknown-kid refresh picks it up.
-	if _, he := idDial(t, g, client.Options{Token: es}); he == nil {
+	if _, he := g.tryDial(t, client.Options{Token: es}); he == nil {
 		t.Fatal("a kid not yet published was accepted")
 	}
 	idp.publish(rsaJWK, ecJWK)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		c, he := idDial(t, g, client.Options{Token: es})
+		c, he := g.tryDial(t, client.Options{Token: es})
 		if he == nil {
 			c.Close()
 			break
@@ -773,7 +755,7 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 	idp.publish(ecJWK)
 	deadline = time.Now().Add(20 * time.Second)
 	for {
-		c, he := idDial(t, g, client.Options{Token: rs})
+		c, he := g.tryDial(t, client.Options{Token: rs})
 		if he != nil && he.Status == 401 {
 			break
 		}
@@ -791,7 +773,7 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 	start := time.Now()
 	for i := range 40 {
 		tok := sign(jwt.SigningMethodRS256, fmt.Sprint("made-up-", i), attacker, claims("https://idp.example/", "flowgate-api", "x"), nil)
-		if _, he := idDial(t, g, client.Options{Token: tok}); he == nil {
+		if _, he := g.tryDial(t, client.Options{Token: tok}); he == nil {
 			t.Fatal("made-up kid accepted")
 		}
 	}
@@ -833,7 +815,7 @@ func TestTokenCLI(t *testing.T) {
 		t.Fatalf("closed with %d %q; want 1008 token_revoked", ce.Code, ce.Text)
 	}
 	t.Logf("closed %v after the CLI revoked it", time.Since(start).Round(time.Millisecond))
-	if _, he := idDial(t, g, client.Options{Token: issued.Token}); he == nil || he.Status != 401 || !strings.Contains(he.Detail, "token_revoked") {
+	if _, he := g.tryDial(t, client.Options{Token: issued.Token}); he == nil || he.Status != 401 || !strings.Contains(he.Detail, "token_revoked") {
 		t.Fatalf("revoked token reconnect: %+v", he)
 	}
 }
@@ -866,7 +848,7 @@ func TestTicketsPerPrincipal(t *testing.T) {
 	if st, body, _ := idPost(t, g, "/v1/ws-ticket", bea, ""); st != 201 {
 		t.Fatalf("another tenant's user: %d %s", st, body)
 	}
-	c, he := idDial(t, g, client.Options{Token: first, TokenSource: client.TokenTicket})
+	c, he := g.tryDial(t, client.Options{Token: first, TokenSource: client.TokenTicket})
 	if he != nil {
 		t.Fatalf("redeeming the first ticket: %+v", he)
 	}

@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -201,23 +200,6 @@ func waitClosed(t *testing.T, tr *transcript, c *client.Conn, d time.Duration) *
 		}
 		tr.add(string(m.Raw))
 	}
-}
-
-// dialErr tries a handshake and returns its refusal (nil when it succeeded).
-func (g *gateway) dialErr(t *testing.T, token string) *client.HandshakeError {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	c, err := client.Dial(ctx, g.URL, client.Options{Token: token})
-	if err == nil {
-		c.Close()
-		return nil
-	}
-	var he *client.HandshakeError
-	if !errors.As(err, &he) {
-		t.Fatalf("dial: %v", err)
-	}
-	return he
 }
 
 // TestSuspendAndResume: suspending a tenant (CLI against the running server, and API) closes

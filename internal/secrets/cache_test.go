@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/clocktest"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -13,24 +14,7 @@ import (
 	"github.com/flowgate/flowgate/internal/secrets"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *fakeClock { return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func newClock() *clocktest.Clock { return clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
 
 // fakeProvider is an in-memory Provider whose Get can be failed or held.
 type fakeProvider struct {
@@ -140,7 +124,7 @@ const (
 
 var errBoom = fmt.Errorf("%w: injected outage", secrets.ErrUnavailable)
 
-func newCache(t *testing.T, p secrets.Provider, clk *fakeClock, mod func(*secrets.CacheOptions)) *secrets.Cache {
+func newCache(t *testing.T, p secrets.Provider, clk *clocktest.Clock, mod func(*secrets.CacheOptions)) *secrets.Cache {
 	t.Helper()
 	opts := secrets.CacheOptions{Provider: p, TTL: time.Minute, MaxStale: 5 * time.Minute, RefreshBackoff: 10 * time.Second, Now: clk.Now}
 	if mod != nil {

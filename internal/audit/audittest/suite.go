@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/clocktest"
 	"io"
 	"log/slog"
 	"strings"
@@ -45,29 +46,12 @@ type Env struct {
 	Replica func(t *testing.T) audit.Storage
 }
 
-// Clock is a deterministic clock for tests: every Now advances it by one millisecond.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// Clock is the suite's clock: it moves by a millisecond at every reading, so records get
+// distinct times, and Set moves it.
+type Clock = clocktest.Clock
 
-// NewClock starts a Clock at t.
-func NewClock(t time.Time) *Clock { return &Clock{now: t.UTC()} }
-
-// Now returns the current time and advances the clock by 1ms.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(time.Millisecond)
-	return c.now
-}
-
-// Set moves the clock to t.
-func (c *Clock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t.UTC()
-}
+// NewClock returns a Clock standing at t.
+func NewClock(t time.Time) *Clock { return clocktest.NewStepping(t.UTC(), time.Millisecond) }
 
 // T0 is the epoch of the suite's clocks.
 func T0() time.Time { return time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC) }

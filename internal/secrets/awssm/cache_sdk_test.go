@@ -2,6 +2,7 @@ package awssm_test
 
 import (
 	"errors"
+	"github.com/flowgate/flowgate/internal/clocktest"
 	"sync"
 	"testing"
 	"time"
@@ -10,26 +11,9 @@ import (
 	"github.com/flowgate/flowgate/internal/secrets/awssm/smtest"
 )
 
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-func newSDKCache(t *testing.T, f *fixture) (*secrets.Cache, *clock) {
+func newSDKCache(t *testing.T, f *fixture) (*secrets.Cache, *clocktest.Clock) {
 	t.Helper()
-	clk := &clock{t: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	clk := clocktest.New(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC))
 	c, err := secrets.NewCache(secrets.CacheOptions{
 		Provider: f.p, TTL: 5 * time.Minute, MaxStale: 15 * time.Minute, Now: clk.Now,
 	})

@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/tenant"
 	"log/slog"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/secrets"
-	"github.com/flowgate/flowgate/internal/store"
 )
 
 // ErrNotRecorded: the action's audit record could not be written, so the action was not
@@ -41,13 +41,13 @@ type Options struct {
 	// Signer is nil when auth.signing is disabled: IssueToken answers ErrNoSigner.
 	Signer   Minter
 	AuditLog Exporter
-	// Touch moves a tenant's change marker (store.TouchTenant): every other process polls it
+	// Touch moves a tenant's change marker (store.DB.TouchTenant): every other process polls it
 	// and drops the tenant's cached key.
 	Touch func(ctx context.Context, tenant string) error
 	// KeyChanged and TenantChanged, when set, tell this process (and, through it, its
 	// cluster) at once: caches, a suspended tenant's sessions and tasks.
 	KeyChanged    func(ctx context.Context, tenant string)
-	TenantChanged func(ctx context.Context, t store.Tenant)
+	TenantChanged func(ctx context.Context, t tenant.Tenant)
 	TokenRevoked  func(ctx context.Context, tenant, jti string, keepUntil time.Time, cancelTasks bool)
 	Logger        *slog.Logger
 }

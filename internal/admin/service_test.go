@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/tenant"
 	"log/slog"
 	"slices"
 	"testing"
@@ -64,7 +65,7 @@ func (tr *trail) Describe(context.Context, string, string) (secrets.Metadata, er
 // GetTenant, CreateTenant and UpdateTenant implement TenantStore over one tenant, "acme".
 func (tr *trail) GetTenant(_ context.Context, id string) (store.Tenant, error) {
 	if id != "acme" {
-		return store.Tenant{}, store.ErrNotFound
+		return store.Tenant{}, tenant.ErrNotFound
 	}
 	return store.Tenant{ID: "acme", Name: "Acme", Status: store.TenantActive}, nil
 }
@@ -164,15 +165,15 @@ func TestTenantSequences(t *testing.T) {
 		{"create an existing tenant: nothing recorded", trail{}, func(s *Service) error {
 			_, err := s.CreateTenant(context.Background(), Actor{}, store.Tenant{ID: "acme"})
 			return err
-		}, store.ErrConflict, nil},
+		}, tenant.ErrExists, nil},
 		{"create, audit down", trail{failAudit: func(string) bool { return true }}, func(s *Service) error {
 			_, err := s.CreateTenant(context.Background(), Actor{}, store.Tenant{ID: "initech"})
 			return err
 		}, ErrNotRecorded, []string{"record-failed tenant.create"}},
-		{"create racing another", trail{storeErr: store.ErrConflict}, func(s *Service) error {
+		{"create racing another", trail{storeErr: tenant.ErrExists}, func(s *Service) error {
 			_, err := s.CreateTenant(context.Background(), Actor{}, store.Tenant{ID: "initech"})
 			return err
-		}, store.ErrConflict, []string{"record tenant.create success", "create initech", "record tenant.create failure reason=conflict"}},
+		}, tenant.ErrExists, []string{"record tenant.create success", "create initech", "record tenant.create failure reason=conflict"}},
 		{"suspend", trail{}, func(s *Service) error {
 			_, err := s.UpdateTenant(context.Background(), Actor{}, "acme", suspend)
 			return err
@@ -184,7 +185,7 @@ func TestTenantSequences(t *testing.T) {
 		{"update an unknown tenant", trail{}, func(s *Service) error {
 			_, err := s.UpdateTenant(context.Background(), Actor{}, "nosuch", suspend)
 			return err
-		}, store.ErrNotFound, nil},
+		}, tenant.ErrNotFound, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tr := tc.tr

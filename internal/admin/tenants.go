@@ -6,48 +6,48 @@ import (
 	"fmt"
 
 	"github.com/flowgate/flowgate/internal/audit"
-	"github.com/flowgate/flowgate/internal/store"
+	"github.com/flowgate/flowgate/internal/tenant"
 )
 
-// TenantStore is where tenants live (store.DB).
+// TenantStore is where tenants live (internal/store).
 type TenantStore interface {
-	GetTenant(ctx context.Context, id string) (store.Tenant, error)
-	CreateTenant(ctx context.Context, t store.Tenant) (store.Tenant, error)
-	UpdateTenant(ctx context.Context, id string, fn func(*store.Tenant) error) (store.Tenant, error)
+	GetTenant(ctx context.Context, id string) (tenant.Tenant, error)
+	CreateTenant(ctx context.Context, t tenant.Tenant) (tenant.Tenant, error)
+	UpdateTenant(ctx context.Context, id string, fn func(*tenant.Tenant) error) (tenant.Tenant, error)
 }
 
 // storeReason is the audit reason of a failed store call: generic, error texts stay in the log.
 func storeReason(err error) string {
 	switch {
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, tenant.ErrExists):
 		return "conflict"
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, tenant.ErrNotFound):
 		return "not found"
 	}
 	return "storage error"
 }
 
 // CreateTenant creates t (active). A tenant that already exists is refused before anything is
-// recorded (store.ErrConflict); then tenant.create is recorded (fail-closed), the tenant
+// recorded (tenant.ErrExists); then tenant.create is recorded (fail-closed), the tenant
 // stored (a racing create is recorded as a failure), and TenantChanged runs.
-func (s *Service) CreateTenant(ctx context.Context, a Actor, t store.Tenant) (store.Tenant, error) {
+func (s *Service) CreateTenant(ctx context.Context, a Actor, t tenant.Tenant) (tenant.Tenant, error) {
 	switch _, err := s.o.Tenants.GetTenant(ctx, t.ID); {
 	case err == nil:
-		return store.Tenant{}, fmt.Errorf("tenant %s: %w", t.ID, store.ErrConflict)
-	case !errors.Is(err, store.ErrNotFound):
-		return store.Tenant{}, err
+		return tenant.Tenant{}, fmt.Errorf("tenant %s: %w", t.ID, tenant.ErrExists)
+	case !errors.Is(err, tenant.ErrNotFound):
+		return tenant.Tenant{}, err
 	}
-	t.Status = store.TenantActive
+	t.Status = tenant.StatusActive
 	target := audit.Target{Type: "tenant", ID: t.ID}
 	if err := s.record(ctx, a, t.ID, audit.ActionTenantCreate, audit.OutcomeSuccess, "", target,
 		map[string]any{"name": t.Name, "status": t.Status, "limits": LimitsDetails(t.Limits)}); err != nil {
-		return store.Tenant{}, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		return tenant.Tenant{}, fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	ctx = context.WithoutCancel(ctx)
 	created, err := s.o.Tenants.CreateTenant(ctx, t)
 	if err != nil {
 		s.recordFailure(ctx, a, t.ID, audit.ActionTenantCreate, target, storeReason(err))
-		return store.Tenant{}, err
+		return tenant.Tenant{}, err
 	}
 	s.tenantChanged(ctx, created)
 	return created, nil
@@ -56,25 +56,25 @@ func (s *Service) CreateTenant(ctx context.Context, a Actor, t store.Tenant) (st
 // UpdateTenant applies change to tenant id: tenant.update is recorded first with the fields
 // that change and their new values (fail-closed), then the change is stored and TenantChanged
 // runs (closing a suspended tenant's sessions, cancelling its tasks).
-func (s *Service) UpdateTenant(ctx context.Context, a Actor, id string, change func(*store.Tenant)) (store.Tenant, error) {
+func (s *Service) UpdateTenant(ctx context.Context, a Actor, id string, change func(*tenant.Tenant)) (tenant.Tenant, error) {
 	current, err := s.o.Tenants.GetTenant(ctx, id)
 	if err != nil {
-		return store.Tenant{}, err
+		return tenant.Tenant{}, err
 	}
 	next := current
 	change(&next)
 	target := audit.Target{Type: "tenant", ID: id}
 	if err := s.record(ctx, a, id, audit.ActionTenantUpdate, audit.OutcomeSuccess, "", target, TenantChanges(current, next)); err != nil {
-		return store.Tenant{}, fmt.Errorf("%w: %w", ErrNotRecorded, err)
+		return tenant.Tenant{}, fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	ctx = context.WithoutCancel(ctx)
-	updated, err := s.o.Tenants.UpdateTenant(ctx, id, func(t *store.Tenant) error {
+	updated, err := s.o.Tenants.UpdateTenant(ctx, id, func(t *tenant.Tenant) error {
 		change(t)
 		return nil
 	})
 	if err != nil {
 		s.recordFailure(ctx, a, id, audit.ActionTenantUpdate, target, storeReason(err))
-		return store.Tenant{}, err
+		return tenant.Tenant{}, err
 	}
 	s.tenantChanged(ctx, updated)
 	return updated, nil
@@ -86,7 +86,7 @@ func (s *Service) recordFailure(ctx context.Context, a Actor, tenant, action str
 	}
 }
 
-func (s *Service) tenantChanged(ctx context.Context, t store.Tenant) {
+func (s *Service) tenantChanged(ctx context.Context, t tenant.Tenant) {
 	if s.o.TenantChanged != nil {
 		s.o.TenantChanged(ctx, t)
 	}
@@ -94,7 +94,7 @@ func (s *Service) tenantChanged(ctx context.Context, t store.Tenant) {
 
 // TenantChanges is the tenant.update record's details: which fields change and their new
 // values (a status change appears as details.status).
-func TenantChanges(before, after store.Tenant) map[string]any {
+func TenantChanges(before, after tenant.Tenant) map[string]any {
 	changed := []string{}
 	details := map[string]any{}
 	if before.Name != after.Name {
@@ -113,7 +113,7 @@ func TenantChanges(before, after store.Tenant) map[string]any {
 	return details
 }
 
-func sameLimits(a, b store.TenantLimits) bool {
+func sameLimits(a, b tenant.Limits) bool {
 	eq := func(x, y *int) bool { return (x == nil) == (y == nil) && (x == nil || *x == *y) }
 	if !eq(a.ConcurrentTasks, b.ConcurrentTasks) || !eq(a.SwarmsPerMinute, b.SwarmsPerMinute) ||
 		!eq(a.SwarmBurst, b.SwarmBurst) || !eq(a.MaxAgents, b.MaxAgents) ||
@@ -129,7 +129,7 @@ func sameLimits(a, b store.TenantLimits) bool {
 }
 
 // LimitsDetails is limits as audit details (plain JSON values, unset limits left out).
-func LimitsDetails(l store.TenantLimits) map[string]any {
+func LimitsDetails(l tenant.Limits) map[string]any {
 	out := map[string]any{}
 	for name, v := range map[string]*int{
 		"concurrentTasks": l.ConcurrentTasks, "swarmsPerMinute": l.SwarmsPerMinute,

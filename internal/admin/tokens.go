@@ -4,16 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/tenant"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
-	"github.com/flowgate/flowgate/internal/store"
 )
 
 // ErrNoSigner: this gateway does not issue tokens (auth.signing is disabled).
 var ErrNoSigner = errors.New("this gateway does not issue tokens (auth.signing is disabled)")
+
+// ErrInvalidJTI: the store refused the token id of a revocation.
+var ErrInvalidJTI = errors.New("not a valid token id")
 
 // ErrTenantSuspended: tokens are not issued for a suspended tenant.
 var ErrTenantSuspended = errors.New("the tenant is suspended")
@@ -23,9 +26,9 @@ type Minter interface {
 	Issue(req auth.IssueRequest) (auth.Issued, error)
 }
 
-// Revoker stores revocations (store.DB).
+// Revoker stores revocations (internal/store).
 type Revoker interface {
-	RevokeToken(ctx context.Context, r store.RevokedToken) error
+	RevokeToken(ctx context.Context, r auth.RevokedToken) error
 }
 
 // IssueToken mints a token for req.Tenant, which must exist and be active (read from the
@@ -40,7 +43,7 @@ func (s *Service) IssueToken(ctx context.Context, a Actor, req auth.IssueRequest
 	if err != nil {
 		return auth.Issued{}, fmt.Errorf("tenant %s: %w", req.Tenant, err)
 	}
-	if t.Status != store.TenantActive {
+	if t.Status != tenant.StatusActive {
 		return auth.Issued{}, ErrTenantSuspended
 	}
 	iss, err := s.o.Signer.Issue(req)
@@ -86,8 +89,11 @@ func (s *Service) RevokeToken(ctx context.Context, a Actor, rv Revocation) error
 		return fmt.Errorf("%w: %w", ErrNotRecorded, err)
 	}
 	ctx = context.WithoutCancel(ctx)
-	if err := s.o.Revoker.RevokeToken(ctx, store.RevokedToken{JTI: rv.JTI, Tenant: rv.Tenant, ExpiresAt: rv.KeepUntil.UTC(), RevokedBy: a.Sub}); err != nil {
+	if err := s.o.Revoker.RevokeToken(ctx, auth.RevokedToken{JTI: rv.JTI, Tenant: rv.Tenant, ExpiresAt: rv.KeepUntil.UTC(), RevokedBy: a.Sub}); err != nil {
 		s.recordFailure(ctx, a, chain, audit.ActionTokenRevoke, target, storeReason(err))
+		if errors.Is(err, auth.ErrInvalidRevocation) {
+			return fmt.Errorf("%w: %w", ErrInvalidJTI, err)
+		}
 		return err
 	}
 	if s.o.TokenRevoked != nil {

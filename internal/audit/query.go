@@ -11,7 +11,7 @@ import (
 	"io"
 	"time"
 
-	"github.com/flowgate/flowgate/internal/tenantid"
+	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // Scopes for Filter.Tenant besides a tenant id.
@@ -165,7 +165,7 @@ func storedQuery(f Filter) (StoredQuery, error) {
 		q.AllChains = true
 	case f.Tenant == ScopePlatform:
 		q.Chain = ""
-	case tenantid.Valid(f.Tenant):
+	case tenant.ValidID(f.Tenant):
 		q.Chain = f.Tenant
 	default:
 		return q, fmt.Errorf("%w: tenant", ErrInvalidFilter)
@@ -238,7 +238,7 @@ func decodeCursor(s string, fp [8]byte) (Position, error) {
 		Seq:    int64(binary.BigEndian.Uint64(b[17:25])),
 		Chain:  string(b[25:]),
 	}
-	if p.Seq < 1 || (p.Chain != "" && !tenantid.Valid(p.Chain)) {
+	if p.Seq < 1 || (p.Chain != "" && !tenant.ValidID(p.Chain)) {
 		return Position{}, ErrInvalidCursor
 	}
 	return p, nil

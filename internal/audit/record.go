@@ -16,7 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/flowgate/flowgate/internal/tenantid"
+	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // Actions. Callers may use others of the same shape (lowercase dotted words).
@@ -159,7 +159,7 @@ func normalize(r Record) (Record, error) {
 	default:
 		return Record{}, fmt.Errorf("%w: outcome must be success, failure or denied", ErrInvalidRecord)
 	}
-	if r.Tenant != "" && !tenantid.Valid(r.Tenant) {
+	if r.Tenant != "" && !tenant.ValidID(r.Tenant) {
 		return Record{}, fmt.Errorf("%w: malformed tenant", ErrInvalidRecord)
 	}
 	r.ID = bound(r.ID, MaxIDBytes)

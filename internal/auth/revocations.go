@@ -125,3 +125,17 @@ func (r *Revocations) Len() int {
 	defer r.mu.RUnlock()
 	return len(r.m)
 }
+
+// RevokedToken is a revoked token id as the store keeps it, until the token would have expired
+// anyway. It is keyed by (Tenant, JTI); Tenant is a tenant id or AnyTenant.
+type RevokedToken struct {
+	JTI       string    `json:"jti"`
+	Tenant    string    `json:"tenant"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	RevokedAt time.Time `json:"revokedAt"`
+	RevokedBy string    `json:"revokedBy,omitempty"`
+}
+
+// ErrInvalidRevocation is a revocation the store refuses (a malformed jti or scope); the
+// store's errors match it.
+var ErrInvalidRevocation = errors.New("invalid revocation")

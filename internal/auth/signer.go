@@ -12,7 +12,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/flowgate/flowgate/internal/tenantid"
+	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // SignerOptions configures flowgate's own issuer.
@@ -77,7 +77,7 @@ type Issued struct {
 // typo must not produce a token that quietly lacks what was asked for.
 func (s *Signer) Issue(req IssueRequest) (Issued, error) {
 	if !ValidTenantID(req.Tenant) {
-		return Issued{}, fmt.Errorf("auth: tenant %q does not match %s", req.Tenant, tenantid.Rule)
+		return Issued{}, fmt.Errorf("auth: tenant %q does not match %s", req.Tenant, tenant.IDRule)
 	}
 	if !printable(req.Subject, maxSubjectLen) {
 		return Issued{}, errors.New("auth: subject must be 1-256 printable characters")

@@ -16,7 +16,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/flowgate/flowgate/internal/tenantid"
+	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // before the tenant is even looked up.
@@ -143,7 +143,7 @@ func NewVerifier(opts VerifierOptions) (*Verifier, error) {
 				is.tenants = nil
 				break
 			}
-			if !tenantid.Valid(t) {
+			if !tenant.ValidID(t) {
 				return fmt.Errorf("auth: issuer %q: %q is not a tenant id", ic.Issuer, t)
 			}
 			if is.tenants == nil {
@@ -365,7 +365,7 @@ func classify(err error) error {
 
 func (v *Verifier) principal(c jwt.MapClaims, is *issuer, raw string) (*Principal, error) {
 	tenant, _ := c[v.opts.TenantClaim].(string)
-	if tenant == "" || !tenantid.Valid(tenant) {
+	if tenant == "" || !ValidTenantID(tenant) {
 		return nil, fail(ReasonTenant, nil)
 	}
 	if is.tenants != nil && !is.tenants[tenant] {
@@ -460,7 +460,7 @@ func printable(s string, max int) bool {
 }
 
 // ValidTenantID reports whether id follows the tenant id rule of DESIGN §8.
-func ValidTenantID(id string) bool { return tenantid.Valid(id) }
+func ValidTenantID(id string) bool { return tenant.ValidID(id) }
 
 // checkClaimKeys refuses a payload whose claims repeat a key, exactly or in another case
 // ("tenant" and "Tenant", folded as protocol.FoldKey does): which copy a reader takes differs

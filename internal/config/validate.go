@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/egress"
-	"github.com/flowgate/flowgate/internal/tenantid"
+	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // Validate checks every key and returns all problems, each naming its key. Insecure
@@ -353,7 +353,7 @@ func (c *Config) validateAuth(bad func(key, format string, args ...any)) {
 			}
 		}
 		for j, tn := range is.Tenants {
-			if tn != "*" && !tenantid.Valid(tn) {
+			if tn != "*" && !tenant.ValidID(tn) {
 				bad(fmt.Sprintf("%s.tenants[%d]", key, j), "must be a tenant id or \"*\"")
 			}
 		}

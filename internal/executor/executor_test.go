@@ -647,7 +647,7 @@ func TestRunStartErrors(t *testing.T) {
 		{"bad task id", t.Context(), spec("../escape", "x")},
 		{"empty task id", t.Context(), spec("", "x")},
 		{"flag objective", t.Context(), spec("t1", "--help")},
-		{"bad strategy", t.Context(), Spec{TaskID: "t2", Request: engine.Request{Objective: "x", Strategy: "research"}}},
+		{"bad strategy", t.Context(), Spec{TaskID: "t2", Request: engine.Request{Objective: "x", Agents: 1, Strategy: "research"}}},
 		{"cancelled", cancelled, spec("t3", "x")},
 	} {
 		_, err := ex.Run(tt.ctx, tt.spec, &collector{})

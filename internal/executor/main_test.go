@@ -87,7 +87,7 @@ func helperGateway(args []string) int {
 			}
 		}
 	})
-	_, err = ex.Run(context.Background(), Spec{TaskID: "gw", Request: engine.Request{Objective: mark}}, out)
+	_, err = ex.Run(context.Background(), Spec{TaskID: "gw", Request: engine.Request{Objective: mark, Agents: 1}}, out)
 	fmt.Println("run returned:", err)
 	return 0
 }

@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/flowgate/flowgate/internal/tenantid"
+	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // Sentinel errors. Callers map ErrNotFound and ErrUnavailable to the wire code
@@ -62,11 +62,11 @@ func Fingerprint(fpKey []byte, key string) string {
 	return "sha256:" + hex.EncodeToString(m.Sum(nil))[:12]
 }
 
-// ValidateTenant reports whether tenant is a well-formed tenant id.
-func ValidateTenant(tenant string) error {
+// ValidateTenant reports whether id is a well-formed tenant id.
+func ValidateTenant(id string) error {
 	// Providers substitute the id into storage keys and secret names, so it is checked
 	// again here rather than trusted.
-	if !tenantid.Valid(tenant) {
+	if !tenant.ValidID(id) {
 		return fmt.Errorf("%w: malformed tenant id", ErrInvalid)
 	}
 	return nil

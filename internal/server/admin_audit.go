@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"github.com/flowgate/flowgate/internal/admin"
+	"github.com/flowgate/flowgate/internal/tenant"
 	"net/http"
 	"sync"
 	"time"
@@ -11,7 +12,6 @@ import (
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
-	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/validation"
 )
 
@@ -87,7 +87,7 @@ func (a *auditRoutes) scope(w http.ResponseWriter, r *http.Request, p *auth.Prin
 			return "", false
 		}
 		return scope, true
-	case store.ValidTenantID(raw[0]):
+	case tenant.ValidID(raw[0]):
 		if !d.authorize(w, r, p, raw[0], auth.PermAuditRead) {
 			return "", false
 		}

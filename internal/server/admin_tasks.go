@@ -2,6 +2,8 @@ package server
 
 import (
 	"encoding/base64"
+	"github.com/flowgate/flowgate/internal/task/record"
+	"github.com/flowgate/flowgate/internal/tenant"
 	"net/http"
 	"strings"
 	"time"
@@ -9,7 +11,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/flowgate/flowgate/internal/auth"
-	"github.com/flowgate/flowgate/internal/store"
 )
 
 // GET /v1/admin/tasks (DESIGN §9): task:admin of the caller's own tenant, newest first.
@@ -42,7 +43,7 @@ type taskView struct {
 	LastSeq                int64  `json:"lastSeq"`
 }
 
-func viewTask(t store.Task) taskView {
+func viewTask(t record.Task) taskView {
 	v := taskView{
 		ID: t.ID, Tenant: t.Tenant, Owner: t.Owner, Objective: t.Objective, Agents: t.Agents,
 		Strategy: t.Strategy, Mode: t.Mode, TimeoutSeconds: t.TimeoutSec, Status: t.Status, Node: t.Node,
@@ -72,27 +73,27 @@ func handleTaskList(d *Deps) http.Handler {
 			return
 		}
 		q, errs := queryParams(r.URL.Query(), "tenant", "owner", "status", "limit", "before")
-		tenant := p.Tenant
+		scope := p.Tenant
 		if v, ok := q["tenant"]; ok {
-			if !store.ValidTenantID(v) {
+			if !tenant.ValidID(v) {
 				errs.add("tenant", "must be a tenant id")
 			} else {
-				tenant = v
+				scope = v
 			}
 		}
 		// Scope before anything else is answered: another tenant's tasks are a 404.
-		if !d.authorize(w, r, p, tenant, auth.PermTaskAdmin) {
+		if !d.authorize(w, r, p, scope, auth.PermTaskAdmin) {
 			return
 		}
-		f := store.TaskFilter{Tenant: tenant, Limit: pageLimit(q, errs)}
+		f := record.Filter{Tenant: scope, Limit: pageLimit(q, errs)}
 		if v, ok := q["owner"]; ok {
-			if v == "" || len(v) > store.MaxOwnerBytes || !printable(v) {
+			if v == "" || len(v) > record.MaxOwnerBytes || !printable(v) {
 				errs.add("owner", "must be a user id of 1 to 256 printable characters")
 			}
 			f.Owner = v
 		}
 		if v, ok := q["status"]; ok {
-			if !store.ValidTaskStatus(v) {
+			if !record.ValidStatus(v) {
 				errs.add("status", "must be one of pending, running, success, failed, timeout, cancelled, interrupted")
 			}
 			f.Status = v
@@ -150,7 +151,7 @@ func parseTaskCursor(s string) (time.Time, string, bool) {
 		return time.Time{}, "", false
 	}
 	ts, id, ok := strings.Cut(string(raw), " ")
-	if !ok || id == "" || len(id) > store.MaxTaskIDBytes || !printable(id) {
+	if !ok || id == "" || len(id) > record.MaxIDBytes || !printable(id) {
 		return time.Time{}, "", false
 	}
 	t, err := time.Parse(time.RFC3339Nano, ts)

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"github.com/flowgate/flowgate/internal/tenant"
 	"net/http"
 	"net/url"
 	"sort"
@@ -13,7 +14,6 @@ import (
 	"github.com/flowgate/flowgate/internal/admin"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
-	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/validation"
 )
 
@@ -50,7 +50,7 @@ func handleTenantList(d *Deps) http.Handler {
 		q, errs := queryParams(r.URL.Query(), "limit", "after")
 		limit := pageLimit(q, errs)
 		after, hasAfter := q["after"]
-		if hasAfter && !store.ValidTenantID(after) {
+		if hasAfter && !tenant.ValidID(after) {
 			errs.add("after", "must be a tenant id (the next value of the previous page)")
 		}
 		if errs.any() {
@@ -93,7 +93,7 @@ func handleTenantCreate(d *Deps) http.Handler {
 			return
 		}
 		created, err := d.Admin.CreateTenant(r.Context(), d.actor(r, p),
-			store.Tenant{ID: in.ID, Name: in.Name, Limits: storeLimits(in.Limits)})
+			tenant.Tenant{ID: in.ID, Name: in.Name, Limits: storeLimits(in.Limits)})
 		if err != nil {
 			d.tenantError(w, r, err)
 			return
@@ -136,7 +136,7 @@ func handleTenantPatch(d *Deps) http.Handler {
 			writeProblem(w, r, http.StatusForbidden, protocol.CodeForbidden, "only a platform admin may change a tenant's status or limits")
 			return
 		}
-		updated, err := d.Admin.UpdateTenant(r.Context(), d.actor(r, p), id, func(t *store.Tenant) {
+		updated, err := d.Admin.UpdateTenant(r.Context(), d.actor(r, p), id, func(t *tenant.Tenant) {
 			if in.Name != nil {
 				t.Name = *in.Name
 			}
@@ -157,11 +157,11 @@ func handleTenantPatch(d *Deps) http.Handler {
 
 // tenantRequest is the start of every /v1/admin/tenants/{id}/… handler: authenticate, check
 // perms and the tenant scope, then read the tenant.
-func (d *Deps) tenantRequest(w http.ResponseWriter, r *http.Request, perms ...string) (*auth.Principal, store.Tenant, bool) {
+func (d *Deps) tenantRequest(w http.ResponseWriter, r *http.Request, perms ...string) (*auth.Principal, tenant.Tenant, bool) {
 	id := r.PathValue("id")
 	p, ok := d.authenticate(w, r)
 	if !ok || !d.authorize(w, r, p, id, perms...) {
-		return nil, store.Tenant{}, false
+		return nil, tenant.Tenant{}, false
 	}
 	t, ok := d.loadTenant(w, r, id)
 	return p, t, ok
@@ -169,19 +169,19 @@ func (d *Deps) tenantRequest(w http.ResponseWriter, r *http.Request, perms ...st
 
 // loadTenant reads tenant id from the store (not the cache: an admin sees the stored state)
 // and answers 404 when it does not exist.
-func (d *Deps) loadTenant(w http.ResponseWriter, r *http.Request, id string) (store.Tenant, bool) {
-	if !store.ValidTenantID(id) {
+func (d *Deps) loadTenant(w http.ResponseWriter, r *http.Request, id string) (tenant.Tenant, bool) {
+	if !tenant.ValidID(id) {
 		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
-		return store.Tenant{}, false
+		return tenant.Tenant{}, false
 	}
 	t, err := d.Store.GetTenant(r.Context(), id)
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, tenant.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
-		return store.Tenant{}, false
+		return tenant.Tenant{}, false
 	case err != nil:
 		d.internalError(w, r, err)
-		return store.Tenant{}, false
+		return tenant.Tenant{}, false
 	}
 	return t, true
 }
@@ -191,9 +191,9 @@ func (d *Deps) tenantError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, admin.ErrNotRecorded):
 		d.auditUnavailable(w, r, err)
-	case errors.Is(err, store.ErrConflict):
+	case errors.Is(err, tenant.ErrExists):
 		writeProblem(w, r, http.StatusConflict, codeConflict, "a tenant with this id already exists")
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, tenant.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
 	default:
 		d.internalError(w, r, err)
@@ -206,9 +206,9 @@ func actionContext(r *http.Request) (context.Context, context.CancelFunc) {
 }
 
 // storeLimits converts validated limits (nil = server defaults) into the stored form.
-func storeLimits(l *validation.TenantLimits) store.TenantLimits {
+func storeLimits(l *validation.TenantLimits) tenant.Limits {
 	if l == nil {
-		return store.TenantLimits{}
+		return tenant.Limits{}
 	}
 	cp := func(p *int) *int {
 		if p == nil {
@@ -217,7 +217,7 @@ func storeLimits(l *validation.TenantLimits) store.TenantLimits {
 		v := *p
 		return &v
 	}
-	return store.TenantLimits{
+	return tenant.Limits{
 		ConcurrentTasks: cp(l.ConcurrentTasks), SwarmsPerMinute: cp(l.SwarmsPerMinute),
 		SwarmBurst: cp(l.SwarmBurst), MaxAgents: cp(l.MaxAgents),
 		AllowedStrategies: append([]string(nil), l.AllowedStrategies...),

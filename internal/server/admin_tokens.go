@@ -2,13 +2,13 @@ package server
 
 import (
 	"errors"
+	"github.com/flowgate/flowgate/internal/tenant"
 	"net/http"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/admin"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
-	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/validation"
 )
 
@@ -81,7 +81,7 @@ func handleTokenIssue(d *Deps) http.Handler {
 		iss, err := d.Admin.IssueToken(r.Context(), d.actor(r, p),
 			auth.IssueRequest{Tenant: id, Subject: req.Sub, Permissions: req.Permissions, TTL: req.TTL})
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, tenant.ErrNotFound):
 			writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
 			return
 		case errors.Is(err, admin.ErrTenantSuspended):
@@ -154,7 +154,7 @@ func handleTokenRevoke(d *Deps) http.Handler {
 		case errors.Is(err, admin.ErrNotRecorded):
 			d.auditUnavailable(w, r, err)
 			return
-		case errors.Is(err, store.ErrInvalid):
+		case errors.Is(err, admin.ErrInvalidJTI):
 			d.invalid(w, r, p, p.Tenant, &validation.Error{Fields: map[string]string{"jti": "is not a valid token id"}})
 			return
 		case err != nil:

@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"github.com/flowgate/flowgate/internal/admin"
+	"github.com/flowgate/flowgate/internal/task/record"
+	"github.com/flowgate/flowgate/internal/tenant"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,19 +19,15 @@ import (
 	"github.com/flowgate/flowgate/internal/ratelimit"
 	"github.com/flowgate/flowgate/internal/secrets"
 	"github.com/flowgate/flowgate/internal/session"
-	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/task"
 	"github.com/flowgate/flowgate/internal/validation"
 )
 
-// TenantStore is what the admin handlers need of the store.
+// TenantStore is what the admin handlers read from the store (changes go through Admin).
 type TenantStore interface {
-	CreateTenant(ctx context.Context, t store.Tenant) (store.Tenant, error)
-	GetTenant(ctx context.Context, id string) (store.Tenant, error)
-	ListTenants(ctx context.Context, limit int, afterID string) ([]store.Tenant, error)
-	UpdateTenant(ctx context.Context, id string, fn func(*store.Tenant) error) (store.Tenant, error)
-	ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error)
-	RevokeToken(ctx context.Context, r store.RevokedToken) error
+	GetTenant(ctx context.Context, id string) (tenant.Tenant, error)
+	ListTenants(ctx context.Context, limit int, afterID string) ([]tenant.Tenant, error)
+	ListTasks(ctx context.Context, f record.Filter) ([]record.Task, error)
 }
 
 // KeyAdmin sets, deletes and describes tenant engine keys (the secrets cache, which
@@ -54,7 +52,7 @@ type Verifier interface {
 
 // Tenants looks tenants up (cached).
 type Tenants interface {
-	Get(ctx context.Context, id string) (store.Tenant, error)
+	Get(ctx context.Context, id string) (tenant.Tenant, error)
 }
 
 // Auditor records security-relevant actions.
@@ -116,7 +114,7 @@ type Deps struct {
 	TenantDefaults validation.Limits // global bounds a tenant's limits are checked against
 	// TenantChanged is called after a tenant is created or updated: it invalidates caches and
 	// closes the sessions of a suspended tenant (locally and, in a cluster, everywhere).
-	TenantChanged func(ctx context.Context, t store.Tenant)
+	TenantChanged func(ctx context.Context, t tenant.Tenant)
 	// TokenRevoked is called after a revocation is stored: it updates the revocation set and
 	// closes live sessions using the token (locally and, in a cluster, everywhere). tenant is
 	// the revocation's scope: the token's tenant, or auth.AnyTenant for a platform revocation.

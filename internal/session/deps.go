@@ -2,6 +2,7 @@ package session
 
 import (
 	"context"
+	"github.com/flowgate/flowgate/internal/tenant"
 	"log/slog"
 	"time"
 
@@ -12,7 +13,6 @@ import (
 	"github.com/flowgate/flowgate/internal/netpoll"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/ratelimit"
-	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/task"
 	"github.com/flowgate/flowgate/internal/validation"
 )
@@ -41,7 +41,7 @@ type Revocations interface {
 
 // Tenants looks tenants up (cached).
 type Tenants interface {
-	Get(ctx context.Context, id string) (store.Tenant, error)
+	Get(ctx context.Context, id string) (tenant.Tenant, error)
 }
 
 // Auditor records security-relevant actions.

@@ -14,7 +14,6 @@ import (
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/engine"
 	"github.com/flowgate/flowgate/internal/protocol"
-	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/task"
 	"github.com/flowgate/flowgate/internal/tenant"
 	"github.com/flowgate/flowgate/internal/validation"
@@ -158,7 +157,7 @@ func (s *Session) handleSwarm(ctx context.Context, m *protocol.Swarm) {
 }
 
 // swarmLimits narrows the global bounds by the tenant's own.
-func (s *Session) swarmLimits(t store.Tenant) validation.Limits {
+func (s *Session) swarmLimits(t tenant.Tenant) validation.Limits {
 	lim := s.opts.SwarmLimits
 	if v := t.Limits.MaxAgents; v != nil && *v > 0 && *v < lim.MaxAgents {
 		lim.MaxAgents = *v

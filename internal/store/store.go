@@ -21,6 +21,23 @@ var (
 	ErrInvalid  = errors.New("invalid input")
 )
 
+// kindError is a store error of one kind (ErrNotFound, ErrConflict) that also matches the
+// domain package's own sentinel (tenant.ErrNotFound, task.ErrNotFound, …): the packages that
+// use the store through their own interfaces branch on their sentinels without importing it.
+type kindError struct {
+	msg          string
+	kind, domain error
+}
+
+func (e *kindError) Error() string { return e.msg }
+
+// Is reports whether target is the store's kind or the domain's sentinel.
+func (e *kindError) Is(target error) bool { return target == e.kind || target == e.domain }
+
+func kindErr(kind, domain error, format string, args ...any) error {
+	return &kindError{msg: fmt.Sprintf(format, args...) + ": " + kind.Error(), kind: kind, domain: domain}
+}
+
 // Drivers accepted in Config.Driver.
 const (
 	DriverSQLite   = "sqlite"

@@ -5,28 +5,38 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/task/record"
 	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
 )
 
-// Task statuses (the task_complete statuses of the wire protocol plus the two live ones).
+// Task statuses: package task's.
 const (
-	TaskPending     = "pending"
-	TaskRunning     = "running"
-	TaskSuccess     = "success"
-	TaskFailed      = "failed"
-	TaskTimeout     = "timeout"
-	TaskCancelled   = "cancelled"
-	TaskInterrupted = "interrupted"
+	TaskPending     = record.StatusPending
+	TaskRunning     = record.StatusRunning
+	TaskSuccess     = record.StatusSuccess
+	TaskFailed      = record.StatusFailed
+	TaskTimeout     = record.StatusTimeout
+	TaskCancelled   = record.StatusCancelled
+	TaskInterrupted = record.StatusInterrupted
+)
+
+// The task record types are package task's: the store keeps them, the task package says
+// what they are.
+type (
+	Task       = record.Task
+	TaskUsage  = record.Usage
+	TaskUpdate = record.Update
+	TaskFilter = record.Filter
 )
 
 // Input bounds for tasks. ResultSummary and Error longer than their bound are cut (at a rune
 // boundary) rather than refused, so that recording how a task ended cannot fail on its size.
 const (
-	MaxTaskIDBytes        = 128
-	MaxOwnerBytes         = 256
+	MaxTaskIDBytes        = record.MaxIDBytes
+	MaxOwnerBytes         = record.MaxOwnerBytes
 	MaxObjectiveBytes     = 16 << 10
 	MaxOptionBytes        = 64 // strategy, mode
 	MaxNodeBytes          = 128
@@ -37,82 +47,13 @@ const (
 // interruptedError is recorded on tasks InterruptRunning ends, unless they already carry one.
 const interruptedError = "interrupted: server stopped before the task ended"
 
-// Task is one swarm run.
-type Task struct {
-	ID            string     `json:"id"`
-	Tenant        string     `json:"tenant"`
-	Owner         string     `json:"owner"`
-	Objective     string     `json:"objective"`
-	Agents        int        `json:"agents"`
-	Strategy      string     `json:"strategy"`
-	Mode          string     `json:"mode"`
-	TimeoutSec    int        `json:"timeoutSec"`
-	Status        string     `json:"status"`
-	Node          string     `json:"node,omitempty"`
-	CreatedAt     time.Time  `json:"createdAt"`
-	StartedAt     *time.Time `json:"startedAt,omitempty"`
-	EndedAt       *time.Time `json:"endedAt,omitempty"`
-	ExitCode      *int       `json:"exitCode,omitempty"`
-	ResultSummary string     `json:"resultSummary,omitempty"`
-	Error         string     `json:"error,omitempty"`
-	LastSeq       int64      `json:"lastSeq"`
-	// Usage is what the engine reported spending; nil when it reported nothing.
-	Usage             *TaskUsage `json:"usage,omitempty"`
-	PermissionDenials int        `json:"permissionDenials"`
-}
-
-// TaskUsage is an engine's token and cost usage for one task.
-type TaskUsage struct {
-	InputTokens              int64   `json:"inputTokens"`
-	OutputTokens             int64   `json:"outputTokens"`
-	CacheReadInputTokens     int64   `json:"cacheReadInputTokens"`
-	CacheCreationInputTokens int64   `json:"cacheCreationInputTokens"`
-	CostUSD                  float64 `json:"costUsd"`
-	NumTurns                 int     `json:"numTurns"`
-}
-
-// TaskUpdate changes a live (pending or running) task; nil fields are left as they are.
-// Typical uses: {Status: running, StartedAt, Node} when the engine starts, {LastSeq} as events
-// flow, and {Status: success|failed|…, EndedAt, ExitCode, ResultSummary, Error, LastSeq} at the
-// end.
-type TaskUpdate struct {
-	Status            string // "" = unchanged
-	Node              *string
-	StartedAt         *time.Time
-	EndedAt           *time.Time
-	ExitCode          *int
-	ResultSummary     *string
-	Error             *string
-	LastSeq           *int64
-	Usage             *TaskUsage
-	PermissionDenials *int
-}
-
-// TaskFilter selects tasks for ListTasks. Empty fields match everything.
-type TaskFilter struct {
-	Tenant string
-	Owner  string
-	Status string
-	Limit  int // see DefaultListLimit, MaxListLimit
-	// Before (exclusive) pages backwards: pass the CreatedAt, and BeforeID the ID, of the last
-	// task of the previous page. Without BeforeID, tasks created at exactly Before are skipped.
-	Before   time.Time
-	BeforeID string
-}
-
 const taskCols = "id, tenant, owner, objective, agents, strategy, mode, timeout_sec, status, node, " +
 	"created_at, started_at, ended_at, exit_code, result_summary, error_msg, last_seq, " +
 	"usage_input_tokens, usage_output_tokens, usage_cache_read_tokens, usage_cache_creation_tokens, " +
 	"usage_cost_usd, usage_num_turns, permission_denials"
 
 // ValidTaskStatus reports whether s is one of the Task* statuses.
-func ValidTaskStatus(s string) bool {
-	switch s {
-	case TaskPending, TaskRunning, TaskSuccess, TaskFailed, TaskTimeout, TaskCancelled, TaskInterrupted:
-		return true
-	}
-	return false
-}
+func ValidTaskStatus(s string) bool { return record.ValidStatus(s) }
 
 // TaskStatusFinal reports whether a task in status s has ended.
 func TaskStatusFinal(s string) bool {
@@ -379,7 +320,7 @@ func scanTask(s scanner) (Task, error) {
 		&t.Status, &t.Node, TimeDest(&t.CreatedAt), NullTimeDest(&t.StartedAt), NullTimeDest(&t.EndedAt),
 		&exitCode, &t.ResultSummary, &t.Error, &t.LastSeq, &in, &out, &cacheR, &cacheC, &cost, &turns, &t.PermissionDenials)
 	if errors.Is(err, sql.ErrNoRows) {
-		return Task{}, fmt.Errorf("task: %w", ErrNotFound)
+		return Task{}, kindErr(ErrNotFound, record.ErrNotFound, "task")
 	}
 	if err != nil {
 		return Task{}, fmt.Errorf("store: read task: %w", err)

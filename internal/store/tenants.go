@@ -6,16 +6,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 	"unicode/utf8"
 
-	"github.com/flowgate/flowgate/internal/tenantid"
+	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // Tenant statuses.
 const (
-	TenantActive    = "active"
-	TenantSuspended = "suspended"
+	TenantActive    = tenant.StatusActive
+	TenantSuspended = tenant.StatusSuspended
+)
+
+// Tenant and TenantLimits are package tenant's: the store keeps them, the tenant package says
+// what they are.
+type (
+	Tenant       = tenant.Tenant
+	TenantLimits = tenant.Limits
 )
 
 // Input bounds for tenants.
@@ -27,33 +33,13 @@ const (
 )
 
 // ValidTenantID reports whether id follows the tenant id rule ^[a-z0-9][a-z0-9-]{1,62}$.
-func ValidTenantID(id string) bool { return tenantid.Valid(id) }
-
-// TenantLimits overrides the server defaults for one tenant; nil / empty means "use the default".
-type TenantLimits struct {
-	ConcurrentTasks   *int     `json:"concurrentTasks,omitempty"`
-	SwarmsPerMinute   *int     `json:"swarmsPerMinute,omitempty"`
-	SwarmBurst        *int     `json:"swarmBurst,omitempty"`
-	MaxAgents         *int     `json:"maxAgents,omitempty"`
-	AllowedStrategies []string `json:"allowedStrategies,omitempty"`
-}
-
-// Tenant is one customer. KeyRef optionally overrides the Secrets Manager id of its key.
-type Tenant struct {
-	ID        string       `json:"id"`
-	Name      string       `json:"name"`
-	Status    string       `json:"status"`
-	Limits    TenantLimits `json:"limits"`
-	KeyRef    string       `json:"keyRef,omitempty"`
-	CreatedAt time.Time    `json:"createdAt"`
-	UpdatedAt time.Time    `json:"updatedAt"`
-}
+func ValidTenantID(id string) bool { return tenant.ValidID(id) }
 
 const tenantCols = "id, name, status, limits, key_ref, created_at, updated_at"
 
 func validateTenant(t *Tenant) error {
 	if !ValidTenantID(t.ID) {
-		return fmt.Errorf("%w: tenant id must match %s", ErrInvalid, tenantid.Rule)
+		return fmt.Errorf("%w: tenant id must match %s", ErrInvalid, tenant.IDRule)
 	}
 	if len(t.Name) > MaxTenantNameBytes || !utf8.ValidString(t.Name) {
 		return fmt.Errorf("%w: tenant name must be valid UTF-8 of at most %d bytes", ErrInvalid, MaxTenantNameBytes)
@@ -109,7 +95,7 @@ func (db *DB) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
 		"INSERT INTO tenants ("+tenantCols+") VALUES (?, ?, ?, ?, ?, ?, ?)"),
 		t.ID, t.Name, t.Status, string(limits), t.KeyRef, db.TimeArg(t.CreatedAt), db.TimeArg(t.UpdatedAt))
 	if db.dialect.isUniqueViolation(err) {
-		return Tenant{}, fmt.Errorf("tenant %s: %w", t.ID, ErrConflict)
+		return Tenant{}, kindErr(ErrConflict, tenant.ErrExists, "tenant %s", t.ID)
 	}
 	if err != nil {
 		return Tenant{}, fmt.Errorf("store: create tenant: %w", err)
@@ -197,7 +183,7 @@ func scanTenant(s scanner) (Tenant, error) {
 	)
 	err := s.Scan(&t.ID, &t.Name, &t.Status, &limits, &t.KeyRef, TimeDest(&t.CreatedAt), TimeDest(&t.UpdatedAt))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Tenant{}, fmt.Errorf("tenant: %w", ErrNotFound)
+		return Tenant{}, kindErr(ErrNotFound, tenant.ErrNotFound, "tenant")
 	}
 	if err != nil {
 		return Tenant{}, fmt.Errorf("store: read tenant: %w", err)

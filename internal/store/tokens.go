@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/auth"
 	"time"
 )
 
@@ -19,31 +20,24 @@ const (
 // auth.AnyTenant.
 const AnyTenant = "*"
 
-// RevokedToken is a revoked token id, kept until the token would have expired anyway. It is
-// keyed by (Tenant, JTI).
-type RevokedToken struct {
-	JTI       string    `json:"jti"`
-	Tenant    string    `json:"tenant"`
-	ExpiresAt time.Time `json:"expiresAt"`
-	RevokedAt time.Time `json:"revokedAt"`
-	RevokedBy string    `json:"revokedBy,omitempty"`
-}
+// RevokedToken is package auth's: the store keeps it.
+type RevokedToken = auth.RevokedToken
 
 // RevokeToken records a revocation (RevokedAt defaults to now). Tenant is the scope: a tenant
 // id, or AnyTenant. Revoking the same (tenant, jti) twice is not an error; the first record
 // is kept.
 func (db *DB) RevokeToken(ctx context.Context, r RevokedToken) error {
 	if r.JTI == "" || len(r.JTI) > MaxJTIBytes {
-		return fmt.Errorf("%w: jti must be 1 to %d bytes", ErrInvalid, MaxJTIBytes)
+		return kindErr(ErrInvalid, auth.ErrInvalidRevocation, "jti must be 1 to %d bytes", MaxJTIBytes)
 	}
 	if r.Tenant != AnyTenant && !ValidTenantID(r.Tenant) {
-		return fmt.Errorf("%w: revocation tenant must be a tenant id or %q", ErrInvalid, AnyTenant)
+		return kindErr(ErrInvalid, auth.ErrInvalidRevocation, "revocation tenant must be a tenant id or %q", AnyTenant)
 	}
 	if len(r.RevokedBy) > MaxRevokedByBytes {
-		return fmt.Errorf("%w: revocation revokedBy too long", ErrInvalid)
+		return kindErr(ErrInvalid, auth.ErrInvalidRevocation, "revocation revokedBy too long")
 	}
 	if r.ExpiresAt.IsZero() {
-		return fmt.Errorf("%w: revocation needs the token's expiry", ErrInvalid)
+		return kindErr(ErrInvalid, auth.ErrInvalidRevocation, "revocation needs the token's expiry")
 	}
 	if r.RevokedAt.IsZero() {
 		r.RevokedAt = db.timeNow()

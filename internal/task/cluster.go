@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/task/record"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
-	"github.com/flowgate/flowgate/internal/store"
 )
 
 // Cluster connects the manager to the other replicas (internal/cluster). Nil means a
@@ -46,12 +46,12 @@ func (m *Manager) Watch(t *Task, sub Subscriber) *Subscription {
 }
 
 // lookup finds a task p may see anywhere: in memory, or as a stored record.
-func (m *Manager) lookup(ctx context.Context, p *auth.Principal, id string) (*Task, *store.Task, error) {
+func (m *Manager) lookup(ctx context.Context, p *auth.Principal, id string) (*Task, *record.Task, error) {
 	if t, ok := m.Get(p, id); ok {
 		return t, nil, nil
 	}
 	rec, err := m.opts.Store.GetTask(ctx, p.Tenant, id)
-	if errors.Is(err, store.ErrNotFound) {
+	if errors.Is(err, record.ErrNotFound) {
 		return nil, nil, ErrNotFound
 	}
 	if err != nil {
@@ -67,7 +67,7 @@ func (m *Manager) lookup(ctx context.Context, p *auth.Principal, id string) (*Ta
 // a copy fed from the task's event stream; on a single node (or when the stream expired),
 // a finished task holding just its task_complete, so a client resuming a long-finished
 // task still learns how it ended.
-func (m *Manager) mirror(rec store.Task) *Task {
+func (m *Manager) mirror(rec record.Task) *Task {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if t, ok := m.tasks[rec.ID]; ok {
@@ -95,7 +95,7 @@ func (m *Manager) mirror(rec store.Task) *Task {
 
 // runMirror feeds a mirror from the cluster stream until its final event, and keeps the
 // owner node informed while the task's owner watches from here.
-func (m *Manager) runMirror(ctx context.Context, t *Task, rec store.Task) {
+func (m *Manager) runMirror(ctx context.Context, t *Task, rec record.Task) {
 	defer m.wg.Done()
 	holdCtx, stopHold := context.WithCancel(ctx)
 	defer stopHold()
@@ -192,7 +192,7 @@ func (t *Task) appendMirrored(seq int64, frame []byte) {
 }
 
 // finalFromRecord ends a mirror with a task_complete built from the stored record.
-func (t *Task) finalFromRecord(rec store.Task) {
+func (t *Task) finalFromRecord(rec record.Task) {
 	if !protocol.Terminal(rec.Status) {
 		return
 	}

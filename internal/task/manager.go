@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/task/record"
 	"log/slog"
 	"slices"
 	"sort"
@@ -20,7 +21,6 @@ import (
 	"github.com/flowgate/flowgate/internal/executor"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/secrets"
-	"github.com/flowgate/flowgate/internal/store"
 )
 
 // Runner runs one engine process to completion (the executor).
@@ -35,10 +35,10 @@ type KeySource interface {
 
 // Store persists tasks.
 type Store interface {
-	CreateTask(ctx context.Context, t store.Task) (store.Task, error)
-	UpdateTask(ctx context.Context, tenant, id string, u store.TaskUpdate) (store.Task, error)
-	GetTask(ctx context.Context, tenant, id string) (store.Task, error)
-	ListTasks(ctx context.Context, f store.TaskFilter) ([]store.Task, error)
+	CreateTask(ctx context.Context, t record.Task) (record.Task, error)
+	UpdateTask(ctx context.Context, tenant, id string, u record.Update) (record.Task, error)
+	GetTask(ctx context.Context, tenant, id string) (record.Task, error)
+	ListTasks(ctx context.Context, f record.Filter) ([]record.Task, error)
 }
 
 // Auditor records security-relevant actions; an error means the record was not written.
@@ -112,11 +112,11 @@ func wireEgress(s *egress.Stats) *protocol.Egress {
 const maxErrorBytes = 1024
 
 // storeUsage converts a task's usage for the store (nil stays nil).
-func storeUsage(u *protocol.Usage) *store.TaskUsage {
+func storeUsage(u *protocol.Usage) *record.Usage {
 	if u == nil {
 		return nil
 	}
-	return &store.TaskUsage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
+	return &record.Usage{InputTokens: u.InputTokens, OutputTokens: u.OutputTokens,
 		CacheReadInputTokens: u.CacheReadInputTokens, CacheCreationInputTokens: u.CacheCreationInputTokens,
 		CostUSD: u.CostUSD, NumTurns: u.NumTurns}
 }
@@ -316,7 +316,7 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 		return nil, fmt.Errorf("%w: %w", ErrAudit, err)
 	}
 	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.PersistTimeout)
-	_, err = m.opts.Store.CreateTask(pctx, store.Task{
+	_, err = m.opts.Store.CreateTask(pctx, record.Task{
 		ID: t.ID, Tenant: t.Tenant, Owner: t.Owner, Objective: t.Objective,
 		Agents: req.Engine.Agents, Strategy: req.Engine.Strategy, Mode: req.Engine.Mode,
 		TimeoutSec: int(req.Engine.Timeout / time.Second), Status: protocol.StatusPending,
@@ -416,7 +416,7 @@ func (m *Manager) run(ctx context.Context, t *Task, key string) {
 	t.status = protocol.StatusRunning
 	t.startedAt = started
 	t.mu.Unlock()
-	m.persist(t.Tenant, t.ID, store.TaskUpdate{Status: protocol.StatusRunning, StartedAt: &started})
+	m.persist(t.Tenant, t.ID, record.Update{Status: protocol.StatusRunning, StartedAt: &started})
 	m.metrics.taskStarted()
 
 	timeout := t.Request.Timeout
@@ -538,7 +538,7 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 		exitPtr = &exit
 	}
 	summary := truncateUTF8(result, 1024)
-	m.persist(t.Tenant, t.ID, store.TaskUpdate{Status: status, EndedAt: &now, ExitCode: exitPtr, ResultSummary: &summary,
+	m.persist(t.Tenant, t.ID, record.Update{Status: status, EndedAt: &now, ExitCode: exitPtr, ResultSummary: &summary,
 		Error: &errMsg, LastSeq: &seq, Usage: storeUsage(usage), PermissionDenials: &denials})
 
 	frame, _ := jsonFrame(protocol.TaskComplete{
@@ -593,7 +593,7 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 	}
 }
 
-func (m *Manager) persist(tenant, id string, u store.TaskUpdate) {
+func (m *Manager) persist(tenant, id string, u record.Update) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.opts.PersistTimeout)
 	defer cancel()
 	if _, err := m.opts.Store.UpdateTask(ctx, tenant, id, u); err != nil {
@@ -673,7 +673,7 @@ func (m *Manager) Status(ctx context.Context, p *auth.Principal, id string) (Sna
 	return snap, nil
 }
 
-func fromRecord(r store.Task) Snapshot {
+func fromRecord(r record.Task) Snapshot {
 	s := Snapshot{ID: r.ID, Tenant: r.Tenant, Owner: r.Owner, Objective: r.Objective, Status: r.Status,
 		CreatedAt: r.CreatedAt, LastSeq: r.LastSeq, ExitCode: -1, Error: r.Error}
 	if r.StartedAt != nil {
@@ -779,7 +779,7 @@ func (m *Manager) List(ctx context.Context, p *auth.Principal) ([]Snapshot, erro
 		out = append(out, s)
 	}
 	if len(out) < limit {
-		recs, err := m.opts.Store.ListTasks(ctx, store.TaskFilter{Tenant: p.Tenant, Owner: p.Subject, Limit: limit})
+		recs, err := m.opts.Store.ListTasks(ctx, record.Filter{Tenant: p.Tenant, Owner: p.Subject, Limit: limit})
 		if err != nil {
 			return out, err
 		}

@@ -7,22 +7,11 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"golang.org/x/sync/singleflight"
-
-	"github.com/flowgate/flowgate/internal/store"
 )
 
-// Statuses of a tenant.
-const (
-	StatusActive    = "active"
-	StatusSuspended = "suspended"
-)
-
-// ErrNotFound is a tenant that does not exist.
-var ErrNotFound = errors.New("tenant not found")
-
-// Store reads tenants.
+// Store reads tenants; a missing tenant's error matches ErrNotFound.
 type Store interface {
-	GetTenant(ctx context.Context, id string) (store.Tenant, error)
+	GetTenant(ctx context.Context, id string) (Tenant, error)
 }
 
 // Directory caches tenant lookups. A handshake, a swarm and the session sweep each need the
@@ -35,7 +24,7 @@ type Directory struct {
 }
 
 type result struct {
-	t   store.Tenant
+	t   Tenant
 	err error
 }
 
@@ -52,14 +41,14 @@ func NewDirectory(s Store, size int, ttl time.Duration) *Directory {
 
 // Get returns the tenant, or ErrNotFound. Not-found answers are cached too, so a flood of
 // tokens naming a missing tenant costs one query per TTL.
-func (d *Directory) Get(ctx context.Context, id string) (store.Tenant, error) {
+func (d *Directory) Get(ctx context.Context, id string) (Tenant, error) {
 	if r, ok := d.cache.Get(id); ok {
 		return r.t, r.err
 	}
 	v, err, _ := d.group.Do(id, func() (any, error) {
 		t, err := d.store.GetTenant(ctx, id)
 		switch {
-		case errors.Is(err, store.ErrNotFound):
+		case errors.Is(err, ErrNotFound):
 			r := result{err: ErrNotFound}
 			d.cache.Add(id, r)
 			return r, nil
@@ -71,7 +60,7 @@ func (d *Directory) Get(ctx context.Context, id string) (store.Tenant, error) {
 		return r, nil
 	})
 	if err != nil {
-		return store.Tenant{}, err
+		return Tenant{}, err
 	}
 	r := v.(result)
 	return r.t, r.err
@@ -82,6 +71,3 @@ func (d *Directory) Invalidate(id string) {
 	d.cache.Remove(id)
 	d.group.Forget(id)
 }
-
-// Active reports whether t may be used.
-func Active(t store.Tenant) bool { return t.Status == StatusActive }

@@ -1,3 +1,3 @@
-// Package tenant answers "does this tenant exist, is it active, what are its limits" on the
-// hot path, from a small expiring cache in front of the store, invalidated on every change.
+// Package tenant is what a tenant is (its id rule, status and limits) and answers "does this
+// tenant exist, is it active" on the hot path, from a small cache in front of the store.
 package tenant

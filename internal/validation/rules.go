@@ -11,7 +11,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/flowgate/flowgate/internal/tenantid"
+	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // ruleFunc checks one field value and says what is wrong with it, "" when nothing is. The same
@@ -115,7 +115,7 @@ func ruleSet() map[string]ruleFunc {
 			return ""
 		},
 		"tenantid": func(_ *params, v reflect.Value, _ string) string {
-			if !tenantid.Valid(str(v)) {
+			if !tenant.ValidID(str(v)) {
 				return msgTenantID
 			}
 			return ""

@@ -1,0 +1,102 @@
+// Package record is what the store keeps of a task: the record, its statuses, updates and
+// filters. The task package runs tasks; the store implements its interfaces with these types.
+package record
+
+import (
+	"errors"
+	"time"
+)
+
+// Statuses of a task: the task_complete statuses of the wire protocol plus the two
+// live ones.
+const (
+	StatusPending     = "pending"
+	StatusRunning     = "running"
+	StatusSuccess     = "success"
+	StatusFailed      = "failed"
+	StatusTimeout     = "timeout"
+	StatusCancelled   = "cancelled"
+	StatusInterrupted = "interrupted"
+)
+
+// Input bounds of a task.
+const (
+	MaxIDBytes    = 128
+	MaxOwnerBytes = 256
+)
+
+// ErrNotFound is a task the store does not have (for that tenant); the store's errors match
+// it.
+var ErrNotFound = errors.New("task not found")
+
+// Task is one swarm run: what was asked, how it ran and how it ended.
+type Task struct {
+	ID            string     `json:"id"`
+	Tenant        string     `json:"tenant"`
+	Owner         string     `json:"owner"`
+	Objective     string     `json:"objective"`
+	Agents        int        `json:"agents"`
+	Strategy      string     `json:"strategy"`
+	Mode          string     `json:"mode"`
+	TimeoutSec    int        `json:"timeoutSec"`
+	Status        string     `json:"status"`
+	Node          string     `json:"node,omitempty"`
+	CreatedAt     time.Time  `json:"createdAt"`
+	StartedAt     *time.Time `json:"startedAt,omitempty"`
+	EndedAt       *time.Time `json:"endedAt,omitempty"`
+	ExitCode      *int       `json:"exitCode,omitempty"`
+	ResultSummary string     `json:"resultSummary,omitempty"`
+	Error         string     `json:"error,omitempty"`
+	LastSeq       int64      `json:"lastSeq"`
+	// Usage is what the engine reported spending; nil when it reported nothing.
+	Usage             *Usage `json:"usage,omitempty"`
+	PermissionDenials int          `json:"permissionDenials"`
+}
+
+// Usage is an engine's token and cost usage for one task.
+type Usage struct {
+	InputTokens              int64   `json:"inputTokens"`
+	OutputTokens             int64   `json:"outputTokens"`
+	CacheReadInputTokens     int64   `json:"cacheReadInputTokens"`
+	CacheCreationInputTokens int64   `json:"cacheCreationInputTokens"`
+	CostUSD                  float64 `json:"costUsd"`
+	NumTurns                 int     `json:"numTurns"`
+}
+
+// Update changes a live (pending or running) task; nil fields are left as they are.
+// Typical uses: {Status: running, StartedAt, Node} when the engine starts, {LastSeq} as events
+// flow, and {Status: success|failed|…, EndedAt, ExitCode, ResultSummary, Error, LastSeq} at the
+// end.
+type Update struct {
+	Status            string // "" = unchanged
+	Node              *string
+	StartedAt         *time.Time
+	EndedAt           *time.Time
+	ExitCode          *int
+	ResultSummary     *string
+	Error             *string
+	LastSeq           *int64
+	Usage             *Usage
+	PermissionDenials *int
+}
+
+// Filter selects tasks. Empty fields match everything.
+type Filter struct {
+	Tenant string
+	Owner  string
+	Status string
+	Limit  int // the store bounds it (store.DefaultListLimit, store.MaxListLimit)
+	// Before (exclusive) pages backwards: pass the CreatedAt, and BeforeID the ID, of the last
+	// task of the previous page. Without BeforeID, tasks created at exactly Before are skipped.
+	Before   time.Time
+	BeforeID string
+}
+
+// ValidStatus reports whether s is one of the Status* values.
+func ValidStatus(s string) bool {
+	switch s {
+	case StatusPending, StatusRunning, StatusSuccess, StatusFailed, StatusTimeout, StatusCancelled, StatusInterrupted:
+		return true
+	}
+	return false
+}

@@ -50,7 +50,7 @@ type Task struct {
 	LastSeq       int64      `json:"lastSeq"`
 	// Usage is what the engine reported spending; nil when it reported nothing.
 	Usage             *Usage `json:"usage,omitempty"`
-	PermissionDenials int          `json:"permissionDenials"`
+	PermissionDenials int    `json:"permissionDenials"`
 }
 
 // Usage is an engine's token and cost usage for one task.

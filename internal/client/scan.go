@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"github.com/flowgate/flowgate/internal/jsonscan"
 	"strconv"
 )
 
@@ -34,11 +35,11 @@ var errScan = errors.New("client: frame is not a JSON object")
 // that must be rejected when malformed (it never panics on any input, though).
 func ScanFrame(data []byte, fi *FrameInfo) error {
 	*fi = FrameInfo{}
-	i := skipSpace(data, 0)
+	i := jsonscan.SkipSpace(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return errScan
 	}
-	i = skipSpace(data, i+1)
+	i = jsonscan.SkipSpace(data, i+1)
 	if i < len(data) && data[i] == '}' {
 		return trailing(data, i+1)
 	}
@@ -46,7 +47,7 @@ func ScanFrame(data []byte, fi *FrameInfo) error {
 		if i >= len(data) || data[i] != '"' {
 			return errScan
 		}
-		end, esc, ok := stringEnd(data, i)
+		end, esc, ok := jsonscan.StringEnd(data, i)
 		if !ok {
 			return errScan
 		}
@@ -54,23 +55,23 @@ func ScanFrame(data []byte, fi *FrameInfo) error {
 		if esc {
 			key = unescape(data[i:end])
 		}
-		i = skipSpace(data, end)
+		i = jsonscan.SkipSpace(data, end)
 		if i >= len(data) || data[i] != ':' {
 			return errScan
 		}
-		i = skipSpace(data, i+1)
-		vEnd, ok := valueEnd(data, i)
+		i = jsonscan.SkipSpace(data, i+1)
+		vEnd, ok := jsonscan.ValueEnd(data, i)
 		if !ok {
 			return errScan
 		}
 		fi.set(key, data[i:vEnd])
-		i = skipSpace(data, vEnd)
+		i = jsonscan.SkipSpace(data, vEnd)
 		if i >= len(data) {
 			return errScan
 		}
 		switch data[i] {
 		case ',':
-			i = skipSpace(data, i+1)
+			i = jsonscan.SkipSpace(data, i+1)
 		case '}':
 			return trailing(data, i+1)
 		default:
@@ -130,77 +131,9 @@ func unescape(quoted []byte) []byte {
 	return []byte(s)
 }
 
-func skipSpace(data []byte, i int) int {
-	for i < len(data) {
-		switch data[i] {
-		case ' ', '\t', '\r', '\n':
-			i++
-		default:
-			return i
-		}
-	}
-	return i
-}
-
 func trailing(data []byte, i int) error {
-	if skipSpace(data, i) != len(data) {
+	if jsonscan.SkipSpace(data, i) != len(data) {
 		return errScan
 	}
 	return nil
-}
-
-// stringEnd returns the index after the string starting at data[i] == '"' and whether it
-// holds an escape.
-func stringEnd(data []byte, i int) (end int, esc, ok bool) {
-	for j := i + 1; j < len(data); j++ {
-		switch data[j] {
-		case '\\':
-			esc = true
-			j++
-		case '"':
-			return j + 1, esc, true
-		}
-	}
-	return 0, false, false
-}
-
-// valueEnd returns the index after the value starting at data[i].
-func valueEnd(data []byte, i int) (int, bool) {
-	if i >= len(data) {
-		return 0, false
-	}
-	switch data[i] {
-	case '"':
-		end, _, ok := stringEnd(data, i)
-		return end, ok
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(data); j++ {
-			switch data[j] {
-			case '"':
-				end, _, ok := stringEnd(data, j)
-				if !ok {
-					return 0, false
-				}
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1, true
-				}
-			}
-		}
-		return 0, false
-	}
-	j := i
-	for j < len(data) {
-		switch data[j] {
-		case ',', '}', ']', ' ', '\t', '\r', '\n':
-			return j, j > i
-		}
-		j++
-	}
-	return j, j > i
 }

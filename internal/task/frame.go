@@ -3,6 +3,7 @@ package task
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/flowgate/flowgate/internal/jsonscan"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -63,7 +64,7 @@ func outputFrame(dst []byte, typ, field string, text []byte, truncated bool, tas
 	dst = append(dst, `,"`...)
 	dst = append(dst, field...)
 	dst = append(dst, `":`...)
-	dst = appendJSONString(dst, text)
+	dst = jsonscan.AppendBytes(dst, text, true)
 	if truncated {
 		dst = append(dst, `,"truncated":true`...)
 	}
@@ -107,138 +108,31 @@ func rebuild(dst, obj []byte, taskID string, seq int64, now []byte) []byte {
 	dst = append(dst, '{')
 	i := 1
 	for {
-		i = skipSpace(obj, i)
+		i = jsonscan.SkipSpace(obj, i)
 		if i >= len(obj) || obj[i] == '}' {
 			break
 		}
 		if obj[i] == ',' {
-			i = skipSpace(obj, i+1)
+			i = jsonscan.SkipSpace(obj, i+1)
 		}
 		keyStart := i
-		keyEnd, _ := stringEnd(obj, i)
+		keyEnd, _, _ := jsonscan.StringEnd(obj, i)
 		var key string
 		_ = json.Unmarshal(obj[keyStart:keyEnd], &key)
-		i = skipSpace(obj, keyEnd)
-		i = skipSpace(obj, i+1)
+		i = jsonscan.SkipSpace(obj, keyEnd)
+		i = jsonscan.SkipSpace(obj, i+1)
 		valStart := i
-		i = valueEnd(obj, i)
+		i, _ = jsonscan.ValueEnd(obj, i)
 		if gatewayField(key) {
 			continue
 		}
-		dst = appendJSONString(dst, []byte(key))
+		dst = jsonscan.AppendString(dst, key, true)
 		dst = append(dst, ':')
 		dst = append(dst, obj[valStart:i]...)
 		dst = append(dst, ',')
 	}
 	dst = appendGatewayFields(dst, taskID, seq, now)
 	return append(dst, '}')
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
-		i++
-	}
-	return i
-}
-
-// stringEnd returns the index after the closing quote of the string starting at b[i], and
-// whether it contained escapes. b is known to be valid JSON.
-func stringEnd(b []byte, i int) (int, bool) {
-	esc := false
-	for j := i + 1; j < len(b); j++ {
-		switch b[j] {
-		case '\\':
-			esc = true
-			j++
-		case '"':
-			return j + 1, esc
-		}
-	}
-	return len(b), esc
-}
-
-// valueEnd returns the index after the JSON value starting at b[i] (valid JSON).
-func valueEnd(b []byte, i int) int {
-	switch b[i] {
-	case '"':
-		end, _ := stringEnd(b, i)
-		return end
-	case '{', '[':
-		depth := 0
-		for j := i; j < len(b); j++ {
-			switch b[j] {
-			case '"':
-				end, _ := stringEnd(b, j)
-				j = end - 1
-			case '{', '[':
-				depth++
-			case '}', ']':
-				depth--
-				if depth == 0 {
-					return j + 1
-				}
-			}
-		}
-		return len(b)
-	default:
-		j := i
-		for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
-			j++
-		}
-		return j
-	}
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, and <, >, &
-// and the line separators are escaped so a frame is safe to embed anywhere.
-func appendJSONString(dst []byte, s []byte) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < 0x80 {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			dst = append(dst, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				dst = append(dst, '\\', c)
-			case '\n':
-				dst = append(dst, '\\', 'n')
-			case '\r':
-				dst = append(dst, '\\', 'r')
-			case '\t':
-				dst = append(dst, '\\', 't')
-			default:
-				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := decodeRune(s[i:])
-		if r == 0xFFFD && size == 1 {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			dst = append(dst, s[start:i]...)
-			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
 }
 
 // unescape decodes the contents of a JSON string (without its quotes).

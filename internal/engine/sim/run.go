@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/jsonscan"
 	"hash/fnv"
 	"io"
 	"math/rand/v2"
@@ -418,7 +419,7 @@ func (r *run) str(key, val string) {
 	r.line = append(r.line, ',', '"')
 	r.line = append(r.line, key...)
 	r.line = append(r.line, '"', ':')
-	r.line = appendJSONString(r.line, val)
+	r.line = jsonscan.AppendString(r.line, val, false)
 }
 
 // num appends ,"key":<n>.
@@ -465,7 +466,7 @@ func (r *run) emitInit() error {
 		if i > 0 {
 			r.line = append(r.line, ',')
 		}
-		r.line = appendJSONString(r.line, t)
+		r.line = jsonscan.AppendString(r.line, t, false)
 	}
 	r.line = append(r.line, ']')
 	r.str("cwd", cwd)
@@ -542,9 +543,9 @@ func (r *run) emitEnv() error {
 		if i > 0 {
 			r.line = append(r.line, ',')
 		}
-		r.line = appendJSONString(r.line, k)
+		r.line = jsonscan.AppendString(r.line, k, false)
 		r.line = append(r.line, ':')
-		r.line = appendJSONString(r.line, env[k])
+		r.line = jsonscan.AppendString(r.line, env[k], false)
 	}
 	r.line = append(r.line, '}')
 	return r.end()
@@ -784,7 +785,7 @@ func (r *run) beginAssistant() {
 // assistantText writes one text content item.
 func (r *run) assistantText(text string) {
 	r.line = append(r.line, `{"type":"text","text":`...)
-	r.line = appendJSONString(r.line, text)
+	r.line = jsonscan.AppendString(r.line, text, false)
 	r.line = append(r.line, '}')
 }
 
@@ -939,7 +940,7 @@ func (r *run) toolResult(content string, isError bool) error {
 	r.line = append(r.line, `,"message":{"role":"user","content":[{"type":"tool_result","tool_use_id":"`...)
 	r.line = append(r.line, r.toolUseID...)
 	r.line = append(r.line, `","content":`...)
-	r.line = appendJSONString(r.line, content)
+	r.line = jsonscan.AppendString(r.line, content, false)
 	if isError {
 		r.line = append(r.line, `,"is_error":true`...)
 	}
@@ -953,7 +954,7 @@ func (r *run) toolResult(content string, isError bool) error {
 // reads as an agent spawn.
 func (r *run) emitTaskTool() error {
 	input := append([]byte(nil), `{"description":"Research the objective","prompt":`...)
-	input = appendJSONString(input, "Research what this objective needs and report back: "+r.snippet)
+	input = jsonscan.AppendString(input, "Research what this objective needs and report back: "+r.snippet, false)
 	input = append(input, `,"subagent_type":"general-purpose"}`...)
 	if err := r.toolUse("Task", input); err != nil {
 		return err
@@ -967,9 +968,9 @@ func (r *run) emitTaskTool() error {
 func (r *run) emitPermissionDenied() error {
 	path := filepath.Join(r.cwd, "notes", "simulated-report.md")
 	input := append([]byte(nil), `{"file_path":`...)
-	input = appendJSONString(input, path)
+	input = jsonscan.AppendString(input, path, false)
 	input = append(input, `,"content":`...)
-	input = appendJSONString(input, "Simulated report for: "+r.snippet+"\n")
+	input = jsonscan.AppendString(input, "Simulated report for: "+r.snippet+"\n", false)
 	input = append(input, '}')
 	if err := r.toolUse("Write", input); err != nil {
 		return err

@@ -1,48 +1,11 @@
 package sim
 
 import (
-	"encoding/json"
 	"errors"
 	"slices"
 	"strings"
 	"testing"
 )
-
-func checkJSONString(t *testing.T, s string) {
-	t.Helper()
-	got := appendJSONString(nil, s)
-	if !json.Valid(got) {
-		t.Fatalf("invalid JSON for %q: %s", s, got)
-	}
-	var mine, std string
-	if err := json.Unmarshal(got, &mine); err != nil {
-		t.Fatal(err)
-	}
-	ref, _ := json.Marshal(s)
-	if err := json.Unmarshal(ref, &std); err != nil {
-		t.Fatal(err)
-	}
-	if mine != std {
-		t.Fatalf("appendJSONString(%q) decodes to %q, encoding/json to %q", s, mine, std)
-	}
-	if strings.ContainsAny(string(got), "\n\r\u2028\u2029") {
-		t.Fatalf("encoded string contains a line break: %q", got)
-	}
-}
-
-func TestAppendJSONString(t *testing.T) {
-	t.Parallel()
-	for _, s := range []string{"", "plain", `"quoted" \ back`, "\x00\x01\x1f\x7f", "\n\r\t\b\f",
-		"日本語 🚀", "bad \xff\xfe utf8 \xe2\x82", "\u2028\u2029", "</script>&<>"} {
-		checkJSONString(t, s)
-	}
-}
-
-func FuzzAppendJSONString(f *testing.F) {
-	f.Add("hello")
-	f.Add("\"\\\n\u2028\xff")
-	f.Fuzz(func(t *testing.T, s string) { checkJSONString(t, s) })
-}
 
 // FuzzParse feeds arbitrary objectives and one arbitrary argument through the argv, directive
 // and environment decoders: they either accept or return a bounded usage error, never panic.

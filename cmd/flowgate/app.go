@@ -239,20 +239,13 @@ func (a *app) openAuth() error {
 }
 
 // record writes an audit record for a CLI action; the operator's OS user is the actor.
-// adminHooks tell a server process (and its cluster) about a change at once; the CLI has
-// none: running servers learn from the tenant's change marker.
-type adminHooks struct {
-	keyChanged    func(ctx context.Context, tenant string)
-	tenantChanged func(ctx context.Context, t store.Tenant)
-	tokenRevoked  func(ctx context.Context, tenant, jti string, keepUntil time.Time, cancelTasks bool)
-}
-
 // adminService is the admin use-cases over this process's store, keys and audit log.
-func (a *app) adminService(hooks adminHooks, log *slog.Logger) (*admin.Service, error) {
+// notify (nil for the CLI) tells this process and its cluster of a change at once.
+func (a *app) adminService(notify admin.Notifier, log *slog.Logger) (*admin.Service, error) {
 	opts := admin.Options{
 		Audit: a.recorder, Keys: a.keys, Tenants: a.db, Revoker: a.db, AuditLog: a.recorder, Logger: log,
-		KeyChanged: hooks.keyChanged, TenantChanged: hooks.tenantChanged, TokenRevoked: hooks.tokenRevoked,
-		Touch: func(ctx context.Context, id string) error { _, err := a.db.TouchTenant(ctx, id); return err },
+		Notify: notify,
+		Touch:  func(ctx context.Context, id string) error { _, err := a.db.TouchTenant(ctx, id); return err },
 	}
 	if a.signer != nil { // a nil *auth.Signer must not become a non-nil Minter
 		opts.Signer = a.signer

@@ -2,18 +2,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/flowgate/flowgate/internal/cluster"
 	"github.com/flowgate/flowgate/internal/config"
-	"github.com/flowgate/flowgate/internal/server"
-	"github.com/flowgate/flowgate/internal/session"
-	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/task"
-	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // openCluster connects to Redis when cluster.redis_url is set (nil otherwise). On a single
@@ -54,46 +48,9 @@ func taskCluster(cl *cluster.Cluster) task.Cluster {
 	return cl
 }
 
-// wireCluster makes every change that other replicas must know about travel on the bus,
-// applies what arrives from them, and adds Redis to readiness.
-func wireCluster(cl *cluster.Cluster, deps *server.Deps, a *app, hub *session.Hub, tasks *task.Manager, cancelSuspended bool, log *slog.Logger) {
-	localTenant, localRevoked, localKey := deps.TenantChanged, deps.TokenRevoked, deps.KeyChanged
-	tenantByID := func(ctx context.Context, id string) {
-		a.tenants.Invalidate(id)
-		a.keys.Invalidate(id) // a keyRef may have changed
-		t, err := a.tenants.Get(ctx, id)
-		if errors.Is(err, tenant.ErrNotFound) || (err == nil && !tenant.Active(t)) {
-			hub.CloseTenant(id)
-			if cancelSuspended {
-				tasks.CancelTenant(id)
-			}
-		}
-	}
-	cl.Attach(tasks, cluster.Handlers{Revoked: localRevoked, TenantChanged: tenantByID, KeyChanged: localKey})
-	announce := func(what string, err error) {
-		if err != nil {
-			// Other replicas still learn within seconds from the store (revocations and the
-			// tenant change marker are polled); the bus only makes it sub-second.
-			log.Warn("cluster: change not announced", "change", what, "err", err)
-		}
-	}
-	deps.TenantChanged = func(ctx context.Context, t store.Tenant) {
-		localTenant(ctx, t)
-		announce("tenant", cl.TenantChanged(ctx, t.ID))
-	}
-	deps.TokenRevoked = func(ctx context.Context, tenantID, jti string, exp time.Time, cancelTasks bool) {
-		localRevoked(ctx, tenantID, jti, exp, cancelTasks)
-		announce("revocation", cl.Revoked(ctx, tenantID, jti, exp, cancelTasks))
-	}
-	deps.KeyChanged = func(ctx context.Context, tenantID string) {
-		localKey(ctx, tenantID)
-		announce("key", cl.KeyChanged(ctx, tenantID))
-	}
-	ready := deps.Ready
-	deps.Ready = func(ctx context.Context) error {
-		if err := ready(ctx); err != nil {
-			return err
-		}
-		return cl.Ping(ctx)
-	}
+// clusterNotifier routes what other replicas announce on the bus to this process and
+// returns the notifier for changes made here: applied locally and announced.
+func clusterNotifier(cl *cluster.Cluster, local *localChanges) *clusterChanges {
+	cl.Attach(local.tasks, cluster.Handlers{Revoked: local.TokenRevoked, TenantChanged: local.TenantChangedID, KeyChanged: local.KeyChanged})
+	return &clusterChanges{local: local, cl: cl}
 }

@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/admin"
+	"github.com/flowgate/flowgate/internal/cluster"
+	"github.com/flowgate/flowgate/internal/config"
 	"io"
 	"log/slog"
 	"net"
@@ -32,7 +35,6 @@ import (
 	"github.com/flowgate/flowgate/internal/session"
 	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/task"
-	"github.com/flowgate/flowgate/internal/tenant"
 	"github.com/flowgate/flowgate/internal/validation"
 	"github.com/flowgate/flowgate/internal/web"
 )
@@ -83,18 +85,60 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if cl != nil {
 		defer cl.Close()
 	}
-
-	self, err := os.Executable()
-	if err != nil {
-		return fmt.Errorf("locate own binary: %w", err)
-	}
-	profile, err := engine.New(engineConfig(cfg), exec.LookPath, self)
+	eng, err := buildEngine(cfg, a, getenv, mx, log)
 	if err != nil {
 		return err
 	}
+	tasks, err := buildTasks(cfg, a, eng, cl, node, mx, log)
+	if err != nil {
+		return err
+	}
+	revocations := auth.NewRevocations(nil)
+	if err := loadRevocations(ctx, a, revocations, time.Time{}); err != nil {
+		return err
+	}
+	poller, stopPoller := startPoller(ctx, log)
+	defer stopPoller() // after hub.Shutdown below, or on an early return
+	f, err := buildFrontEnd(cfg, a, eng, tasks, cl, revocations, poller, mx, log)
+	if err != nil {
+		return err
+	}
+
+	var notify admin.Notifier = f.local
+	if cl != nil {
+		notify = clusterNotifier(cl, f.local)
+	}
+	deps, err := buildDeps(cfg, a, f, tasks, cl, revocations, notify, mx, log)
+	if err != nil {
+		return err
+	}
+	if err := observe(mx, a, f, tasks, poller, deps); err != nil {
+		return err
+	}
+	return serve(ctx, cfg, a, deps, f, tasks, cl, eng, node, revocations, mx, stdout, log)
+}
+
+// engineParts is the engine side of the gateway: the profile it runs and the executor that
+// runs it, sandboxed.
+type engineParts struct {
+	profile *engine.Profile
+	exe     *executor.Executor
+}
+
+// buildEngine resolves the engine profile, the sandbox, the egress proxy and the control
+// groups, and builds the executor.
+func buildEngine(cfg config.Config, a *app, getenv func(string) string, mx *metrics.Metrics, log *slog.Logger) (engineParts, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return engineParts{}, fmt.Errorf("locate own binary: %w", err)
+	}
+	profile, err := engine.New(engineConfig(cfg), exec.LookPath, self)
+	if err != nil {
+		return engineParts{}, err
+	}
 	mode, err := sandbox.ParseMode(cfg.Engine.Sandbox)
 	if err != nil {
-		return fmt.Errorf("engine.sandbox: %w", err)
+		return engineParts{}, fmt.Errorf("engine.sandbox: %w", err)
 	}
 	eg, err := newEgress(cfg, log, mx.Egress(), func(d egress.Denial) {
 		// The proxy reports the first few refusals of each task; the rest are counted in
@@ -107,7 +151,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		}
 	})
 	if err != nil {
-		return err
+		return engineParts{}, err
 	}
 	cgm, cgErr := engineCgroups(cfg)
 	if cgErr != nil {
@@ -118,69 +162,95 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}
 	exe, err := executor.New(executorOptions(cfg, getenv, profile, mode, initBinary(self, log), eg, cgm, log))
 	if err != nil {
-		return err
+		return engineParts{}, err
 	}
 	log.Info("engine", "profile", profile.Name(), "command", profile.Command(), "sandbox", string(exe.SandboxMode()),
 		"landlock_abi", exe.LandlockABI(), "network_namespace", exe.NetworkNamespace(), "seccomp", true,
 		"egress_allow", egressAllow(cfg), "run_as", cfg.Engine.RunAs)
+	return engineParts{profile: profile, exe: exe}, nil
+}
 
+// buildTasks builds the task manager over the executor, the store and the cluster.
+func buildTasks(cfg config.Config, a *app, eng engineParts, cl *cluster.Cluster, node string, mx *metrics.Metrics, log *slog.Logger) (*task.Manager, error) {
 	l := cfg.Limits
-	tasks, err := task.NewManager(task.Options{
-		Runner: exe, Keys: a.keys, Store: a.db, Audit: a.recorder, Logger: log, Node: node, Metrics: mx.Tasks(),
+	return task.NewManager(task.Options{
+		Runner: eng.exe, Keys: a.keys, Store: a.db, Audit: a.recorder, Logger: log, Node: node, Metrics: mx.Tasks(),
 		Pool: l.ExecutorPool, Queue: l.ExecutorQueue, UserConcurrent: l.UserConcurrentTasks,
 		TenantConcurrent: l.TenantConcurrentTasks, OnDisconnectCancel: cfg.Tasks.OnDisconnect == "cancel",
 		DetachGrace: cfg.Tasks.DetachGrace, Retention: cfg.Tasks.Retention, MaxRetained: cfg.Tasks.MaxRetainedTasks,
 		MaxResultBytes: cfg.Tasks.MaxResultBytes, MaxLogBytes: cfg.Tasks.MaxTaskLogBytes, MaxLogEvents: cfg.Tasks.MaxTaskLogEvents,
 		SendQueueMessages: l.SendQueueMessages, SendQueueBytes: l.SendQueueBytes, WriteTimeout: l.WriteTimeout,
 		ListLimit: cfg.Tasks.ListLimit, Cluster: taskCluster(cl), HoldInterval: cfg.Cluster.HeartbeatInterval,
-		RequireResult: profile.PromisesResult(), DeriveProgress: cfg.Engine.ProgressEvents,
+		RequireResult: eng.profile.PromisesResult(), DeriveProgress: cfg.Engine.ProgressEvents,
 		RetainedMemoryMax: int64(cfg.Tasks.RetainedMemoryMax),
 	})
-	if err != nil {
-		return err
-	}
+}
 
-	revocations := auth.NewRevocations(nil)
-	if err := loadRevocations(ctx, a, revocations, time.Time{}); err != nil {
-		return err
-	}
-	limiter := ratelimit.New(ratelimit.Options{MaxEntries: l.LimiterMaxEntries})
-	conns := ratelimit.NewCounter(ratelimit.CounterOptions{})
-	var (
-		swarms   session.SwarmLimiter = limiter
-		connCaps server.ConnCounter   = conns
-	)
-	if cl != nil {
-		swarms, connCaps = cl.Swarms(limiter), cl.Connections(conns)
-	}
-	swarmLimits := validation.Limits{
-		MaxObjectiveChars: l.MaxObjectiveChars, MaxObjectiveBytes: l.MaxObjectiveBytes, MaxAgents: l.MaxAgents,
-		MaxTimeoutSeconds: l.MaxTimeoutSeconds, DefaultAgents: l.DefaultAgents, DefaultTimeoutSeconds: l.DefaultTimeoutSeconds,
-		Strategies: profile.Strategies(), Modes: profile.Modes(), DefaultStrategy: profile.DefaultStrategy(), DefaultMode: profile.DefaultMode(),
-	}
-	validator := validation.New()
-	// Idle connections park in the poller (no goroutine each); it stops after the hub has
-	// shut down (the deferred stop runs after hub.Shutdown below) or on an early return.
+// startPoller starts the poller idle connections park in (no goroutine each); nil when the
+// platform has none. stop ends it and waits; it must run after the hub has shut down.
+func startPoller(ctx context.Context, log *slog.Logger) (poller *netpoll.Poller, stop func()) {
 	poller, err := netpoll.New()
 	if err != nil {
 		log.Info("idle connections keep a reader goroutine each", "reason", err.Error())
-		poller = nil
-	} else {
-		pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
-		go func() {
-			if err := poller.Run(pollCtx); err != nil {
-				log.Error("connection poller stopped; parked connections resumed on goroutines", "err", err)
-			}
-		}()
-		defer func() {
-			stopPoll()
-			<-poller.Done()
-		}()
+		return nil, func() {}
 	}
-	hub := session.NewHub(session.Options{
-		Logger: log, Tasks: tasks, Poller: poller, Validator: validator, Verifier: a.verifier, Revocations: revocations, Metrics: mx.Sessions(),
+	pollCtx, stopPoll := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		if err := poller.Run(pollCtx); err != nil {
+			log.Error("connection poller stopped; parked connections resumed on goroutines", "err", err)
+		}
+	}()
+	return poller, func() {
+		stopPoll()
+		<-poller.Done()
+	}
+}
+
+// frontEnd is what serves clients: the limiters, the session hub and what a change does to
+// them (local).
+type frontEnd struct {
+	limiter     *ratelimit.Limiter
+	conns       *ratelimit.Counter // this process's connection counter (caps at accept)
+	connCaps    server.ConnCounter // the handshake's: cluster-wide per user with Redis
+	swarmLimits validation.Limits
+	validator   *validation.Validator
+	hub         *session.Hub
+	ips         *clientip.Resolver
+	tickets     *auth.Tickets // this process's; Redis holds them in a cluster
+	draining    *atomic.Bool
+	local       *localChanges
+}
+
+func buildFrontEnd(cfg config.Config, a *app, eng engineParts, tasks *task.Manager, cl *cluster.Cluster, revocations *auth.Revocations,
+	poller *netpoll.Poller, mx *metrics.Metrics, log *slog.Logger) (frontEnd, error) {
+	l := cfg.Limits
+	ips, err := clientip.New(clientip.Options{TrustedProxies: cfg.Server.TrustedProxies})
+	if err != nil {
+		return frontEnd{}, fmt.Errorf("server.trusted_proxies: %w", err)
+	}
+	f := frontEnd{
+		limiter:   ratelimit.New(ratelimit.Options{MaxEntries: l.LimiterMaxEntries}),
+		conns:     ratelimit.NewCounter(ratelimit.CounterOptions{}),
+		validator: validation.New(),
+		ips:       ips,
+		tickets:   auth.NewTickets(cfg.Auth.TicketTTL, cfg.Auth.TicketsPerPrincipal, nil),
+		draining:  new(atomic.Bool),
+	}
+	var swarms session.SwarmLimiter = f.limiter
+	f.connCaps = f.conns
+	if cl != nil {
+		swarms, f.connCaps = cl.Swarms(f.limiter), cl.Connections(f.conns)
+	}
+	p := eng.profile
+	f.swarmLimits = validation.Limits{
+		MaxObjectiveChars: l.MaxObjectiveChars, MaxObjectiveBytes: l.MaxObjectiveBytes, MaxAgents: l.MaxAgents,
+		MaxTimeoutSeconds: l.MaxTimeoutSeconds, DefaultAgents: l.DefaultAgents, DefaultTimeoutSeconds: l.DefaultTimeoutSeconds,
+		Strategies: p.Strategies(), Modes: p.Modes(), DefaultStrategy: p.DefaultStrategy(), DefaultMode: p.DefaultMode(),
+	}
+	f.hub = session.NewHub(session.Options{
+		Logger: log, Tasks: tasks, Poller: poller, Validator: f.validator, Verifier: a.verifier, Revocations: revocations, Metrics: mx.Sessions(),
 		Tenants: a.tenants, Audit: a.recorder, Swarms: swarms,
-		Version: version, SwarmLimits: swarmLimits,
+		Version: version, SwarmLimits: f.swarmLimits,
 		PublicLimits: protocol.Limits{
 			MaxMessageBytes: l.MaxMessageBytes, MaxObjectiveChars: l.MaxObjectiveChars, MaxObjectiveBytes: l.MaxObjectiveBytes,
 			MaxAgents: l.MaxAgents, MaxTimeoutSeconds: l.MaxTimeoutSeconds, SwarmsPerMinute: l.SwarmsPerMinute,
@@ -192,67 +262,53 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		MaxSubscriptions: cfg.Tasks.MaxSubscriptions, MessagesPerSecond: l.MessagesPerSecond, MessageBurst: l.MessageBurst,
 		SwarmsPerMinute: l.SwarmsPerMinute, SwarmBurst: l.SwarmBurst,
 	})
-	ips, err := clientip.New(clientip.Options{TrustedProxies: cfg.Server.TrustedProxies})
-	if err != nil {
-		return fmt.Errorf("server.trusted_proxies: %w", err)
-	}
+	f.local = &localChanges{a: a, hub: f.hub, tasks: tasks, revocations: revocations, cancelSuspended: cfg.Tenants.SuspendCancelsTasks, log: log}
+	return f, nil
+}
 
+// buildDeps gathers what the HTTP handlers need, the admin service included.
+func buildDeps(cfg config.Config, a *app, f frontEnd, tasks *task.Manager, cl *cluster.Cluster, revocations *auth.Revocations,
+	notify admin.Notifier, mx *metrics.Metrics, log *slog.Logger) (*server.Deps, error) {
 	auditLog, err := audit.NewReader(audit.ReaderOptions{Storage: a.db, PublicKeys: a.auditPub, Logger: log, Tenants: tenantIDs(a.db)})
 	if err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return nil, fmt.Errorf("audit: %w", err)
 	}
-	localTickets := auth.NewTickets(cfg.Auth.TicketTTL, cfg.Auth.TicketsPerPrincipal, nil)
-	var tickets server.TicketStore = localTickets
+	var tickets server.TicketStore = f.tickets
 	if cl != nil {
 		tickets = cl.Tickets(cfg.Auth.TicketTTL, cfg.Auth.TicketsPerPrincipal)
 	}
-	var draining atomic.Bool
+	svc, err := a.adminService(notify, log)
+	if err != nil {
+		return nil, err
+	}
 	deps := &server.Deps{
-		Logger: log, Limits: l, QueryTokens: cfg.QueryTokensAllowed(), Origins: cfg.Server.AllowedOrigins,
+		Logger: log, Limits: cfg.Limits, QueryTokens: cfg.QueryTokensAllowed(), Origins: cfg.Server.AllowedOrigins,
 		Verifier: a.verifier, Signer: a.signer, Tickets: tickets, Revocations: revocations,
-		Tenants: a.tenants, Audit: a.recorder, Hub: hub, Tasks: tasks, Limiter: limiter, Conns: connCaps, IPs: ips,
+		Tenants: a.tenants, Audit: a.recorder, Hub: f.hub, Tasks: tasks, Limiter: f.limiter, Conns: f.connCaps, IPs: f.ips,
 		MaxBodySize: cfg.Server.MaxBodyBytes, Pprof: cfg.Ops.Pprof, Metrics: mx.HTTP(), MetricsHandler: mx.Handler(),
-		Store: a.db, Keys: a.keys, AuditLog: auditLog, Validator: validator, TenantDefaults: swarmLimits,
-		TenantChanged: func(ctx context.Context, t store.Tenant) {
-			a.tenants.Invalidate(t.ID)
-			if t.Status != tenant.StatusActive {
-				hub.CloseTenant(t.ID)
-				if cfg.Tenants.SuspendCancelsTasks {
-					tasks.CancelTenant(t.ID)
-				}
+		Store: a.db, Keys: a.keys, AuditLog: auditLog, Validator: f.validator, TenantDefaults: f.swarmLimits,
+		Admin: svc, RevokeCancelsTasks: cfg.Auth.RevokeCancelsTasks, AuthFailureBurst: cfg.Audit.AuthFailureBurst,
+		// Ready: the database answers, and Redis too in a cluster.
+		Ready: func(ctx context.Context) error {
+			if err := a.db.Ping(ctx); err != nil {
+				return err
 			}
-		},
-		RevokeCancelsTasks: cfg.Auth.RevokeCancelsTasks,
-		TokenRevoked: func(ctx context.Context, tenant, jti string, exp time.Time, cancelTasks bool) {
-			// Scoped: a tenant's revocation refuses and closes only that tenant's token;
-			// auth.AnyTenant (a platform admin's) does so in every tenant.
-			if err := revocations.Add(tenant, jti, exp); err != nil {
-				log.Error("revocation not applied in memory; the store reload retries", "tenant", tenant, "err", err)
+			if cl != nil {
+				return cl.Ping(ctx)
 			}
-			hub.CloseJTI(tenant, jti)
-			if cancelTasks {
-				tasks.CancelToken(tenant, jti)
-			}
+			return nil
 		},
-		KeyChanged: func(ctx context.Context, tenant string) {
-			// The cache already dropped the key on Set/Delete; other processes learn from the
-			// tenant's change marker (see tenantWatch).
-			a.keys.Invalidate(tenant)
-		},
-		AuthFailureBurst: cfg.Audit.AuthFailureBurst,
-		Ready:            func(ctx context.Context) error { return a.db.Ping(ctx) },
-		Draining:         draining.Load,
+		Draining: f.draining.Load,
 	}
 	if cfg.UI.Enabled {
 		deps.UI = web.Handler()
 	}
-	if cl != nil {
-		wireCluster(cl, deps, a, hub, tasks, cfg.Tenants.SuspendCancelsTasks, log)
-	}
-	// After wireCluster: a key change reaches the other replicas through deps.KeyChanged.
-	if deps.Admin, err = a.adminService(adminHooks{keyChanged: deps.KeyChanged, tenantChanged: deps.TenantChanged, tokenRevoked: deps.TokenRevoked}, log); err != nil {
-		return err
-	}
+	return deps, nil
+}
+
+// observe registers the gauges the metrics registry reads at scrape time.
+func observe(mx *metrics.Metrics, a *app, f frontEnd, tasks *task.Manager, poller *netpoll.Poller, deps *server.Deps) error {
+	l := deps.Limits
 	if err := mx.Observe(metrics.Sources{
 		TaskCounts: tasks.Counts, ExecutorPool: l.ExecutorPool, ExecutorQueue: l.ExecutorQueue,
 		SecretCache: func() metrics.SecretCacheStats {
@@ -260,7 +316,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 			return metrics.SecretCacheStats{Hits: st.Hits, Misses: st.Misses, StaleServed: st.StaleServed, Evictions: st.Evictions, Entries: st.Entries}
 		},
 		Limiter: func() metrics.LimiterStats {
-			st := limiter.Stats()
+			st := f.limiter.Stats()
 			return metrics.LimiterStats{Entries: st.Entries, Evictions: st.Evictions}
 		},
 		AuditQueued: func() int { return a.recorder.Stats().Queued },
@@ -274,14 +330,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	}); err != nil {
 		return fmt.Errorf("metrics: %w", err)
 	}
+	return nil
+}
 
+// serve listens, runs the background loops, waits for the end and drains (DESIGN §11):
+// refuse new work, give tasks the grace, then close everything and record the stop.
+func serve(ctx context.Context, cfg config.Config, a *app, deps *server.Deps, f frontEnd, tasks *task.Manager, cl *cluster.Cluster,
+	eng engineParts, node string, revocations *auth.Revocations, mx *metrics.Metrics, stdout io.Writer, log *slog.Logger) error {
 	rawLn, err := net.Listen("tcp", cfg.Server.Addr)
 	if err != nil {
 		return fmt.Errorf("server.addr: %w", err)
 	}
 	ln := server.NewBatchListener(rawLn, &server.ConnCaps{
-		Counter: conns, Global: cfg.Limits.GlobalConnections, PerIP: cfg.Limits.IPConnections,
-		Trusted: ips.Trusted, Rejected: mx.HTTP().Rejected,
+		Counter: f.conns, Global: cfg.Limits.GlobalConnections, PerIP: cfg.Limits.IPConnections,
+		Trusted: f.ips.Trusted, Rejected: mx.HTTP().Rejected,
 	})
 	public := server.NewHTTPServer(server.Public(deps), cfg.Server.ReadHeaderTimeout, cfg.Server.IdleTimeout, cfg.Server.MaxHeaderBytes, log)
 	var opsLn net.Listener
@@ -329,15 +391,15 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	wg.Add(2)
 	go func() {
 		defer wg.Done()
-		hub.Run(bgCtx)
+		f.hub.Run(bgCtx)
 	}()
 	go func() {
 		defer wg.Done()
-		janitor(bgCtx, a, revocations, localTickets, tasks, cfg.Tenants.SuspendCancelsTasks, deps.FlushAuthFailures)
+		janitor(bgCtx, a, revocations, f.tickets, tasks, cfg.Tenants.SuspendCancelsTasks, deps.FlushAuthFailures)
 	}()
 
 	if err := a.recorder.Record(ctx, audit.Record{Action: audit.ActionServerStart, Outcome: audit.OutcomeSuccess,
-		Actor: audit.Actor{Sub: "system"}, Details: map[string]any{"version": version, "node": node, "profile": profile.Name(), "sandbox": string(exe.SandboxMode())}}); err != nil {
+		Actor: audit.Actor{Sub: "system"}, Details: map[string]any{"version": version, "node": node, "profile": eng.profile.Name(), "sandbox": string(eng.exe.SandboxMode())}}); err != nil {
 		log.Error("audit: server.start not recorded", "err", err)
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "ops", addrOf(opsLn), "dev", cfg.Dev)
@@ -354,13 +416,12 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	case runErr = <-serveErr:
 		log.Error("listener failed; shutting down", "err", runErr)
 	}
-	// Drain (DESIGN §11): refuse new work, give tasks the grace, then close everything.
-	draining.Store(true)
+	f.draining.Store(true)
 	graceCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.Shutdown.Grace)
 	tasks.Drain(graceCtx)
 	cancel()
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	hub.Shutdown(closeCtx)
+	f.hub.Shutdown(closeCtx)
 	_ = public.Shutdown(closeCtx)
 	if ops != nil {
 		_ = ops.Shutdown(closeCtx)

@@ -86,7 +86,7 @@ func tenantCreate(ctx context.Context, a *app, id, name string, stdout, stderr i
 	if err != nil {
 		return usageError("%v", err)
 	}
-	svc, err := a.adminService(adminHooks{}, cliLogger(stderr))
+	svc, err := a.adminService(nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}
@@ -115,7 +115,7 @@ func tenantSetStatus(ctx context.Context, a *app, id, status string, stdout, std
 		_, err := fmt.Fprintf(stdout, "tenant %s is already %s\n", id, status)
 		return err
 	}
-	svc, err := a.adminService(adminHooks{}, cliLogger(stderr))
+	svc, err := a.adminService(nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}

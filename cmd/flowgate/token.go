@@ -69,7 +69,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer a.close(context.WithoutCancel(ctx))
-	svc, err := a.adminService(adminHooks{}, cliLogger(stderr))
+	svc, err := a.adminService(nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}
@@ -142,7 +142,7 @@ func runTokenRevoke(ctx context.Context, args []string, getenv func(string) stri
 		}
 		scope = *tenant
 	}
-	svc, err := a.adminService(adminHooks{}, cliLogger(stderr))
+	svc, err := a.adminService(nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}

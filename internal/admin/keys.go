@@ -44,12 +44,18 @@ type Options struct {
 	// Touch moves a tenant's change marker (store.DB.TouchTenant): every other process polls it
 	// and drops the tenant's cached key.
 	Touch func(ctx context.Context, tenant string) error
-	// KeyChanged and TenantChanged, when set, tell this process (and, through it, its
-	// cluster) at once: caches, a suspended tenant's sessions and tasks.
-	KeyChanged    func(ctx context.Context, tenant string)
-	TenantChanged func(ctx context.Context, t tenant.Tenant)
-	TokenRevoked  func(ctx context.Context, tenant, jti string, keepUntil time.Time, cancelTasks bool)
-	Logger        *slog.Logger
+	// Notify, when set, tells this process (and, through it, its cluster) of a change at
+	// once: caches, a suspended tenant's sessions and tasks, a revoked token's sessions. The
+	// CLI has none: running servers learn from the store.
+	Notify Notifier
+	Logger *slog.Logger
+}
+
+// Notifier is told of every change the service made.
+type Notifier interface {
+	TenantChanged(ctx context.Context, t tenant.Tenant)
+	TokenRevoked(ctx context.Context, tenant, jti string, keepUntil time.Time, cancelTasks bool)
+	KeyChanged(ctx context.Context, tenant string)
 }
 
 // Service runs the admin use-cases.
@@ -183,7 +189,7 @@ func (s *Service) keyChanged(ctx context.Context, a Actor, tenant string) {
 		s.o.Logger.Error("tenant change marker not updated after a key change; other processes see it after their cache TTL",
 			"tenant", tenant, "request_id", a.RequestID, "err", err)
 	}
-	if s.o.KeyChanged != nil {
-		s.o.KeyChanged(ctx, tenant)
+	if s.o.Notify != nil {
+		s.o.Notify.KeyChanged(ctx, tenant)
 	}
 }

@@ -85,13 +85,40 @@ func (tr *trail) UpdateTenant(_ context.Context, id string, fn func(*store.Tenan
 	return t, tr.storeErr
 }
 
+// funcNotifier is a Notifier made of functions; a nil one is not called.
+type funcNotifier struct {
+	tenant  func(context.Context, tenant.Tenant)
+	revoked func(ctx context.Context, tenant, jti string, keepUntil time.Time, cancelTasks bool)
+	key     func(context.Context, string)
+}
+
+func (n funcNotifier) TenantChanged(ctx context.Context, t tenant.Tenant) {
+	if n.tenant != nil {
+		n.tenant(ctx, t)
+	}
+}
+
+func (n funcNotifier) TokenRevoked(ctx context.Context, tenant, jti string, keepUntil time.Time, cancelTasks bool) {
+	if n.revoked != nil {
+		n.revoked(ctx, tenant, jti, keepUntil, cancelTasks)
+	}
+}
+
+func (n funcNotifier) KeyChanged(ctx context.Context, tenant string) {
+	if n.key != nil {
+		n.key(ctx, tenant)
+	}
+}
+
 func newTrail(t *testing.T, tr *trail) *Service {
 	t.Helper()
 	s, err := New(Options{
 		Audit: tr, Keys: tr, Tenants: tr, Logger: slog.New(slog.DiscardHandler),
-		TenantChanged: func(_ context.Context, t store.Tenant) { tr.steps = append(tr.steps, "tenant-changed") },
-		Touch:         func(context.Context, string) error { tr.steps = append(tr.steps, "touch"); return nil },
-		KeyChanged:    func(context.Context, string) { tr.steps = append(tr.steps, "notify") },
+		Touch: func(context.Context, string) error { tr.steps = append(tr.steps, "touch"); return nil },
+		Notify: funcNotifier{
+			tenant: func(context.Context, tenant.Tenant) { tr.steps = append(tr.steps, "tenant-changed") },
+			key:    func(context.Context, string) { tr.steps = append(tr.steps, "notify") },
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -219,9 +246,9 @@ func TestTokenSequences(t *testing.T) {
 		}
 		s, err := New(Options{
 			Audit: tr, Tenants: tenants, Revoker: tr, Signer: tr, Logger: slog.New(slog.DiscardHandler),
-			TokenRevoked: func(_ context.Context, tenant, jti string, _ time.Time, cancel bool) {
+			Notify: funcNotifier{revoked: func(_ context.Context, tenant, jti string, _ time.Time, cancel bool) {
 				tr.steps = append(tr.steps, fmt.Sprintf("revoked-hook %s/%s cancel=%t", tenant, jti, cancel))
-			},
+			}},
 		})
 		if err != nil {
 			t.Fatal(err)

@@ -87,8 +87,8 @@ func (s *Service) recordFailure(ctx context.Context, a Actor, tenant, action str
 }
 
 func (s *Service) tenantChanged(ctx context.Context, t tenant.Tenant) {
-	if s.o.TenantChanged != nil {
-		s.o.TenantChanged(ctx, t)
+	if s.o.Notify != nil {
+		s.o.Notify.TenantChanged(ctx, t)
 	}
 }
 

@@ -96,8 +96,8 @@ func (s *Service) RevokeToken(ctx context.Context, a Actor, rv Revocation) error
 		}
 		return err
 	}
-	if s.o.TokenRevoked != nil {
-		s.o.TokenRevoked(ctx, rv.Tenant, rv.JTI, rv.KeepUntil, rv.CancelTasks)
+	if s.o.Notify != nil {
+		s.o.Notify.TokenRevoked(ctx, rv.Tenant, rv.JTI, rv.KeepUntil, rv.CancelTasks)
 	}
 	return nil
 }

@@ -133,20 +133,22 @@ func newAdminFixture(t *testing.T) *adminFixture {
 		Logger: log, Verifier: verifier, Revocations: auth.NewRevocations(nil), Tenants: dir, Audit: f.audit,
 		MaxBodySize: fixtureMaxBody, Store: db, Keys: f.provider, AuditLog: rec, Validator: validation.New(),
 		TenantDefaults: validation.Limits{MaxAgents: 20, Strategies: []string{"auto", "parallel", "sequential"}},
-		TenantChanged: func(_ context.Context, t store.Tenant) {
+	}
+	notify := fixtureNotifier{
+		tenant: func(t store.Tenant) {
 			dir.Invalidate(t.ID)
 			f.mu.Lock()
 			f.tenantCalls = append(f.tenantCalls, t)
 			f.mu.Unlock()
 		},
-		KeyChanged: func(_ context.Context, tenant string) {
+		key: func(tenant string) {
 			f.mu.Lock()
 			f.keyCalls = append(f.keyCalls, tenant)
 			f.mu.Unlock()
 		},
 	}
 	svc, err := admin.New(admin.Options{
-		Audit: f.audit, Keys: f.provider, Tenants: db, Revoker: db, AuditLog: rec, Logger: log, KeyChanged: d.KeyChanged, TenantChanged: d.TenantChanged,
+		Audit: f.audit, Keys: f.provider, Tenants: db, Revoker: db, AuditLog: rec, Logger: log, Notify: notify,
 		Touch: func(ctx context.Context, id string) error { _, err := db.TouchTenant(ctx, id); return err },
 	})
 	if err != nil {
@@ -503,5 +505,30 @@ func TestAdminChangesFailClosed(t *testing.T) {
 	f.expect(f.do("GET", "/v1/admin/tenants/globex/key", platform, ""), 404, "not_found")
 	if len(f.tenantChanges()) != 0 || len(f.keyChanges()) != 0 {
 		t.Fatal("hooks ran for refused changes")
+	}
+}
+
+// fixtureNotifier is the admin service's Notifier made of the fixture's recording functions.
+type fixtureNotifier struct {
+	tenant  func(store.Tenant)
+	revoked func(tenant, jti string, keepUntil time.Time)
+	key     func(tenant string)
+}
+
+func (n fixtureNotifier) TenantChanged(_ context.Context, t store.Tenant) {
+	if n.tenant != nil {
+		n.tenant(t)
+	}
+}
+
+func (n fixtureNotifier) TokenRevoked(_ context.Context, tenant, jti string, keepUntil time.Time, _ bool) {
+	if n.revoked != nil {
+		n.revoked(tenant, jti, keepUntil)
+	}
+}
+
+func (n fixtureNotifier) KeyChanged(_ context.Context, tenant string) {
+	if n.key != nil {
+		n.key(tenant)
 	}
 }

@@ -104,16 +104,16 @@ func newTokFixture(t *testing.T, origins ...string) *tokFixture {
 		Logger: log, Verifier: verifier, Signer: signer, Tickets: auth.NewTickets(0, 0, nil), Revocations: f.rev,
 		Tenants: tenant.NewDirectory(db, 100, time.Second), Audit: tokAuditor{f}, MaxBodySize: 8 << 10,
 		Store: db, Validator: validation.New(), Origins: origins,
-		TokenRevoked: func(_ context.Context, tenant, jti string, exp time.Time, _ bool) {
-			if err := f.rev.Add(tenant, jti, exp); err != nil {
-				t.Error(err)
-			}
-			f.mu.Lock()
-			f.revoked = append(f.revoked, tenant+"/"+jti)
-			f.mu.Unlock()
-		},
 	}
-	svc, err := admin.New(admin.Options{Audit: d.Audit, Tenants: db, Revoker: db, Signer: signer, TokenRevoked: d.TokenRevoked, Logger: log})
+	notify := fixtureNotifier{revoked: func(tenant, jti string, exp time.Time) {
+		if err := f.rev.Add(tenant, jti, exp); err != nil {
+			t.Error(err)
+		}
+		f.mu.Lock()
+		f.revoked = append(f.revoked, tenant+"/"+jti)
+		f.mu.Unlock()
+	}}
+	svc, err := admin.New(admin.Options{Audit: d.Audit, Tenants: db, Revoker: db, Signer: signer, Notify: notify, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

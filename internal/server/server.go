@@ -112,17 +112,8 @@ type Deps struct {
 	AuditLog       AuditReader
 	Validator      *validation.Validator
 	TenantDefaults validation.Limits // global bounds a tenant's limits are checked against
-	// TenantChanged is called after a tenant is created or updated: it invalidates caches and
-	// closes the sessions of a suspended tenant (locally and, in a cluster, everywhere).
-	TenantChanged func(ctx context.Context, t tenant.Tenant)
-	// TokenRevoked is called after a revocation is stored: it updates the revocation set and
-	// closes live sessions using the token (locally and, in a cluster, everywhere). tenant is
-	// the revocation's scope: the token's tenant, or auth.AnyTenant for a platform revocation.
-	TokenRevoked func(ctx context.Context, tenant, jti string, exp time.Time, cancelTasks bool)
 	// RevokeCancelsTasks is auth.revoke_cancels_tasks: a revocation's default for cancelTasks.
 	RevokeCancelsTasks bool
-	// KeyChanged is called after a tenant key is set or deleted (cluster-wide invalidation).
-	KeyChanged func(ctx context.Context, tenant string)
 
 	// Ready reports whether dependencies (store, cache) can serve; nil means ready.
 	Ready func(ctx context.Context) error

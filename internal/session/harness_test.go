@@ -8,6 +8,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -192,9 +193,16 @@ func newEnv(tb testing.TB, cfg envConfig) *env {
 		if n := e.hub.Count(); n != 0 {
 			tb.Errorf("hub still counts %d sessions after Shutdown", n)
 		}
+		// Shutdown may return before the last onEnd ran (see TestShutdownWaitsForOnEnd):
+		// wait for every onEnd, then check that none ran twice.
 		e.mu.Lock()
-		defer e.mu.Unlock()
-		for id, n := range e.ends {
+		ends := maps.Clone(e.ends)
+		e.mu.Unlock()
+		for id, n := range ends {
+			deadline := time.Now().Add(waitBound)
+			for n.Load() == 0 && time.Now().Before(deadline) {
+				time.Sleep(2 * time.Millisecond)
+			}
 			if got := n.Load(); got != 1 {
 				tb.Errorf("session %s: onEnd called %d times, want exactly 1", id, got)
 			}
@@ -424,11 +432,16 @@ func concat(parts ...[]byte) []byte {
 
 // fakeAudit keeps what it is given.
 type fakeAudit struct {
+	closeDelay atomic.Int64 // nanoseconds each session.close record takes to write
+
 	mu   sync.Mutex
 	recs []audit.Record
 }
 
 func (a *fakeAudit) Record(_ context.Context, r audit.Record) error {
+	if d := time.Duration(a.closeDelay.Load()); d > 0 && r.Action == audit.ActionSessionClose {
+		time.Sleep(d)
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.recs = append(a.recs, r)

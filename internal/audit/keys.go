@@ -181,17 +181,22 @@ var errBadSignature = errors.New("bad signature")
 
 // checkSignature verifies cp against keys (by key id).
 func checkSignature(keys map[string]ed25519.PublicKey, cp Checkpoint) error {
-	pub, ok := keys[cp.KeyID]
-	if !ok {
-		return fmt.Errorf("%w: unknown key id", errBadSignature)
-	}
-	sig, err := base64.StdEncoding.Strict().DecodeString(cp.Signature)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("%w: malformed signature", errBadSignature)
-	}
 	msg, err := signedMessage(cp)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errBadSignature, err)
+	}
+	return verifySignature(keys, cp.KeyID, cp.Signature, msg)
+}
+
+// verifySignature checks a base64 Ed25519 signature of msg by the key keyID names.
+func verifySignature(keys map[string]ed25519.PublicKey, keyID, signature string, msg []byte) error {
+	pub, ok := keys[keyID]
+	if !ok {
+		return fmt.Errorf("%w: unknown key id", errBadSignature)
+	}
+	sig, err := base64.StdEncoding.Strict().DecodeString(signature)
+	if err != nil || len(sig) != ed25519.SignatureSize {
+		return fmt.Errorf("%w: malformed signature", errBadSignature)
 	}
 	if !ed25519.Verify(pub, msg, sig) {
 		return errBadSignature

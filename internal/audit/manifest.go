@@ -225,20 +225,9 @@ func (r *Reader) checkManifest(ctx context.Context, states []ChainState) (map[st
 }
 
 func checkManifestSignature(keys map[string]ed25519.PublicKey, m StoredManifest) error {
-	pub, ok := keys[m.KeyID]
-	if !ok {
-		return fmt.Errorf("%w: unknown key id", errBadSignature)
-	}
-	sig, err := base64.StdEncoding.Strict().DecodeString(m.Signature)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("%w: malformed signature", errBadSignature)
-	}
 	msg, err := manifestSignedMessage(m)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %v", errBadSignature, err)
 	}
-	if !ed25519.Verify(pub, msg, sig) {
-		return errBadSignature
-	}
-	return nil
+	return verifySignature(keys, m.KeyID, m.Signature, msg)
 }

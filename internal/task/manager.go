@@ -723,21 +723,11 @@ func (m *Manager) Cancel(ctx context.Context, p *auth.Principal, id string, meta
 // not go on spending with its key); each ends cancelled with error "tenant_suspended". It
 // returns how many it cancelled.
 func (m *Manager) CancelTenant(tenant string) int {
-	m.mu.Lock()
-	var victims []*Task
-	for _, t := range m.tasks {
-		if t.Tenant == tenant && !t.remote && !t.isDone() {
-			victims = append(victims, t)
-		}
+	n := m.cancelWhere(errSuspended, func(t *Task) bool { return t.Tenant == tenant })
+	if n > 0 {
+		m.log.Info("tenant suspended: its running tasks were cancelled", "tenant", tenant, "tasks", n)
 	}
-	m.mu.Unlock()
-	for _, t := range victims {
-		t.cancel(errSuspended)
-	}
-	if len(victims) > 0 {
-		m.log.Info("tenant suspended: its running tasks were cancelled", "tenant", tenant, "tasks", len(victims))
-	}
-	return len(victims)
+	return n
 }
 
 // CancelToken cancels the running tasks on this node started with token jti in tenant
@@ -747,19 +737,27 @@ func (m *Manager) CancelToken(tenant, jti string) int {
 	if jti == "" {
 		return 0
 	}
+	n := m.cancelWhere(errRevoked, func(t *Task) bool {
+		return t.JTI == jti && (tenant == auth.AnyTenant || t.Tenant == tenant)
+	})
+	if n > 0 {
+		m.log.Info("token revoked: the tasks it started were cancelled", "tenant", tenant, "tasks", n)
+	}
+	return n
+}
+
+// cancelWhere cancels, with cause, the live tasks running here that match.
+func (m *Manager) cancelWhere(cause error, match func(*Task) bool) int {
 	m.mu.Lock()
 	var victims []*Task
 	for _, t := range m.tasks {
-		if t.JTI == jti && (tenant == auth.AnyTenant || t.Tenant == tenant) && !t.remote && !t.isDone() {
+		if !t.remote && !t.isDone() && match(t) {
 			victims = append(victims, t)
 		}
 	}
 	m.mu.Unlock()
 	for _, t := range victims {
-		t.cancel(errRevoked)
-	}
-	if len(victims) > 0 {
-		m.log.Info("token revoked: the tasks it started were cancelled", "tenant", tenant, "tasks", len(victims))
+		t.cancel(cause)
 	}
 	return len(victims)
 }

@@ -4,19 +4,20 @@ package record
 
 import (
 	"errors"
+	"github.com/flowgate/flowgate/internal/protocol"
 	"time"
 )
 
-// Statuses of a task: the task_complete statuses of the wire protocol plus the two
-// live ones.
+// Statuses of a task: the wire protocol's (the task_complete statuses plus the two live
+// ones), kept as they are sent.
 const (
-	StatusPending     = "pending"
-	StatusRunning     = "running"
-	StatusSuccess     = "success"
-	StatusFailed      = "failed"
-	StatusTimeout     = "timeout"
-	StatusCancelled   = "cancelled"
-	StatusInterrupted = "interrupted"
+	StatusPending     = protocol.StatusPending
+	StatusRunning     = protocol.StatusRunning
+	StatusSuccess     = protocol.StatusSuccess
+	StatusFailed      = protocol.StatusFailed
+	StatusTimeout     = protocol.StatusTimeout
+	StatusCancelled   = protocol.StatusCancelled
+	StatusInterrupted = protocol.StatusInterrupted
 )
 
 // Input bounds of a task.

@@ -6,15 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/client"
+	"github.com/flowgate/flowgate/internal/store"
 )
 
 // enginesStarted counts engine processes the gateway has started, from its debug log.
@@ -396,4 +401,89 @@ func TestAuthFailureFloodIsSummarised(t *testing.T) {
 		t.Fatalf("%d auth.failure records and %d summarised, want at most 20 and %d in all", failures, summarised, refused)
 	}
 	t.Logf("%d requests, %d refused after the limiter: %d auth.failure records, %d counted in summaries", n+50, refused, failures, summarised)
+}
+
+// auditBytes is the audit table's size by content: rows and the bytes of their columns.
+func auditBytes(t *testing.T, g *gateway) (rows, bytes int64) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, store.Config{Driver: store.DriverSQLite, Path: filepath.Join(g.dataDir, "flowgate.db"), SkipMigrations: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.SQL().QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(LENGTH(body) + LENGTH(hash) + LENGTH(prev_hash) +
+		LENGTH(id) + LENGTH(action) + LENGTH(outcome) + LENGTH(actor_sub) + LENGTH(chain) + 24), 0) FROM audit_records`).Scan(&rows, &bytes); err != nil {
+		t.Fatal(err)
+	}
+	return rows, bytes
+}
+
+// TestUnauthenticatedFloodAuditGrowth: 60 s of unauthenticated requests to the admin API and
+// WebSocket handshakes, from eight addresses at once, add less than 1 MiB to the audit table
+// (DESIGN §16), and every refusal is accounted for: recorded, or counted in a summary.
+func TestUnauthenticatedFloodAuditGrowth(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	rows0, bytes0 := auditBytes(t, g)
+	host := strings.TrimPrefix(g.HTTP, "http://")
+	deadline := time.Now().Add(60 * time.Second)
+	var refused, requests atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 8 {
+		src := &net.TCPAddr{IP: net.IPv4(127, 0, 0, byte(20+i))}
+		client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			DialContext:         (&net.Dialer{LocalAddr: src}).DialContext,
+			MaxIdleConnsPerHost: 4,
+		}}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer client.CloseIdleConnections()
+			for n := 0; time.Now().Before(deadline); n++ {
+				path, hdr := "/v1/admin/tenants", http.Header{"Authorization": {"Bearer not-a-token"}}
+				if n%2 == 1 { // a handshake with a bad token
+					path = "/ws"
+					hdr.Set("Connection", "Upgrade")
+					hdr.Set("Upgrade", "websocket")
+					hdr.Set("Sec-WebSocket-Version", "13")
+					hdr.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+				}
+				req, _ := http.NewRequest("GET", "http://"+host+path, nil)
+				req.Header = hdr
+				resp, err := client.Do(req)
+				if err != nil {
+					continue
+				}
+				requests.Add(1)
+				if resp.StatusCode == http.StatusUnauthorized {
+					refused.Add(1)
+				}
+				resp.Body.Close()
+			}
+		}()
+	}
+	wg.Wait()
+	if !g.signal(syscall.SIGTERM, 40*time.Second) { // flushes the open summaries
+		t.Fatal("the gateway did not stop")
+	}
+	rows1, bytes1 := auditBytes(t, g)
+	growth := bytes1 - bytes0
+	t.Logf("60 s flood from 8 addresses: %d requests, %d refused 401 (the rest 429 by the per-address limiter); the audit table grew by %d rows, %.1f KiB",
+		requests.Load(), refused.Load(), rows1-rows0, float64(growth)/1024)
+	if growth >= 1<<20 {
+		t.Fatalf("the audit table grew by %d bytes under the flood; want < 1 MiB", growth)
+	}
+	failures, summarised := 0, 0
+	for _, r := range auditRecords(t, g, audit.ScopePlatform) {
+		switch r.Action {
+		case audit.ActionAuthFailure:
+			failures++
+		case audit.ActionAuthFailureSummary:
+			c, _ := r.Details["count"].(float64)
+			summarised += int(c)
+		}
+	}
+	if int64(failures+summarised) != refused.Load() {
+		t.Fatalf("%d auth.failure records + %d summarised; want all %d refusals accounted for", failures, summarised, refused.Load())
+	}
 }

@@ -146,6 +146,8 @@ func TestErrorsNameTheKey(t *testing.T) {
 		{"issuer permission unknown", "auth:\n  issuers:\n    - issuer: a\n      keys: [{kid: k, alg: HS256, file: f}]\n      permissions: [swarm:execute, root]\n", nil, false, "auth.issuers[0].permissions[1]"},
 		{"issuer tenant invalid", "auth:\n  issuers:\n    - issuer: a\n      keys: [{kid: k, alg: HS256, file: f}]\n      tenants: [Acme]\n", nil, false, "auth.issuers[0].tenants[0]"},
 		{"negative max token lifetime", "auth:\n  max_token_lifetime: -1h\n", nil, false, "auth.max_token_lifetime"},
+		// Pings go out at a once-a-second sweep: the timeout must cover the interval plus it.
+		{"pong timeout within a sweep of the ping interval", "limits:\n  ping_interval: 10s\n  pong_timeout: 11s\n", nil, false, "limits.pong_timeout"},
 		{"unknown permission mode", "engine:\n  permission_mode: yolo\n", nil, false, "engine.permission_mode"},
 		{"relative claude_command", "engine:\n  claude_command: bin/claude\n", nil, false, "engine.claude_command"},
 		{"base URL not http", "engine:\n  anthropic_base_url: ftp://gw.example/\n", nil, false, "engine.anthropic_base_url"},

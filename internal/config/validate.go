@@ -121,8 +121,10 @@ func (c *Config) Validate() error {
 	}
 	durPositive("limits.ping_interval", l.PingInterval)
 	durPositive("limits.write_timeout", l.WriteTimeout)
-	if l.PongTimeout <= l.PingInterval {
-		bad("limits.pong_timeout", "must be longer than limits.ping_interval")
+	// Pings go out at the hub's once-a-second sweep, so two pings can be ping_interval plus a
+	// second apart: a client answering every one must not time out in between.
+	if l.PongTimeout <= l.PingInterval+time.Second {
+		bad("limits.pong_timeout", "must be longer than limits.ping_interval plus 1s (pings go out at a once-a-second sweep)")
 	}
 
 	switch c.Tasks.OnDisconnect {

@@ -6,6 +6,8 @@ import (
 	"io"
 	"time"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/flowgate/flowgate/internal/netpoll"
 )
 
@@ -13,18 +15,44 @@ import (
 // the socket is readable. Two things would otherwise keep a goroutine per idle connection:
 //
 //   - gorilla's NextReader answers control frames itself and then blocks for the next data
-//     frame, so a client answering our pings every 25 s would pin a reader for good. A
-//     parked connection's pongs are therefore taken off the socket here, without gorilla:
-//     at a frame boundary with nothing buffered, a complete masked pong frame (at most
-//     131 bytes) is consumed and only moves the read deadline.
+//     frame, so a client answering our pings every 25 s (or sending its own keep-alive
+//     pings) would pin a reader for good. A parked connection's control frames are therefore
+//     taken here, without gorilla: at a frame boundary, every complete masked pong or ping
+//     frame (at most 131 bytes) already in gorilla's buffer or on the socket is consumed; a
+//     pong only moves the read deadline, a ping is answered with its pong and moves it too.
 //   - the read deadline is a runtime timer per socket; while parked it is kept in the
 //     session instead and enforced by the hub's once-a-second sweep.
 //
-// Anything else on the socket — a data frame, a ping, a close, a partial frame, a protocol
-// error, end of stream — goes to gorilla on the reader goroutine, exactly as without parking.
+// Anything else — a data frame, a close, a partial frame, a protocol error, end of stream —
+// goes to gorilla on the reader goroutine, exactly as without parking.
 
-// maxPongFrame is the largest client pong: 2 header bytes, a 4-byte mask, 125 payload bytes.
-const maxPongFrame = 2 + 4 + 125
+// maxControlFrame is the largest client control frame: 2 header bytes, a 4-byte mask, 125
+// payload bytes.
+const maxControlFrame = 2 + 4 + 125
+
+// controlFrame reports the size of the masked client ping or pong frame at the start of b and
+// whether b holds all of it; size 0 when b does not start with one.
+// A frame cut short still gives its size when its two header bytes are there.
+func controlFrame(b []byte) (size int, ok bool) {
+	if len(b) < 2 || (b[0] != 0x8a && b[0] != 0x89) || b[1]&0x80 == 0 || b[1]&0x7f > 125 {
+		return 0, false
+	}
+	size = 6 + int(b[1]&0x7f)
+	return size, len(b) >= size
+}
+
+// handleControl acts on one complete control frame from controlFrame.
+func (s *Session) handleControl(f []byte) {
+	if f[0] == 0x89 { // a client ping: answer with its payload, unmasked
+		payload := make([]byte, len(f)-6)
+		for i := range payload {
+			payload[i] = f[6+i] ^ f[2+i%4]
+		}
+		// WriteControl may run alongside the writer (gorilla serialises it).
+		_ = s.conn.WriteControl(websocket.PongMessage, payload, time.Now().Add(s.opts.WriteTimeout))
+	}
+	s.extendDeadline()
+}
 
 // extendDeadline moves the read deadline after a message or a pong (not while closing: the
 // close handshake keeps its own short deadline).
@@ -40,32 +68,43 @@ func (s *Session) extendDeadline() {
 	_ = s.conn.SetReadDeadline(deadline)
 }
 
-// takePongs consumes the complete pong frames waiting on the socket and reports whether the
-// socket is then empty (the connection may park). Called only at a frame boundary with
-// nothing buffered above the socket.
-func (s *Session) takePongs() bool {
+// takeControlFrames consumes the complete control frames waiting in gorilla's buffer and
+// then on the socket, and reports whether nothing is left (the connection may park). Called
+// only at a frame boundary.
+func (s *Session) takeControlFrames() bool {
+	for s.br.Buffered() > 0 {
+		head, _ := s.br.Peek(min(s.br.Buffered(), maxControlFrame)) // buffered: no read
+		size, ok := controlFrame(head)
+		if !ok {
+			return false
+		}
+		s.handleControl(head[:size])
+		_, _ = s.br.Discard(size)
+	}
 	nc, ok := s.conn.NetConn().(netpoll.Conn)
 	if !ok {
 		return false
 	}
-	var buf [maxPongFrame]byte
+	var buf [maxControlFrame]byte
 	for {
 		n, err := netpoll.Peek(nc, buf[:])
 		switch {
 		case errors.Is(err, netpoll.ErrWouldBlock):
 			return true
-		case err != nil, n < 2:
+		case err != nil:
 			return false // an error or end of stream: gorilla reports it
 		}
-		// FIN + opcode 0xA, masked, a control-frame length: anything else is gorilla's.
-		size := 6 + int(buf[1]&0x7f)
-		if buf[0] != 0x8a || buf[1]&0x80 == 0 || buf[1]&0x7f > 125 || n < size {
-			return false
+		size, ok := controlFrame(buf[:n])
+		if !ok && (n < 2 || size == 0) {
+			return false // not a control frame (or too little of it to tell): gorilla's
 		}
+		// Complete, or a control frame whose header is here and whose rest is on its way:
+		// read it here, as gorilla would (under the same read deadline), so that the reader
+		// can park after it. A failed read leaves the deadline or the error to gorilla.
 		if _, err := io.ReadFull(s.conn.NetConn(), buf[:size]); err != nil {
 			return false
 		}
-		s.extendDeadline()
+		s.handleControl(buf[:size])
 	}
 }
 

@@ -111,13 +111,8 @@ func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, br *bufio.Reader,
 		msgLimiter: rate.NewLimiter(rate.Limit(o.MessagesPerSecond), o.MessageBurst),
 	}
 	s.principal.Store(p)
-	if !h.add(s) {
-		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseGoingAway, protocol.ReasonShutdown), time.Now().Add(time.Second))
-		conn.Close()
-		onEnd()
-		return
-	}
-	o.metric(func(m Metrics) { m.SessionOpened() })
+	// Everything the hub's sweep and its Close* may touch is set before the session is
+	// registered: from then on they can reach it.
 	now := o.Now()
 	s.nextPing = now.Add(o.PingInterval)
 	s.readDeadline = now.Add(o.PongTimeout)
@@ -133,6 +128,16 @@ func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, br *bufio.Reader,
 			}
 		}
 	}
+	if !h.add(s) {
+		if s.park != nil {
+			s.park.Close()
+		}
+		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseGoingAway, protocol.ReasonShutdown), time.Now().Add(time.Second))
+		conn.Close()
+		onEnd()
+		return
+	}
+	o.metric(func(m Metrics) { m.SessionOpened() })
 	s.send(protocol.Connection{
 		Type: protocol.TypeConnection, SessionID: s.id, Status: "connected", Version: o.Version,
 		Protocol: protocol.Name, Tenant: p.Tenant, User: p.Subject, Permissions: p.Permissions,
@@ -166,7 +171,7 @@ func (s *Session) readLoop(ctx context.Context) (code int, parked bool) {
 	s.mu.Unlock()
 	_ = c.SetReadDeadline(deadline)
 	for {
-		if s.park != nil && s.br.Buffered() == 0 && s.takePongs() && s.parkReader(ctx) {
+		if s.park != nil && s.takeControlFrames() && s.parkReader(ctx) {
 			return 0, true
 		}
 		mt, data, err := c.ReadMessage()
@@ -497,11 +502,13 @@ func (s *Session) end(ctx context.Context, code int) {
 		s.park.Close()
 	}
 	s.conn.Close()
-	s.hub.remove(s)
 	s.opts.metric(func(m Metrics) { m.SessionClosed(code) })
 	s.audit(context.WithoutCancel(ctx), audit.ActionSessionClose, audit.OutcomeSuccess, closeReason(code, s.closeReason), "", "",
 		map[string]any{"code": code, "jti": s.Principal().JTI})
 	s.onEnd()
+	// Last: Hub.Shutdown waits for this, and the process records server.stop after it, so
+	// session.close and onEnd (the connection slots) must be done by then.
+	s.hub.remove(s)
 }
 
 func closeReason(code int, reason string) string {

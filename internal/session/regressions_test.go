@@ -3,7 +3,6 @@ package session_test
 import (
 	"context"
 	"errors"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -13,23 +12,18 @@ import (
 	"github.com/flowgate/flowgate/internal/protocol"
 )
 
-// Tests of behaviour the package gets wrong today. Each is skipped unless
-// FLOWGATE_KNOWN_BUGS=1, and should pass (and lose its skip) once the bug is fixed.
+// Regression tests of four bugs these tests found in the session core (all fixed): a control
+// frame handled by gorilla pinned the reader of an idle connection; Hub.Shutdown returned
+// before onEnd and session.close; Hub.Start published a session before initialising it; a
+// pong timeout shorter than the ping interval plus the 1 s sweep closed clients that answer
+// every ping (the configuration now refuses it).
 
-func skipKnownBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("FLOWGATE_KNOWN_BUGS") == "" {
-		t.Skip("known issue: " + what + " (set FLOWGATE_KNOWN_BUGS=1 to run)")
-	}
-}
-
-// Known issue (see the comment): a control frame that gorilla handles — a pong read into
+// A control frame that gorilla handles — a pong read into
 // gorilla's buffer together with a data frame, a pong split across TCP segments with nothing
 // behind it, a client ping — leaves the reader blocked in ReadMessage for the next data
 // frame, so the idle connection keeps a goroutine until the client sends a message again.
 // The package docs promise an idle connection parks.
 func TestIdleAfterControlFrameParks(t *testing.T) {
-	skipKnownBug(t, "a control frame handled by gorilla pins the reader until the next data frame")
 	p1 := pingFrame("a")
 	pong := frame(opPong, []byte("pong-data"))
 	cases := []struct {
@@ -58,13 +52,12 @@ func TestIdleAfterControlFrameParks(t *testing.T) {
 	}
 }
 
-// Known issue: Hub.Shutdown returns once every session is out of the hub's set, but a
+// Fixed: Hub.Shutdown returned once every session is out of the hub's set, but a
 // session leaves the set (hub.remove, the WaitGroup's Done) before it writes its
 // session.close record and calls onEnd, so both can run after Shutdown returned — after
 // the caller wrote server.stop, closed the audit recorder or the connection limiter.
 // A slow audit write makes the window wide.
 func TestShutdownWaitsForOnEnd(t *testing.T) {
-	skipKnownBug(t, "Hub.Shutdown can return before onEnd and the session.close record")
 	e := newEnv(t, envConfig{mode: withPoller})
 	c := e.dial(t)
 	e.waitParked(t, 1)
@@ -90,19 +83,18 @@ func TestShutdownWaitsForOnEnd(t *testing.T) {
 	}
 }
 
-// Known issue: the hub sends pings and wakes expired parked connections from a sweep that
-// runs once a second, and a ping goes out only at a sweep at or after nextPing, so the time
-// between two pings is up to PingInterval + 1 s. The config accepts any PongTimeout longer
-// than PingInterval (internal/config/validate.go), but one shorter than that period closes
-// clients that answer every ping with 1008 "pong timeout".
+// Fixed in the configuration: the hub sends pings from a sweep that runs once a second, so two
+// pings can be PingInterval + 1 s apart, and a PongTimeout shorter than that closed clients
+// that answer every ping. internal/config/validate.go now requires pong_timeout >
+// ping_interval + 1s; at that bound an answering client stays.
 func TestShortPongTimeoutKeepsResponsiveClient(t *testing.T) {
-	skipKnownBug(t, "PongTimeout shorter than PingInterval + the 1 s sweep closes responsive clients")
 	for _, m := range []mode{noPoller, withPoller} {
 		t.Run(m.String(), func(t *testing.T) {
 			t.Parallel()
-			e := newEnv(t, envConfig{mode: m, sweep: true, pingInterval: 100 * time.Millisecond, pongTimeout: 500 * time.Millisecond})
+			// The shortest pong timeout the configuration accepts: ping_interval + 1s (+ a margin).
+			e := newEnv(t, envConfig{mode: m, sweep: true, pingInterval: 100 * time.Millisecond, pongTimeout: 1200 * time.Millisecond})
 			c := e.dial(t) // gorilla's default ping handler answers every ping
-			_ = c.SetReadDeadline(time.Now().Add(3 * time.Second))
+			_ = c.SetReadDeadline(time.Now().Add(4 * time.Second))
 			_, _, err := c.ReadMessage()
 			var ce *websocket.CloseError
 			if errors.As(err, &ce) {
@@ -112,12 +104,11 @@ func TestShortPongTimeoutKeepsResponsiveClient(t *testing.T) {
 	}
 }
 
-// Known issue: Hub.Start publishes the session (hub.add) before it sets nextPing,
+// Fixed: Hub.Start published the session (hub.add) before it sets nextPing,
 // readDeadline and park, which CloseWhere, Shutdown and the sweep read under s.mu or not at
 // all: a data race, and a close in that window has its short close-handshake deadline
 // overwritten by PongTimeout. Only the race detector sees it; run with -race.
 func TestStartRacesWithClose(t *testing.T) {
-	skipKnownBug(t, "Hub.Start initialises the session after publishing it (data race under -race)")
 	e := newEnv(t, envConfig{mode: withPoller, quiet: true})
 	for range 20 {
 		var wg sync.WaitGroup

@@ -63,9 +63,9 @@ func (s *Session) extendDeadline() {
 		return
 	}
 	s.readDeadline = s.opts.Now().Add(s.opts.PongTimeout)
-	deadline := s.readDeadline
+	// Applied under s.mu: a closeWith in between must not have its short deadline replaced.
+	_ = s.conn.SetReadDeadline(s.readDeadline)
 	s.mu.Unlock()
-	_ = s.conn.SetReadDeadline(deadline)
 }
 
 // takeControlFrames consumes the complete control frames waiting in gorilla's buffer and

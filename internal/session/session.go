@@ -167,9 +167,8 @@ func NewID() string {
 func (s *Session) readLoop(ctx context.Context) (code int, parked bool) {
 	c := s.conn
 	s.mu.Lock()
-	deadline := s.readDeadline
+	_ = c.SetReadDeadline(s.readDeadline)
 	s.mu.Unlock()
-	_ = c.SetReadDeadline(deadline)
 	for {
 		if s.park != nil && s.takeControlFrames() && s.parkReader(ctx) {
 			return 0, true
@@ -311,9 +310,8 @@ func (s *Session) closeWith(code int, reason string) {
 	s.kickLocked()
 	// Do not wait longer than a second for the peer's close frame.
 	s.readDeadline = s.opts.Now().Add(time.Second + s.opts.WriteTimeout)
-	deadline := s.readDeadline
+	_ = s.conn.SetReadDeadline(s.readDeadline)
 	s.mu.Unlock()
-	_ = s.conn.SetReadDeadline(deadline)
 	// A parked connection needs its reader back to see the peer's answer, or the deadline.
 	s.wakeReader()
 }

@@ -483,9 +483,13 @@ func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.T
 			if err := watch.poll(ctx, a, now, suspended); err != nil {
 				a.log.Warn("tenant changes refresh failed", "err", err)
 			}
-			if err := flushAuth(ctx); err != nil {
+			// Not cancelled by shutdown mid-write: a summary cut off there would be lost
+			// (the shutdown flush writes what is still due).
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			if err := flushAuth(fctx); err != nil {
 				a.log.Warn("auth.failure.summary records not written", "err", err)
 			}
+			cancel()
 			rev.Prune()
 			tickets.Prune()
 			tasks.Sweep()

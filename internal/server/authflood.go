@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -101,11 +102,29 @@ func (f *authFlood) flush(ctx context.Context, rec func(context.Context, audit.R
 	due := f.due
 	f.due = nil
 	f.mu.Unlock()
-	var first error
+	var (
+		first  error
+		failed []audit.Record
+	)
 	for _, r := range due {
-		if err := rec(ctx, r); err != nil && first == nil {
-			first = err
+		if err := rec(ctx, r); err != nil {
+			// A context error may come after the record was queued (it may still be
+			// written): requeueing it could count twice. Any other error is a write that
+			// did not happen.
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				failed = append(failed, r)
+			}
+			if first == nil {
+				first = err
+			}
 		}
+	}
+	if len(failed) > 0 {
+		// Kept for the next flush (the shutdown flush at the latest): a count must not be
+		// lost because one write failed (a store outage, a flush racing shutdown).
+		f.mu.Lock()
+		f.due = append(failed, f.due...)
+		f.mu.Unlock()
 	}
 	return first
 }

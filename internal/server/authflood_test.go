@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -51,5 +52,38 @@ func TestAuthFloodBoundedEntries(t *testing.T) {
 	}
 	if n := len(f.m); n > maxAuthFloodEntries+1 {
 		t.Fatalf("%d entries, bound %d", n, maxAuthFloodEntries)
+	}
+}
+
+// A summary whose write fails is kept for the next flush, so the count is not lost; one
+// refused by a context error (it may have been queued already) is not, so it never counts twice.
+func TestAuthFloodFailedSummaryIsKept(t *testing.T) {
+	f := newAuthFlood(1)
+	now := time.Unix(1_800_000_000, 0)
+	for range 5 {
+		f.admit("192.0.2.7", "bad_signature", audit.Source{}, now)
+	}
+	down := func(context.Context, audit.Record) error { return errors.New("store down") }
+	if err := f.flush(context.Background(), down, now.Add(authFloodWindow)); err == nil {
+		t.Fatal("a failed write was not reported")
+	}
+	var got []audit.Record
+	up := func(_ context.Context, r audit.Record) error { got = append(got, r); return nil }
+	if err := f.flush(context.Background(), up, now.Add(authFloodWindow)); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].Details["count"] != 4 {
+		t.Fatalf("after the store came back: %+v; want the one summary counting 4", got)
+	}
+
+	for range 5 {
+		f.admit("192.0.2.8", "bad_signature", audit.Source{}, now)
+	}
+	cancelled := func(context.Context, audit.Record) error { return context.Canceled }
+	_ = f.flush(context.Background(), cancelled, now.Add(authFloodWindow))
+	got = nil
+	_ = f.flush(context.Background(), up, now.Add(authFloodWindow))
+	if len(got) != 0 {
+		t.Fatalf("a summary refused by a context error was written again: %+v", got)
 	}
 }

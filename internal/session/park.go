@@ -58,7 +58,7 @@ func (s *Session) handleControl(f []byte) {
 // close handshake keeps its own short deadline).
 func (s *Session) extendDeadline() {
 	s.mu.Lock()
-	if s.closing {
+	if s.life != lifeOpen {
 		s.mu.Unlock()
 		return
 	}
@@ -115,7 +115,7 @@ func (s *Session) takeControlFrames() bool {
 func (s *Session) parkReader(ctx context.Context) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing || s.ended || !s.opts.Now().Before(s.readDeadline) {
+	if s.life != lifeOpen || !s.opts.Now().Before(s.readDeadline) {
 		return false
 	}
 	// While parked the deadline is the sweep's job; clearing the socket's frees its timer.

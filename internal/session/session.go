@@ -54,19 +54,18 @@ type Session struct {
 	br   *bufio.Reader
 	park *netpoll.Handle
 
-	mu          sync.Mutex
-	queue       [][]byte
-	queueBytes  int
-	subs        map[string]*task.Subscription
-	dirty       bool
-	writing     bool
-	pingDue     bool
-	nextPing    time.Time
-	closing     bool
-	closeSent   bool
+	mu         sync.Mutex
+	queue      [][]byte
+	queueBytes int
+	subs       map[string]*task.Subscription
+	// The writer's schedule: writing while a writer runs; dirty when work arrived during its
+	// pass (it goes round again); pingDue when the sweep asked for a ping.
+	writing, dirty, pingDue bool
+	nextPing                time.Time
+	// life is where the connection is; closeCode and closeReason are the close it ends with.
+	life        lifecycle
 	closeCode   int
 	closeReason string
-	ended       bool
 	// readDeadline is when the reader gives up on the client (no pong, no close reply).
 	// It lives here, not only on the socket, because a parked connection has no reader:
 	// the hub's sweep wakes it once the deadline has passed.
@@ -79,6 +78,20 @@ type Session struct {
 	lastDenyAudit  time.Time
 	deniedSinceLog int
 }
+
+// lifecycle is where a session's connection is. It only moves forward: open → closing (a
+// close frame is due; the writer sends it next, dropping what is queued) → closeSent (waiting
+// for the peer's answer, or the deadline) → ended (the connection is gone: nothing is
+// written any more). A connection can also end from open or closing (the peer vanished, a
+// write failed).
+type lifecycle uint8
+
+const (
+	lifeOpen lifecycle = iota
+	lifeClosing
+	lifeCloseSent
+	lifeEnded
+)
 
 // ID is the session id sent in the welcome frame.
 func (s *Session) ID() string { return s.id }
@@ -249,7 +262,7 @@ func (s *Session) send(v any) {
 		return
 	}
 	s.mu.Lock()
-	if s.closing || s.ended {
+	if s.life != lifeOpen {
 		s.mu.Unlock()
 		return
 	}
@@ -283,7 +296,7 @@ var _ task.Subscriber = (*Session)(nil)
 // kickLocked marks work pending and starts the writer if none is running.
 func (s *Session) kickLocked() {
 	s.dirty = true
-	if s.writing || s.ended {
+	if s.writing || s.life == lifeEnded {
 		return
 	}
 	s.writing = true
@@ -294,18 +307,18 @@ func (s *Session) kickLocked() {
 func (s *Session) isClosing() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.closing
+	return s.life != lifeOpen
 }
 
 // closeWith starts the close handshake: the writer drops what is pending, sends the close
 // frame, and the reader ends when the peer answers (or its deadline passes).
 func (s *Session) closeWith(code int, reason string) {
 	s.mu.Lock()
-	if s.closing || s.ended {
+	if s.life != lifeOpen {
 		s.mu.Unlock()
 		return
 	}
-	s.closing, s.closeCode, s.closeReason = true, code, reason
+	s.life, s.closeCode, s.closeReason = lifeClosing, code, reason
 	s.queue, s.queueBytes = nil, 0
 	s.kickLocked()
 	// Do not wait longer than a second for the peer's close frame.
@@ -319,7 +332,7 @@ func (s *Session) closeWith(code int, reason string) {
 func (s *Session) pingIfDue(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.closing || s.ended || now.Before(s.nextPing) {
+	if s.life != lifeOpen || now.Before(s.nextPing) {
 		return
 	}
 	s.nextPing = now.Add(s.opts.PingInterval)
@@ -353,21 +366,23 @@ func (s *Session) writeLoop() {
 		s.queue, s.queueBytes = nil, 0
 		ping := s.pingDue
 		s.pingDue = false
-		closing, closeSent := s.closing, s.closeSent
+		life := s.life
 		subs = subs[:0]
-		if !closing {
+		if life == lifeOpen {
 			for _, sub := range s.subs {
 				subs = append(subs, sub)
 			}
 		}
+		var code int
+		var reason string
+		if life == lifeClosing {
+			s.life = lifeCloseSent
+			code, reason = s.closeCode, s.closeReason
+		}
 		s.mu.Unlock()
 
-		if closing {
-			if !closeSent {
-				s.mu.Lock()
-				s.closeSent = true
-				code, reason := s.closeCode, s.closeReason
-				s.mu.Unlock()
+		if life != lifeOpen {
+			if life == lifeClosing {
 				_ = s.conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second))
 			}
 			s.mu.Lock()
@@ -428,11 +443,10 @@ func (s *Session) writeLoop() {
 			var ne net.Error
 			slow := errors.As(err, &ne) && ne.Timeout()
 			s.mu.Lock()
-			if slow && !s.closing {
-				s.closing, s.closeSent = true, true
+			if slow && s.life == lifeOpen {
 				s.closeCode, s.closeReason = protocol.ClosePolicyViolation, protocol.ReasonSlowConsumer
 			}
-			s.ended = true
+			s.life = lifeEnded
 			s.writing = false
 			s.mu.Unlock()
 			if slow {
@@ -444,7 +458,7 @@ func (s *Session) writeLoop() {
 			return
 		}
 		s.mu.Lock()
-		if !more && !s.dirty && len(s.queue) == 0 && !s.pingDue && !s.closing {
+		if !more && !s.dirty && len(s.queue) == 0 && !s.pingDue && s.life == lifeOpen {
 			s.writing = false
 			s.mu.Unlock()
 			return
@@ -465,7 +479,7 @@ func (s *Session) dropSub(sub *task.Subscription) {
 
 func (s *Session) addSub(id string, sub *task.Subscription) bool {
 	s.mu.Lock()
-	if s.ended || s.closing {
+	if s.life != lifeOpen {
 		s.mu.Unlock()
 		sub.Close()
 		return false
@@ -482,9 +496,9 @@ func (s *Session) addSub(id string, sub *task.Subscription) bool {
 // end releases the session after its reader returned.
 func (s *Session) end(ctx context.Context, code int) {
 	s.mu.Lock()
-	if !s.closing {
+	if s.life == lifeOpen {
 		// The peer closed or vanished: there is no one to send a close frame to.
-		s.closing, s.closeSent, s.closeCode = true, true, code
+		s.life, s.closeCode = lifeCloseSent, code
 	}
 	subs := s.subs
 	s.subs = map[string]*task.Subscription{}
@@ -494,7 +508,7 @@ func (s *Session) end(ctx context.Context, code int) {
 	}
 	s.writer.Wait()
 	s.mu.Lock()
-	s.ended = true
+	s.life = lifeEnded
 	s.mu.Unlock()
 	if s.park != nil {
 		s.park.Close()

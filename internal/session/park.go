@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
@@ -68,26 +69,49 @@ func (s *Session) extendDeadline() {
 	s.mu.Unlock()
 }
 
-// takeControlFrames consumes the complete control frames waiting in gorilla's buffer and
-// then on the socket, and reports whether nothing is left (the connection may park). Called
-// only at a frame boundary.
-func (s *Session) takeControlFrames() bool {
-	for s.br.Buffered() > 0 {
-		head, _ := s.br.Peek(min(s.br.Buffered(), maxControlFrame)) // buffered: no read
+// parkConn is a connection that can park: the buffered reader gorilla reads through, the
+// socket under it and its poller registration. It knows the wire, not the session: it takes
+// the control frames that may be taken without gorilla and parks and wakes the reader.
+type parkConn struct {
+	br   *bufio.Reader
+	nc   netpoll.Conn
+	read io.Reader // the socket itself, under gorilla's buffer
+	h    *netpoll.Handle
+}
+
+// newParkConn registers conn with poll; nil when the connection cannot park (no poller, no
+// known reader, not a socket, or the registration failed).
+func newParkConn(poll *netpoll.Poller, conn *websocket.Conn, br *bufio.Reader) *parkConn {
+	if poll == nil || br == nil {
+		return nil
+	}
+	nc, ok := conn.NetConn().(netpoll.Conn)
+	if !ok {
+		return nil
+	}
+	h, err := poll.Register(nc)
+	if err != nil {
+		return nil
+	}
+	return &parkConn{br: br, nc: nc, read: conn.NetConn(), h: h}
+}
+
+// takeControl consumes the complete control frames waiting in gorilla's buffer and then on
+// the socket, each handed to handle, and reports whether nothing is left (the connection
+// may park). Called only at a frame boundary.
+func (p *parkConn) takeControl(handle func(frame []byte)) bool {
+	for p.br.Buffered() > 0 {
+		head, _ := p.br.Peek(min(p.br.Buffered(), maxControlFrame)) // buffered: no read
 		size, ok := controlFrame(head)
 		if !ok {
 			return false
 		}
-		s.handleControl(head[:size])
-		_, _ = s.br.Discard(size)
-	}
-	nc, ok := s.conn.NetConn().(netpoll.Conn)
-	if !ok {
-		return false
+		handle(head[:size])
+		_, _ = p.br.Discard(size)
 	}
 	var buf [maxControlFrame]byte
 	for {
-		n, err := netpoll.Peek(nc, buf[:])
+		n, err := netpoll.Peek(p.nc, buf[:])
 		switch {
 		case errors.Is(err, netpoll.ErrWouldBlock):
 			return true
@@ -101,10 +125,10 @@ func (s *Session) takeControlFrames() bool {
 		// Complete, or a control frame whose header is here and whose rest is on its way:
 		// read it here, as gorilla would (under the same read deadline), so that the reader
 		// can park after it. A failed read leaves the deadline or the error to gorilla.
-		if _, err := io.ReadFull(s.conn.NetConn(), buf[:size]); err != nil {
+		if _, err := io.ReadFull(p.read, buf[:size]); err != nil {
 			return false
 		}
-		s.handleControl(buf[:size])
+		handle(buf[:size])
 	}
 }
 
@@ -123,7 +147,7 @@ func (s *Session) parkReader(ctx context.Context) bool {
 	_ = s.conn.SetReadDeadline(time.Time{})
 	// Parked under s.mu so closeWith, which sets closing under s.mu and then wakes, either
 	// stops this park or finds the connection parked.
-	if err := s.park.Park(func() { go s.serve(ctx) }); err != nil {
+	if err := s.park.h.Park(func() { go s.serve(ctx) }); err != nil {
 		_ = s.conn.SetReadDeadline(s.readDeadline)
 		return false
 	}
@@ -133,7 +157,7 @@ func (s *Session) parkReader(ctx context.Context) bool {
 // wakeReader gives a parked connection its reader back (closing, or the connection failed).
 func (s *Session) wakeReader() {
 	if s.park != nil {
-		s.park.Wake()
+		s.park.h.Wake()
 	}
 }
 
@@ -147,6 +171,6 @@ func (s *Session) wakeIfExpired(now time.Time) {
 	expired := !now.Before(s.readDeadline)
 	s.mu.Unlock()
 	if expired {
-		s.park.Wake()
+		s.park.h.Wake()
 	}
 }

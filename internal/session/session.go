@@ -19,7 +19,6 @@ import (
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
-	"github.com/flowgate/flowgate/internal/netpoll"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/task"
 )
@@ -48,11 +47,10 @@ type Session struct {
 	principal atomic.Pointer[auth.Principal]
 	onEnd     func()
 
-	// br is the buffered reader gorilla reads through (nil when unknown); park is the
-	// connection's poller registration (nil when it cannot park). A connection parks only
-	// when br holds nothing, so every byte the client sent is still in the socket.
-	br   *bufio.Reader
-	park *netpoll.Handle
+	// park is the connection's parking side (nil when it cannot park). A connection parks
+	// only when gorilla's buffer holds nothing, so every byte the client sent is still in
+	// the socket.
+	park *parkConn
 
 	mu         sync.Mutex
 	queue      [][]byte
@@ -119,7 +117,6 @@ func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, br *bufio.Reader,
 		conn:       conn,
 		meta:       meta,
 		onEnd:      onEnd,
-		br:         br,
 		subs:       map[string]*task.Subscription{},
 		msgLimiter: rate.NewLimiter(rate.Limit(o.MessagesPerSecond), o.MessageBurst),
 	}
@@ -134,16 +131,10 @@ func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, br *bufio.Reader,
 		s.extendDeadline()
 		return nil
 	})
-	if h.poll != nil && br != nil {
-		if nc, ok := conn.NetConn().(netpoll.Conn); ok {
-			if hd, err := h.poll.Register(nc); err == nil {
-				s.park = hd
-			}
-		}
-	}
+	s.park = newParkConn(h.poll, conn, br)
 	if !h.add(s) {
 		if s.park != nil {
-			s.park.Close()
+			s.park.h.Close()
 		}
 		_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(protocol.CloseGoingAway, protocol.ReasonShutdown), time.Now().Add(time.Second))
 		conn.Close()
@@ -183,7 +174,7 @@ func (s *Session) readLoop(ctx context.Context) (code int, parked bool) {
 	_ = c.SetReadDeadline(s.readDeadline)
 	s.mu.Unlock()
 	for {
-		if s.park != nil && s.takeControlFrames() && s.parkReader(ctx) {
+		if s.park != nil && s.park.takeControl(s.handleControl) && s.parkReader(ctx) {
 			return 0, true
 		}
 		mt, data, err := c.ReadMessage()
@@ -511,7 +502,7 @@ func (s *Session) end(ctx context.Context, code int) {
 	s.life = lifeEnded
 	s.mu.Unlock()
 	if s.park != nil {
-		s.park.Close()
+		s.park.h.Close()
 	}
 	s.conn.Close()
 	s.opts.metric(func(m Metrics) { m.SessionClosed(code) })

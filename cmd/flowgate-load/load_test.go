@@ -42,6 +42,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	// The shared gateway lives as long as the package's tests (all of -count's rounds).
+	if shared != nil {
+		shared.stop()
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -211,7 +215,6 @@ func gwArgs(g *gateway, mode, users string) []string {
 
 func TestModes(t *testing.T) {
 	g := sharedGateway(t)
-	t.Cleanup(g.stop)
 
 	t.Run("idle", func(t *testing.T) {
 		rep := load(t, nil, append(gwArgs(g, "idle", "idle-"), "--conns", "25", "--settle", "200ms", "--hold", "300ms")...)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/flowgate/flowgate/internal/admin"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -251,6 +252,16 @@ func (a *app) adminService(notify admin.Notifier, log *slog.Logger) (*admin.Serv
 		opts.Signer = a.signer
 	}
 	return admin.New(opts)
+}
+
+// openCommand loads the configuration and opens the app for a one-shot admin command; the
+// caller closes it.
+func openCommand(ctx context.Context, cf configFlags, getenv func(string) string) (*app, error) {
+	cfg, err := cf.load(getenv)
+	if err != nil {
+		return nil, err
+	}
+	return openApp(ctx, cfg, newLogger(cfg, io.Discard), appOptions{})
 }
 
 // cliActor is the actor of a change made with the command line.

@@ -52,11 +52,7 @@ func runKey(ctx context.Context, args []string, getenv func(string) string, stdi
 		}
 		value = v
 	}
-	cfg, err := cf.load(getenv)
-	if err != nil {
-		return err
-	}
-	a, err := openApp(ctx, cfg, newLogger(cfg, io.Discard), appOptions{})
+	a, err := openCommand(ctx, cf, getenv)
 	if err != nil {
 		return err
 	}

@@ -61,11 +61,7 @@ func runTenant(ctx context.Context, args []string, getenv func(string) string, s
 	if sub != "list" && !store.ValidTenantID(id) {
 		return usageError("--id %q is not a tenant id: it must match ^[a-z0-9][a-z0-9-]{1,62}$", id)
 	}
-	cfg, err := cf.load(getenv)
-	if err != nil {
-		return err
-	}
-	a, err := openApp(ctx, cfg, newLogger(cfg, io.Discard), appOptions{})
+	a, err := openCommand(ctx, cf, getenv)
 	if err != nil {
 		return err
 	}

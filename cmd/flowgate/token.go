@@ -59,12 +59,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 			}
 		}
 	}
-	cfg, err := cf.load(getenv)
-	if err != nil {
-		return err
-	}
-	log := newLogger(cfg, io.Discard)
-	a, err := openApp(ctx, cfg, log, appOptions{})
+	a, err := openCommand(ctx, cf, getenv)
 	if err != nil {
 		return err
 	}

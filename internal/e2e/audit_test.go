@@ -233,28 +233,8 @@ func audRequest(t *testing.T, c *client.Conn, msg map[string]any) client.Message
 // api calls the admin API and returns the status and body.
 func audAPI(t *testing.T, g *gateway, method, path, token, body string) (int, string) {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, g.HTTP+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	req.Header.Set("User-Agent", "audit-e2e")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	return resp.StatusCode, string(b)
+	status, out, _ := g.do(t, method, path, token, body, "User-Agent", "audit-e2e")
+	return status, out
 }
 
 func audMustAPI(t *testing.T, g *gateway, want int, method, path, token, body string) string {

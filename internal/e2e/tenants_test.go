@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -46,28 +45,9 @@ func (tr *transcript) String() string {
 // api calls the admin API and records the answer.
 func (g *gateway) api(t *testing.T, tr *transcript, method, path, token, body string) (int, string) {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, g.HTTP+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
-	tr.add(resp.Status, string(b))
-	return resp.StatusCode, string(b)
+	status, out, _ := g.do(t, method, path, token, body)
+	tr.add(fmt.Sprintf("%d %s", status, http.StatusText(status)), out)
+	return status, out
 }
 
 // mustAPI is api with an expected status.

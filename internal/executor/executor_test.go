@@ -3,18 +3,17 @@ package executor
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/proctest"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -130,28 +129,9 @@ func cancelOn(cancel context.CancelFunc, want string, n int) *collector {
 	}}
 }
 
-func newMarker() string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return "fgmark" + hex.EncodeToString(b)
-}
+func newMarker() string { return proctest.Marker() }
 
-// survivors lists processes whose command line contains mark.
-func survivors(mark string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && bytes.Contains(b, []byte(mark)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func survivors(mark string) []int { return proctest.Survivors(mark) }
 
 // noSurvivors fails if anything of the task is still there, and cleans up so one failure does
 // not leak processes into later tests.

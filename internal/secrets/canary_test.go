@@ -1,14 +1,13 @@
 package secrets_test
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/logbuf"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,28 +22,11 @@ import (
 // canary is a key value that must never appear in a log line or an error.
 const canary = "sk-ant-api03-CANARY-7f3e9a1c5b2d4e6f8a0b1c2d3e4f5a6b"
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestCanaryNeverLeaks drives every package through its failure paths with the canary as the
 // key and asserts that neither the logs (at debug level) nor any error text contains it.
 func TestCanaryNeverLeaks(t *testing.T) {
 	smtest.IsolateEnv(t)
-	logs := &lockedBuffer{}
+	logs := &logbuf.Buffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var errs []error
 	collect := func(err error) {

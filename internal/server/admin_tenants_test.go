@@ -197,13 +197,20 @@ func (r apiResponse) problem(t *testing.T) problem {
 // do sends a request; body is sent as is with a JSON content type unless it is "".
 func (f *adminFixture) do(method, path, token, body string) apiResponse {
 	f.t.Helper()
+	return doRequest(f.t, f.srv, method, path, token, body)
+}
+
+// doRequest sends a request to srv: a JSON body when body is set, the bearer token when token
+// is, and hdr as name, value pairs.
+func doRequest(t *testing.T, srv *httptest.Server, method, path, token, body string, hdr ...string) apiResponse {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, f.srv.URL+path, rd)
+	req, err := http.NewRequest(method, srv.URL+path, rd)
 	if err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
@@ -211,9 +218,12 @@ func (f *adminFixture) do(method, path, token, body string) apiResponse {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
-	resp, err := f.srv.Client().Do(req)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := srv.Client().Do(req)
 	if err != nil {
-		f.t.Fatal(err)
+		t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))

@@ -1,16 +1,15 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"github.com/flowgate/flowgate/internal/admin"
+	"github.com/flowgate/flowgate/internal/logbuf"
 	"io"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -38,27 +37,10 @@ type tokFixture struct {
 	rev      *auth.Revocations
 	recorder *audit.Recorder
 	failing  atomic.Bool // audit storage down
-	logs     *syncBuffer
+	logs     *logbuf.Buffer
 
 	mu      sync.Mutex
 	revoked []string // "tenant/jti" passed to TokenRevoked
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type tokAuditor struct{ f *tokFixture }
@@ -83,7 +65,7 @@ func newTokFixture(t *testing.T, origins ...string) *tokFixture {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	signer, err := auth.NewSigner(auth.SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: key, MaxTTL: 24 * time.Hour})
@@ -132,11 +114,7 @@ func (f *tokFixture) mint(tenant, sub string, perms ...string) auth.Issued {
 	return iss
 }
 
-type tokResp struct {
-	status int
-	header http.Header
-	body   string
-}
+type tokResp = apiResponse
 
 func (r tokResp) code(t *testing.T) string {
 	t.Helper()
@@ -147,30 +125,7 @@ func (r tokResp) code(t *testing.T) string {
 
 func (f *tokFixture) do(method, path, token, body string, hdr ...string) tokResp {
 	f.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, f.srv.URL+path, rd)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := f.srv.Client().Do(req)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return tokResp{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	return doRequest(f.t, f.srv, method, path, token, body, hdr...)
 }
 
 func (f *tokFixture) records(tenant, action string) []audit.Record {

@@ -294,51 +294,38 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.StoredQuery) ([]audit.Stor
 }
 
 func (db *DB) queryAuditRecords(ctx context.Context, q string, args ...any) ([]audit.StoredRecord, error) {
-	rows, err := db.db.QueryContext(ctx, db.Rebind(q), args...)
-	if err != nil {
-		return nil, err
+	return queryRows(ctx, db.db, "audit records", db.Rebind(q), scanAuditRecord, args...)
+}
+
+func scanAuditRecord(s scanner) (audit.StoredRecord, error) {
+	var (
+		r    audit.StoredRecord
+		body string
+	)
+	if err := s.Scan(&r.Chain, &r.Seq, &r.ID, &r.TimeMS, &r.Action, &r.Outcome, &r.ActorSub, &r.PrevHash, &r.Hash, &body); err != nil {
+		return audit.StoredRecord{}, err
 	}
-	defer rows.Close()
-	var out []audit.StoredRecord
-	for rows.Next() {
-		var (
-			r    audit.StoredRecord
-			body string
-		)
-		if err := rows.Scan(&r.Chain, &r.Seq, &r.ID, &r.TimeMS, &r.Action, &r.Outcome, &r.ActorSub, &r.PrevHash, &r.Hash, &body); err != nil {
-			return nil, err
-		}
-		r.Body = []byte(body)
-		out = append(out, r)
-	}
-	return out, rows.Err()
+	r.Body = []byte(body)
+	return r, nil
 }
 
 // AuditCheckpoints implements audit.Storage.
 func (db *DB) AuditCheckpoints(ctx context.Context, chain, kind string, afterSeq int64, limit int) ([]audit.Checkpoint, error) {
-	rows, err := db.db.QueryContext(ctx, db.Rebind(`
+	return queryRows(ctx, db.db, "audit checkpoints", db.Rebind(`
 		SELECT chain, kind, seq, hash, time_ms, key_id, signature FROM audit_checkpoints
-		WHERE chain = ? AND kind = ? AND seq > ? ORDER BY seq LIMIT ?`), chain, kind, afterSeq, limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: audit checkpoints: %w", err)
+		WHERE chain = ? AND kind = ? AND seq > ? ORDER BY seq LIMIT ?`), scanCheckpoint, chain, kind, afterSeq, limit)
+}
+
+func scanCheckpoint(s scanner) (audit.Checkpoint, error) {
+	var (
+		c  audit.Checkpoint
+		ms int64
+	)
+	if err := s.Scan(&c.Chain, &c.Kind, &c.Seq, &c.Hash, &ms, &c.KeyID, &c.Signature); err != nil {
+		return audit.Checkpoint{}, fmt.Errorf("store: audit checkpoints: %w", err)
 	}
-	defer rows.Close()
-	var out []audit.Checkpoint
-	for rows.Next() {
-		var (
-			c  audit.Checkpoint
-			ms int64
-		)
-		if err := rows.Scan(&c.Chain, &c.Kind, &c.Seq, &c.Hash, &ms, &c.KeyID, &c.Signature); err != nil {
-			return nil, fmt.Errorf("store: audit checkpoints: %w", err)
-		}
-		c.Time = time.UnixMilli(ms).UTC()
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: audit checkpoints: %w", err)
-	}
-	return out, nil
+	c.Time = time.UnixMilli(ms).UTC()
+	return c, nil
 }
 
 // AddAuditCheckpoints implements audit.Storage.
@@ -383,29 +370,21 @@ func (db *DB) AddAuditManifest(ctx context.Context, m audit.StoredManifest, keep
 
 // AuditManifests implements audit.Storage.
 func (db *DB) AuditManifests(ctx context.Context, limit int) ([]audit.StoredManifest, error) {
-	rows, err := db.db.QueryContext(ctx, db.Rebind(`
+	return queryRows(ctx, db.db, "audit manifests", db.Rebind(`
 		SELECT seq, time_ms, prev_hash, body, hash, key_id, signature FROM audit_manifests
-		ORDER BY seq DESC LIMIT ?`), limit)
-	if err != nil {
-		return nil, fmt.Errorf("store: audit manifests: %w", err)
+		ORDER BY seq DESC LIMIT ?`), scanManifest, limit)
+}
+
+func scanManifest(s scanner) (audit.StoredManifest, error) {
+	var (
+		m    audit.StoredManifest
+		body string
+	)
+	if err := s.Scan(&m.Seq, &m.TimeMS, &m.PrevHash, &body, &m.Hash, &m.KeyID, &m.Signature); err != nil {
+		return audit.StoredManifest{}, fmt.Errorf("store: audit manifests: %w", err)
 	}
-	defer rows.Close()
-	var out []audit.StoredManifest
-	for rows.Next() {
-		var (
-			m    audit.StoredManifest
-			body string
-		)
-		if err := rows.Scan(&m.Seq, &m.TimeMS, &m.PrevHash, &body, &m.Hash, &m.KeyID, &m.Signature); err != nil {
-			return nil, fmt.Errorf("store: audit manifests: %w", err)
-		}
-		m.Body = []byte(body)
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: audit manifests: %w", err)
-	}
-	return out, nil
+	m.Body = []byte(body)
+	return m, nil
 }
 
 // DeleteAuditRecords implements audit.Storage.

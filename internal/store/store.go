@@ -309,3 +309,25 @@ func clampLimit(n int) int {
 type scanner interface {
 	Scan(dest ...any) error
 }
+
+// queryRows runs query on h (the read pool, or the writer for a statement that writes) and
+// scans every row; op names the operation in errors.
+func queryRows[T any](ctx context.Context, h *sql.DB, op, query string, scan func(scanner) (T, error), args ...any) ([]T, error) {
+	rows, err := h.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("store: %s: %w", op, err)
+	}
+	return out, nil
+}

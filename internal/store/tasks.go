@@ -270,23 +270,7 @@ func (db *DB) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 	}
 	q += " ORDER BY created_at DESC, id DESC LIMIT ?"
 	args = append(args, clampLimit(f.Limit))
-	rows, err := db.db.QueryContext(ctx, db.Rebind(q), args...)
-	if err != nil {
-		return nil, fmt.Errorf("store: list tasks: %w", err)
-	}
-	defer rows.Close()
-	var out []Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list tasks: %w", err)
-	}
-	return out, nil
+	return queryRows(ctx, db.db, "list tasks", db.Rebind(q), scanTask, args...)
 }
 
 // InterruptRunning marks the tasks that node left pending or running as interrupted, ended now,
@@ -400,23 +384,10 @@ func (db *DB) StaleNodes(ctx context.Context, before time.Time) ([]string, error
 // and returns them. Several replicas may race to reap one node: each task is returned to
 // exactly one of them.
 func (db *DB) InterruptNode(ctx context.Context, node string) ([]Task, error) {
-	rows, err := db.w.QueryContext(ctx, db.Rebind(`UPDATE tasks SET
+	return queryRows(ctx, db.w, "interrupt node tasks", db.Rebind(`UPDATE tasks SET
 		status = ?, ended_at = ?,
 		error_msg = CASE WHEN error_msg = '' THEN ? ELSE error_msg END
 		WHERE node = ? AND status IN (?, ?)
-		RETURNING `+taskCols),
+		RETURNING `+taskCols), scanTask,
 		TaskInterrupted, db.TimeArg(db.timeNow()), "node "+node+" stopped responding", node, TaskPending, TaskRunning)
-	if err != nil {
-		return nil, fmt.Errorf("store: interrupt node tasks: %w", err)
-	}
-	defer rows.Close()
-	var out []Task
-	for rows.Next() {
-		t, err := scanTask(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	return out, rows.Err()
 }

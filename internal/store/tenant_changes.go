@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
@@ -24,23 +23,7 @@ func (db *DB) TouchTenant(ctx context.Context, id string) (Tenant, error) {
 // UpdatedAt and ID of the last tenant returned.
 func (db *DB) TenantsChangedSince(ctx context.Context, since time.Time, afterID string, limit int) ([]Tenant, error) {
 	s := db.TimeArg(normTime(since))
-	rows, err := db.db.QueryContext(ctx, db.Rebind(
+	return queryRows(ctx, db.db, "tenants changed", db.Rebind(
 		"SELECT "+tenantCols+" FROM tenants WHERE updated_at > ? OR (updated_at = ? AND id > ?)"+
-			" ORDER BY updated_at, id LIMIT ?"), s, s, afterID, clampLimit(limit))
-	if err != nil {
-		return nil, fmt.Errorf("store: tenants changed: %w", err)
-	}
-	defer rows.Close()
-	var out []Tenant
-	for rows.Next() {
-		t, err := scanTenant(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: tenants changed: %w", err)
-	}
-	return out, nil
+			" ORDER BY updated_at, id LIMIT ?"), scanTenant, s, s, afterID, clampLimit(limit))
 }

@@ -112,24 +112,8 @@ func (db *DB) GetTenant(ctx context.Context, id string) (Tenant, error) {
 // ListTenants returns tenants ordered by id, starting after afterID ("" = from the start), at
 // most limit of them (see DefaultListLimit, MaxListLimit).
 func (db *DB) ListTenants(ctx context.Context, limit int, afterID string) ([]Tenant, error) {
-	rows, err := db.db.QueryContext(ctx, db.Rebind(
-		"SELECT "+tenantCols+" FROM tenants WHERE id > ? ORDER BY id LIMIT ?"), afterID, clampLimit(limit))
-	if err != nil {
-		return nil, fmt.Errorf("store: list tenants: %w", err)
-	}
-	defer rows.Close()
-	var out []Tenant
-	for rows.Next() {
-		t, err := scanTenant(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: list tenants: %w", err)
-	}
-	return out, nil
+	return queryRows(ctx, db.db, "list tenants", db.Rebind(
+		"SELECT "+tenantCols+" FROM tenants WHERE id > ? ORDER BY id LIMIT ?"), scanTenant, afterID, clampLimit(limit))
 }
 
 // UpdateTenant reads the tenant, lets fn change it and writes it back, all in one transaction,

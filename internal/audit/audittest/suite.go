@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/flowgate/flowgate/internal/clocktest"
+	"github.com/flowgate/flowgate/internal/logbuf"
 	"io"
 	"log/slog"
 	"strings"
@@ -799,27 +800,9 @@ func testBrokenChainIsolated(t *testing.T, env Env) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for a logger and a reader at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func testFailOpen(t *testing.T, env Env) {
 	ctx := context.Background()
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	r := NewRecorder(t, env.Storage, audit.Options{
 		SigningKey: NewKey(t), FailOpen: true,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)),

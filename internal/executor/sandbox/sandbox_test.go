@@ -3,10 +3,9 @@ package sandbox
 import (
 	"bufio"
 	"bytes"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/proctest"
 	"io"
 	"log/slog"
 	"net"
@@ -124,28 +123,9 @@ func run(sb *Sandbox, path string, args ...string) (string, Status, error) {
 	return string(out), st, err
 }
 
-func marker(t *testing.T) string {
-	b := make([]byte, 8)
-	_, _ = rand.Read(b)
-	return "fgmark" + hex.EncodeToString(b)
-}
+func marker(t *testing.T) string { return proctest.Marker() }
 
-// survivors lists the pids whose command line contains mark.
-func survivors(mark string) []int {
-	var pids []int
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil || pid == os.Getpid() {
-			continue
-		}
-		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err == nil && bytes.Contains(b, []byte(mark)) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
+func survivors(mark string) []int { return proctest.Survivors(mark) }
 
 func killSurvivors(t *testing.T, mark string) {
 	t.Helper()

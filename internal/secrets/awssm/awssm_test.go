@@ -1,12 +1,11 @@
 package awssm_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"github.com/flowgate/flowgate/internal/logbuf"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -27,31 +26,14 @@ func defaultID(tenant string) string { return "flowgate/tenants/" + tenant + "/a
 type fixture struct {
 	srv  *smtest.Server
 	p    *awssm.Provider
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *logbuf.Buffer
 }
 
 func newFixture(t *testing.T, mod func(*awssm.Options)) *fixture {
 	t.Helper()
 	smtest.IsolateEnv(t)
 	srv := smtest.New(t, smtest.Options{})
-	logs := &syncBuffer{}
+	logs := &logbuf.Buffer{}
 	opts := awssm.Options{
 		Region:         srv.Region(),
 		Endpoint:       srv.URL,

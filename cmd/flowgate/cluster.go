@@ -10,18 +10,19 @@ import (
 	"github.com/flowgate/flowgate/internal/task"
 )
 
-// openCluster connects to Redis when cluster.redis_url is set (nil otherwise). On a single
-// node, tasks a crashed earlier process left running are marked interrupted here; in a
-// cluster the reaper does it for any node whose heartbeat stopped, this one's previous
-// incarnation included.
+// openCluster connects to Redis when cluster.redis_url is set (nil otherwise). Tasks an
+// earlier process left pending or running end interrupted here, before this one creates
+// any, each with a final task_complete after its last persisted event (DESIGN §17): on a
+// single node every such task; in a cluster those of this node id (a restarted pod keeps its
+// name; the reaper ends those of nodes whose heartbeat stopped).
 func openCluster(ctx context.Context, cfg config.Config, a *app, node string, log *slog.Logger) (*cluster.Cluster, error) {
 	if cfg.Cluster.RedisURL == "" {
-		n, err := a.db.InterruptRunning(ctx, "")
+		ended, err := a.db.InterruptTasks(ctx, "", "interrupted: server stopped before the task ended", task.InterruptedFrame)
 		if err != nil {
 			return nil, fmt.Errorf("store: mark interrupted tasks: %w", err)
 		}
-		if n > 0 {
-			log.Warn("tasks left running by an earlier process were marked interrupted", "count", n)
+		if len(ended) > 0 {
+			log.Warn("tasks left running by an earlier process were marked interrupted", "count", len(ended))
 		}
 		return nil, nil
 	}
@@ -35,6 +36,9 @@ func openCluster(ctx context.Context, cfg config.Config, a *app, node string, lo
 	}
 	if err := cl.Ping(ctx); err != nil {
 		log.Error("cluster: redis unreachable at start; swarms are refused until it answers", "err", err)
+	}
+	if n := cl.RecoverNode(ctx); n > 0 {
+		log.Warn("tasks left running by an earlier process of this node were marked interrupted", "node", node, "count", n)
 	}
 	log.Info("cluster mode", "node", node)
 	return cl, nil

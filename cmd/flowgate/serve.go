@@ -182,7 +182,7 @@ func buildTasks(cfg config.Config, a *app, eng engineParts, cl *cluster.Cluster,
 		SendQueueMessages: l.SendQueueMessages, SendQueueBytes: l.SendQueueBytes, WriteTimeout: l.WriteTimeout,
 		ListLimit: cfg.Tasks.ListLimit, Cluster: taskCluster(cl), HoldInterval: cfg.Cluster.HeartbeatInterval,
 		RequireResult: eng.profile.PromisesResult(), DeriveProgress: cfg.Engine.ProgressEvents,
-		RetainedMemoryMax: int64(cfg.Tasks.RetainedMemoryMax),
+		RetainedMemoryMax: int64(cfg.Tasks.RetainedMemoryMax), Events: a.db,
 	})
 }
 
@@ -397,6 +397,11 @@ func serve(ctx context.Context, cfg config.Config, a *app, deps *server.Deps, f 
 		defer wg.Done()
 		janitor(bgCtx, a, revocations, f.tickets, tasks, cfg.Tenants.SuspendCancelsTasks, deps.FlushAuthFailures)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		pruneEvents(bgCtx, a, cfg.Tasks.EventRetention)
+	}()
 
 	if err := a.recorder.Record(ctx, audit.Record{Action: audit.ActionServerStart, Outcome: audit.OutcomeSuccess,
 		Actor: audit.Actor{Sub: "system"}, Details: map[string]any{"version": version, "node": node, "profile": eng.profile.Name(), "sandbox": string(eng.exe.SandboxMode())}}); err != nil {
@@ -421,6 +426,7 @@ func serve(ctx context.Context, cfg config.Config, a *app, deps *server.Deps, f 
 	tasks.Drain(graceCtx)
 	cancel()
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	tasks.Close(closeCtx) // the events still waiting, task_complete included, into the log
 	f.hub.Shutdown(closeCtx)
 	_ = public.Shutdown(closeCtx)
 	if ops != nil {
@@ -493,6 +499,35 @@ func janitor(ctx context.Context, a *app, rev *auth.Revocations, tickets *auth.T
 			rev.Prune()
 			tickets.Prune()
 			tasks.Sweep()
+		}
+	}
+}
+
+// pruneEvents deletes the event log of tasks that ended more than retention ago, at start
+// and then every few minutes, in short transactions, until ctx ends.
+func pruneEvents(ctx context.Context, a *app, retention time.Duration) {
+	every := min(max(retention/100, time.Minute), 10*time.Minute)
+	for {
+		total := 0
+		for ctx.Err() == nil {
+			n, err := a.db.PruneTaskEvents(ctx, time.Now().Add(-retention), 100)
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn("task event log not pruned", "err", err)
+				}
+				break
+			}
+			if total += n; n == 0 {
+				break
+			}
+		}
+		if total > 0 {
+			a.log.Info("task events pruned", "events", total, "older_than", retention.String())
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
 		}
 	}
 }

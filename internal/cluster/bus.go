@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/flowgate/flowgate/internal/protocol"
 )
 
 const busChannel = "fg:bus"
@@ -120,5 +118,3 @@ func (c *Cluster) apply(ctx context.Context, m message) {
 		}
 	}
 }
-
-func marshalComplete(tc protocol.TaskComplete) ([]byte, error) { return json.Marshal(tc) }

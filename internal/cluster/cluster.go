@@ -13,14 +13,19 @@ import (
 
 	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/task"
+	"github.com/flowgate/flowgate/internal/task/record"
 )
 
-// Store is what the cluster needs of the shared database: node liveness and reaping.
+// Store is what the cluster needs of the shared database: node liveness, and reaping a
+// node's tasks into the event log.
 type Store interface {
 	UpsertNode(ctx context.Context, id string, startedAt time.Time) error
 	TouchNode(ctx context.Context, id string, at time.Time) error
 	StaleNodes(ctx context.Context, before time.Time) ([]string, error)
-	InterruptNode(ctx context.Context, node string) ([]store.Task, error)
+	LiveTaskIDs(ctx context.Context, node string) ([]string, error)
+	LastEventSeq(ctx context.Context, taskID string) (int64, error)
+	AppendEvents(ctx context.Context, events []record.Event) error
+	InterruptTasks(ctx context.Context, node, errMsg string, final func(record.Task) []byte) ([]record.Task, error)
 }
 
 // Local is this node's task manager, for commands arriving from other nodes.
@@ -221,18 +226,44 @@ func (c *Cluster) reap(ctx context.Context) {
 		if node == c.opts.Node {
 			continue
 		}
-		tasks, err := c.opts.Store.InterruptNode(ctx, node)
-		if err != nil {
-			c.log.Warn("cluster: reap node", "node", node, "err", err)
-			continue
-		}
-		for _, t := range tasks {
-			c.log.Warn("cluster: task of a dead node interrupted", "task", t.ID, "node", node)
-			if err := c.endStream(ctx, t); err != nil {
-				c.log.Warn("cluster: final event not published", "task", t.ID, "err", err)
-			}
+		c.interruptNode(ctx, node, "node "+node+" stopped responding")
+	}
+}
+
+// RecoverNode ends the tasks an earlier process left running under this node's id (a
+// container restarted in its pod keeps its name): the reaper never sees them, since this
+// process keeps the node's heartbeat fresh. Call it at start, before any task is created.
+func (c *Cluster) RecoverNode(ctx context.Context) int {
+	return c.interruptNode(ctx, c.opts.Node, "interrupted: node "+c.opts.Node+" restarted before the task ended")
+}
+
+// interruptNode ends node's pending and running tasks as interrupted. Events the node
+// published to its streams but had not yet written to the event log are copied there
+// first, so the final event follows everything any subscriber may have seen; it is written
+// to the log and to the stream. It returns how many tasks it ended.
+func (c *Cluster) interruptNode(ctx context.Context, node, reason string) int {
+	ids, err := c.opts.Store.LiveTaskIDs(ctx, node)
+	if err != nil {
+		c.log.Warn("cluster: reap node", "node", node, "err", err)
+		return 0
+	}
+	for _, id := range ids {
+		if err := c.saveStream(ctx, id); err != nil {
+			c.log.Warn("cluster: events of a dead node's task not copied from its stream", "task", id, "err", err)
 		}
 	}
+	tasks, err := c.opts.Store.InterruptTasks(ctx, node, reason, task.InterruptedFrame)
+	if err != nil {
+		c.log.Warn("cluster: reap node", "node", node, "err", err)
+		return 0
+	}
+	for _, t := range tasks {
+		c.log.Warn("cluster: task interrupted", "task", t.ID, "node", node, "reason", reason, "seq", t.LastSeq)
+		if err := c.endStream(ctx, t); err != nil {
+			c.log.Warn("cluster: final event not published", "task", t.ID, "err", err)
+		}
+	}
+	return len(tasks)
 }
 
 var _ task.Cluster = (*Cluster)(nil)

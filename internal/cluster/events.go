@@ -13,8 +13,8 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/flowgate/flowgate/internal/protocol"
-	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/task"
+	"github.com/flowgate/flowgate/internal/task/record"
 )
 
 // Each task's events live in the stream fg:ev:<taskId>, one entry per event with the
@@ -325,29 +325,42 @@ func (c *Cluster) LastSeq(ctx context.Context, taskID string) (int64, error) {
 	return seqOf(msgs[0].ID), nil
 }
 
-// endStream appends task_complete{interrupted} to the stream of a task whose node died.
-func (c *Cluster) endStream(ctx context.Context, t store.Task) error {
-	last, err := c.LastSeq(ctx, t.ID)
-	if err != nil {
-		return err
-	}
-	seq := max(last, t.LastSeq) + 1
-	var dur int64
-	if t.StartedAt != nil {
-		dur = c.opts.Now().Sub(*t.StartedAt).Milliseconds()
-	}
-	frame, err := marshalComplete(protocol.TaskComplete{
-		Type: protocol.TypeTaskComplete, TaskID: t.ID, Seq: seq, ServerTime: protocol.Time(c.opts.Now()),
-		ExitCode: -1, Status: protocol.StatusInterrupted, DurationMs: dur, Error: "node " + t.Node + " stopped responding",
-	})
-	if err != nil {
-		return err
-	}
+// endStream appends the final event the store recorded for an interrupted task (its
+// task_complete, at t.LastSeq) to the task's stream.
+func (c *Cluster) endStream(ctx context.Context, t record.Task) error {
+	frame := task.InterruptedFrame(t)
 	key := streamKey(t.ID)
-	_, err = c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		p.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: streamID(seq), Values: []any{"f", frame}})
+	_, err := c.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.XAdd(ctx, &redis.XAddArgs{Stream: key, ID: streamID(t.LastSeq), Values: []any{"f", frame}})
 		p.PExpire(ctx, key, c.opts.EventTTL)
 		return nil
 	})
 	return err
+}
+
+// saveStream copies the events of a task's stream that the event log does not have yet (a
+// node killed between publishing and writing them) into the log.
+func (c *Cluster) saveStream(ctx context.Context, taskID string) error {
+	last, err := c.opts.Store.LastEventSeq(ctx, taskID)
+	if err != nil {
+		return err
+	}
+	for {
+		msgs, err := c.rdb.XRangeN(ctx, streamKey(taskID), "("+streamID(last), "+", 512).Result()
+		if err != nil {
+			return fmt.Errorf("cluster: read stream: %w", err)
+		}
+		if len(msgs) == 0 {
+			return nil
+		}
+		evs := make([]record.Event, 0, len(msgs))
+		for _, m := range msgs {
+			f, _ := m.Values["f"].(string)
+			last = seqOf(m.ID)
+			evs = append(evs, record.Event{TaskID: taskID, Seq: last, Frame: []byte(f)})
+		}
+		if err := c.opts.Store.AppendEvents(ctx, evs); err != nil {
+			return err
+		}
+	}
 }

@@ -151,6 +151,9 @@ type Tasks struct {
 	RetainedMemoryMax ByteSize      `yaml:"retained_memory_max"`
 	MaxTaskLogBytes   int64         `yaml:"max_task_log_bytes"`
 	MaxTaskLogEvents  int           `yaml:"max_task_log_events"`
+	// EventRetention is how long a finished task's events stay in the store's event log
+	// (DESIGN §17); then they are pruned and a resume gets just how the task ended.
+	EventRetention time.Duration `yaml:"event_retention"`
 }
 
 // Tenants configures what tenant status changes do.
@@ -393,6 +396,7 @@ func Default() Config {
 			RetainedMemoryMax: 256 << 20,
 			MaxTaskLogBytes:   64 << 20,
 			MaxTaskLogEvents:  1000000,
+			EventRetention:    7 * 24 * time.Hour,
 		},
 		Tenants: Tenants{SuspendCancelsTasks: true},
 		Engine: Engine{

@@ -145,6 +145,7 @@ func (c *Config) Validate() error {
 	}
 	positive("tasks.max_task_log_bytes", c.Tasks.MaxTaskLogBytes)
 	positive("tasks.max_task_log_events", int64(c.Tasks.MaxTaskLogEvents))
+	durPositive("tasks.event_retention", c.Tasks.EventRetention)
 
 	switch c.Engine.Profile {
 	case "sim", "claude-flow-v2", "claude-code", "custom":

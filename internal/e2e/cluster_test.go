@@ -72,12 +72,28 @@ func (r *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(r.port)
 // one data dir (the keys), each on its own ports.
 func startCluster(t *testing.T, n int, extra map[string]string) ([]*gateway, *redisServer) {
 	t.Helper()
+	cl := newClusterSetup(t, extra)
+	var gs []*gateway
+	for i := 0; i < n; i++ {
+		// The first replica generates the shared keys; the others start once it is up.
+		gs = append(gs, cl.start(t, fmt.Sprintf("node-%c", 'a'+i)))
+	}
+	return gs, cl.redis
+}
+
+// clusterSetup is what the replicas of a test cluster share.
+type clusterSetup struct {
+	redis   *redisServer
+	env     map[string]string
+	dataDir string
+}
+
+func newClusterSetup(t *testing.T, extra map[string]string) *clusterSetup {
+	t.Helper()
 	rd := startRedis(t)
-	dsn := storetest.PostgresDSN(t)
-	dataDir := t.TempDir()
 	env := map[string]string{
 		"FLOWGATE_STORE_DRIVER":                 "postgres",
-		"FLOWGATE_STORE_DSN":                    dsn,
+		"FLOWGATE_STORE_DSN":                    storetest.PostgresDSN(t),
 		"FLOWGATE_CLUSTER_REDIS_URL":            "redis://" + rd.addr() + "/0",
 		"FLOWGATE_CLUSTER_HEARTBEAT_INTERVAL":   "500ms",
 		"FLOWGATE_CLUSTER_HEARTBEAT_TTL":        "3s",
@@ -86,16 +102,17 @@ func startCluster(t *testing.T, n int, extra map[string]string) ([]*gateway, *re
 	for k, v := range extra {
 		env[k] = v
 	}
-	var gs []*gateway
-	for i := 0; i < n; i++ {
-		e := map[string]string{"FLOWGATE_CLUSTER_NODE_ID": fmt.Sprintf("node-%c", 'a'+i)}
-		for k, v := range env {
-			e[k] = v
-		}
-		// The first replica generates the shared keys; the others start once it is up.
-		gs = append(gs, startGateway(t, gwOptions{env: e, dataDir: dataDir}))
+	return &clusterSetup{redis: rd, env: env, dataDir: t.TempDir()}
+}
+
+// start runs one replica under node id (again, after a crash: the same id is a restarted pod).
+func (cl *clusterSetup) start(t *testing.T, node string) *gateway {
+	t.Helper()
+	e := map[string]string{"FLOWGATE_CLUSTER_NODE_ID": node}
+	for k, v := range cl.env {
+		e[k] = v
 	}
-	return gs, rd
+	return startGateway(t, gwOptions{env: e, dataDir: cl.dataDir})
 }
 
 func TestClusterSubscribeAndCancelAcrossReplicas(t *testing.T) {

@@ -75,6 +75,12 @@ func (e Egress) EgressBytes(out, in int64) {
 // PermissionDenied counts a tool an engine was not allowed to run (engine.permission_mode).
 func (t Tasks) PermissionDenied() { t.m.permissionDenials.Inc() }
 
+// EventsPersisted counts task events written to the event log.
+func (t Tasks) EventsPersisted(n int) { t.m.eventsPersisted.Add(float64(n)) }
+
+// EventPersistFailed counts an event log batch the store refused.
+func (t Tasks) EventPersistFailed() { t.m.eventPersistFails.Inc() }
+
 // Sessions reports WebSocket session counters (session.Metrics).
 type Sessions struct{ m *Metrics }
 

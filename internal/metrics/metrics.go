@@ -54,6 +54,8 @@ type Metrics struct {
 	outputBytes       prometheus.Counter
 	slowConsumers     prometheus.Counter
 	permissionDenials prometheus.Counter
+	eventsPersisted   prometheus.Counter
+	eventPersistFails prometheus.Counter
 	egressDenied      *prometheus.CounterVec
 	egressBytes       *prometheus.CounterVec
 
@@ -110,6 +112,8 @@ func New(opts Options) *Metrics {
 	m.egressDenied = f.counterVec("egress_denied_total", "Destinations engines asked the egress proxy for and were refused, by reason (not_allowed, unresolvable, special_address).", "reason")
 	m.egressBytes = f.counterVec("egress_bytes_total", "Bytes engines sent (out) and received (in) through the egress proxy.", "direction")
 	m.permissionDenials = f.counter("engine_permission_denials_total", "Tools engines asked to run and were refused by their permission mode (engine.permission_mode).")
+	m.eventsPersisted = f.counter("task_events_persisted_total", "Task events written to the store's event log (DESIGN §17).")
+	m.eventPersistFails = f.counter("task_event_persist_failures_total", "Event log batches the store refused; they are retried, and new swarms are refused while the backlog is over its bound.")
 
 	m.rateLimited = f.counterVec("ratelimit_denials_total", "Requests refused by a rate limit, connection cap or task quota, by scope.", "scope")
 	m.authFailures = f.counterVec("auth_failures_total", "Refused authentications (WebSocket handshakes and API calls), by reason.", "reason")

@@ -70,6 +70,11 @@ func Decode(data []byte) (any, error) {
 		if ref.AfterSeq != nil && typ != TypeSubscribe {
 			return nil, invalid("unknown field \"afterSeq\" for %s", typ)
 		}
+		// A seq is never negative: such a resume point is a client bug, not "from the start".
+		// One beyond the task's newest event is its current tail (docs/protocol.md).
+		if ref.AfterSeq != nil && *ref.AfterSeq < 0 {
+			return nil, invalid("afterSeq must not be negative")
+		}
 	}
 	return msg, nil
 }

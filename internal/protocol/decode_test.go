@@ -49,6 +49,7 @@ func TestDecode(t *testing.T) {
 		{"wrong type options", `{"type":"swarm","objective":"x","options":[1]}`, "", CodeInvalidMessage},
 		{"wrong type taskId", `{"type":"status","taskId":7}`, "", CodeInvalidMessage},
 		{"fractional afterSeq", `{"type":"subscribe","taskId":"t","afterSeq":1.5}`, "", CodeInvalidMessage},
+		{"negative afterSeq", `{"type":"subscribe","taskId":"t","afterSeq":-1}`, "", CodeInvalidMessage},
 		{"deep nesting", `{"type":"swarm","objective":"x","options":{"a":` + strings.Repeat("[", 20) + strings.Repeat("]", 20) + `}}`, "", CodeInvalidMessage},
 		{"invalid utf8", "{\"type\":\"swarm\",\"objective\":\"\xff\"}", "", CodeInvalidMessage},
 	}

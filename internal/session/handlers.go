@@ -189,6 +189,11 @@ func (s *Session) createFailed(ctx context.Context, err error, reqID string) {
 		s.sendError(protocol.CodeTenantKeyUnavailable, "the tenant's engine API key is not available", reqID, "", 0, nil)
 	case errors.Is(err, task.ErrDraining):
 		s.sendError(protocol.CodeServerDraining, "the server is shutting down; retry on another connection", reqID, "", 0, nil)
+	case errors.Is(err, task.ErrEventLogBehind):
+		// The store is not keeping up with the events already streaming: their durability
+		// comes first (DESIGN §17), new work waits.
+		o.Logger.Error("swarm refused: task event log is behind", "session", s.id)
+		s.sendError(protocol.CodeInternal, "the server's event log is behind; new swarms are refused until it catches up", reqID, "", 2*time.Second, nil)
 	case errors.Is(err, task.ErrClusterUnavailable):
 		// Fail closed: without Redis the cluster-wide limits cannot be enforced.
 		o.Logger.Error("swarm refused: cluster unavailable", "session", s.id, "err", err)

@@ -44,9 +44,6 @@ const (
 	MaxTaskErrorBytes     = 4 << 10
 )
 
-// interruptedError is recorded on tasks InterruptRunning ends, unless they already carry one.
-const interruptedError = "interrupted: server stopped before the task ended"
-
 const taskCols = "id, tenant, owner, objective, agents, strategy, mode, timeout_sec, status, node, " +
 	"created_at, started_at, ended_at, exit_code, result_summary, error_msg, last_seq, " +
 	"usage_input_tokens, usage_output_tokens, usage_cache_read_tokens, usage_cache_creation_tokens, " +
@@ -273,25 +270,6 @@ func (db *DB) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 	return queryRows(ctx, db.db, "list tasks", db.Rebind(q), scanTask, args...)
 }
 
-// InterruptRunning marks the tasks that node left pending or running as interrupted, ended now,
-// and returns how many it changed. node "" means every node: a single-node server calls it at
-// start for the tasks a crashed predecessor left behind.
-func (db *DB) InterruptRunning(ctx context.Context, node string) (int, error) {
-	res, err := db.w.ExecContext(ctx, db.Rebind(`UPDATE tasks SET
-		status = ?, ended_at = ?,
-		error_msg = CASE WHEN error_msg = '' THEN ? ELSE error_msg END
-		WHERE status IN (?, ?) AND (? = '' OR node = ?)`),
-		TaskInterrupted, db.TimeArg(db.timeNow()), interruptedError, TaskPending, TaskRunning, node, node)
-	if err != nil {
-		return 0, fmt.Errorf("store: interrupt running tasks: %w", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return 0, fmt.Errorf("store: interrupt running tasks: %w", err)
-	}
-	return int(n), nil
-}
-
 func scanTask(s scanner) (Task, error) {
 	var (
 		t                       Task
@@ -378,16 +356,4 @@ func (db *DB) StaleNodes(ctx context.Context, before time.Time) ([]string, error
 		nodes = append(nodes, n)
 	}
 	return nodes, rows.Err()
-}
-
-// InterruptNode marks the pending and running tasks of a node that died as interrupted
-// and returns them. Several replicas may race to reap one node: each task is returned to
-// exactly one of them.
-func (db *DB) InterruptNode(ctx context.Context, node string) ([]Task, error) {
-	return queryRows(ctx, db.w, "interrupt node tasks", db.Rebind(`UPDATE tasks SET
-		status = ?, ended_at = ?,
-		error_msg = CASE WHEN error_msg = '' THEN ? ELSE error_msg END
-		WHERE node = ? AND status IN (?, ?)
-		RETURNING `+taskCols), scanTask,
-		TaskInterrupted, db.TimeArg(db.timeNow()), "node "+node+" stopped responding", node, TaskPending, TaskRunning)
 }

@@ -178,61 +178,6 @@ func TestListTasks(t *testing.T) {
 	})
 }
 
-func TestInterruptRunning(t *testing.T) {
-	t.Parallel()
-	storetest.Each(t, func(t *testing.T, driver string) {
-		ctx := t.Context()
-		clock := newClock(time.Date(2026, 5, 5, 5, 5, 5, 0, time.UTC))
-		cfg := storetest.Config(t, driver)
-		cfg.Now = clock.Now
-		db := storetest.OpenConfig(t, cfg)
-		storetest.CreateTenant(t, db, "acme")
-		mk := func(id, node, status string) {
-			tk := newTask(id, "acme", "alice")
-			tk.Node, tk.Status = node, status
-			if _, err := db.CreateTask(ctx, tk); err != nil {
-				t.Fatal(err)
-			}
-		}
-		mk("a-run", "a", store.TaskRunning)
-		mk("a-pend", "a", store.TaskPending)
-		mk("a-done", "a", store.TaskSuccess)
-		mk("b-run", "b", store.TaskRunning)
-		mk("c-run", "c", store.TaskRunning)
-		if _, err := db.UpdateTask(ctx, "acme", "c-run", store.TaskUpdate{Error: strp("already failing")}); err != nil {
-			t.Fatal(err)
-		}
-
-		clock.Advance(time.Minute)
-		n, err := db.InterruptRunning(ctx, "a")
-		if err != nil || n != 2 {
-			t.Fatalf("InterruptRunning(a) = %d, %v; want 2", n, err)
-		}
-		for id, want := range map[string]string{"a-run": store.TaskInterrupted, "a-pend": store.TaskInterrupted, "a-done": store.TaskSuccess, "b-run": store.TaskRunning} {
-			got, err := db.GetTask(ctx, "acme", id)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if got.Status != want {
-				t.Errorf("%s status = %s, want %s", id, got.Status, want)
-			}
-			if want == store.TaskInterrupted && (got.EndedAt == nil || !got.EndedAt.Equal(clock.Now()) || got.Error == "") {
-				t.Errorf("%s = %+v, want ended now with an error", id, got)
-			}
-		}
-		n, err = db.InterruptRunning(ctx, "")
-		if err != nil || n != 2 {
-			t.Fatalf("InterruptRunning(all) = %d, %v; want 2", n, err)
-		}
-		if got, _ := db.GetTask(ctx, "acme", "c-run"); got.Status != store.TaskInterrupted || got.Error != "already failing" {
-			t.Fatalf("c-run = %+v, want interrupted keeping its error", got)
-		}
-		if n, err := db.InterruptRunning(ctx, ""); n != 0 || err != nil {
-			t.Fatalf("second InterruptRunning = %d, %v; want 0", n, err)
-		}
-	})
-}
-
 func TestTimesRoundTripUTC(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, driver string) {
@@ -278,42 +223,6 @@ func TestTimesRoundTripUTC(t *testing.T) {
 		list, err := db.ListTasks(ctx, store.TaskFilter{Tenant: "acme"})
 		if err != nil || len(list) != 2 || list[0].ID != "t1" {
 			t.Fatalf("order = %+v, %v; want t1 first", list, err)
-		}
-	})
-}
-
-func TestInterruptNode(t *testing.T) {
-	storetest.Each(t, func(t *testing.T, driver string) {
-		db := storetest.Open(t, driver)
-		ctx := t.Context()
-		storetest.CreateTenant(t, db, "acme")
-		now := time.Now().UTC()
-		for i, node := range []string{"a", "a", "b"} {
-			if _, err := db.CreateTask(ctx, store.Task{ID: fmt.Sprintf("t%d", i), Tenant: "acme", Owner: "u", Objective: "x",
-				Agents: 1, Strategy: "auto", Mode: "centralized", TimeoutSec: 60, Status: store.TaskRunning, Node: node, CreatedAt: now}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		if err := db.UpsertNode(ctx, "b", now); err != nil {
-			t.Fatal(err)
-		}
-		if err := db.UpsertNode(ctx, "a", now.Add(-time.Minute)); err != nil {
-			t.Fatal(err)
-		}
-		nodes, err := db.StaleNodes(ctx, now.Add(-10*time.Second))
-		if err != nil || len(nodes) != 1 || nodes[0] != "a" {
-			t.Fatalf("StaleNodes = %v, %v", nodes, err)
-		}
-		got, err := db.InterruptNode(ctx, "a")
-		if err != nil || len(got) != 2 || got[0].Status != store.TaskInterrupted {
-			t.Fatalf("InterruptNode = %+v, %v", got, err)
-		}
-		again, err := db.InterruptNode(ctx, "a")
-		if err != nil || len(again) != 0 {
-			t.Fatalf("second reap = %+v, %v", again, err)
-		}
-		if b, _ := db.GetTask(ctx, "acme", "t2"); b.Status != store.TaskRunning {
-			t.Fatalf("node b's task = %+v", b)
 		}
 	})
 }

@@ -63,56 +63,99 @@ func (m *Manager) lookup(ctx context.Context, p *auth.Principal, id string) (*Ta
 	return nil, &rec, nil
 }
 
-// mirror returns the in-memory stand-in of a task known only from the store: in a cluster,
-// a copy fed from the task's event stream; on a single node (or when the stream expired),
-// a finished task holding just its task_complete, so a client resuming a long-finished
-// task still learns how it ended.
-func (m *Manager) mirror(rec record.Task) *Task {
+// mirror returns the in-memory stand-in of a task known only from the store, holding its
+// events after afterSeq: fed from the event log, then (in a cluster, while the task runs
+// elsewhere) from the task's cluster stream, and ended by its task_complete. Subscribers
+// starting at or after an existing mirror's first event share it; one starting earlier gets
+// a mirror of its own, so nobody is replayed from 1 or misses events (DESIGN §17).
+func (m *Manager) mirror(rec record.Task, afterSeq int64) *Task {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if t, ok := m.tasks[rec.ID]; ok {
-		return t
+	cur, ok := m.tasks[rec.ID]
+	if ok && (!cur.remote || afterSeq >= cur.base) {
+		return cur
 	}
 	t := &Task{
 		ID: rec.ID, Tenant: rec.Tenant, Owner: rec.Owner, Objective: rec.Objective, CreatedAt: rec.CreatedAt,
 		m: m, remote: true, node: rec.Node, done: make(chan struct{}), status: rec.Status, exitCode: -1,
-		cancel: func(error) {},
+		cancel: func(error) {}, base: afterSeq,
 	}
+	t.headSeq.Store(afterSeq)
 	if rec.StartedAt != nil {
 		t.startedAt = *rec.StartedAt
 	}
-	m.tasks[rec.ID] = t
-	if m.opts.Cluster == nil {
+	if !ok {
+		m.tasks[rec.ID] = t
+	}
+	if m.opts.Cluster == nil && m.opts.Events == nil {
 		t.finalFromRecord(rec)
 		return t
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.follow = cancel
+	m.followers[t] = cancel
 	m.wg.Add(1)
 	go m.runMirror(ctx, t, rec)
 	return t
 }
 
-// runMirror feeds a mirror from the cluster stream until its final event, and keeps the
-// owner node informed while the task's owner watches from here.
+// tail is the newest seq known for a task that is not in memory: the store's record, its
+// event log and (in a cluster) its stream; -1 when a source could not be asked, so that the
+// caller does not clamp a resume point it cannot check.
+func (m *Manager) tail(ctx context.Context, rec record.Task) int64 {
+	tail := rec.LastSeq
+	if m.opts.Events != nil {
+		seq, err := m.opts.Events.LastEventSeq(ctx, rec.ID)
+		if err != nil {
+			return -1
+		}
+		tail = max(tail, seq)
+	}
+	if m.opts.Cluster != nil && !protocol.Terminal(rec.Status) {
+		seq, err := m.opts.Cluster.LastSeq(ctx, rec.ID)
+		if err != nil {
+			return -1
+		}
+		tail = max(tail, seq)
+	}
+	return tail
+}
+
+// runMirror feeds a mirror until its final event: what the event log holds, then the
+// cluster stream while the task runs elsewhere, then the stored record once it has ended.
+// It keeps the owner node informed while the task's owner watches from here.
 func (m *Manager) runMirror(ctx context.Context, t *Task, rec record.Task) {
 	defer m.wg.Done()
+	defer func() {
+		m.mu.Lock()
+		delete(m.followers, t)
+		m.mu.Unlock()
+	}()
 	holdCtx, stopHold := context.WithCancel(ctx)
 	defer stopHold()
-	if !protocol.Terminal(rec.Status) {
+	if m.opts.Cluster != nil && !protocol.Terminal(rec.Status) {
 		go m.holdLoop(holdCtx, t)
 	}
 	for {
-		err := m.opts.Cluster.Follow(ctx, t.ID, t.Snapshot().LastSeq, t.appendMirrored)
+		if err := m.replayStored(ctx, t); err != nil && ctx.Err() == nil {
+			m.log.Warn("task events could not be read from the event log", "task", t.ID, "err", err)
+		}
 		if ctx.Err() != nil || t.isDone() {
 			return
 		}
-		if err != nil {
-			m.log.Debug("task stream unavailable", "task", t.ID, "err", err)
+		if m.opts.Cluster != nil {
+			err := m.opts.Cluster.Follow(ctx, t.ID, t.Snapshot().LastSeq, t.appendMirrored)
+			if ctx.Err() != nil || t.isDone() {
+				return
+			}
+			if err != nil {
+				m.log.Debug("task stream unavailable", "task", t.ID, "err", err)
+			}
 		}
-		// The stream ended without a final event (expired, or not published yet): what the
-		// store knows is the answer when the task has ended; otherwise look again shortly.
+		// No final event yet: when the task has ended, its last events (and the final one)
+		// are in the log by now, or the record says how it ended; otherwise look again.
 		if fresh, err := m.opts.Store.GetTask(ctx, t.Tenant, t.ID); err == nil && protocol.Terminal(fresh.Status) {
+			_ = m.replayStored(ctx, t)
 			t.finalFromRecord(fresh)
 			return
 		}
@@ -122,6 +165,29 @@ func (m *Manager) runMirror(ctx context.Context, t *Task, rec record.Task) {
 		case <-time.After(m.opts.HoldInterval):
 		}
 	}
+}
+
+// replayStoredPage is how many events a mirror reads from the event log at once.
+const replayStoredPage = 1000
+
+// replayStored appends to a mirror the events the event log holds after its newest one.
+func (m *Manager) replayStored(ctx context.Context, t *Task) error {
+	if m.opts.Events == nil {
+		return nil
+	}
+	for !t.isDone() {
+		evs, err := m.opts.Events.TaskEvents(ctx, t.ID, t.Snapshot().LastSeq, replayStoredPage)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			t.appendMirrored(e.Seq, e.Frame)
+		}
+		if len(evs) < replayStoredPage {
+			return nil
+		}
+	}
+	return nil
 }
 
 // holdLoop runs beside a mirror's follower; it is cancelled with it.
@@ -213,6 +279,18 @@ func (t *Task) finalFromRecord(rec record.Task) {
 		t.mu.Unlock()
 		return
 	}
+	if rec.LastSeq > 0 && t.lastSeqLocked() >= rec.LastSeq {
+		// The subscriber resumed at or after the final event: it ends with nothing to send.
+		t.status, t.exitCode, t.errMsg, t.endedAt = rec.Status, exit, rec.Error, ended
+		t.ended.Store(ended.UnixNano())
+		subs := t.subs
+		t.mu.Unlock()
+		close(t.done)
+		for _, s := range subs {
+			s.sub.Notify()
+		}
+		return
+	}
 	// The final event follows whatever the mirror already holds; with nothing held, it
 	// takes the seq the store recorded.
 	seq := t.lastSeqLocked() + 1
@@ -300,4 +378,26 @@ func (m *Manager) cancelRemote(ctx context.Context, p *auth.Principal, id, node 
 		return fmt.Errorf("%w: %w", ErrClusterUnavailable, err)
 	}
 	return nil
+}
+
+// InterruptedFrame is the task_complete of a task that a restart or a dead node ended, at
+// the seq the store gave it (the last persisted seq + 1): what store.InterruptTasks records
+// as the task's final event, so a client resuming with afterSeq learns how it ended.
+func InterruptedFrame(rec record.Task) []byte {
+	ended := time.Now().UTC()
+	if rec.EndedAt != nil {
+		ended = *rec.EndedAt
+	}
+	var dur int64
+	if rec.StartedAt != nil {
+		dur = max(ended.Sub(*rec.StartedAt).Milliseconds(), 0)
+	}
+	frame, err := jsonFrame(protocol.TaskComplete{
+		Type: protocol.TypeTaskComplete, TaskID: rec.ID, Seq: rec.LastSeq, ServerTime: protocol.Time(ended),
+		ExitCode: -1, Status: rec.Status, DurationMs: dur, Error: rec.Error,
+	})
+	if err != nil {
+		return nil // a struct of strings and numbers always marshals
+	}
+	return frame
 }

@@ -54,6 +54,8 @@ type Metrics interface {
 	Event(bytes int)
 	SlowConsumer()
 	PermissionDenied()
+	EventsPersisted(n int)
+	EventPersistFailed()
 }
 
 // Options configures a Manager.
@@ -98,6 +100,12 @@ type Options struct {
 	// (tasks.retained_memory_max); past it the oldest are dropped from memory (their status
 	// is then served from the store). 0: no bound besides MaxRetained and Retention.
 	RetainedMemoryMax int64
+	// Events, when set, is the durable event log: every event of a local task is written
+	// behind to it, and tasks no longer in memory are replayed from it (DESIGN §17).
+	Events EventLog
+	// EventBacklogMax bounds the event bytes waiting for the event log; past it new swarms
+	// are refused (ErrEventLogBehind) until the store catches up. 0: four times MaxLogBytes.
+	EventBacklogMax int64
 }
 
 // wireEgress converts the executor's egress counters (nil stays nil).
@@ -156,9 +164,13 @@ type Manager struct {
 	waiting  int
 	running  int
 	finished []*Task // oldest first, for retention
+	// followers stops the feeder of every mirror, shared or private (Drain).
+	followers map[*Task]context.CancelFunc
 	// retainedBytes is the frame bytes the finished tasks keep in memory, bounded by
 	// Options.RetainedMemoryMax.
 	retainedBytes int64
+
+	events *persister // the event log writer; nil without Options.Events
 
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -212,7 +224,7 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.HoldInterval <= 0 {
 		opts.HoldInterval = 2 * time.Second
 	}
-	return &Manager{
+	m := &Manager{
 		opts:     opts,
 		log:      opts.Logger,
 		metrics:  metricsAdapter{opts.Metrics},
@@ -221,7 +233,27 @@ func NewManager(opts Options) (*Manager, error) {
 		byUser:   map[userKey][]*Task{},
 		userLive: map[userKey]int{},
 		tenLive:  map[string]int{},
-	}, nil
+
+		followers: map[*Task]context.CancelFunc{},
+	}
+	if opts.Events != nil {
+		// Four tasks' worth of the largest log: a store that falls further behind than that
+		// is failing, not slow, and new work waits for it.
+		if opts.EventBacklogMax <= 0 {
+			opts.EventBacklogMax = 4 * opts.MaxLogBytes
+		}
+		m.opts.EventBacklogMax = opts.EventBacklogMax
+		m.events = newPersister(m, opts.Events, opts.EventBacklogMax)
+	}
+	return m, nil
+}
+
+// Close writes the events still waiting for the event log (for at most until ctx ends) and
+// stops the writer. Call it after Drain.
+func (m *Manager) Close(ctx context.Context) {
+	if m.events != nil {
+		m.events.close(ctx)
+	}
 }
 
 func (m *Manager) now() time.Time { return m.opts.Now() }
@@ -246,6 +278,9 @@ type Meta struct {
 func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, meta Meta) (*Task, error) {
 	if m.draining.Load() {
 		return nil, ErrDraining
+	}
+	if m.events != nil && m.events.behind() {
+		return nil, ErrEventLogBehind
 	}
 	uk := userKey{p.Tenant, p.Subject}
 	tenantLimit := req.TenantConcurrent
@@ -336,6 +371,9 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 	m.byUser[uk] = append(m.byUser[uk], t)
 	m.mu.Unlock()
 	release = false
+	if m.events != nil {
+		m.events.track(t)
+	}
 	if m.opts.Cluster != nil {
 		m.opts.Cluster.Publish(t)
 	}
@@ -601,14 +639,22 @@ func (m *Manager) persist(tenant, id string, u record.Update) {
 	}
 }
 
-// evictLocked drops finished tasks past their retention or beyond the retained bound.
-// Subscribers still holding one keep its log alive until they let go.
+// evictLocked drops finished tasks past their retention or beyond the retained bound, oldest
+// first. With an event log, a task leaves memory only once its last event is written (it is
+// then replayed from the log); until then it is kept whatever the bounds say. Subscribers
+// still holding one keep its log alive until they let go.
 func (m *Manager) evictLocked(now time.Time) {
+	kept := m.finished[:0]
 	n := 0
-	for _, t := range m.finished {
+	for i, t := range m.finished {
 		overBudget := m.opts.RetainedMemoryMax > 0 && m.retainedBytes > m.opts.RetainedMemoryMax
 		if now.Sub(time.Unix(0, t.ended.Load())) < m.opts.Retention && len(m.finished)-n <= m.opts.MaxRetained && !overBudget {
+			kept = append(kept, m.finished[i:]...)
 			break
+		}
+		if m.events != nil && !t.durable.Load() {
+			kept = append(kept, t)
+			continue
 		}
 		n++
 		m.retainedBytes -= t.retained
@@ -624,7 +670,8 @@ func (m *Manager) evictLocked(now time.Time) {
 			m.byUser[uk] = list
 		}
 	}
-	m.finished = slices.Delete(m.finished, 0, n)
+	clear(m.finished[len(kept):])
+	m.finished = kept
 }
 
 // Sweep evicts expired tasks; the server calls it periodically.
@@ -661,13 +708,21 @@ func (m *Manager) Status(ctx context.Context, p *auth.Principal, id string) (Sna
 	if err != nil {
 		return Snapshot{}, err
 	}
-	if t != nil {
+	if t != nil && !t.remote {
 		return t.Snapshot(), nil
 	}
+	if t != nil {
+		// A mirror may still be replaying: the store and the stream know the task's state.
+		r, err := m.opts.Store.GetTask(ctx, t.Tenant, id)
+		if err != nil {
+			return t.Snapshot(), nil
+		}
+		rec = &r
+	}
 	snap := fromRecord(*rec)
-	if m.opts.Cluster != nil && !protocol.Terminal(rec.Status) {
-		if seq, err := m.opts.Cluster.LastSeq(ctx, id); err == nil {
-			snap.LastSeq = seq
+	if !protocol.Terminal(rec.Status) {
+		if tail := m.tail(ctx, *rec); tail > snap.LastSeq {
+			snap.LastSeq = tail
 		}
 	}
 	return snap, nil
@@ -799,7 +854,11 @@ func (m *Manager) Subscribe(ctx context.Context, p *auth.Principal, id string, a
 		return nil, err
 	}
 	if t == nil {
-		t = m.mirror(*rec)
+		// A resume point beyond the task's newest event is its current tail.
+		if tail := m.tail(ctx, *rec); tail >= 0 {
+			afterSeq = min(afterSeq, tail)
+		}
+		t = m.mirror(*rec, afterSeq)
 	}
 	return m.attach(t, p, afterSeq, sub), nil
 }
@@ -816,10 +875,18 @@ func (m *Manager) attach(t *Task, p *auth.Principal, afterSeq int64, sub Subscri
 		maxMsgs: int64(m.opts.SendQueueMessages), maxBytes: int64(m.opts.SendQueueBytes),
 	}
 	t.mu.Lock()
-	afterSeq = min(max(afterSeq, t.base), t.lastSeqLocked())
+	afterSeq = max(afterSeq, t.base)
+	if !t.remote {
+		// A live task's resume point beyond its newest event is its current tail. A mirror's
+		// was clamped by Subscribe against the log and the stream, which it may not hold yet.
+		afterSeq = min(afterSeq, t.lastSeqLocked())
+	}
 	s.cursor.Store(afterSeq)
-	if afterSeq > t.base {
-		s.cursorBytes.Store(t.log[afterSeq-t.base-1].end)
+	switch i := afterSeq - t.base - 1; {
+	case i >= 0 && i < int64(len(t.log)):
+		s.cursorBytes.Store(t.log[i].end)
+	case i >= 0:
+		s.cursorBytes.Store(t.headBytes.Load())
 	}
 	t.subs = append(slices.Clip(t.subs), s)
 	if s.owner {
@@ -889,6 +956,9 @@ func (m *Manager) Drain(ctx context.Context) {
 	for _, t := range m.tasks {
 		t.cancel(errShutdown)
 	}
+	for _, stop := range m.followers {
+		stop()
+	}
 	m.mu.Unlock()
 	<-done
 }
@@ -949,5 +1019,15 @@ func (a metricsAdapter) slowConsumer() {
 func (a metricsAdapter) permissionDenied() {
 	if a.m != nil {
 		a.m.PermissionDenied()
+	}
+}
+func (a metricsAdapter) eventsPersisted(n int) {
+	if a.m != nil {
+		a.m.EventsPersisted(n)
+	}
+}
+func (a metricsAdapter) eventPersistFailed() {
+	if a.m != nil {
+		a.m.EventPersistFailed()
 	}
 }

@@ -63,6 +63,7 @@ type Task struct {
 	headSeq   atomic.Int64
 	headBytes atomic.Int64
 	ended     atomic.Int64 // unix ns when the task ended; read by eviction without mu
+	durable   atomic.Bool  // every event, task_complete included, is in the event log
 
 	mu        sync.RWMutex
 	status    string

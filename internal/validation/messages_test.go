@@ -30,9 +30,10 @@ func TestTaskRef(t *testing.T) {
 		{name: "task id space", frame: `{"type":"status","taskId":"a b"}`, fields: []string{"taskId"}},
 		{name: "task id unicode", frame: `{"type":"status","taskId":"tâsk"}`, fields: []string{"taskId"}},
 		{name: "task id wildcard", frame: `{"type":"cancel","taskId":"*"}`, fields: []string{"taskId"}},
-		{name: "negative after seq", frame: `{"type":"subscribe","taskId":"t","afterSeq":-1}`, fields: []string{"afterSeq"}},
+		// The decoder refuses a negative afterSeq (invalid_message); the validator still does.
+		{name: "negative after seq", msg: &protocol.TaskRef{Type: "subscribe", TaskID: ptr("t"), AfterSeq: ptr(int64(-1))}, fields: []string{"afterSeq"}},
 		{name: "bad request id", frame: `{"type":"status","taskId":"t","requestId":"` + strings.Repeat("x", 65) + `"}`, fields: []string{"requestId"}},
-		{name: "all bad", frame: `{"type":"subscribe","taskId":"$(id)","afterSeq":-5,"requestId":"\u202e"}`, fields: []string{"taskId", "afterSeq", "requestId"}},
+		{name: "all bad", msg: &protocol.TaskRef{Type: "subscribe", TaskID: ptr("$(id)"), AfterSeq: ptr(int64(-5)), RequestID: ptr("\u202e")}, fields: []string{"taskId", "afterSeq", "requestId"}},
 		{name: "built directly invalid utf8", msg: &protocol.TaskRef{Type: "status", TaskID: ptr("t\xff")}, fields: []string{"taskId"}},
 	}
 	for _, tt := range tests {

@@ -54,6 +54,13 @@ type Task struct {
 	PermissionDenials int    `json:"permissionDenials"`
 }
 
+// Event is one event frame of a task's log, as sent to clients.
+type Event struct {
+	TaskID string
+	Seq    int64
+	Frame  []byte
+}
+
 // Usage is an engine's token and cost usage for one task.
 type Usage struct {
 	InputTokens              int64   `json:"inputTokens"`

@@ -1,6 +1,7 @@
 package task
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -194,6 +195,52 @@ func FuzzObserveEngineLine(f *testing.F) {
 		}
 		if u := es.snapshot(); u != nil && (u.InputTokens < 0 || u.OutputTokens < 0) {
 			t.Fatalf("negative usage %+v", u)
+		}
+	})
+}
+
+// decodeUsage agrees with encoding/json on every input both accept as an object whose count
+// keys are spelled exactly; where encoding/json refuses, so does it.
+func FuzzDecodeUsage(f *testing.F) {
+	for _, s := range []string{
+		`{"input_tokens":12,"output_tokens":3,"cache_read_input_tokens":0,"cache_creation_input_tokens":7}`,
+		`{"input_tokens":12,"service_tier":"standard","cache_creation":{"ephemeral_5m_input_tokens":0},"output_tokens":null}`,
+		`{ "input_tokens" : -5 , "output_tokens" : 9223372036854775807 }`,
+		`{"input_tokens":1.5}`, `{"input_tokens":"5"}`, `{"input_tokens":1e3}`, `{"input_tokens":01}`,
+		`{"output_tokens":9223372036854775808}`, `{"input_tokens":-9223372036854775808}`,
+		`{}`, `[]`, `{"a":}`, `{"input_tokens":1}x`, `{"input_tokens":1,}`, `{"in\u0070ut_tokens":4}`,
+		`{"input_tokens":1,"input_tokens":2}`, `{"x":[1,{"y":"}"}],"input_tokens":3}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := decodeUsage(b) // never panics, whatever b is
+		// The lines it reads were validated as JSON first; what it does not follow on purpose:
+		// encoding/json's case-insensitive key match and its unescaping of keys.
+		if !json.Valid(b) || bytes.Contains(b, []byte(`\`)) {
+			return
+		}
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(b, &obj) != nil || obj == nil {
+			if ok {
+				t.Fatalf("decodeUsage(%q) accepted a value that is not an object", b)
+			}
+			return
+		}
+		for k := range obj {
+			for _, name := range []string{"input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"} {
+				if k != name && strings.EqualFold(k, name) {
+					return
+				}
+			}
+		}
+		var want apiUsage
+		err := json.Unmarshal(b, &want)
+		if (err == nil) != ok {
+			t.Fatalf("decodeUsage(%q) ok=%v; encoding/json err=%v", b, ok, err)
+		}
+		if ok && got != want {
+			t.Fatalf("decodeUsage(%q) = %+v; encoding/json %+v", b, got, want)
 		}
 	})
 }

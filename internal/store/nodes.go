@@ -42,19 +42,6 @@ func (db *DB) TouchNode(ctx context.Context, id string, at time.Time) error {
 // LiveTaskIDs lists the tasks of node (every node when "") that are pending or running: what
 // a reaper copies from the cluster stream into the event log before it ends them.
 func (db *DB) LiveTaskIDs(ctx context.Context, node string) ([]string, error) {
-	rows, err := db.w.QueryContext(ctx, db.Rebind(`SELECT id FROM tasks
-		WHERE status IN (?, ?) AND (? = '' OR node = ?) ORDER BY id`), TaskPending, TaskRunning, node, node)
-	if err != nil {
-		return nil, fmt.Errorf("store: live tasks: %w", err)
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("store: live tasks: %w", err)
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+	return queryRows(ctx, db.w, "live tasks", db.Rebind(`SELECT id FROM tasks
+		WHERE status IN (?, ?) AND (? = '' OR node = ?) ORDER BY id`), scanString, TaskPending, TaskRunning, node, node)
 }

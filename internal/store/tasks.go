@@ -339,21 +339,17 @@ func normTimePtr(t *time.Time) *time.Time {
 // StaleNodes lists the nodes that own pending or running tasks but whose heartbeat is older
 // than before (or that never registered): replicas presumed dead, for the cluster reaper.
 func (db *DB) StaleNodes(ctx context.Context, before time.Time) ([]string, error) {
-	rows, err := db.db.QueryContext(ctx, db.Rebind(`SELECT DISTINCT t.node FROM tasks t
+	return queryRows(ctx, db.db, "stale nodes", db.Rebind(`SELECT DISTINCT t.node FROM tasks t
 		LEFT JOIN nodes n ON n.id = t.node
 		WHERE t.status IN (?, ?) AND t.node <> '' AND (n.heartbeat_at IS NULL OR n.heartbeat_at < ?)`),
-		TaskPending, TaskRunning, db.TimeArg(before))
-	if err != nil {
-		return nil, fmt.Errorf("store: stale nodes: %w", err)
+		scanString, TaskPending, TaskRunning, db.TimeArg(before))
+}
+
+// scanString reads a row of one text column.
+func scanString(s scanner) (string, error) {
+	var v string
+	if err := s.Scan(&v); err != nil {
+		return "", fmt.Errorf("store: read: %w", err)
 	}
-	defer rows.Close()
-	var nodes []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			return nil, fmt.Errorf("store: stale nodes: %w", err)
-		}
-		nodes = append(nodes, n)
-	}
-	return nodes, rows.Err()
+	return v, nil
 }

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
@@ -602,7 +603,8 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 
 	m.mu.Lock()
 	m.dropLive(userKey{t.Tenant, t.Owner})
-	t.retained = t.headBytes.Load()
+	// The frames and the log's index of them: what the task pins in memory.
+	t.retained = t.headBytes.Load() + int64(cap(t.log))*int64(unsafe.Sizeof(entry{}))
 	m.finished = append(m.finished, t)
 	m.retainedBytes += t.retained
 	m.evictLocked(now)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -320,5 +321,34 @@ func TestThousandFinishedTasksKeepHeapBounded(t *testing.T) {
 	checkSeqs(t, replay, 1, replay[len(replay)-1].Seq)
 	if replay[len(replay)-1].Status != "success" || len(replay) < 2200 {
 		t.Fatalf("replay of an early task: %d frames ending %s", len(replay), replay[len(replay)-1].Raw)
+	}
+}
+
+// Past tasks.event_retention a finished task's events are pruned (at start, then every few
+// minutes): a resume gets just its task_complete, with the task's final seq.
+func TestEventRetentionPrunes(t *testing.T) {
+	dir := t.TempDir()
+	env := map[string]string{"FLOWGATE_TASKS_EVENT_RETENTION": "1s"}
+	g := startGateway(t, gwOptions{dataDir: dir, env: env})
+	c := g.dial(t, g.UserToken)
+	id := startSwarm(t, c, "short-lived sim:pace=0 sim:events=50", nil)
+	live, err := collect(c, id, 60*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	final := live[len(live)-1]
+	g.stop()
+	time.Sleep(1500 * time.Millisecond) // the task ended more than the retention ago
+	h := startGateway(t, gwOptions{dataDir: dir, env: env})
+	deadline := time.Now().Add(20 * time.Second)
+	for !strings.Contains(h.Logs(), `"msg":"task events pruned"`) {
+		if time.Now().After(deadline) {
+			t.Fatal("no pruning logged after the restart")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	got := subscribeFrom(t, h.dial(t, h.UserToken), id, 0)
+	if len(got) != 1 || got[0].Type != "task_complete" || got[0].Seq != final.Seq || got[0].Status != "success" {
+		t.Fatalf("resume after pruning: %d frames, first %s; want only task_complete seq %d", len(got), got[0].Raw, final.Seq)
 	}
 }

@@ -83,6 +83,7 @@ commands:
   tenant create|list|suspend|resume ...          manage tenants
   key set|delete --tenant T                      set (key on stdin) or delete a tenant's engine key
   audit verify|export [--tenant T]               check the audit chains / dump NDJSON
+  usage [--tenant T] [--since 7d] [--by day]     what the engines spent, per tenant (--json)
   swarm --url U [--token T] "objective"          run one swarm and stream its events
   engine-sim ...                                 the bundled simulated engine
   healthcheck [--url U]                          exit 0 when the ops /healthz answers 200
@@ -119,6 +120,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runKey(ctx, rest, getenv, os.Stdin, stdout, stderr)
 	case "audit":
 		return runAudit(ctx, rest, getenv, stdout, stderr)
+	case "usage":
+		return runUsage(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "flowgate %s (commit %s, %s)\n", version, commit, goVersion())
 		return nil

@@ -75,6 +75,21 @@ func (e Egress) EgressBytes(out, in int64) {
 // PermissionDenied counts a tool an engine was not allowed to run (engine.permission_mode).
 func (t Tasks) PermissionDenied() { t.m.permissionDenials.Inc() }
 
+// tokenKinds are the kind label's values of flowgate_engine_tokens_total.
+var tokenKinds = []string{"input", "output", "cache_read", "cache_creation"}
+
+// EngineUsage adds what a finished task's engine reported spending.
+func (t Tasks) EngineUsage(input, output, cacheRead, cacheCreation int64, costUSD float64) {
+	for i, n := range []int64{input, output, cacheRead, cacheCreation} {
+		if n > 0 {
+			t.m.engineTokens.WithLabelValues(tokenKinds[i]).Add(float64(n))
+		}
+	}
+	if costUSD > 0 {
+		t.m.engineCost.Add(costUSD)
+	}
+}
+
 // EventsPersisted counts task events written to the event log.
 func (t Tasks) EventsPersisted(n int) { t.m.eventsPersisted.Add(float64(n)) }
 

@@ -55,6 +55,8 @@ type Metrics struct {
 	slowConsumers     prometheus.Counter
 	permissionDenials prometheus.Counter
 	eventsPersisted   prometheus.Counter
+	engineTokens      *prometheus.CounterVec
+	engineCost        prometheus.Counter
 	eventPersistFails prometheus.Counter
 	egressDenied      *prometheus.CounterVec
 	egressBytes       *prometheus.CounterVec
@@ -112,6 +114,8 @@ func New(opts Options) *Metrics {
 	m.egressDenied = f.counterVec("egress_denied_total", "Destinations engines asked the egress proxy for and were refused, by reason (not_allowed, unresolvable, special_address).", "reason")
 	m.egressBytes = f.counterVec("egress_bytes_total", "Bytes engines sent (out) and received (in) through the egress proxy.", "direction")
 	m.permissionDenials = f.counter("engine_permission_denials_total", "Tools engines asked to run and were refused by their permission mode (engine.permission_mode).")
+	m.engineTokens = f.counterVec("engine_tokens_total", "Tokens the engines reported using, by kind (input, output, cache_read, cache_creation), counted when a task ends.", "kind")
+	m.engineCost = f.counter("engine_cost_usd_total", "US dollars the engines reported spending, counted when a task ends.")
 	m.eventsPersisted = f.counter("task_events_persisted_total", "Task events written to the store's event log (DESIGN §17).")
 	m.eventPersistFails = f.counter("task_event_persist_failures_total", "Event log batches the store refused; they are retried, and new swarms are refused while the backlog is over its bound.")
 
@@ -170,6 +174,9 @@ func New(opts Options) *Metrics {
 	}
 	for _, v := range []string{"out", "in"} {
 		m.egressBytes.WithLabelValues(v)
+	}
+	for _, v := range tokenKinds {
+		m.engineTokens.WithLabelValues(v)
 	}
 	return m
 }

@@ -50,6 +50,9 @@ func Public(d *Deps) http.Handler {
 	// Tasks (admin_tasks.go).
 	mux.Handle("GET /v1/admin/tasks", handleTaskList(d))
 	mux.Handle("/v1/admin/tasks", methodNotAllowed("GET"))
+	// Usage (admin_usage.go).
+	mux.Handle("GET /v1/admin/usage", handleUsage(d))
+	mux.Handle("/v1/admin/usage", methodNotAllowed("GET"))
 
 	// Audit review (admin_audit.go).
 	ar := newAuditRoutes(d)

@@ -28,6 +28,7 @@ type TenantStore interface {
 	GetTenant(ctx context.Context, id string) (tenant.Tenant, error)
 	ListTenants(ctx context.Context, limit int, afterID string) ([]tenant.Tenant, error)
 	ListTasks(ctx context.Context, f record.Filter) ([]record.Task, error)
+	UsageSummary(ctx context.Context, f record.UsageFilter) ([]record.UsageRow, error)
 }
 
 // KeyAdmin sets, deletes and describes tenant engine keys (the secrets cache, which

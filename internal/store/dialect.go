@@ -24,6 +24,8 @@ type dialect interface {
 	rebind(query string) string
 	forUpdate() string
 	timeArg(t time.Time) any
+	// utcDay is the expression of a time column's UTC day as YYYY-MM-DD.
+	utcDay(col string) string
 	isUniqueViolation(err error) bool
 	isForeignKeyViolation(err error) bool
 }
@@ -39,6 +41,7 @@ func (sqliteDialect) migrationsDir() string       { return "sqlite" }
 func (sqliteDialect) rebind(q string) string      { return q }
 func (sqliteDialect) forUpdate() string           { return "" }
 func (sqliteDialect) timeArg(t time.Time) any     { return normTime(t).Format(sqliteTimeLayout) }
+func (sqliteDialect) utcDay(col string) string    { return "substr(" + col + ", 1, 10)" }
 
 func (sqliteDialect) isUniqueViolation(err error) bool {
 	var e *sqlite.Error
@@ -58,6 +61,9 @@ func (postgresDialect) gooseDialect() goose.Dialect { return goose.DialectPostgr
 func (postgresDialect) migrationsDir() string       { return "postgres" }
 func (postgresDialect) forUpdate() string           { return " FOR UPDATE" }
 func (postgresDialect) timeArg(t time.Time) any     { return normTime(t) }
+func (postgresDialect) utcDay(col string) string {
+	return "to_char(" + col + " AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+}
 
 func (postgresDialect) isUniqueViolation(err error) bool {
 	var e *pgconn.PgError

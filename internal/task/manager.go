@@ -57,6 +57,7 @@ type Metrics interface {
 	PermissionDenied()
 	EventsPersisted(n int)
 	EventPersistFailed()
+	EngineUsage(input, output, cacheRead, cacheCreation int64, costUSD float64)
 }
 
 // Options configures a Manager.
@@ -618,6 +619,9 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 		s.sub.Notify()
 	}
 	m.metrics.taskFinished(status, dur)
+	if usage != nil {
+		m.metrics.engineUsage(usage)
+	}
 	outcome := audit.OutcomeSuccess
 	if status != protocol.StatusSuccess {
 		outcome = audit.OutcomeFailure
@@ -1031,5 +1035,10 @@ func (a metricsAdapter) eventsPersisted(n int) {
 func (a metricsAdapter) eventPersistFailed() {
 	if a.m != nil {
 		a.m.EventPersistFailed()
+	}
+}
+func (a metricsAdapter) engineUsage(u *protocol.Usage) {
+	if a.m != nil {
+		a.m.EngineUsage(u.InputTokens, u.OutputTokens, u.CacheReadInputTokens, u.CacheCreationInputTokens, u.CostUSD)
 	}
 }

@@ -108,3 +108,36 @@ func ValidStatus(s string) bool {
 	}
 	return false
 }
+
+// Usage groupings (GET /v1/admin/usage, flowgate usage).
+const (
+	UsageByDay  = "day"  // UTC day the task ended
+	UsageByUser = "user" // the task's owner
+	UsageByTask = "task"
+)
+
+// UsageFilter selects the usage of one tenant's tasks that ended in [From, To).
+type UsageFilter struct {
+	Tenant   string
+	From, To time.Time
+	GroupBy  string // UsageBy*
+	Limit    int    // rows; the store bounds it
+}
+
+// UsageRow is the usage of the tasks of one group: a UTC day (2026-12-07), an owner or a task id.
+type UsageRow struct {
+	Key   string `json:"key"`
+	Tasks int64  `json:"tasks"`
+	Usage
+}
+
+// AddUsage is a + b.
+func AddUsage(a, b Usage) Usage {
+	a.InputTokens += b.InputTokens
+	a.OutputTokens += b.OutputTokens
+	a.CacheReadInputTokens += b.CacheReadInputTokens
+	a.CacheCreationInputTokens += b.CacheCreationInputTokens
+	a.CostUSD += b.CostUSD
+	a.NumTurns += b.NumTurns
+	return a
+}

@@ -1,0 +1,155 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flowgate/flowgate/internal/client"
+)
+
+type usageFigures struct {
+	Tasks                    int64   `json:"tasks"`
+	InputTokens              int64   `json:"inputTokens"`
+	OutputTokens             int64   `json:"outputTokens"`
+	CacheReadInputTokens     int64   `json:"cacheReadInputTokens"`
+	CacheCreationInputTokens int64   `json:"cacheCreationInputTokens"`
+	CostUSD                  float64 `json:"costUsd"`
+}
+
+func (u usageFigures) equal(o usageFigures) bool {
+	return u.Tasks == o.Tasks && u.InputTokens == o.InputTokens && u.OutputTokens == o.OutputTokens &&
+		u.CacheReadInputTokens == o.CacheReadInputTokens && u.CacheCreationInputTokens == o.CacheCreationInputTokens &&
+		math.Abs(u.CostUSD-o.CostUSD) < 1e-9
+}
+
+// GET /v1/admin/usage and `flowgate usage --json` sum exactly what the tasks' task_complete
+// reported (DESIGN §18); bad ranges and groupings are refused naming the field; another
+// tenant's usage is a 404 for a tenant admin.
+func TestUsageLedger(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	c := g.dial(t, g.UserToken)
+	var want usageFigures
+	ids := map[string]bool{}
+	for _, obj := range []string{"count the stars sim:pace=0", "write a haiku sim:pace=0 sim:events=12", "third sim:pace=0"} {
+		id := startSwarm(t, c, obj, nil)
+		final := readUntil(t, c, 60*time.Second, func(m client.Message) bool { return m.TaskID == id && m.Type == "task_complete" })
+		var tc struct {
+			Usage *usageFigures `json:"usage"`
+		}
+		if err := json.Unmarshal(final.Raw, &tc); err != nil || tc.Usage == nil || tc.Usage.InputTokens == 0 || tc.Usage.CostUSD <= 0 {
+			t.Fatalf("task_complete without usage: %s", final.Raw)
+		}
+		want.Tasks++
+		want.InputTokens += tc.Usage.InputTokens
+		want.OutputTokens += tc.Usage.OutputTokens
+		want.CacheReadInputTokens += tc.Usage.CacheReadInputTokens
+		want.CacheCreationInputTokens += tc.Usage.CacheCreationInputTokens
+		want.CostUSD += tc.Usage.CostUSD
+		ids[id] = true
+	}
+	admin := g.token(t, "demo", "ops-lead", "1h", "tenant:admin")
+	type answer struct {
+		Tenant  string `json:"tenant"`
+		GroupBy string `json:"groupBy"`
+		Rows    []struct {
+			Key string `json:"key"`
+			usageFigures
+		} `json:"rows"`
+		Total usageFigures `json:"total"`
+	}
+	get := func(query string) answer {
+		t.Helper()
+		status, body, _ := g.do(t, http.MethodGet, "/v1/admin/usage"+query, admin, "")
+		if status != http.StatusOK {
+			t.Fatalf("GET usage%s = %d %s", query, status, body)
+		}
+		var a answer
+		if err := json.Unmarshal([]byte(body), &a); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	for _, by := range []string{"day", "user", "task"} {
+		a := get("?groupBy=" + by)
+		if !a.Total.equal(want) {
+			t.Fatalf("groupBy=%s total %+v; the tasks' task_complete sum to %+v", by, a.Total, want)
+		}
+		var sum usageFigures
+		for _, r := range a.Rows {
+			sum.Tasks += r.Tasks
+			sum.InputTokens += r.InputTokens
+			sum.OutputTokens += r.OutputTokens
+			sum.CacheReadInputTokens += r.CacheReadInputTokens
+			sum.CacheCreationInputTokens += r.CacheCreationInputTokens
+			sum.CostUSD += r.CostUSD
+			if by == "task" && !ids[r.Key] {
+				t.Fatalf("groupBy=task row %q is not one of the tasks", r.Key)
+			}
+		}
+		if !sum.equal(want) {
+			t.Fatalf("groupBy=%s rows sum to %+v; want %+v", by, sum, want)
+		}
+	}
+	if a := get("?groupBy=day&from=" + time.Now().UTC().Format(time.DateOnly)); len(a.Rows) != 1 || a.Rows[0].Key != time.Now().UTC().Format(time.DateOnly) {
+		t.Fatalf("today's usage by day = %+v", a)
+	}
+
+	// The same figures reach the metrics, with no tenant label.
+	_, metrics := g.get(t, g.Ops+"/metrics", "")
+	for _, line := range []string{
+		fmt.Sprintf(`flowgate_engine_tokens_total{kind="input"} %d`, want.InputTokens),
+		fmt.Sprintf(`flowgate_engine_tokens_total{kind="output"} %d`, want.OutputTokens),
+	} {
+		if !strings.Contains(metrics, line+"\n") {
+			t.Errorf("metrics lack %q", line)
+		}
+	}
+	if !strings.Contains(metrics, "flowgate_engine_cost_usd_total ") {
+		t.Error("metrics lack flowgate_engine_cost_usd_total")
+	}
+
+	out, err := g.cli(t, "", "usage", "--dev", "--data-dir", g.dataDir, "--tenant", "demo", "--since", "24h", "--json")
+	if err != nil {
+		t.Fatalf("flowgate usage: %v\n%s", err, out)
+	}
+	var cli struct {
+		Tenants []struct {
+			Tenant string       `json:"tenant"`
+			Total  usageFigures `json:"total"`
+		} `json:"tenants"`
+	}
+	if err := json.Unmarshal([]byte(out), &cli); err != nil || len(cli.Tenants) != 1 || !cli.Tenants[0].Total.equal(want) {
+		t.Fatalf("flowgate usage --json = %s (%v); want total %+v", out, err, want)
+	}
+	if out, err := g.cli(t, "", "usage", "--dev", "--data-dir", g.dataDir, "--since", "yesterday-ish"); err == nil || !strings.Contains(out, "--since") {
+		t.Fatalf("flowgate usage --since yesterday-ish = %v: %s", err, out)
+	}
+
+	for _, tt := range []struct {
+		query, field string
+	}{
+		{"?from=2026-12-08&to=2026-12-01", "from"},
+		{"?groupBy=week", "groupBy"},
+		{"?from=yesterday", "from"},
+		{"?to=" + url.QueryEscape("2026-13-40"), "to"},
+		{"?budget=1", "budget"},
+	} {
+		status, body, _ := g.do(t, http.MethodGet, "/v1/admin/usage"+tt.query, admin, "")
+		// Field errors answer 422 validation_failed with fields, as on every admin route.
+		if status != http.StatusUnprocessableEntity || !strings.Contains(body, `"fields":{"`+tt.field+`"`) {
+			t.Errorf("GET usage%s = %d %s; want 422 naming %s", tt.query, status, body, tt.field)
+		}
+	}
+	if status, body, _ := g.do(t, http.MethodGet, "/v1/admin/usage?tenant=other-tenant", admin, ""); status != http.StatusNotFound {
+		t.Errorf("another tenant's usage = %d %s; want 404", status, body)
+	}
+	if status, _, _ := g.do(t, http.MethodGet, "/v1/admin/usage", g.UserToken, ""); status != http.StatusNotFound && status != http.StatusForbidden {
+		t.Errorf("usage with a swarm:execute token = %d; want refused", status)
+	}
+}

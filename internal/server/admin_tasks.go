@@ -73,15 +73,8 @@ func handleTaskList(d *Deps) http.Handler {
 			return
 		}
 		q, errs := queryParams(r.URL.Query(), "tenant", "owner", "status", "limit", "before")
-		scope := p.Tenant
-		if v, ok := q["tenant"]; ok {
-			if !tenant.ValidID(v) {
-				errs.add("tenant", "must be a tenant id")
-			} else {
-				scope = v
-			}
-		}
 		// Scope before anything else is answered: another tenant's tasks are a 404.
+		scope := scopeParam(q, p, errs)
 		if !d.authorize(w, r, p, scope, auth.PermTaskAdmin) {
 			return
 		}
@@ -130,6 +123,20 @@ func handleTaskList(d *Deps) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, out)
 	})
+}
+
+// scopeParam is the tenant a list names with ?tenant= (a platform admin's reach), or the
+// caller's own; a malformed one is reported in errs, after the caller's own scope answered.
+func scopeParam(q map[string]string, p *auth.Principal, errs fieldErrs) string {
+	v, ok := q["tenant"]
+	if !ok {
+		return p.Tenant
+	}
+	if !tenant.ValidID(v) {
+		errs.add("tenant", "must be a tenant id")
+		return p.Tenant
+	}
+	return v
 }
 
 // taskCursor names a position in the newest-first task list: the stored creation time at

@@ -6,7 +6,6 @@ import (
 
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/task/record"
-	"github.com/flowgate/flowgate/internal/tenant"
 )
 
 // GET /v1/admin/usage (DESIGN §18): what a tenant's engines reported spending, summed over
@@ -29,15 +28,8 @@ func handleUsage(d *Deps) http.Handler {
 			return
 		}
 		q, errs := queryParams(r.URL.Query(), "tenant", "from", "to", "groupBy")
-		scope := p.Tenant
-		if v, ok := q["tenant"]; ok {
-			if !tenant.ValidID(v) {
-				errs.add("tenant", "must be a tenant id")
-			} else {
-				scope = v
-			}
-		}
 		// Scope before anything else is answered: another tenant's usage is a 404.
+		scope := scopeParam(q, p, errs)
 		if !d.authorize(w, r, p, scope, auth.PermTenantAdmin) {
 			return
 		}

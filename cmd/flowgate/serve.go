@@ -182,7 +182,7 @@ func buildTasks(cfg config.Config, a *app, eng engineParts, cl *cluster.Cluster,
 		SendQueueMessages: l.SendQueueMessages, SendQueueBytes: l.SendQueueBytes, WriteTimeout: l.WriteTimeout,
 		ListLimit: cfg.Tasks.ListLimit, Cluster: taskCluster(cl), HoldInterval: cfg.Cluster.HeartbeatInterval,
 		RequireResult: eng.profile.PromisesResult(), DeriveProgress: cfg.Engine.ProgressEvents,
-		RetainedMemoryMax: int64(cfg.Tasks.RetainedMemoryMax), Events: a.db,
+		RetainedMemoryMax: int64(cfg.Tasks.RetainedMemoryMax), Events: a.db, Spend: a.db,
 	})
 }
 

@@ -142,5 +142,11 @@ func LimitsDetails(l tenant.Limits) map[string]any {
 	if len(l.AllowedStrategies) > 0 {
 		out["allowedStrategies"] = append([]string(nil), l.AllowedStrategies...)
 	}
+	if l.BudgetUSDPerDay != nil {
+		out["budgetUsdPerDay"] = *l.BudgetUSDPerDay
+	}
+	if l.TokensPerDay != nil {
+		out["tokensPerDay"] = *l.TokensPerDay
+	}
 	return out
 }

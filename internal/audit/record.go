@@ -28,6 +28,7 @@ const (
 	ActionValidationRejected = "validation.rejected"
 	ActionRateLimitDenied    = "ratelimit.denied"
 	ActionQuotaDenied        = "quota.denied"
+	ActionBudgetDenied       = "budget.denied"
 	ActionTaskCreate         = "task.create"
 	ActionTaskComplete       = "task.complete"
 	ActionTaskCancel         = "task.cancel"

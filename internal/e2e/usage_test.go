@@ -153,3 +153,68 @@ func TestUsageLedger(t *testing.T) {
 		t.Errorf("usage with a swarm:execute token = %d; want refused", status)
 	}
 }
+
+// A tenant's daily budget (DESIGN §18): set just above what it has spent, the next swarm runs
+// until its live usage crosses it and is cancelled failed "budget exceeded"; after that swarms
+// are refused budget_exceeded (audited budget.denied) and nothing is spawned. Bad budgets are
+// refused naming the field.
+func TestTenantBudget(t *testing.T) {
+	g := startGateway(t, gwOptions{})
+	c := g.dial(t, g.UserToken)
+	first := startSwarm(t, c, "the first sim:pace=0", nil)
+	done := readUntil(t, c, 60*time.Second, func(m client.Message) bool { return m.TaskID == first && m.Type == "task_complete" })
+	var tc struct {
+		Usage usageFigures `json:"usage"`
+	}
+	if err := json.Unmarshal(done.Raw, &tc); err != nil || tc.Usage.CostUSD <= 0 {
+		t.Fatalf("first task: %s", done.Raw)
+	}
+	for _, bad := range []struct{ body, field string }{
+		{`{"limits":{"budgetUsdPerDay":-1}}`, "limits.budgetUsdPerDay"},
+		{`{"limits":{"budgetUsdPerDay":"ten"}}`, "limits.budgetUsdPerDay"},
+		{`{"limits":{"tokensPerDay":-5}}`, "limits.tokensPerDay"},
+		{`{"limits":{"tokensPerDay":1.5}}`, "limits.tokensPerDay"},
+	} {
+		status, body, _ := g.do(t, http.MethodPatch, "/v1/admin/tenants/demo", g.AdminToken, bad.body)
+		if status < 400 || status >= 500 || !strings.Contains(body, bad.field) {
+			t.Errorf("PATCH %s = %d %s; want a 4xx naming %s", bad.body, status, body, bad.field)
+		}
+	}
+	// Just above today's spend: room for part of one more task.
+	budget := tc.Usage.CostUSD * 1.5
+	if status, body, _ := g.do(t, http.MethodPatch, "/v1/admin/tenants/demo", g.AdminToken,
+		fmt.Sprintf(`{"limits":{"budgetUsdPerDay":%g}}`, budget)); status != http.StatusOK {
+		t.Fatalf("PATCH budget = %d %s", status, body)
+	}
+	time.Sleep(2500 * time.Millisecond) // the servers' tenant cache refreshes every 2 s
+
+	crossing := startSwarm(t, c, "the crossing one sim:pace=20ms sim:events=400", nil)
+	end := readUntil(t, c, 60*time.Second, func(m client.Message) bool { return m.TaskID == crossing && m.Type == "task_complete" })
+	if end.Status != "failed" || end.Error != "budget exceeded" {
+		t.Fatalf("the task crossing the budget ended %s", end.Raw)
+	}
+	if end.Seq > 200 {
+		t.Fatalf("the task crossing the budget ran on to seq %d", end.Seq)
+	}
+	before := processesWith("sim:marker=after-budget")
+	if err := c.Send(map[string]any{"type": "swarm", "objective": "refused sim:marker=after-budget", "requestId": "over"}); err != nil {
+		t.Fatal(err)
+	}
+	m := readUntil(t, c, 20*time.Second, func(m client.Message) bool { return m.RequestID == "over" })
+	if m.Type != "error" || m.Code != "budget_exceeded" {
+		t.Fatalf("swarm over budget = %s", m.Raw)
+	}
+	if after := processesWith("sim:marker=after-budget"); len(after) != len(before) {
+		t.Fatalf("an engine was spawned for a refused swarm: %v", after)
+	}
+	out, err := g.cli(t, "", "audit", "export", "--dev", "--data-dir", g.dataDir, "--tenant", "demo")
+	if err != nil || !strings.Contains(out, `"action":"budget.denied"`) {
+		t.Fatalf("no budget.denied audit record: %v", err)
+	}
+	// Lifting the cap (0) lets swarms run again.
+	if status, body, _ := g.do(t, http.MethodPatch, "/v1/admin/tenants/demo", g.AdminToken, `{"limits":{"budgetUsdPerDay":0}}`); status != http.StatusOK {
+		t.Fatalf("PATCH budget 0 = %d %s", status, body)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	startSwarm(t, c, "free again sim:pace=0", nil)
+}

@@ -46,7 +46,7 @@ func rateLimitScopes() []string {
 func rejectionCodes() []string {
 	return []string{
 		"invalid_message", "unknown_type", "validation_failed", "forbidden", "not_found", "rate_limited",
-		"quota_exceeded", "tenant_suspended", "tenant_key_unavailable", "server_draining", "internal",
+		"quota_exceeded", "budget_exceeded", "tenant_suspended", "tenant_key_unavailable", "server_draining", "internal",
 	}
 }
 
@@ -63,7 +63,7 @@ func secretOutcomes() []string { return []string{"ok", "not_found", "error"} }
 func auditActions() []string {
 	return []string{
 		"auth.failure", "session.open", "session.close", "authz.denied", "validation.rejected",
-		"ratelimit.denied", "quota.denied", "task.create", "task.complete", "task.cancel",
+		"ratelimit.denied", "quota.denied", "budget.denied", "task.create", "task.complete", "task.cancel",
 		"tenant.create", "tenant.update", "key.set", "key.delete", "key.fetch_failed",
 		"token.issue", "token.revoke", "audit.export", "audit.retention", "server.start", "server.stop", "egress.denied", "auth.failure.summary",
 	}

@@ -56,6 +56,7 @@ const (
 	CodeNotFound             = "not_found"
 	CodeRateLimited          = "rate_limited"
 	CodeQuotaExceeded        = "quota_exceeded"
+	CodeBudgetExceeded       = "budget_exceeded"
 	CodeTenantSuspended      = "tenant_suspended"
 	CodeTenantKeyUnavailable = "tenant_key_unavailable"
 	CodeServerDraining       = "server_draining"

@@ -221,7 +221,16 @@ func storeLimits(l *validation.TenantLimits) tenant.Limits {
 		ConcurrentTasks: cp(l.ConcurrentTasks), SwarmsPerMinute: cp(l.SwarmsPerMinute),
 		SwarmBurst: cp(l.SwarmBurst), MaxAgents: cp(l.MaxAgents),
 		AllowedStrategies: append([]string(nil), l.AllowedStrategies...),
+		BudgetUSDPerDay:   clonePtr(l.BudgetUSDPerDay), TokensPerDay: clonePtr(l.TokensPerDay),
 	}
+}
+
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
 }
 
 // fieldErrs collects query parameter problems in the shape of a validation.Error.

@@ -144,6 +144,12 @@ func (s *Session) handleSwarm(ctx context.Context, m *protocol.Swarm) {
 	if v := ten.Limits.ConcurrentTasks; v != nil && *v > 0 {
 		tr.TenantConcurrent = *v
 	}
+	if v := ten.Limits.BudgetUSDPerDay; v != nil {
+		tr.Budget.USDPerDay = *v
+	}
+	if v := ten.Limits.TokensPerDay; v != nil {
+		tr.Budget.TokensPerDay = *v
+	}
 	t, err := o.Tasks.Create(ctx, p, tr, s.taskMeta(req.RequestID))
 	if err != nil {
 		s.createFailed(ctx, err, req.RequestID)
@@ -178,8 +184,17 @@ func (s *Session) swarmLimits(t tenant.Tenant) validation.Limits {
 
 func (s *Session) createFailed(ctx context.Context, err error, reqID string) {
 	o := s.opts
-	var qe *task.QuotaError
+	var (
+		qe *task.QuotaError
+		be *task.BudgetError
+	)
 	switch {
+	case errors.As(err, &be):
+		s.audit(ctx, audit.ActionBudgetDenied, audit.OutcomeDenied, be.Error(), "", reqID, map[string]any{
+			"budgetUsdPerDay": be.Budget.USDPerDay, "tokensPerDay": be.Budget.TokensPerDay,
+			"spentUsd": be.SpentUSD, "spentTokens": be.SpentTokens})
+		o.metric(func(m Metrics) { m.Rejected(protocol.CodeBudgetExceeded, "tenant") })
+		s.sendError(protocol.CodeBudgetExceeded, be.Error(), reqID, "", 0, nil)
 	case errors.As(err, &qe):
 		s.audit(ctx, audit.ActionQuotaDenied, audit.OutcomeDenied, qe.Error(), "", reqID, map[string]any{"scope": qe.Scope, "limit": qe.Limit})
 		o.metric(func(m Metrics) { m.Rejected(protocol.CodeQuotaExceeded, qe.Scope) })

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"time"
 
 	"github.com/flowgate/flowgate/internal/task/record"
 )
@@ -57,4 +58,26 @@ func (db *DB) UsageSummary(ctx context.Context, f record.UsageFilter) ([]record.
 		r.NumTurns = int(turns.Int64)
 		return r, nil
 	}, f.Tenant, db.TimeArg(f.From), db.TimeArg(f.To), limit)
+}
+
+// TenantSpend sums what tenant's tasks that ended at or after since reported spending: the
+// dollars they reported, every token, and the tokens of the tasks that reported no dollars
+// (cut short before their result), which tenant budgets price themselves.
+func (db *DB) TenantSpend(ctx context.Context, tenant string, since time.Time) (record.Spend, error) {
+	var sp record.Spend
+	unpriced := func(col string) string {
+		return "CAST(COALESCE(SUM(CASE WHEN COALESCE(usage_cost_usd, 0) = 0 THEN " + col + " ELSE 0 END), 0) AS BIGINT)"
+	}
+	err := db.queryRow(ctx, db.Rebind(`SELECT CAST(COALESCE(SUM(usage_cost_usd), 0) AS DOUBLE PRECISION),
+		CAST(COALESCE(SUM(COALESCE(usage_input_tokens, 0) + COALESCE(usage_output_tokens, 0) +
+			COALESCE(usage_cache_read_tokens, 0) + COALESCE(usage_cache_creation_tokens, 0)), 0) AS BIGINT), `+
+		unpriced("usage_input_tokens")+", "+unpriced("usage_output_tokens")+", "+
+		unpriced("usage_cache_read_tokens")+", "+unpriced("usage_cache_creation_tokens")+`
+		FROM tasks WHERE tenant = ? AND ended_at IS NOT NULL AND ended_at >= ?`), tenant, db.TimeArg(since)).Scan(
+		&sp.CostUSD, &sp.Tokens, &sp.Unpriced.InputTokens, &sp.Unpriced.OutputTokens,
+		&sp.Unpriced.CacheReadInputTokens, &sp.Unpriced.CacheCreationInputTokens)
+	if err != nil {
+		return record.Spend{}, fmt.Errorf("store: tenant spend: %w", err)
+	}
+	return sp, nil
 }

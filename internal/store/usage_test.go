@@ -74,6 +74,16 @@ func TestUsageSummary(t *testing.T) {
 				}
 			}
 		}
+		// What budgets read: t1 and t2 reported dollars, t3 nothing, t4 is running, t5 is another
+		// tenant's.
+		sp, err := db.TenantSpend(ctx, "acme", day1.Add(-time.Hour))
+		want := record.Spend{CostUSD: 0.75, Tokens: 27}
+		if err != nil || sp != want {
+			t.Fatalf("TenantSpend = %+v, %v; want %+v", sp, err, want)
+		}
+		if sp, err := db.TenantSpend(ctx, "acme", day2); err != nil || sp.Tokens != 12 {
+			t.Fatalf("TenantSpend since day2 = %+v, %v", sp, err)
+		}
 		// The range is [from, to): a task that ended at to is outside.
 		got, err := db.UsageSummary(ctx, record.UsageFilter{Tenant: "acme", From: from, To: day2, GroupBy: record.UsageByDay})
 		if err != nil || len(got) != 1 || got[0].Key != "2026-12-06" {

@@ -105,6 +105,9 @@ type Options struct {
 	// Events, when set, is the durable event log: every event of a local task is written
 	// behind to it, and tasks no longer in memory are replayed from it (DESIGN §17).
 	Events EventLog
+	// Spend, when set, is where tenant budgets read what ended tasks spent today (the store's
+	// usage ledger); without it budgets are not enforced.
+	Spend SpendStore
 	// EventBacklogMax bounds the event bytes waiting for the event log; past it new swarms
 	// are refused (ErrEventLogBehind) until the store catches up. 0: four times MaxLogBytes.
 	EventBacklogMax int64
@@ -173,6 +176,7 @@ type Manager struct {
 	retainedBytes int64
 
 	events *persister // the event log writer; nil without Options.Events
+	book   *spendBook // tenants' spend against their budgets; nil without Options.Spend
 
 	draining atomic.Bool
 	wg       sync.WaitGroup
@@ -238,6 +242,9 @@ func NewManager(opts Options) (*Manager, error) {
 
 		followers: map[*Task]context.CancelFunc{},
 	}
+	if opts.Spend != nil {
+		m.book = &spendBook{store: opts.Spend, now: opts.Now, tenants: map[string]*tenantSpend{}}
+	}
 	if opts.Events != nil {
 		// Four tasks' worth of the largest log: a store that falls further behind than that
 		// is failing, not slow, and new work waits for it.
@@ -266,6 +273,7 @@ type Request struct {
 	Engine           engine.Request
 	KeyRef           string // the tenant's Secrets Manager id override, "" = default
 	TenantConcurrent int    // 0 = the default
+	Budget           Budget // the tenant's daily cap; zero: none
 }
 
 // Meta is request context for audit records.
@@ -283,6 +291,15 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 	}
 	if m.events != nil && m.events.behind() {
 		return nil, ErrEventLogBehind
+	}
+	if req.Budget.set() && m.book != nil {
+		spent, err := m.book.current(ctx, p.Tenant)
+		if err != nil {
+			return nil, err
+		}
+		if req.Budget.over(spent) {
+			return nil, &BudgetError{Budget: req.Budget, SpentUSD: spent.usd, SpentTokens: spent.tokens}
+		}
 	}
 	uk := userKey{p.Tenant, p.Subject}
 	tenantLimit := req.TenantConcurrent
@@ -373,6 +390,10 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 	m.byUser[uk] = append(m.byUser[uk], t)
 	m.mu.Unlock()
 	release = false
+	if req.Budget.set() && m.book != nil {
+		t.budget = req.Budget
+		m.book.started(t.Tenant)
+	}
 	if m.events != nil {
 		m.events.track(t)
 	}
@@ -490,6 +511,9 @@ func (t *Task) observe(typ string, line []byte) []derived {
 	case "assistant":
 		turns := es.usage.NumTurns
 		es.observeAssistant(line)
+		if t.budget.set() {
+			t.chargeLive()
+		}
 		if !t.m.opts.DeriveProgress || es.seedSpeech {
 			return nil
 		}
@@ -524,7 +548,15 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 	startedAt, hasResult, isError, result := t.startedAt, t.hasResult, t.isError, t.result
 	usage, denials := t.eng.snapshot(), t.eng.permissionDenials()
 	seq := t.lastSeqLocked() + 1
+	counted := t.counted
 	t.mu.RUnlock()
+	if t.budget.set() {
+		var final spend
+		if usage != nil {
+			final = spendOf(*usage)
+		}
+		m.book.ended(t.Tenant, counted, final)
+	}
 
 	status, errMsg := protocol.StatusFailed, ""
 	switch {
@@ -534,6 +566,8 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 		// The executor's resource limits: "memory limit exceeded", "process limit exceeded",
 		// "disk limit exceeded" (DESIGN §15).
 		errMsg = res.LimitExceeded + " limit exceeded"
+	case errors.Is(cause, errBudget):
+		errMsg = "budget exceeded"
 	case errors.Is(cause, errTimeout):
 		status, errMsg = protocol.StatusTimeout, fmt.Sprintf("timed out after %s", t.Request.Timeout)
 	case errors.Is(cause, errShutdown):

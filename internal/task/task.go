@@ -64,6 +64,7 @@ type Task struct {
 	headBytes atomic.Int64
 	ended     atomic.Int64 // unix ns when the task ended; read by eviction without mu
 	durable   atomic.Bool  // every event, task_complete included, is in the event log
+	budget    Budget       // the tenant's daily cap when the task was created (zero: none)
 
 	mu        sync.RWMutex
 	status    string
@@ -76,6 +77,7 @@ type Task struct {
 	errMsg    string
 	eng       engineState
 	retained  int64 // frame bytes kept after the end (Manager.retainedBytes); guarded by Manager.mu
+	counted   spend // what this task's live usage adds to its tenant's spend (spendBook)
 	log       []entry
 	block     []byte          // frame memory being filled (see build)
 	subs      []*Subscription // copy-on-write: readers take the slice under mu and iterate freely

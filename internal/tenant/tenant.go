@@ -24,6 +24,10 @@ type Limits struct {
 	SwarmBurst        *int     `json:"swarmBurst,omitempty"`
 	MaxAgents         *int     `json:"maxAgents,omitempty"`
 	AllowedStrategies []string `json:"allowedStrategies,omitempty"`
+	// BudgetUSDPerDay and TokensPerDay cap what the tenant's engines may spend in a UTC day
+	// (DESIGN §18); nil or 0: no cap.
+	BudgetUSDPerDay *float64 `json:"budgetUsdPerDay,omitempty"`
+	TokensPerDay    *int64   `json:"tokensPerDay,omitempty"`
 }
 
 // Tenant is one customer. KeyRef optionally overrides the Secrets Manager id of its key.

@@ -17,6 +17,12 @@ const (
 	tagSinceUntil = "sinceuntil"
 )
 
+// Bounds of a tenant's daily budget (DESIGN §18).
+const (
+	MaxBudgetUSDPerDay = 1_000_000
+	MaxTokensPerDay    = 1e12
+)
+
 // TenantLimits overrides server defaults for one tenant (PATCH/POST bodies). Nil means "use
 // the server default". MaxAgents may not exceed the server's own maximum and every allowed
 // strategy must belong to the engine profile's enum: both come from the Limits passed in.
@@ -26,6 +32,9 @@ type TenantLimits struct {
 	SwarmBurst        *int     `json:"swarmBurst,omitempty" validate:"omitempty,between=1:100000"`
 	MaxAgents         *int     `json:"maxAgents,omitempty" validate:"omitempty,between=1:20,maxagents"`
 	AllowedStrategies []string `json:"allowedStrategies,omitempty" validate:"omitempty,max=32,unique,dive,strategy"`
+	// 0 lifts the cap.
+	BudgetUSDPerDay *float64 `json:"budgetUsdPerDay,omitempty" validate:"omitempty,budgetusd"`
+	TokensPerDay    *int64   `json:"tokensPerDay,omitempty" validate:"omitempty,tokensperday"`
 }
 
 // TenantCreate is the body of POST /v1/admin/tenants.

@@ -83,6 +83,18 @@ func ruleSet() map[string]ruleFunc {
 			lo, hi := betweenParam(param)
 			return intRange(v, lo, hi, "must be an integer between %d and %d")
 		},
+		"budgetusd": func(_ *params, v reflect.Value, _ string) string {
+			if f := v.Float(); !(f >= 0 && f <= MaxBudgetUSDPerDay) {
+				return fmt.Sprintf("must be a number of US dollars from 0 (no cap) to %d", MaxBudgetUSDPerDay)
+			}
+			return ""
+		},
+		"tokensperday": func(_ *params, v reflect.Value, _ string) string {
+			if n := v.Int(); n < 0 || n > MaxTokensPerDay {
+				return fmt.Sprintf("must be an integer number of tokens from 0 (no cap) to %d", int64(MaxTokensPerDay))
+			}
+			return ""
+		},
 		"maxagents": func(p *params, v reflect.Value, _ string) string {
 			if v.Kind() == reflect.Int && v.Int() > int64(p.lim.MaxAgents) {
 				return fmt.Sprintf("must not exceed the server's maximum of %d agents", p.lim.MaxAgents)

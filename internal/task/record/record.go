@@ -141,3 +141,11 @@ func AddUsage(a, b Usage) Usage {
 	a.NumTurns += b.NumTurns
 	return a
 }
+
+// Spend is what a tenant's ended tasks reported spending over a period: the dollars engines
+// reported, every token, and the tokens of tasks that reported no dollars (for an estimate).
+type Spend struct {
+	CostUSD  float64
+	Tokens   int64
+	Unpriced Usage
+}

@@ -218,3 +218,38 @@ func TestTenantBudget(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond)
 	startSwarm(t, c, "free again sim:pace=0", nil)
 }
+
+// Replicas share a tenant's budget: what a task spent on one counts on the others (through
+// the store's ledger, within its 2 s refresh).
+func TestClusterSharesTenantBudget(t *testing.T) {
+	gs, _ := startCluster(t, 2, nil)
+	a, b := gs[0], gs[1]
+	if status, body := a.api(t, nil, "PATCH", "/v1/admin/tenants/demo", a.AdminToken, `{"limits":{"budgetUsdPerDay":0.000001}}`); status != 200 {
+		t.Fatalf("PATCH budget = %d %s", status, body)
+	}
+	time.Sleep(2500 * time.Millisecond) // tenant caches
+	ca := a.dial(t, a.UserToken)
+	// Nothing spent yet today: the first swarm runs, and spends more than the cap.
+	id := startSwarm(t, ca, "spend on A sim:pace=0", nil)
+	if m := readUntil(t, ca, 60*time.Second, func(m client.Message) bool { return m.TaskID == id && m.Type == "task_complete" }); m.Status == "" {
+		t.Fatalf("task on A: %s", m.Raw)
+	}
+	cb := b.dial(t, b.UserToken)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if err := cb.Send(map[string]any{"type": "swarm", "objective": "on B sim:pace=0", "requestId": "b"}); err != nil {
+			t.Fatal(err)
+		}
+		m := readUntil(t, cb, 20*time.Second, func(m client.Message) bool { return m.RequestID == "b" })
+		if m.Code == "budget_exceeded" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("B still accepts swarms after A spent the budget: %s", m.Raw)
+		}
+		if m.Type == "task_created" {
+			readUntil(t, cb, 60*time.Second, func(x client.Message) bool { return x.TaskID == m.TaskID && x.Type == "task_complete" })
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

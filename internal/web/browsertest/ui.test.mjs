@@ -261,6 +261,20 @@ test('an admin sees the admin views: tenants, keys and the audit log', async (t)
     await page.waitForFunction(() => /none set/.test(document.getElementById('key-meta').textContent));
   });
 
+  await t.test('usage per day of the tenant the user ran swarms in, and its budget', async () => {
+    await assertAPI('/v1/admin/usage?tenant=demo', gw.adminToken);
+    if ((await page.inputValue('#key-tenant')) !== 'demo') await page.selectOption('#key-tenant', 'demo');
+    const today = new Date().toISOString().slice(0, 10);
+    await page.waitForFunction((d) => [...document.querySelectorAll('#usage-table tbody td:first-child')].some((e) => e.textContent === d), today);
+    const row = await page.$$eval('#usage-table tbody tr', (rows, d) => {
+      const r = rows.find((x) => x.cells[0].textContent === d);
+      return { tasks: Number(r.cells[1].textContent), cost: Number(r.cells[3].textContent), meter: !!r.querySelector('meter') };
+    }, today);
+    assert.ok(row.tasks >= 1 && row.cost > 0 && row.meter, JSON.stringify(row));
+    assert.match(await page.textContent('#usage-budget'), /budget/);
+    await shot('08b-usage');
+  });
+
   await t.test('audit log: records, filters, paging, export, verify', async (t) => {
     await assertAPI('/v1/admin/audit', gw.adminToken);
     await page.click('#tab-audit');

@@ -74,7 +74,7 @@ export class Admin {
     $('tenants-more').addEventListener('click', () => this.loadTenants(true));
     $('tenant-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.createTenant(); });
     $('key-load').addEventListener('click', () => this.loadKey());
-    $('key-tenant').addEventListener('change', () => this.loadKey());
+    $('key-tenant').addEventListener('change', () => { this.loadKey(); this.loadUsage(); });
     $('key-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.setKey(); });
     $('key-delete').addEventListener('click', () => this.deleteKey());
     $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.cursors = ['']; this.page = 0; this.loadAudit(); });
@@ -206,6 +206,48 @@ export class Admin {
     sel.value = ids.includes(prev) ? prev : own;
     sel.disabled = ids.length < 2;
     await this.loadKey();
+    await this.loadUsage();
+  }
+
+  /** The selected tenant's usage per day (GET /v1/admin/usage) and its daily budget. */
+  async loadUsage() {
+    const tenant = $('key-tenant').value;
+    const body = $('usage-table').tBodies[0];
+    say($('usage-msg'), '');
+    replace(body);
+    replace($('usage-budget'));
+    let u;
+    try {
+      u = await this.api('GET', '/v1/admin/usage?groupBy=day&tenant=' + encodeURIComponent(tenant));
+    } catch (e) {
+      say($('usage-msg'), 'Could not read the usage: ' + e.message, 'error');
+      return;
+    }
+    const rows = listOf(u, 'rows');
+    const costs = rows.map((r) => Number(pick(r, 'costUsd')) || 0);
+    const busiest = Math.max(0, ...costs);
+    replace(body, rows.map((r, i) => {
+      const tokens = ['inputTokens', 'outputTokens', 'cacheReadInputTokens', 'cacheCreationInputTokens']
+        .reduce((n, k) => n + (Number(pick(r, k)) || 0), 0);
+      return h('tr', {},
+        h('td', { text: String(pick(r, 'key') ?? '') }),
+        h('td', { text: String(pick(r, 'tasks') ?? 0) }),
+        h('td', { text: tokens.toLocaleString('en-US') }),
+        h('td', { text: costs[i].toFixed(4) }),
+        h('td', {}, h('meter', { min: '0', max: String(busiest || 1), value: String(costs[i]),
+          'aria-label': 'cost of ' + String(pick(r, 'key') ?? '') + ' against the busiest day' })));
+    }));
+    if (rows.length === 0) replace(body, h('tr', {}, h('td', { colspan: '5', text: 'No task ended in the last 30 days.' })));
+    try {
+      const t = await this.api('GET', '/v1/admin/tenants/' + encodeURIComponent(tenant));
+      const lim = pick(t, 'limits') || {};
+      const usd = Number(pick(lim, 'budgetUsdPerDay')) || 0;
+      const tok = Number(pick(lim, 'tokensPerDay')) || 0;
+      const parts = [];
+      if (usd > 0) parts.push('$' + usd.toFixed(2) + ' a day');
+      if (tok > 0) parts.push(tok.toLocaleString('en-US') + ' tokens a day');
+      say($('usage-budget'), parts.length ? 'Daily budget (UTC): ' + parts.join(', ') + '.' : 'No daily budget.');
+    } catch { /* the usage is still shown */ }
   }
 
   keyPath() {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"text/tabwriter"
@@ -24,6 +25,7 @@ import (
 const tenantUsage = `usage: flowgate tenant create --id ID [--name N]
        flowgate tenant suspend|resume --id ID
        flowgate tenant list [--json]
+       flowgate tenant budget --id ID [--usd-per-day N] [--tokens-per-day N]   (0: no cap)
 each also takes --config FILE or --dev [--data-dir D]`
 
 func runTenant(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -37,6 +39,8 @@ func runTenant(ctx context.Context, args []string, getenv func(string) string, s
 	cf.register(fs)
 	var id, name string
 	var asJSON bool
+	var usdPerDay float64
+	var tokensPerDay int64
 	switch sub {
 	case "create":
 		fs.StringVar(&id, "id", "", "tenant id, ^[a-z0-9][a-z0-9-]{1,62}$ (required)")
@@ -45,6 +49,10 @@ func runTenant(ctx context.Context, args []string, getenv func(string) string, s
 		fs.StringVar(&id, "id", "", "tenant id (required)")
 	case "list":
 		fs.BoolVar(&asJSON, "json", false, "print a JSON array instead of a table")
+	case "budget":
+		fs.StringVar(&id, "id", "", "tenant id (required)")
+		fs.Float64Var(&usdPerDay, "usd-per-day", -1, "US dollars the tenant's engines may spend per UTC day (0: no cap)")
+		fs.Int64Var(&tokensPerDay, "tokens-per-day", -1, "tokens the tenant's engines may use per UTC day (0: no cap)")
 	default:
 		fmt.Fprintln(stderr, tenantUsage)
 		return usageError("unknown tenant command %q", sub)
@@ -73,6 +81,8 @@ func runTenant(ctx context.Context, args []string, getenv func(string) string, s
 		return tenantSetStatus(ctx, a, id, store.TenantSuspended, stdout, stderr)
 	case "resume":
 		return tenantSetStatus(ctx, a, id, store.TenantActive, stdout, stderr)
+	case "budget":
+		return tenantSetBudget(ctx, a, id, fs, usdPerDay, tokensPerDay, stdout, stderr)
 	}
 	return tenantList(ctx, a, asJSON, stdout)
 }
@@ -232,4 +242,63 @@ func (w *tenantWatch) poll(ctx context.Context, a *app, now time.Time, suspended
 		}
 	}
 	return nil
+}
+
+// tenantSetBudget sets the daily budget limits given on the command line (DESIGN §18), through
+// the same validation and audited update as PATCH /v1/admin/tenants/{id}.
+func tenantSetBudget(ctx context.Context, a *app, id string, fs *flag.FlagSet, usd float64, tokens int64, stdout, stderr io.Writer) error {
+	var lim validation.TenantLimits
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "usd-per-day":
+			lim.BudgetUSDPerDay = &usd
+		case "tokens-per-day":
+			lim.TokensPerDay = &tokens
+		}
+	})
+	if lim.BudgetUSDPerDay == nil && lim.TokensPerDay == nil {
+		return usageError("tenant budget needs --usd-per-day or --tokens-per-day")
+	}
+	if _, err := validation.New().TenantPatch(validation.TenantPatch{Limits: &lim}, validation.Limits{}); err != nil {
+		return usageError("%v", err)
+	}
+	svc, err := a.adminService(nil, cliLogger(stderr))
+	if err != nil {
+		return err
+	}
+	t, err := svc.UpdateTenant(ctx, cliActor(), id, func(t *store.Tenant) {
+		if lim.BudgetUSDPerDay != nil {
+			t.Limits.BudgetUSDPerDay = lim.BudgetUSDPerDay
+		}
+		if lim.TokensPerDay != nil {
+			t.Limits.TokensPerDay = lim.TokensPerDay
+		}
+	})
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("tenant %s does not exist", id)
+	case errors.Is(err, admin.ErrNotRecorded):
+		return fmt.Errorf("audit: tenant not changed: %w", err)
+	case err != nil:
+		return err
+	}
+	describe := func(set bool, v string) string {
+		if !set || v == "0" {
+			return "none"
+		}
+		return v
+	}
+	l := t.Limits
+	_, err = fmt.Fprintf(stdout, "tenant %s: daily budget USD %s, tokens %s\n", id,
+		describe(l.BudgetUSDPerDay != nil, fmt.Sprint(deref(l.BudgetUSDPerDay))),
+		describe(l.TokensPerDay != nil, fmt.Sprint(deref(l.TokensPerDay))))
+	return err
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
 }

@@ -211,9 +211,12 @@ func TestTenantBudget(t *testing.T) {
 	if err != nil || !strings.Contains(out, `"action":"budget.denied"`) {
 		t.Fatalf("no budget.denied audit record: %v", err)
 	}
-	// Lifting the cap (0) lets swarms run again.
-	if status, body, _ := g.do(t, http.MethodPatch, "/v1/admin/tenants/demo", g.AdminToken, `{"limits":{"budgetUsdPerDay":0}}`); status != http.StatusOK {
-		t.Fatalf("PATCH budget 0 = %d %s", status, body)
+	// The CLI sets budgets too, validated alike; lifting the cap (0) lets swarms run again.
+	if out, err := g.cli(t, "", "tenant", "budget", "--dev", "--data-dir", g.dataDir, "--id", "demo", "--usd-per-day", "-3"); err == nil || !strings.Contains(out, "budgetUsdPerDay") {
+		t.Fatalf("tenant budget --usd-per-day -3 = %v: %s", err, out)
+	}
+	if out, err := g.cli(t, "", "tenant", "budget", "--dev", "--data-dir", g.dataDir, "--id", "demo", "--usd-per-day", "0"); err != nil || !strings.Contains(out, "USD none") {
+		t.Fatalf("tenant budget --usd-per-day 0 = %v: %s", err, out)
 	}
 	time.Sleep(2500 * time.Millisecond)
 	startSwarm(t, c, "free again sim:pace=0", nil)

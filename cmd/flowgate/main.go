@@ -80,7 +80,7 @@ commands:
   migrate up|status                              apply / show schema migrations
   token issue --tenant T --sub S --perm P ...    mint a token with the configured signing key
   token revoke --jti J [--tenant T]              revoke a token (every tenant without --tenant)
-  tenant create|list|suspend|resume ...          manage tenants
+  tenant create|list|suspend|resume|budget ...   manage tenants
   key set|delete --tenant T                      set (key on stdin) or delete a tenant's engine key
   audit verify|export [--tenant T]               check the audit chains / dump NDJSON
   usage [--tenant T] [--since 7d] [--by day]     what the engines spent, per tenant (--json)

@@ -125,14 +125,8 @@ func tenantSetStatus(ctx context.Context, a *app, id, status string, stdout, std
 	if err != nil {
 		return err
 	}
-	_, err = svc.UpdateTenant(ctx, cliActor(), id, func(t *store.Tenant) { t.Status = status })
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("tenant %s does not exist", id)
-	case errors.Is(err, admin.ErrNotRecorded):
-		return fmt.Errorf("audit: tenant not changed: %w", err)
-	case err != nil:
-		return err
+	if _, err := svc.UpdateTenant(ctx, cliActor(), id, func(t *store.Tenant) { t.Status = status }); err != nil {
+		return tenantUpdateError(id, err)
 	}
 	verb := "suspended"
 	if status == store.TenantActive {
@@ -152,33 +146,25 @@ func tenantList(ctx context.Context, a *app, asJSON bool, stdout io.Writer) erro
 		tw = tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "ID\tSTATUS\tUPDATED\tNAME")
 	}
-	after, n := "", 0
-	for {
-		page, err := a.db.ListTenants(ctx, store.MaxListLimit, after)
+	n := 0
+	err := eachTenant(ctx, a, func(t store.Tenant) error {
+		defer func() { n++ }()
+		if !asJSON {
+			_, err := fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Status, t.UpdatedAt.UTC().Format(time.RFC3339), oneLine(t.Name))
+			return err
+		}
+		b, err := json.Marshal(admin.ViewTenant(t))
 		if err != nil {
 			return err
 		}
-		for _, t := range page {
-			if asJSON {
-				b, err := json.Marshal(admin.ViewTenant(t))
-				if err != nil {
-					return err
-				}
-				if n > 0 {
-					b = append([]byte{','}, b...)
-				}
-				if _, err := stdout.Write(append(b, '\n')); err != nil {
-					return err
-				}
-			} else {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Status, t.UpdatedAt.UTC().Format(time.RFC3339), oneLine(t.Name))
-			}
-			n++
+		if n > 0 {
+			b = append([]byte{','}, b...)
 		}
-		if len(page) < store.MaxListLimit {
-			break
-		}
-		after = page[len(page)-1].ID
+		_, err = stdout.Write(append(b, '\n'))
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	if asJSON {
 		_, err := io.WriteString(stdout, "]\n")
@@ -274,13 +260,8 @@ func tenantSetBudget(ctx context.Context, a *app, id string, fs *flag.FlagSet, u
 			t.Limits.TokensPerDay = lim.TokensPerDay
 		}
 	})
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("tenant %s does not exist", id)
-	case errors.Is(err, admin.ErrNotRecorded):
-		return fmt.Errorf("audit: tenant not changed: %w", err)
-	case err != nil:
-		return err
+	if err != nil {
+		return tenantUpdateError(id, err)
 	}
 	describe := func(set bool, v string) string {
 		if !set || v == "0" {
@@ -301,4 +282,35 @@ func deref[T any](p *T) T {
 		return zero
 	}
 	return *p
+}
+
+// tenantUpdateError is what a CLI tenant change says when admin.Service.UpdateTenant fails.
+func tenantUpdateError(id string, err error) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return fmt.Errorf("tenant %s does not exist", id)
+	case errors.Is(err, admin.ErrNotRecorded):
+		return fmt.Errorf("audit: tenant not changed: %w", err)
+	}
+	return err
+}
+
+// eachTenant calls fn for every tenant, in id order, page by page.
+func eachTenant(ctx context.Context, a *app, fn func(store.Tenant) error) error {
+	after := ""
+	for {
+		page, err := a.db.ListTenants(ctx, store.MaxListLimit, after)
+		if err != nil {
+			return err
+		}
+		for _, t := range page {
+			if err := fn(t); err != nil {
+				return err
+			}
+		}
+		if len(page) < store.MaxListLimit {
+			return nil
+		}
+		after = page[len(page)-1].ID
+	}
 }

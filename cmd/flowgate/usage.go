@@ -136,21 +136,12 @@ func parseSince(s string, now time.Time) (time.Time, error) {
 	return time.Time{}, fmt.Errorf("%q is not a duration (24h, 7d), a date (2026-12-01) or an RFC 3339 time", s)
 }
 
-// allTenantIDs lists every tenant id, page by page.
+// allTenantIDs lists every tenant id.
 func allTenantIDs(ctx context.Context, a *app) ([]string, error) {
 	var ids []string
-	after := ""
-	for {
-		page, err := a.db.ListTenants(ctx, store.MaxListLimit, after)
-		if err != nil {
-			return nil, err
-		}
-		for _, t := range page {
-			ids = append(ids, t.ID)
-		}
-		if len(page) < store.MaxListLimit {
-			return ids, nil
-		}
-		after = page[len(page)-1].ID
-	}
+	err := eachTenant(ctx, a, func(t store.Tenant) error {
+		ids = append(ids, t.ID)
+		return nil
+	})
+	return ids, err
 }

@@ -263,7 +263,7 @@ func TestClusterSameNodeRestartInterruptsItsTasks(t *testing.T) {
 // memory is a bounded cache; the event log has them all, and the oldest replays from it.
 func TestThousandFinishedTasksKeepHeapBounded(t *testing.T) {
 	if testing.Short() {
-		t.Skip("streams 1 GiB")
+		t.Skip("-short: this test streams 1 GiB through the gateway (about 80 s); run it without -short")
 	}
 	const budget = 64 << 20
 	const tasks, workers = 1000, 8

@@ -33,9 +33,12 @@ import (
 
 // Input bounds of the event log.
 const (
-	// MaxEventFrameBytes bounds one stored frame: an engine line (engine.max_line_bytes, 1 MiB)
-	// plus the gateway's fields, or its engine_event wrapping, with room to spare.
-	MaxEventFrameBytes = 2 << 20
+	// MaxEventFrameBytes bounds one stored frame. A frame is an engine line
+	// (engine.max_line_bytes, 1 MiB by default) in the gateway's envelope, and a line that is
+	// not JSON is escaped as a string, up to six bytes per byte (\u0000): 1 MiB of control
+	// bytes makes a 6 MiB frame. The bound is the default task log bound
+	// (tasks.max_task_log_bytes), past which the task ends anyway.
+	MaxEventFrameBytes = 64 << 20
 	// MaxEventsPage bounds the events TaskEvents returns at once.
 	MaxEventsPage = 1000
 	// maxRunBytes bounds the frames packed in one row (a single larger frame gets a row of
@@ -97,15 +100,15 @@ func checkEvents(events []record.Event) error {
 		// A batch holds runs of one task's events: its id is checked once per run.
 		if e.TaskID != prev || i == 0 {
 			if e.TaskID == "" || len(e.TaskID) > MaxTaskIDBytes || !utf8.ValidString(e.TaskID) {
-				return fmt.Errorf("%w: task event %d: task id must be 1 to %d bytes of UTF-8", ErrInvalid, i, MaxTaskIDBytes)
+				return kindErr(ErrInvalid, record.ErrInvalidEvent, "task event %d: task id must be 1 to %d bytes of UTF-8", i, MaxTaskIDBytes)
 			}
 			prev = e.TaskID
 		}
 		if e.Seq <= 0 {
-			return fmt.Errorf("%w: task event %d: seq must be positive", ErrInvalid, i)
+			return kindErr(ErrInvalid, record.ErrInvalidEvent, "task event %d: seq must be positive", i)
 		}
 		if len(e.Frame) == 0 || len(e.Frame) > MaxEventFrameBytes {
-			return fmt.Errorf("%w: task event %d: frame must be 1 to %d bytes", ErrInvalid, i, MaxEventFrameBytes)
+			return kindErr(ErrInvalid, record.ErrInvalidEvent, "task event %d: frame must be 1 to %d bytes", i, MaxEventFrameBytes)
 		}
 	}
 	return nil

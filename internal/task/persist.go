@@ -206,6 +206,7 @@ func (p *persister) hasDirty() bool {
 type taken struct {
 	ps        *persistSub
 	last, end int64
+	from, to  int // its events in p.events
 }
 
 // flush writes one batch (at most persistBatchEvents events, taken from the dirty tasks)
@@ -240,12 +241,12 @@ func (p *persister) flush() error {
 			p.finishIfDone(ps)
 			continue
 		}
-		first := last - int64(len(p.frames)) + 1
+		first, from := last-int64(len(p.frames))+1, len(p.events)
 		for j, f := range p.frames {
 			p.events = append(p.events, record.Event{TaskID: ps.t.ID, Seq: first + int64(j), Frame: f})
 			size += len(f)
 		}
-		took = append(took, taken{ps: ps, last: last, end: end})
+		took = append(took, taken{ps: ps, last: last, end: end, from: from, to: len(p.events)})
 	}
 	clear(p.frames)
 	if len(p.events) == 0 {
@@ -255,6 +256,9 @@ func (p *persister) flush() error {
 	ctx, cancel := context.WithTimeout(context.Background(), p.m.opts.PersistTimeout)
 	err := p.log.AppendEvents(ctx, p.events)
 	cancel()
+	if errors.Is(err, record.ErrInvalidEvent) {
+		err = p.appendEach(took)
+	}
 	clear(p.events) // drop the frame references until the next batch
 	if err != nil {
 		for _, w := range took {
@@ -279,6 +283,27 @@ func (p *persister) flush() error {
 			p.markDirty(w.ps)
 		}
 		p.finishIfDone(w.ps)
+	}
+	return nil
+}
+
+// appendEach writes a batch the store refused task by task: a run it will never take (a
+// frame past its bound, which only a hostile or misconfigured engine can cause) is dropped
+// from the log, logged and counted, rather than stopping every task's persistence behind
+// it. A transient error still fails the batch.
+func (p *persister) appendEach(took []taken) error {
+	for _, w := range took {
+		ctx, cancel := context.WithTimeout(context.Background(), p.m.opts.PersistTimeout)
+		err := p.log.AppendEvents(ctx, p.events[w.from:w.to])
+		cancel()
+		switch {
+		case errors.Is(err, record.ErrInvalidEvent):
+			p.m.log.Error("task events refused by the store; they stay out of the event log",
+				"task", w.ps.t.ID, "first_seq", w.last-int64(w.to-w.from)+1, "last_seq", w.last, "err", err)
+			p.m.metrics.eventPersistFailed()
+		case err != nil:
+			return err
+		}
 	}
 	return nil
 }

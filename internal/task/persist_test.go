@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 	"strconv"
 	"sync"
@@ -184,4 +185,64 @@ func TestStalledEventLogDoesNotStallTheStream(t *testing.T) {
 		t.Fatalf("replay after the stall differs: %d frames, want %d", len(got), len(live))
 	}
 	run(t, m, p, "ok") // accepted again
+}
+
+// refusingLog is a store that will never take the events of the first task it is sent (as
+// it refuses a frame past its bound).
+type refusingLog struct {
+	EventLog
+	mu     sync.Mutex
+	refuse string
+}
+
+func (r *refusingLog) AppendEvents(ctx context.Context, evs []record.Event) error {
+	r.mu.Lock()
+	if r.refuse == "" && len(evs) > 0 {
+		r.refuse = evs[0].TaskID
+	}
+	refuse := r.refuse
+	r.mu.Unlock()
+	for _, e := range evs {
+		if e.TaskID == refuse {
+			return fmt.Errorf("frame too big: %w", record.ErrInvalidEvent)
+		}
+	}
+	return r.EventLog.AppendEvents(ctx, evs)
+}
+
+// A run the store refuses for good is dropped from the log alone: it does not stop every
+// other task's events behind it, and its task still leaves memory.
+func TestRefusedEventsDoNotStallTheLog(t *testing.T) {
+	e := newEnv(t)
+	log := &refusingLog{EventLog: e.db}
+	m := newManager(t, e, linesScript(50), func(o *Options) { o.Events = log; o.Retention = time.Millisecond })
+	p := principal("acme", "alice")
+	var tasks []*Task
+	for _, obj := range []string{"one", "two"} {
+		tk, err := m.Create(context.Background(), p, request(obj), Meta{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tasks = append(tasks, tk)
+	}
+	for _, tk := range tasks {
+		<-tk.Done()
+	}
+	time.Sleep(2 * time.Millisecond)
+	settle(t, m) // fails unless both tasks' logs were settled, the refused one included
+	for _, tk := range tasks {
+		snap, err := m.Status(context.Background(), p, tk.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq, err := e.db.LastEventSeq(context.Background(), tk.ID)
+		switch {
+		case err != nil:
+			t.Fatal(err)
+		case tk.ID == log.refuse && seq != 0:
+			t.Fatalf("the refused task's events were stored up to %d", seq)
+		case tk.ID != log.refuse && seq != snap.LastSeq:
+			t.Fatalf("the other task's log holds up to %d; want %d", seq, snap.LastSeq)
+		}
+	}
 }

@@ -30,6 +30,10 @@ const (
 // it.
 var ErrNotFound = errors.New("task not found")
 
+// ErrInvalidEvent is an event the store will never accept (a frame past its bound); the
+// store's refusals of event input match it.
+var ErrInvalidEvent = errors.New("invalid task event")
+
 // Task is one swarm run: what was asked, how it ran and how it ended.
 type Task struct {
 	ID            string     `json:"id"`

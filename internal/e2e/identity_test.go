@@ -501,7 +501,7 @@ func TestIssuedTokensAPI(t *testing.T) {
 		{"another tenant", "other", `{"sub":"x","permissions":["swarm:execute"],"ttl":"1h"}`, 404},
 		{"permission it lacks", "demo", `{"sub":"x","permissions":["task:admin"],"ttl":"1h"}`, 403},
 		{"platform:admin", "demo", `{"sub":"x","permissions":["platform:admin"],"ttl":"1h"}`, 403},
-		{"ttl over max_ttl", "demo", `{"sub":"x","permissions":["swarm:execute"],"ttl":"48h"}`, 422},
+		{"ttl over max_ttl", "demo", `{"sub":"x","permissions":["swarm:execute"],"ttl":"48h"}`, 400},
 	} {
 		if st, out := mint(tc.tenant, tc.body); st != tc.want {
 			t.Errorf("%s: %d %s; want %d", tc.name, st, out, tc.want)

@@ -83,7 +83,7 @@ func (d *Deps) invalid(w http.ResponseWriter, r *http.Request, p *auth.Principal
 		fields = append(fields, f)
 	}
 	_ = d.record(r, p, tenant, audit.ActionValidationRejected, audit.OutcomeDenied, "request failed validation", audit.Target{}, map[string]any{"path": r.URL.Path, "fields": fields})
-	writeProblemExt(w, r, http.StatusUnprocessableEntity, protocol.CodeValidationFailed, "the request is invalid", 0, ve.Fields)
+	writeProblemExt(w, r, http.StatusBadRequest, protocol.CodeValidationFailed, "the request is invalid", 0, ve.Fields)
 }
 
 // internalError logs err and answers 500 without its text.

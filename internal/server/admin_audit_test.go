@@ -169,14 +169,14 @@ func TestAuditQueryScope(t *testing.T) {
 			t.Fatalf("%s: no cursor", scope)
 		}
 		r := f.do("GET", "/v1/admin/audit?limit=1&cursor="+url.QueryEscape(other.NextCursor), reader, "")
-		f.expect(r, 422, "validation_failed")
+		f.expect(r, 400, "validation_failed")
 		if pr := r.problem(t); pr.Fields["cursor"] == "" {
 			t.Fatalf("fields %v", pr.Fields)
 		}
 	}
 	// Reused with a different filter, a cursor of the reader's own scope is refused too.
 	own := auditQuery(t, f, reader, "limit=1")
-	f.expect(f.do("GET", "/v1/admin/audit?limit=1&outcome=success&cursor="+url.QueryEscape(own.NextCursor), reader, ""), 422, "validation_failed")
+	f.expect(f.do("GET", "/v1/admin/audit?limit=1&outcome=success&cursor="+url.QueryEscape(own.NextCursor), reader, ""), 400, "validation_failed")
 
 	// The platform admin chooses any scope; without ?tenant= it sees its own tenant.
 	for _, tc := range []struct {
@@ -202,7 +202,7 @@ func TestAuditQueryScope(t *testing.T) {
 		{"actor=a%00b", "actor"}, {"cursor=%20x", "cursor"}, {"cursor=AAAA", "cursor"},
 	} {
 		r := f.do("GET", "/v1/admin/audit?"+tc.query, reader, "")
-		f.expect(r, 422, "validation_failed")
+		f.expect(r, 400, "validation_failed")
 		if pr := r.problem(t); pr.Fields[tc.field] == "" {
 			t.Errorf("%s: fields %v do not name %s", tc.query, pr.Fields, tc.field)
 		}
@@ -263,7 +263,7 @@ func TestAuditExport(t *testing.T) {
 		t.Fatalf("filtered export: %d lines", len(recs))
 	}
 	for _, q := range []string{"limit=10", "cursor=abc", "outcome=nope"} {
-		f.expect(f.do("GET", "/v1/admin/audit/export?"+q, reader, ""), 422, "validation_failed")
+		f.expect(f.do("GET", "/v1/admin/audit/export?"+q, reader, ""), 400, "validation_failed")
 	}
 
 	// A platform admin's export of globex is recorded on globex's chain, naming the admin's
@@ -331,7 +331,7 @@ func TestAuditVerifyRoute(t *testing.T) {
 		t.Fatalf("platform verify %+v", rep)
 	}
 	for _, q := range []string{"actor=x", "tenant=Bad!"} {
-		f.expect(f.do("GET", "/v1/admin/audit/verify?"+q, reader, ""), 422, "validation_failed")
+		f.expect(f.do("GET", "/v1/admin/audit/verify?"+q, reader, ""), 400, "validation_failed")
 	}
 }
 

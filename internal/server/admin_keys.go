@@ -119,7 +119,7 @@ func (d *Deps) keyError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, secrets.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "this tenant has no engine key")
 	case errors.Is(err, secrets.ErrInvalid) && r.Method == http.MethodPut:
-		writeProblemExt(w, r, http.StatusUnprocessableEntity, protocol.CodeValidationFailed, "the request is invalid", 0,
+		writeProblemExt(w, r, http.StatusBadRequest, protocol.CodeValidationFailed, "the request is invalid", 0,
 			map[string]string{"apiKey": "was not accepted by the secrets provider"})
 	case errors.Is(err, secrets.ErrInvalid):
 		// The tenant's keyRef names a secret the provider refuses to use for it (e.g. one not

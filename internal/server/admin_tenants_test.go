@@ -313,7 +313,7 @@ func TestTenantListAndPaging(t *testing.T) {
 		{"limit=1&limit=2", "limit"}, {"sort=id", "sort"},
 	} {
 		r := f.do("GET", "/v1/admin/tenants?"+q.query, platform, "")
-		f.expect(r, 422, "validation_failed")
+		f.expect(r, 400, "validation_failed")
 		if p := r.problem(t); p.Fields[q.field] == "" {
 			t.Errorf("%s: fields %v do not name %s", q.query, p.Fields, q.field)
 		}
@@ -374,11 +374,11 @@ func TestTenantCreate(t *testing.T) {
 		{"trailing data", `{"id":"x1"} {}`, 400, "invalid_message", ""},
 		{"array", `[]`, 400, "invalid_message", ""},
 		{"oversized", `{"id":"x1","name":"` + strings.Repeat("a", fixtureMaxBody) + `"}`, 413, "invalid_message", ""},
-		{"missing id", `{}`, 422, "validation_failed", "id"},
-		{"bad id", `{"id":"Not_An_Id"}`, 422, "validation_failed", "id"},
-		{"blank name", `{"id":"x1","name":"   "}`, 422, "validation_failed", "name"},
-		{"too many agents", `{"id":"x1","limits":{"maxAgents":50}}`, 422, "validation_failed", "limits.maxAgents"},
-		{"zero concurrency", `{"id":"x1","limits":{"concurrentTasks":0}}`, 422, "validation_failed", "limits.concurrentTasks"},
+		{"missing id", `{}`, 400, "validation_failed", "id"},
+		{"bad id", `{"id":"Not_An_Id"}`, 400, "validation_failed", "id"},
+		{"blank name", `{"id":"x1","name":"   "}`, 400, "validation_failed", "name"},
+		{"too many agents", `{"id":"x1","limits":{"maxAgents":50}}`, 400, "validation_failed", "limits.maxAgents"},
+		{"zero concurrency", `{"id":"x1","limits":{"concurrentTasks":0}}`, 400, "validation_failed", "limits.concurrentTasks"},
 		{"unknown limit", `{"id":"x1","limits":{"gpus":1}}`, 400, "invalid_message", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -393,7 +393,7 @@ func TestTenantCreate(t *testing.T) {
 	}
 	// Strategy outside the engine's enum: the field is named (with its index).
 	r = f.do("POST", "/v1/admin/tenants", platform, `{"id":"x1","limits":{"allowedStrategies":["auto","warp"]}}`)
-	f.expect(r, 422, "validation_failed")
+	f.expect(r, 400, "validation_failed")
 	named := false
 	for k := range r.problem(t).Fields {
 		named = named || strings.HasPrefix(k, "limits.allowedStrategies")
@@ -462,7 +462,7 @@ func TestTenantGetAndPatch(t *testing.T) {
 		{`{"limits":{"swarmsPerMinute":-1}}`, "limits.swarmsPerMinute"},
 	} {
 		r := f.do("PATCH", "/v1/admin/tenants/acme", platform, tc.body)
-		f.expect(r, 422, "validation_failed")
+		f.expect(r, 400, "validation_failed")
 		if p := r.problem(t); p.Fields[tc.field] == "" {
 			t.Errorf("%s: fields %v do not name %s", tc.body, p.Fields, tc.field)
 		}

@@ -173,12 +173,12 @@ func TestTokenIssueAuthorization(t *testing.T) {
 		{"platform admin, missing tenant", platform, "ghost", body("carol", "1h", "swarm:execute"), 404, "not_found"},
 		{"platform admin, bad tenant id", platform, "..", body("carol", "1h", "swarm:execute"), 404, ""},
 		{"plain user", user, "acme", body("carol", "1h", "swarm:execute"), 403, "forbidden"},
-		{"ttl over max_ttl", acmeAdmin, "acme", body("carol", "25h", "swarm:execute"), 422, "validation_failed"},
-		{"ttl negative", acmeAdmin, "acme", body("carol", "-1h", "swarm:execute"), 422, "validation_failed"},
-		{"ttl not a duration", acmeAdmin, "acme", body("carol", "forever", "swarm:execute"), 422, "validation_failed"},
-		{"unknown permission", acmeAdmin, "acme", body("carol", "1h", "root"), 422, "validation_failed"},
-		{"no permissions", acmeAdmin, "acme", body("carol", "1h"), 422, "validation_failed"},
-		{"blank subject", acmeAdmin, "acme", body(" ", "1h", "swarm:execute"), 422, "validation_failed"},
+		{"ttl over max_ttl", acmeAdmin, "acme", body("carol", "25h", "swarm:execute"), 400, "validation_failed"},
+		{"ttl negative", acmeAdmin, "acme", body("carol", "-1h", "swarm:execute"), 400, "validation_failed"},
+		{"ttl not a duration", acmeAdmin, "acme", body("carol", "forever", "swarm:execute"), 400, "validation_failed"},
+		{"unknown permission", acmeAdmin, "acme", body("carol", "1h", "root"), 400, "validation_failed"},
+		{"no permissions", acmeAdmin, "acme", body("carol", "1h"), 400, "validation_failed"},
+		{"blank subject", acmeAdmin, "acme", body(" ", "1h", "swarm:execute"), 400, "validation_failed"},
 		{"unknown field", acmeAdmin, "acme", `{"sub":"c","permissions":["swarm:execute"],"ttl":"1h","tenant":"beta"}`, 400, "invalid_message"},
 		{"no token", "", "acme", body("carol", "1h", "swarm:execute"), 401, "unauthorized"},
 	}
@@ -320,8 +320,8 @@ func TestTokenRevokeScoping(t *testing.T) {
 	}{
 		{"plain user", f.mint("acme", "x", auth.PermSwarmExecute).Token, `{"jti":"j","expiresAt":"2099-01-01T00:00:00Z"}`, 403},
 		{"no token", "", `{"jti":"j","expiresAt":"2099-01-01T00:00:00Z"}`, 401},
-		{"expired expiresAt", acmeAdmin, `{"jti":"j","expiresAt":"2001-01-01T00:00:00Z"}`, 422},
-		{"no jti", acmeAdmin, `{"expiresAt":"2099-01-01T00:00:00Z"}`, 422},
+		{"expired expiresAt", acmeAdmin, `{"jti":"j","expiresAt":"2001-01-01T00:00:00Z"}`, 400},
+		{"no jti", acmeAdmin, `{"expiresAt":"2099-01-01T00:00:00Z"}`, 400},
 		{"tenant in body is not a thing", acmeAdmin, `{"jti":"j","expiresAt":"2099-01-01T00:00:00Z","tenant":"beta"}`, 400},
 	} {
 		if r := f.do("POST", "/v1/admin/tokens/revoke", tc.token, tc.body); r.status != tc.status {

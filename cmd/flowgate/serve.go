@@ -173,6 +173,10 @@ func buildEngine(cfg config.Config, a *app, getenv func(string) string, mx *metr
 // buildTasks builds the task manager over the executor, the store and the cluster.
 func buildTasks(cfg config.Config, a *app, eng engineParts, cl *cluster.Cluster, node string, mx *metrics.Metrics, log *slog.Logger) (*task.Manager, error) {
 	l := cfg.Limits
+	var shared task.SharedSpend // a tenant's day total across replicas: only in a cluster
+	if cl != nil {
+		shared = cl
+	}
 	return task.NewManager(task.Options{
 		Runner: eng.exe, Keys: a.keys, Store: a.db, Audit: a.recorder, Logger: log, Node: node, Metrics: mx.Tasks(),
 		Pool: l.ExecutorPool, Queue: l.ExecutorQueue, UserConcurrent: l.UserConcurrentTasks,
@@ -183,6 +187,7 @@ func buildTasks(cfg config.Config, a *app, eng engineParts, cl *cluster.Cluster,
 		ListLimit: cfg.Tasks.ListLimit, Cluster: taskCluster(cl), HoldInterval: cfg.Cluster.HeartbeatInterval,
 		RequireResult: eng.profile.PromisesResult(), DeriveProgress: cfg.Engine.ProgressEvents,
 		RetainedMemoryMax: int64(cfg.Tasks.RetainedMemoryMax), Events: a.db, Spend: a.db,
+		SharedSpend: shared,
 	})
 }
 

@@ -278,3 +278,45 @@ func TestTicketsPerPrincipalAcrossNodes(t *testing.T) {
 		t.Fatalf("a redeemed ticket did not free its place on the other replica: %v", err)
 	}
 }
+
+// A tenant's day total starts from the store's figure (once: a later base is ignored), every
+// replica's additions land exactly, even at once, and each day has its own total.
+func TestAddSpendIsSharedAndExact(t *testing.T) {
+	a := newCluster(t, randomName("a-"), nil)
+	b := newCluster(t, randomName("b-"), nil)
+	ctx := context.Background()
+	tenant := randomName("t-")
+	day := time.Date(2026, 12, 7, 0, 0, 0, 0, time.UTC)
+	got, err := a.AddSpend(ctx, tenant, day, task.DaySpend{NanoUSD: 5, Tokens: 1}, task.DaySpend{NanoUSD: 1000, Tokens: 100})
+	if err != nil || got != (task.DaySpend{NanoUSD: 1005, Tokens: 101}) {
+		t.Fatalf("first addition = %+v, %v; want the base plus it", got, err)
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 100; i++ {
+		c := a
+		if i%2 == 1 {
+			c = b
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := c.AddSpend(ctx, tenant, day, task.DaySpend{NanoUSD: 10, Tokens: 2}, task.DaySpend{NanoUSD: 1 << 40}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	got, err = b.AddSpend(ctx, tenant, day, task.DaySpend{}, task.DaySpend{})
+	if err != nil || got != (task.DaySpend{NanoUSD: 2005, Tokens: 301}) {
+		t.Fatalf("after 100 additions from two replicas = %+v, %v; want {2005 301}", got, err)
+	}
+	next, err := a.AddSpend(ctx, tenant, day.Add(24*time.Hour), task.DaySpend{Tokens: 7}, task.DaySpend{})
+	if err != nil || next != (task.DaySpend{Tokens: 7}) {
+		t.Fatalf("the next day's total = %+v, %v; want its own", next, err)
+	}
+	// Negative additions (a final cost below the live estimate) are exact too.
+	got, err = a.AddSpend(ctx, tenant, day, task.DaySpend{NanoUSD: -5, Tokens: -1}, task.DaySpend{})
+	if err != nil || got != (task.DaySpend{NanoUSD: 2000, Tokens: 300}) {
+		t.Fatalf("a negative addition = %+v, %v", got, err)
+	}
+}

@@ -180,3 +180,32 @@ func randomID() string {
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
 }
+
+// spendScript adds ARGV[1] nano-dollars and ARGV[2] tokens to a tenant's day total (hash
+// KEYS[1]), first setting it to ARGV[3]/ARGV[4] (the store's ledger) when the day has none
+// yet, and returns the total. The key outlives its day by one, for late additions.
+var spendScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'usd', ARGV[3], 'tok', ARGV[4])
+end
+local usd = redis.call('HINCRBY', KEYS[1], 'usd', ARGV[1])
+local tok = redis.call('HINCRBY', KEYS[1], 'tok', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return {usd, tok}`)
+
+var _ task.SharedSpend = (*Cluster)(nil)
+
+// AddSpend implements task.SharedSpend: a tenant's spend today, added to atomically by every
+// replica, so a budget holds across them (DESIGN §18).
+func (c *Cluster) AddSpend(ctx context.Context, tenant string, day time.Time, add, base task.DaySpend) (task.DaySpend, error) {
+	key := "fg:spend:" + tenant + ":" + day.UTC().Format(time.DateOnly)
+	res, err := spendScript.Run(ctx, c.rdb, []string{key}, add.NanoUSD, add.Tokens, base.NanoUSD, base.Tokens,
+		(48 * time.Hour).Milliseconds()).Int64Slice()
+	if err != nil {
+		return task.DaySpend{}, fmt.Errorf("cluster: add spend: %w", err)
+	}
+	if len(res) != 2 {
+		return task.DaySpend{}, fmt.Errorf("cluster: add spend: %d values in the answer", len(res))
+	}
+	return task.DaySpend{NanoUSD: res[0], Tokens: res[1]}, nil
+}

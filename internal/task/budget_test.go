@@ -3,7 +3,9 @@ package task
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/flowgate/flowgate/internal/protocol"
 )
@@ -67,5 +69,129 @@ func TestBudgets(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// memSpend is a SharedSpend in memory: what Redis is to replicas, for managers in one test.
+type memSpend struct {
+	mu   sync.Mutex
+	days map[string]DaySpend
+	fail bool
+}
+
+func (s *memSpend) AddSpend(_ context.Context, tenant string, day time.Time, add, base DaySpend) (DaySpend, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fail {
+		return DaySpend{}, errors.New("shared total unreachable")
+	}
+	k := tenant + day.Format(time.DateOnly)
+	cur, ok := s.days[k]
+	if !ok {
+		cur = base
+	}
+	cur.NanoUSD += add.NanoUSD
+	cur.Tokens += add.Tokens
+	s.days[k] = cur
+	return cur, nil
+}
+
+// slowSpender prints 40 assistant messages of 100 tokens, 100 ms apart: on its own it never
+// reaches a budget of 5,000 tokens.
+const slowSpender = `i=0; while [ $i -lt 40 ]; do
+echo '{"type":"assistant","message":{"id":"msg_'$i'","type":"message","role":"assistant","content":[{"type":"text","text":"step"}],"usage":{"input_tokens":100,"output_tokens":0}}}'
+i=$((i+1)); sleep 0.1; done
+echo '{"type":"result","is_error":false,"result":"done","usage":{"input_tokens":4000,"output_tokens":0}}'`
+
+// Two replicas share a tenant's budget through the shared total: a task on A that crosses it
+// stops, and so does B's running task, which on its own spends far less; then both refuse new
+// swarms. Without the shared total B's task would run to its end (its replica learns of A's
+// spend only from the store, on its next admission).
+func TestSharedBudgetStopsTasksOnEveryReplica(t *testing.T) {
+	e := newEnv(t)
+	shared := &memSpend{days: map[string]DaySpend{}}
+	withShared := func(o *Options) { o.Spend, o.SharedSpend = e.db, shared }
+	a := newManager(t, e, assistantLines, withShared)
+	b := newManager(t, e, slowSpender, withShared)
+	p := principal("acme", "alice")
+	req := request("spend")
+	req.Budget = Budget{TokensPerDay: 5000}
+
+	slow, err := b.Create(context.Background(), p, req, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := newReader(false)
+	rb.run(t, b.Attach(slow, p, rb))
+	fast, err := a.Create(context.Background(), p, req, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ra := newReader(false)
+	ra.run(t, a.Attach(fast, p, ra))
+
+	for name, frames := range map[string][]map[string]any{"A's": ra.wait(t), "B's": rb.wait(t)} {
+		final := frames[len(frames)-1]
+		if final["status"] != protocol.StatusFailed || final["error"] != "budget exceeded" {
+			t.Errorf("%s task ended %v; want failed, budget exceeded", name, final)
+		}
+	}
+	if n := len(rb.frames); n > 30 {
+		t.Errorf("B's task went on for %d frames after the tenant crossed its budget on A", n)
+	}
+	// Counted: at most the budget plus what each replica's tasks reported during one
+	// round trip (here one message each: A's 1,100 tokens, B's 100).
+	total := shared.days["acme"+time.Now().UTC().Format(time.DateOnly)]
+	if total.Tokens < 5000 || total.Tokens > 5000+1100+100 {
+		t.Errorf("shared total %d tokens; want in [5000, 6200]", total.Tokens)
+	}
+	for name, m := range map[string]*Manager{"A": a, "B": b} {
+		_, err := m.Create(context.Background(), p, req, Meta{})
+		var be *BudgetError
+		if !errors.As(err, &be) {
+			t.Errorf("a swarm on %s after the budget was spent: %v; want a BudgetError", name, err)
+		}
+	}
+}
+
+// A replica that cannot reach the shared total refuses budgeted swarms (fail closed, as its
+// concurrency slots do) and keeps counting its running tasks' spend locally, sending it once
+// the total answers again.
+func TestSharedBudgetUnreachable(t *testing.T) {
+	e := newEnv(t)
+	shared := &memSpend{days: map[string]DaySpend{}}
+	m := newManager(t, e, assistantLines, func(o *Options) { o.Spend, o.SharedSpend = e.db, shared })
+	p := principal("acme", "alice")
+	req := request("spend")
+	req.Budget = Budget{TokensPerDay: 1 << 40}
+	tk, err := m.Create(context.Background(), p, req, Meta{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shared.mu.Lock()
+	shared.fail = true
+	shared.mu.Unlock()
+	if _, err := m.Create(context.Background(), p, req, Meta{}); err == nil {
+		t.Fatal("a budgeted swarm was admitted without the shared total")
+	}
+	r := newReader(false)
+	r.run(t, m.Attach(tk, p, r))
+	r.wait(t)
+	shared.mu.Lock()
+	shared.fail = false
+	shared.mu.Unlock()
+	// The task's final figure (10,000 + 1,000 tokens) reaches the total once it answers.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		shared.mu.Lock()
+		got := shared.days["acme"+time.Now().UTC().Format(time.DateOnly)].Tokens
+		shared.mu.Unlock()
+		if got == 11000 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shared total %d tokens; want 11000 once it answers again", got)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -108,6 +108,9 @@ type Options struct {
 	// Spend, when set, is where tenant budgets read what ended tasks spent today (the store's
 	// usage ledger); without it budgets are not enforced.
 	Spend SpendStore
+	// SharedSpend, in a cluster, is the tenants' spend today that every replica adds to at
+	// once (with Spend: the ledger it starts from); nil on a single node.
+	SharedSpend SharedSpend
 	// EventBacklogMax bounds the event bytes waiting for the event log; past it new swarms
 	// are refused (ErrEventLogBehind) until the store catches up. 0: four times MaxLogBytes.
 	EventBacklogMax int64
@@ -243,7 +246,7 @@ func NewManager(opts Options) (*Manager, error) {
 		followers: map[*Task]context.CancelFunc{},
 	}
 	if opts.Spend != nil {
-		m.book = &spendBook{store: opts.Spend, now: opts.Now, tenants: map[string]*tenantSpend{}}
+		m.book = newSpendBook(opts.Spend, opts.SharedSpend, opts.Now, opts.Logger, m.stopOverBudget)
 	}
 	if opts.Events != nil {
 		// Four tasks' worth of the largest log: a store that falls further behind than that
@@ -257,9 +260,12 @@ func NewManager(opts Options) (*Manager, error) {
 	return m, nil
 }
 
-// Close writes the events still waiting for the event log (for at most until ctx ends) and
-// stops the writer. Call it after Drain.
+// Close sends the spend still waiting for the cluster's total and writes the events still
+// waiting for the event log (for at most until ctx ends), and stops both. Call it after Drain.
 func (m *Manager) Close(ctx context.Context) {
+	if m.book != nil {
+		m.book.close(ctx)
+	}
 	if m.events != nil {
 		m.events.close(ctx)
 	}
@@ -293,7 +299,7 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 		return nil, ErrEventLogBehind
 	}
 	if req.Budget.set() && m.book != nil {
-		spent, err := m.book.current(ctx, p.Tenant)
+		spent, err := m.book.current(ctx, p.Tenant, req.Budget)
 		if err != nil {
 			return nil, err
 		}
@@ -392,7 +398,7 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 	release = false
 	if req.Budget.set() && m.book != nil {
 		t.budget = req.Budget
-		m.book.started(t.Tenant)
+		m.book.started(t.Tenant, req.Budget)
 	}
 	if m.events != nil {
 		m.events.track(t)

@@ -272,7 +272,23 @@ test('an admin sees the admin views: tenants, keys and the audit log', async (t)
     }, today);
     assert.ok(row.tasks >= 1 && row.cost > 0 && row.meter, JSON.stringify(row));
     assert.match(await page.textContent('#usage-budget'), /budget/);
+    // A platform admin sets the budget from here; the API holds what the form sent.
+    await page.fill('#budget-usd', '12.5');
+    await page.fill('#budget-tokens', '2000000');
+    await page.click('#budget-set');
+    await page.waitForFunction(() => /\$12\.50 a day, 2,000,000 tokens a day/.test(document.getElementById('usage-budget').textContent));
+    const limits = (await (await fetch(gw.http + '/v1/admin/tenants/demo', { headers: { Authorization: 'Bearer ' + gw.adminToken } })).json()).limits;
+    assert.equal(limits.budgetUsdPerDay, 12.5);
+    assert.equal(limits.tokensPerDay, 2000000);
     await shot('08b-usage');
+    // A bad value is refused in the page, and nothing is sent; emptying both lifts the caps.
+    await page.fill('#budget-tokens', '1.5');
+    await page.click('#budget-set');
+    await page.waitForFunction(() => /whole number/.test(document.getElementById('budget-msg').textContent));
+    await page.fill('#budget-usd', '');
+    await page.fill('#budget-tokens', '');
+    await page.click('#budget-set');
+    await page.waitForFunction(() => /No daily budget/.test(document.getElementById('usage-budget').textContent));
   });
 
   await t.test('audit log: records, filters, paging, export, verify', async (t) => {

@@ -61,7 +61,7 @@ export class Admin {
     replace($('tenants-table').tBodies[0]);
     replace($('audit-table').tBodies[0]);
     replace($('key-meta'));
-    for (const id of ['tenants-msg', 'key-msg', 'audit-msg', 'audit-verify-result']) say($(id), '');
+    for (const id of ['tenants-msg', 'key-msg', 'budget-msg', 'audit-msg', 'audit-verify-result']) say($(id), '');
     $('audit-tenant-field').hidden = !can('platform:admin');
   }
 
@@ -77,6 +77,7 @@ export class Admin {
     $('key-tenant').addEventListener('change', () => { this.loadKey(); this.loadUsage(); });
     $('key-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.setKey(); });
     $('key-delete').addEventListener('click', () => this.deleteKey());
+    $('budget-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.setBudget(); });
     $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.cursors = ['']; this.page = 0; this.loadAudit(); });
     $('audit-next').addEventListener('click', () => { if (this.nextCursor) { this.cursors[this.page + 1] = this.nextCursor; this.page++; this.loadAudit(); } });
     $('audit-prev').addEventListener('click', () => { if (this.page > 0) { this.page--; this.loadAudit(); } });
@@ -247,7 +248,35 @@ export class Admin {
       if (usd > 0) parts.push('$' + usd.toFixed(2) + ' a day');
       if (tok > 0) parts.push(tok.toLocaleString('en-US') + ' tokens a day');
       say($('usage-budget'), parts.length ? 'Daily budget (UTC): ' + parts.join(', ') + '.' : 'No daily budget.');
+      // Limits are the platform's to set (DESIGN §9); a tenant admin sees them only.
+      $('budget-form').hidden = !this.can('platform:admin');
+      $('budget-usd').value = usd > 0 ? String(usd) : '';
+      $('budget-tokens').value = tok > 0 ? String(tok) : '';
     } catch { /* the usage is still shown */ }
+  }
+
+  /** Sets the selected tenant's daily budget (PATCH limits; empty or 0 lifts a cap). */
+  async setBudget() {
+    const msg = $('budget-msg');
+    const tenant = $('key-tenant').value;
+    const read = (id, integer) => {
+      const raw = $(id).value.trim();
+      if (raw === '') return 0;
+      const n = Number(raw);
+      if (!Number.isFinite(n) || n < 0 || (integer && !Number.isInteger(n))) return null;
+      return n;
+    };
+    const usd = read('budget-usd', false);
+    const tokens = read('budget-tokens', true);
+    if (usd === null) { say(msg, 'The dollar budget must be a number of at least 0.', 'error'); $('budget-usd').focus(); return; }
+    if (tokens === null) { say(msg, 'The token budget must be a whole number of at least 0.', 'error'); $('budget-tokens').focus(); return; }
+    try {
+      await this.api('PATCH', '/v1/admin/tenants/' + encodeURIComponent(tenant), { limits: { budgetUsdPerDay: usd, tokensPerDay: tokens } });
+      await this.loadUsage();
+      say(msg, 'Budget saved for ' + tenant + '.', 'ok');
+    } catch (e) {
+      say(msg, 'Could not save the budget: ' + e.message + fieldsText(e.fields), 'error');
+    }
   }
 
   keyPath() {

@@ -54,6 +54,17 @@ func TestUsageLedger(t *testing.T) {
 		want.CacheCreationInputTokens += tc.Usage.CacheCreationInputTokens
 		want.CostUSD += tc.Usage.CostUSD
 		ids[id] = true
+		// status returns the same usage, from the store.
+		if err := c.Send(map[string]any{"type": "status", "taskId": id, "requestId": "st-" + id}); err != nil {
+			t.Fatal(err)
+		}
+		st := readUntil(t, c, 20*time.Second, func(m client.Message) bool { return m.RequestID == "st-"+id })
+		var sv struct {
+			Usage *usageFigures `json:"usage"`
+		}
+		if err := json.Unmarshal(st.Raw, &sv); err != nil || sv.Usage == nil || !sv.Usage.equal(*tc.Usage) {
+			t.Fatalf("status usage %s; want task_complete's %+v", st.Raw, *tc.Usage)
+		}
 	}
 	admin := g.token(t, "demo", "ops-lead", "1h", "tenant:admin")
 	type answer struct {

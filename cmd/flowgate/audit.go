@@ -21,7 +21,7 @@ import (
 )
 
 const auditUsage = `usage: flowgate audit verify [--tenant ID|@platform] [--json]
-       flowgate audit export [--tenant ID|@platform] [--since RFC3339] [--until RFC3339]
+       flowgate audit export [--tenant ID|@platform] [--since 24h|7d|2026-12-01|RFC3339] [--until …]
                              [--actor SUB] [--action A] [--outcome success|failure|denied]
 each also takes --config FILE or --dev [--data-dir D]
 
@@ -59,8 +59,8 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 	if sub == "verify" {
 		fs.BoolVar(&asJSON, "json", false, "print the full report as JSON on stdout")
 	} else {
-		fs.StringVar(&since, "since", "", "only records at or after this RFC 3339 time")
-		fs.StringVar(&until, "until", "", "only records before this RFC 3339 time")
+		fs.StringVar(&since, "since", "", "only records at or after this: a duration back from now (24h, 7d), a date (UTC) or an RFC 3339 time")
+		fs.StringVar(&until, "until", "", "only records before this: a duration back from now, a date (through its end, UTC) or an RFC 3339 time")
 		fs.StringVar(&actor, "actor", "", "only records of this actor (subject)")
 		fs.StringVar(&action, "action", "", "only records of this action, e.g. key.set")
 		fs.StringVar(&outcome, "outcome", "", "only records with this outcome: success, failure or denied")
@@ -85,14 +85,15 @@ func runAudit(ctx context.Context, args []string, getenv func(string) string, st
 		return usageError("--tenant %q is not a tenant id (^[a-z0-9][a-z0-9-]{1,62}$) or @platform", tenant)
 	}
 	var err error
+	now := time.Now().UTC()
 	if hasSince {
-		if sinceT, err = time.Parse(time.RFC3339Nano, since); err != nil {
-			return usageError("--since %q is not an RFC 3339 time like 2026-01-02T15:04:05Z", since)
+		if sinceT, err = parseSince(since, now); err != nil {
+			return usageError("--since: %v", err)
 		}
 	}
 	if hasUntil {
-		if untilT, err = time.Parse(time.RFC3339Nano, until); err != nil {
-			return usageError("--until %q is not an RFC 3339 time like 2026-01-02T15:04:05Z", until)
+		if untilT, err = parseUntil(until, now); err != nil {
+			return usageError("--until: %v", err)
 		}
 	}
 	if hasSince && hasUntil && untilT.Before(sinceT) {

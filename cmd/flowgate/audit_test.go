@@ -171,6 +171,17 @@ func TestAuditExportCLI(t *testing.T) {
 	if lines := exportedRecords(t, out); len(lines) != 2 || lines[1].Details["scope"] != "acme" || lines[1].Seq != 8 {
 		t.Fatalf("acme export records: %+v", lines)
 	}
+	// --since also takes a duration or a date (DESIGN §19): the records are from just now.
+	for _, since := range []string{"24h", "7d", time.Now().UTC().Format(time.DateOnly)} {
+		_, out, _ = cli("export", "--tenant", "acme", "--since", since, "--action", "task.create")
+		if lines := exportedRecords(t, out); len(lines) != 6 {
+			t.Fatalf("export --since %s: %d lines", since, len(lines))
+		}
+	}
+	_, out, _ = cli("export", "--tenant", "acme", "--until", "24h", "--action", "task.create")
+	if lines := exportedRecords(t, out); len(lines) != 0 {
+		t.Fatalf("export --until 24h: %d lines; want none", len(lines))
+	}
 	// Everything the CLI wrote verifies.
 	if code, out, errOut := cli("verify"); code != 0 {
 		t.Fatalf("verify after exports: %d\n%s%s", code, out, errOut)

@@ -19,7 +19,7 @@ type configFlags struct {
 }
 
 func (c *configFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&c.path, "config", "", "configuration file (YAML); default: built-in defaults, or the --dev configuration")
+	fs.StringVar(&c.path, "config", "", "configuration file (YAML); one of --config and --dev is required")
 	fs.BoolVar(&c.dev, "dev", false, "zero-setup development mode: SQLite, simulated engine, generated keys, demo tenant")
 	fs.StringVar(&c.dataDir, "data-dir", "", "directory for all state (overrides data_dir)")
 }
@@ -27,6 +27,14 @@ func (c *configFlags) register(fs *flag.FlagSet) {
 // load builds the effective configuration: the file (or the embedded dev file), then
 // FLOWGATE_* overrides, then --data-dir.
 func (c *configFlags) load(getenv func(string) string) (config.Config, error) {
+	if c.path == "" && !c.dev {
+		// Built-in defaults alone describe no deployment (no keys, no AWS region): starting
+		// from them only leads to an error about some setting deep inside, or to a stray
+		// ./data directory.
+		return config.Config{}, usageError("no configuration: add --dev for a zero-setup development gateway " +
+			"(SQLite, simulated engine, demo tenant), or --config FILE for a deployment's " +
+			"(e.g. --config /etc/flowgate/flowgate.yaml, with the service's environment: see docs/operations.md)")
+	}
 	var doc []byte
 	switch {
 	case c.path != "":

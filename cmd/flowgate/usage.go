@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -114,26 +113,6 @@ func runUsage(ctx context.Context, args []string, getenv func(string) string, st
 			t.CacheReadInputTokens, t.CacheCreationInputTokens, t.CostUSD)
 	}
 	return tw.Flush()
-}
-
-// parseSince reads a range start: a duration back from now (Go's, like 36h, or whole days
-// like 7d), a date (midnight UTC) or an RFC 3339 time.
-func parseSince(s string, now time.Time) (time.Time, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		if days, err := strconv.Atoi(n); err == nil && days > 0 && days <= 3660 {
-			return now.AddDate(0, 0, -days), nil
-		}
-	}
-	if d, err := time.ParseDuration(s); err == nil && d > 0 {
-		return now.Add(-d), nil
-	}
-	if t, err := time.Parse(time.DateOnly, s); err == nil {
-		return t, nil
-	}
-	if t, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		return t.UTC(), nil
-	}
-	return time.Time{}, fmt.Errorf("%q is not a duration (24h, 7d), a date (2026-12-01) or an RFC 3339 time", s)
 }
 
 // allTenantIDs lists every tenant id.

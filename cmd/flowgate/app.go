@@ -19,6 +19,7 @@ import (
 	"github.com/flowgate/flowgate/internal/secrets/local"
 	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/tenant"
+	"github.com/flowgate/flowgate/internal/validation"
 )
 
 // app is the state every command shares: the store, the audit recorder, tenant keys and
@@ -251,6 +252,7 @@ func (a *app) adminService(notify admin.Notifier, log *slog.Logger) (*admin.Serv
 	if a.signer != nil { // a nil *auth.Signer must not become a non-nil Minter
 		opts.Signer = a.signer
 	}
+	opts.TokenHorizon = tokenHorizon(a.cfg)
 	return admin.New(opts)
 }
 
@@ -310,4 +312,15 @@ func previousCheckpointKeys(cfg config.Config) ([]ed25519.PublicKey, error) {
 		keys = append(keys, k)
 	}
 	return keys, nil
+}
+
+// tokenHorizon is the longest a token accepted now can stay valid: what a revocation without
+// the token's expiry must outlive. Without auth.max_token_lifetime an external issuer's
+// tokens may live as long as they say, so the revocation is kept as long as any may be.
+func tokenHorizon(cfg config.Config) time.Duration {
+	h := cfg.Auth.MaxTokenLifetime
+	if h <= 0 {
+		h = validation.MaxRevokeAhead
+	}
+	return max(h, cfg.Auth.Signing.MaxTTL)
 }

@@ -9,9 +9,10 @@ import (
 	"github.com/flowgate/flowgate/internal/audit"
 )
 
-// Exporter streams audit records (audit.Reader).
+// Exporter streams and pages audit records (audit.Reader).
 type Exporter interface {
 	Export(ctx context.Context, f audit.Filter, w io.Writer) error
+	Query(ctx context.Context, f audit.Filter) ([]audit.Record, string, error)
 }
 
 // ExportAudit writes the records f selects to w as NDJSON. audit.export is on record before a

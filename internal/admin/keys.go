@@ -39,7 +39,11 @@ type Options struct {
 	Tenants TenantStore
 	Revoker Revoker
 	// Signer is nil when auth.signing is disabled: IssueToken answers ErrNoSigner.
-	Signer   Minter
+	Signer Minter
+	// TokenHorizon is the longest any token accepted now can stay valid (the larger of
+	// auth.max_token_lifetime and auth.signing.max_ttl): a revocation given no expiry is kept
+	// that long, which outlives every token it could name.
+	TokenHorizon time.Duration
 	AuditLog Exporter
 	// Touch moves a tenant's change marker (store.DB.TouchTenant): every other process polls it
 	// and drops the tenant's cached key.

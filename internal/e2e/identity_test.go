@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -781,9 +782,14 @@ func TestTokenCLI(t *testing.T) {
 	if jti, _ := idJTI(t, issued.Token); jti != issued.JTI {
 		t.Fatalf("jti %q, token's %q", issued.JTI, jti)
 	}
+	// token list names it (from the audit), so it can be revoked by jti alone.
+	out, err = g.cli(t, "", "token", "list", "--dev", "--data-dir", g.dataDir, "--tenant", "demo")
+	if err != nil || !regexp.MustCompile(issued.JTI+`\s+tess\s+swarm:execute\s.*\svalid\n`).MatchString(out) {
+		t.Fatalf("token list: %v\n%s", err, out)
+	}
 	c := g.dial(t, issued.Token)
 	start := time.Now()
-	if out, err := g.cli(t, "", "token", "revoke", "--dev", "--data-dir", g.dataDir, "--jti", issued.JTI, "--tenant", "demo", "--expires-at", issued.ExpiresAt); err != nil {
+	if out, err := g.cli(t, "", "token", "revoke", "--dev", "--data-dir", g.dataDir, "--jti", issued.JTI, "--tenant", "demo"); err != nil {
 		t.Fatalf("token revoke: %v\n%s", err, out)
 	}
 	ce := idClosed(t, c, 8*time.Second)
@@ -793,6 +799,10 @@ func TestTokenCLI(t *testing.T) {
 	t.Logf("closed %v after the CLI revoked it", time.Since(start).Round(time.Millisecond))
 	if _, he := g.tryDial(t, client.Options{Token: issued.Token}); he == nil || he.Status != 401 || !strings.Contains(he.Detail, "token_revoked") {
 		t.Fatalf("revoked token reconnect: %+v", he)
+	}
+	if out, err := g.cli(t, "", "token", "list", "--dev", "--data-dir", g.dataDir, "--tenant", "demo", "--json"); err != nil ||
+		!strings.Contains(out, `"jti":"`+issued.JTI+`"`) || !strings.Contains(out, `"revoked":true`) {
+		t.Fatalf("token list --json after the revocation: %v\n%s", err, out)
 	}
 }
 

@@ -2,9 +2,12 @@ package server
 
 import (
 	"errors"
-	"github.com/flowgate/flowgate/internal/tenant"
+	"fmt"
 	"net/http"
+	"strconv"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/tenant"
 
 	"github.com/flowgate/flowgate/internal/admin"
 	"github.com/flowgate/flowgate/internal/auth"
@@ -16,7 +19,8 @@ import (
 //
 //	POST /v1/admin/tenants/{id}/tokens  {"sub","permissions","ttl"} → 201 {"token","jti","expiresAt"}
 //	     tenant:admin of that tenant, or platform:admin.
-//	POST /v1/admin/tokens/revoke        {"jti","expiresAt"} → 200
+//	GET  /v1/admin/tenants/{id}/tokens  ?limit= → 200 {"tokens":[{"jti","sub","permissions",…,"revoked"}]}
+//	POST /v1/admin/tokens/revoke        {"jti","expiresAt"?} → 200
 //	     tenant:admin (its own tenant's tokens only) or platform:admin (every tenant).
 //
 // Granting: a tenant admin grants only permissions it holds itself. Nobody grants
@@ -132,13 +136,17 @@ func handleTokenRevoke(d *Deps) http.Handler {
 		if p.Has(auth.PermPlatformAdmin) {
 			scope, view = auth.AnyTenant, tokenRevoked{JTI: in.JTI, Revoked: true, Scope: "platform"}
 		}
-		keep := in.ExpiresAt.UTC()
-		if d.Signer != nil {
-			if floor := now.Add(d.Signer.MaxTTL()).UTC(); floor.After(keep) {
-				keep = floor
+		// Without the token's expiry the service keeps the revocation as long as any token
+		// accepted now may live.
+		var keep time.Time
+		if !in.ExpiresAt.IsZero() {
+			keep = in.ExpiresAt.UTC()
+			if d.Signer != nil {
+				if floor := now.Add(d.Signer.MaxTTL()).UTC(); floor.After(keep) {
+					keep = floor
+				}
 			}
 		}
-		view.KeptUntil = apiTime(keep)
 		view.CancelTasks = d.RevokeCancelsTasks
 		if in.CancelTasks != nil {
 			view.CancelTasks = *in.CancelTasks
@@ -147,7 +155,7 @@ func handleTokenRevoke(d *Deps) http.Handler {
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeQuotaExceeded, "too many live revocations for this tenant", time.Minute, nil)
 			return
 		}
-		err = d.Admin.RevokeToken(r.Context(), d.actor(r, p), admin.Revocation{
+		keep, err = d.Admin.RevokeToken(r.Context(), d.actor(r, p), admin.Revocation{
 			JTI: in.JTI, Tenant: scope, ExpiresAt: in.ExpiresAt, KeepUntil: keep, CancelTasks: view.CancelTasks,
 		})
 		switch {
@@ -161,6 +169,68 @@ func handleTokenRevoke(d *Deps) http.Handler {
 			d.internalError(w, r, err)
 			return
 		}
+		view.KeptUntil = apiTime(keep)
 		writeJSON(w, http.StatusOK, view)
+	})
+}
+
+// tokenListed is one issued token in GET /v1/admin/tenants/{id}/tokens: what identifies it,
+// never the token.
+type tokenListed struct {
+	JTI         string   `json:"jti"`
+	Sub         string   `json:"sub"`
+	Permissions []string `json:"permissions"`
+	IssuedAt    string   `json:"issuedAt"`
+	ExpiresAt   string   `json:"expiresAt,omitempty"`
+	IssuedBy    string   `json:"issuedBy"`
+	Revoked     bool     `json:"revoked"`
+	Expired     bool     `json:"expired"`
+}
+
+// defaultTokenList is a page without ?limit=.
+const defaultTokenList = 50
+
+// handleTokenList lists the tokens issued for a tenant, newest first, from its audit chain
+// (token.issue), each with whether it is revoked or expired: what a tenant admin needs to
+// revoke one without knowing its expiry. tenant:admin of that tenant, or platform:admin.
+func handleTokenList(d *Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		p, ok := d.authenticate(w, r)
+		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
+			return
+		}
+		q, errs := queryParams(r.URL.Query(), "limit")
+		limit := defaultTokenList
+		if v, ok := q["limit"]; ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > admin.MaxTokenList {
+				errs.add("limit", fmt.Sprintf("must be a whole number from 1 to %d", admin.MaxTokenList))
+			}
+			limit = n
+		}
+		if errs.any() {
+			d.invalid(w, r, p, id, errs.err())
+			return
+		}
+		toks, err := d.Admin.ListTokens(r.Context(), id, time.Time{}, limit)
+		if err != nil {
+			d.internalError(w, r, err)
+			return
+		}
+		now := time.Now()
+		out := struct {
+			Tokens []tokenListed `json:"tokens"`
+		}{Tokens: make([]tokenListed, 0, len(toks))}
+		for _, t := range toks {
+			perms := t.Permissions
+			if perms == nil {
+				perms = []string{}
+			}
+			out.Tokens = append(out.Tokens, tokenListed{JTI: t.JTI, Sub: t.Subject, Permissions: perms,
+				IssuedAt: apiTime(t.IssuedAt), ExpiresAt: apiTime(t.ExpiresAt), IssuedBy: t.IssuedBy,
+				Revoked: t.Revoked, Expired: !t.ExpiresAt.IsZero() && !t.ExpiresAt.After(now)})
+		}
+		writeJSON(w, http.StatusOK, out)
 	})
 }

@@ -95,7 +95,8 @@ func newTokFixture(t *testing.T, origins ...string) *tokFixture {
 		f.revoked = append(f.revoked, tenant+"/"+jti)
 		f.mu.Unlock()
 	}}
-	svc, err := admin.New(admin.Options{Audit: d.Audit, Tenants: db, Revoker: db, Signer: signer, Notify: notify, Logger: log})
+	svc, err := admin.New(admin.Options{Audit: d.Audit, Tenants: db, Revoker: db, Signer: signer, Notify: notify, Logger: log,
+		AuditLog: rec, TokenHorizon: 24 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,8 +234,8 @@ func TestTokenIssueAuthorization(t *testing.T) {
 	if len(f.records("acme", audit.ActionAuthzDenied)) == 0 {
 		t.Fatal("no authz.denied record for refused grants")
 	}
-	if r := f.do("GET", "/v1/admin/tenants/acme/tokens", acmeAdmin, ""); r.status != 405 {
-		t.Fatalf("GET tokens = %d", r.status)
+	if r := f.do("DELETE", "/v1/admin/tenants/acme/tokens", acmeAdmin, ""); r.status != 405 {
+		t.Fatalf("DELETE tokens = %d", r.status)
 	}
 	// Fail closed: with the audit log down, no token leaves.
 	f.failing.Store(true)
@@ -345,6 +346,77 @@ func TestTokenRevokeScoping(t *testing.T) {
 	}
 	if r := revoke(acmeAdmin, "anything", time.Now().Add(time.Hour)); r.status != 401 {
 		t.Fatalf("revoked admin token: %d", r.status)
+	}
+}
+
+// TestTokenListAndRevokeWithoutExpiry: a tenant admin lists the tokens issued for its tenant
+// (from the audit: the CLI's too), newest first, never another tenant's, and revokes one by
+// jti alone; the list then shows it revoked and the token is refused.
+func TestTokenListAndRevokeWithoutExpiry(t *testing.T) {
+	f := newTokFixture(t)
+	acmeAdmin := f.mint("acme", "ann", auth.PermTenantAdmin, auth.PermSwarmExecute).Token
+	betaAdmin := f.mint("beta", "bea", auth.PermTenantAdmin, auth.PermSwarmExecute).Token
+	issue := func(token, tenant, sub string) string {
+		t.Helper()
+		r := f.do("POST", "/v1/admin/tenants/"+tenant+"/tokens", token, `{"sub":"`+sub+`","permissions":["swarm:execute"],"ttl":"1h"}`)
+		if r.status != 201 {
+			t.Fatalf("issue: %d %s", r.status, r.body)
+		}
+		var out struct{ Token, JTI string }
+		if err := json.Unmarshal([]byte(r.body), &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.Token
+	}
+	first, second := issue(acmeAdmin, "acme", "al"), issue(acmeAdmin, "acme", "bo")
+	issue(betaAdmin, "beta", "cy")
+	type listed struct {
+		Tokens []struct {
+			JTI, Sub, IssuedAt, ExpiresAt, IssuedBy string
+			Permissions                            []string
+			Revoked, Expired                       bool
+		}
+	}
+	list := func(token, tenant, query string) (int, listed) {
+		t.Helper()
+		r := f.do("GET", "/v1/admin/tenants/"+tenant+"/tokens"+query, token, "")
+		var l listed
+		_ = json.Unmarshal([]byte(r.body), &l)
+		return r.status, l
+	}
+	status, l := list(acmeAdmin, "acme", "")
+	if status != 200 || len(l.Tokens) != 2 || l.Tokens[0].Sub != "bo" || l.Tokens[1].Sub != "al" ||
+		l.Tokens[0].IssuedBy != "ann" || l.Tokens[0].ExpiresAt == "" || !slices.Equal(l.Tokens[0].Permissions, []string{"swarm:execute"}) || l.Tokens[0].Revoked {
+		t.Fatalf("acme's tokens = %d %+v", status, l)
+	}
+	if status, l := list(acmeAdmin, "acme", "?limit=1"); status != 200 || len(l.Tokens) != 1 {
+		t.Fatalf("limit=1: %d %+v", status, l)
+	}
+	for _, q := range []string{"?limit=0", "?limit=201", "?limit=x", "?since=1h"} {
+		if r := f.do("GET", "/v1/admin/tenants/acme/tokens"+q, acmeAdmin, ""); r.status != 400 || r.code(t) != "validation_failed" {
+			t.Errorf("GET tokens%s = %d %s; want 400 validation_failed", q, r.status, r.body)
+		}
+	}
+	if status, _ := list(acmeAdmin, "beta", ""); status != 404 {
+		t.Fatalf("acme's admin listing beta's tokens = %d; want 404", status)
+	}
+	if status, _ := list(f.mint("acme", "u", auth.PermSwarmExecute).Token, "acme", ""); status != 403 {
+		t.Fatalf("a plain user listing tokens = %d; want 403", status)
+	}
+
+	// Revoke by jti alone: kept as long as any token may live (the fixture's 24 h horizon).
+	r := f.do("POST", "/v1/admin/tokens/revoke", acmeAdmin, `{"jti":"`+l.Tokens[1].JTI+`"}`)
+	var rv struct{ KeptUntil string }
+	_ = json.Unmarshal([]byte(r.body), &rv)
+	kept, err := time.Parse(time.RFC3339Nano, rv.KeptUntil)
+	if r.status != 200 || err != nil || kept.Before(time.Now().Add(23*time.Hour)) {
+		t.Fatalf("revoke without expiresAt: %d %s", r.status, r.body)
+	}
+	if f.do("POST", "/v1/ws-ticket", first, "").status != 401 || f.do("POST", "/v1/ws-ticket", second, "").status != 201 {
+		t.Fatal("after revoking the first token: want it refused and the second accepted")
+	}
+	if _, l := list(acmeAdmin, "acme", ""); !l.Tokens[1].Revoked || l.Tokens[0].Revoked {
+		t.Fatalf("after the revocation: %+v", l)
 	}
 }
 

@@ -43,7 +43,8 @@ func Public(d *Deps) http.Handler {
 
 	// Tokens and revocation (admin_tokens.go).
 	mux.Handle("POST /v1/admin/tenants/{id}/tokens", handleTokenIssue(d))
-	mux.Handle("/v1/admin/tenants/{id}/tokens", methodNotAllowed("POST"))
+	mux.Handle("GET /v1/admin/tenants/{id}/tokens", handleTokenList(d))
+	mux.Handle("/v1/admin/tenants/{id}/tokens", methodNotAllowed("GET, POST"))
 	mux.Handle("POST /v1/admin/tokens/revoke", handleTokenRevoke(d))
 	mux.Handle("/v1/admin/tokens/revoke", methodNotAllowed("POST"))
 

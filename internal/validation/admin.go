@@ -137,15 +137,16 @@ func (v *Validator) TokenIssue(in TokenIssue, maxTTL time.Duration) (TokenReques
 }
 
 // TokenRevoke is the body of POST /v1/admin/tokens/revoke: the revocation is kept until the
-// token's own expiry.
+// token's own expiry when given, else as long as any token accepted now may live.
 type TokenRevoke struct {
 	JTI       string    `json:"jti" validate:"required,max=128,printable"`
-	ExpiresAt time.Time `json:"expiresAt" validate:"required,expiry"`
+	ExpiresAt time.Time `json:"expiresAt" validate:"omitempty,expiry"`
 	// CancelTasks, when set, overrides auth.revoke_cancels_tasks for this revocation.
 	CancelTasks *bool `json:"cancelTasks"`
 }
 
-// TokenRevoke validates a revocation at time now: expiresAt in the future, at most a year on.
+// TokenRevoke validates a revocation at time now: expiresAt, when given, in the future, at
+// most a year on.
 func (v *Validator) TokenRevoke(in TokenRevoke, now time.Time) (TokenRevoke, error) {
 	errs := fieldErrors{}
 	v.check(&params{now: now}, &in, errs)

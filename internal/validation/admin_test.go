@@ -208,7 +208,8 @@ func TestTokenRevoke(t *testing.T) {
 	}{
 		{"ok", TokenRevoke{JTI: "01J8Z", ExpiresAt: now.Add(time.Hour)}, nil},
 		{"one year", TokenRevoke{JTI: "j", ExpiresAt: now.Add(MaxRevokeAhead)}, nil},
-		{"missing", TokenRevoke{}, map[string]string{"jti": "is required", "expiresAt": "is required"}},
+		{"missing", TokenRevoke{}, map[string]string{"jti": "is required"}},
+		{"no expiry", TokenRevoke{JTI: "j"}, nil},
 		{"past", TokenRevoke{JTI: "j", ExpiresAt: now.Add(-time.Second)}, map[string]string{"expiresAt": "in the future"}},
 		{"now", TokenRevoke{JTI: "j", ExpiresAt: now}, map[string]string{"expiresAt": "in the future"}},
 		{"too far", TokenRevoke{JTI: "j", ExpiresAt: now.Add(MaxRevokeAhead + time.Second)}, map[string]string{"expiresAt": "one year"}},

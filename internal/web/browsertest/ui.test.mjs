@@ -291,6 +291,27 @@ test('an admin sees the admin views: tenants, keys and the audit log', async (t)
     await page.waitForFunction(() => /No daily budget/.test(document.getElementById('usage-budget').textContent));
   });
 
+  await t.test('tokens: issue, list, revoke by id alone', async () => {
+    await assertAPI('/v1/admin/tenants/demo/tokens', gw.adminToken);
+    await page.fill('#token-sub', 'dashboard-user');
+    await page.selectOption('#token-perm', 'swarm:execute');
+    await page.click('#token-issue');
+    await page.waitForFunction(() => document.getElementById('token-value').value.split('.').length === 3);
+    const issued = await page.inputValue('#token-value');
+    const row = () => page.$$eval('#tokens-table tbody tr', (rows) => rows.map((r) => [...r.cells].map((c) => c.textContent)).find((c) => c[0] === 'dashboard-user'));
+    await page.waitForFunction(() => [...document.querySelectorAll('#tokens-table tbody td:first-child')].some((e) => e.textContent === 'dashboard-user'));
+    assert.equal((await row())[4], 'valid');
+    let res = await fetch(gw.http + '/v1/ws-ticket', { method: 'POST', headers: { Authorization: 'Bearer ' + issued } });
+    assert.equal(res.status, 201);
+    page.once('dialog', (d) => d.accept());
+    await page.click('#tokens-table tbody tr:first-child button');
+    await page.waitForFunction(() => /revoked/.test(document.getElementById('tokens-msg').textContent));
+    assert.equal((await row())[4], 'revoked');
+    res = await fetch(gw.http + '/v1/ws-ticket', { method: 'POST', headers: { Authorization: 'Bearer ' + issued } });
+    assert.equal(res.status, 401);
+    await shot('08c-tokens');
+  });
+
   await t.test('audit log: records, filters, paging, export, verify', async (t) => {
     await assertAPI('/v1/admin/audit', gw.adminToken);
     await page.click('#tab-audit');

@@ -61,7 +61,9 @@ export class Admin {
     replace($('tenants-table').tBodies[0]);
     replace($('audit-table').tBodies[0]);
     replace($('key-meta'));
-    for (const id of ['tenants-msg', 'key-msg', 'budget-msg', 'audit-msg', 'audit-verify-result']) say($(id), '');
+    for (const id of ['tenants-msg', 'key-msg', 'budget-msg', 'tokens-msg', 'audit-msg', 'audit-verify-result']) say($(id), '');
+    $('token-issued').hidden = true;
+    $('token-value').value = '';
     $('audit-tenant-field').hidden = !can('platform:admin');
   }
 
@@ -74,10 +76,11 @@ export class Admin {
     $('tenants-more').addEventListener('click', () => this.loadTenants(true));
     $('tenant-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.createTenant(); });
     $('key-load').addEventListener('click', () => this.loadKey());
-    $('key-tenant').addEventListener('change', () => { this.loadKey(); this.loadUsage(); });
+    $('key-tenant').addEventListener('change', () => { this.loadKey(); this.loadUsage(); this.loadTokens(); });
     $('key-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.setKey(); });
     $('key-delete').addEventListener('click', () => this.deleteKey());
     $('budget-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.setBudget(); });
+    $('token-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.issueToken(); });
     $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.cursors = ['']; this.page = 0; this.loadAudit(); });
     $('audit-next').addEventListener('click', () => { if (this.nextCursor) { this.cursors[this.page + 1] = this.nextCursor; this.page++; this.loadAudit(); } });
     $('audit-prev').addEventListener('click', () => { if (this.page > 0) { this.page--; this.loadAudit(); } });
@@ -208,6 +211,70 @@ export class Admin {
     sel.disabled = ids.length < 2;
     await this.loadKey();
     await this.loadUsage();
+    await this.loadTokens();
+  }
+
+  // ---- tokens -------------------------------------------------------------------------
+
+  tokensPath() {
+    return '/v1/admin/tenants/' + encodeURIComponent($('key-tenant').value) + '/tokens';
+  }
+
+  /** The tokens issued for the selected tenant (GET …/tokens), each with a Revoke button. */
+  async loadTokens() {
+    const body = $('tokens-table').tBodies[0];
+    let l;
+    try {
+      l = await this.api('GET', this.tokensPath() + '?limit=50');
+    } catch (e) {
+      replace(body);
+      say($('tokens-msg'), 'Could not list the tokens: ' + e.message, 'error');
+      return;
+    }
+    const rows = listOf(l, 'tokens').map((t) => {
+      const jti = String(pick(t, 'jti') ?? '');
+      const state = pick(t, 'revoked') ? 'revoked' : pick(t, 'expired') ? 'expired' : 'valid';
+      return h('tr', {},
+        h('td', { text: String(pick(t, 'sub') ?? '') }),
+        h('td', { text: (pick(t, 'permissions') || []).join(', ') }),
+        h('td', { text: String(pick(t, 'issuedAt') ?? '') }),
+        h('td', { text: String(pick(t, 'expiresAt') ?? '') }),
+        h('td', { text: state }),
+        h('td', {}, h('code', { text: jti })),
+        h('td', {}, state === 'valid' ? h('button', {
+          type: 'button', class: 'danger', 'aria-label': 'Revoke token ' + jti,
+          on: { click: () => this.revokeToken(jti) },
+        }, 'Revoke') : ''));
+    });
+    replace(body, rows.length ? rows : h('tr', {}, h('td', { colspan: '7', class: 'muted', text: 'No token issued yet.' })));
+  }
+
+  async issueToken() {
+    const msg = $('tokens-msg');
+    const sub = $('token-sub').value.trim();
+    if (!sub) { say(msg, 'Enter the user the token is for.', 'error'); $('token-sub').focus(); return; }
+    try {
+      const t = await this.api('POST', this.tokensPath(), { sub, permissions: [$('token-perm').value], ttl: $('token-ttl').value });
+      $('token-value').value = String(pick(t, 'token') ?? '');
+      $('token-issued').hidden = false;
+      $('token-sub').value = '';
+      await this.loadTokens();
+      say(msg, 'Token ' + String(pick(t, 'jti') ?? '') + ' issued for ' + sub + '.', 'ok');
+    } catch (e) {
+      say(msg, 'Could not issue the token: ' + e.message + fieldsText(e.fields), 'error');
+    }
+  }
+
+  async revokeToken(jti) {
+    const msg = $('tokens-msg');
+    if (!window.confirm(`Revoke token ${jti}? Its sessions are closed and it is refused from now on.`)) return;
+    try {
+      await this.api('POST', '/v1/admin/tokens/revoke', { jti });
+      await this.loadTokens();
+      say(msg, 'Token ' + jti + ' revoked.', 'ok');
+    } catch (e) {
+      say(msg, 'Could not revoke the token: ' + e.message, 'error');
+    }
   }
 
   /** The selected tenant's usage per day (GET /v1/admin/usage) and its daily budget. */
@@ -250,6 +317,7 @@ export class Admin {
       say($('usage-budget'), parts.length ? 'Daily budget (UTC): ' + parts.join(', ') + '.' : 'No daily budget.');
       // Limits are the platform's to set (DESIGN §9); a tenant admin sees them only.
       $('budget-form').hidden = !this.can('platform:admin');
+      $('budget-help').hidden = $('budget-form').hidden;
       $('budget-usd').value = usd > 0 ? String(usd) : '';
       $('budget-tokens').value = tok > 0 ? String(tok) : '';
     } catch { /* the usage is still shown */ }

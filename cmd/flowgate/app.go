@@ -240,14 +240,14 @@ func (a *app) openAuth() error {
 	return nil
 }
 
-// record writes an audit record for a CLI action; the operator's OS user is the actor.
 // adminService is the admin use-cases over this process's store, keys and audit log.
-// notify (nil for the CLI) tells this process and its cluster of a change at once.
-func (a *app) adminService(notify admin.Notifier, log *slog.Logger) (*admin.Service, error) {
+// notify (nil for the CLI) tells this process and its cluster of a change at once; sessions
+// (nil for the CLI, which holds none) ends live sessions here or on any replica.
+func (a *app) adminService(notify admin.Notifier, sessions admin.SessionEnder, log *slog.Logger) (*admin.Service, error) {
 	opts := admin.Options{
 		Audit: a.recorder, Keys: a.keys, Tenants: a.db, Revoker: a.db, AuditLog: a.recorder, Logger: log,
-		Notify: notify,
-		Touch:  func(ctx context.Context, id string) error { _, err := a.db.TouchTenant(ctx, id); return err },
+		Notify: notify, Sessions: sessions,
+		Touch: func(ctx context.Context, id string) error { _, err := a.db.TouchTenant(ctx, id); return err },
 	}
 	if a.signer != nil { // a nil *auth.Signer must not become a non-nil Minter
 		opts.Signer = a.signer

@@ -9,6 +9,7 @@ import (
 	"github.com/flowgate/flowgate/internal/admin"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/cluster"
+	"github.com/flowgate/flowgate/internal/server"
 	"github.com/flowgate/flowgate/internal/session"
 	"github.com/flowgate/flowgate/internal/task"
 	"github.com/flowgate/flowgate/internal/tenant"
@@ -104,4 +105,20 @@ func (c *clusterChanges) TokenRevoked(ctx context.Context, tenantID, jti string,
 func (c *clusterChanges) KeyChanged(ctx context.Context, tenantID string) {
 	c.local.KeyChanged(ctx, tenantID)
 	c.announce("key", c.cl.KeyChanged(ctx, tenantID))
+}
+
+// localSessions is a single node's live sessions: its own hub.
+type localSessions struct{ hub *session.Hub }
+
+var (
+	_ server.SessionLister = localSessions{}
+	_ admin.SessionEnder   = localSessions{}
+)
+
+func (l localSessions) ListSessions(_ context.Context, tenant string, limit int) ([]session.Info, bool, error) {
+	return l.hub.Sessions(tenant, limit), true, nil
+}
+
+func (l localSessions) TerminateSession(_ context.Context, tenant, id string) (bool, error) {
+	return l.hub.Terminate(tenant, id), nil
 }

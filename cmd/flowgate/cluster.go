@@ -15,7 +15,7 @@ import (
 // any, each with a final task_complete after its last persisted event (DESIGN §17): on a
 // single node every such task; in a cluster those of this node id (a restarted pod keeps its
 // name; the reaper ends those of nodes whose heartbeat stopped).
-func openCluster(ctx context.Context, cfg config.Config, a *app, node string, log *slog.Logger) (*cluster.Cluster, error) {
+func openCluster(ctx context.Context, cfg config.Config, a *app, node string, obs cluster.Observer, log *slog.Logger) (*cluster.Cluster, error) {
 	if cfg.Cluster.RedisURL == "" {
 		ended, err := a.db.InterruptTasks(ctx, "", "interrupted: server stopped before the task ended", task.InterruptedFrame)
 		if err != nil {
@@ -29,7 +29,7 @@ func openCluster(ctx context.Context, cfg config.Config, a *app, node string, lo
 	cl, err := cluster.New(cluster.Options{
 		RedisURL: cfg.Cluster.RedisURL, Node: node, Store: a.db, Logger: log,
 		HeartbeatInterval: cfg.Cluster.HeartbeatInterval, HeartbeatTTL: cfg.Cluster.HeartbeatTTL,
-		StreamMaxLen: cfg.Cluster.StreamMaxLen, EventTTL: cfg.Cluster.EventTTL,
+		StreamMaxLen: cfg.Cluster.StreamMaxLen, EventTTL: cfg.Cluster.EventTTL, Observer: obs,
 	})
 	if err != nil {
 		return nil, err
@@ -55,6 +55,7 @@ func taskCluster(cl *cluster.Cluster) task.Cluster {
 // clusterNotifier routes what other replicas announce on the bus to this process and
 // returns the notifier for changes made here: applied locally and announced.
 func clusterNotifier(cl *cluster.Cluster, local *localChanges) *clusterChanges {
-	cl.Attach(local.tasks, cluster.Handlers{Revoked: local.TokenRevoked, TenantChanged: local.TenantChangedID, KeyChanged: local.KeyChanged})
+	cl.Attach(local.tasks, cluster.Handlers{Revoked: local.TokenRevoked, TenantChanged: local.TenantChangedID, KeyChanged: local.KeyChanged,
+		Sessions: local.hub})
 	return &clusterChanges{local: local, cl: cl}
 }

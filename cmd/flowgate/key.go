@@ -89,7 +89,7 @@ func readKey(r io.Reader) (string, error) {
 }
 
 func keySet(ctx context.Context, a *app, t store.Tenant, value string, stdout, stderr io.Writer) error {
-	svc, err := a.adminService(nil, cliLogger(stderr))
+	svc, err := a.adminService(nil, nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}
@@ -105,7 +105,7 @@ func keySet(ctx context.Context, a *app, t store.Tenant, value string, stdout, s
 }
 
 func keyDelete(ctx context.Context, a *app, t store.Tenant, stdout, stderr io.Writer) error {
-	svc, err := a.adminService(nil, cliLogger(stderr))
+	svc, err := a.adminService(nil, nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}

@@ -76,10 +76,12 @@ func oneLine(s string) string {
 const usage = `usage: flowgate <command> [flags]
 
 commands:
-  serve [--config FILE] [--dev] [--data-dir D]   run the gateway
+  serve --config FILE | --dev [--data-dir D]     run the gateway
   migrate up|status                              apply / show schema migrations
   token issue --tenant T --sub S --perm P ...    mint a token with the configured signing key
+  token list --tenant T                          the tokens issued for a tenant (from the audit)
   token revoke --jti J [--tenant T]              revoke a token (every tenant without --tenant)
+  sessions list|end --url U --tenant T ...       a tenant's live sessions, through the running gateway
   tenant create|list|suspend|resume|budget ...   manage tenants
   key set|delete --tenant T                      set (key on stdin) or delete a tenant's engine key
   audit verify|export [--tenant T]               check the audit chains / dump NDJSON
@@ -122,6 +124,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runAudit(ctx, rest, getenv, stdout, stderr)
 	case "usage":
 		return runUsage(ctx, rest, getenv, stdout, stderr)
+	case "sessions":
+		return runSessions(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "flowgate %s (commit %s, %s)\n", version, commit, goVersion())
 		return nil

@@ -69,6 +69,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer a.close(context.WithoutCancel(ctx))
+	a.db.SetObserver(mx.Store())
 	if cfg.Dev {
 		if err := devBootstrap(ctx, a); err != nil {
 			return err
@@ -78,7 +79,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if node == "" {
 		node = nodeName()
 	}
-	cl, err := openCluster(ctx, cfg, a, node, log)
+	cl, err := openCluster(ctx, cfg, a, node, mx.Redis(), log)
 	if err != nil {
 		return err
 	}
@@ -282,7 +283,15 @@ func buildDeps(cfg config.Config, a *app, f frontEnd, tasks *task.Manager, cl *c
 	if cl != nil {
 		tickets = cl.Tickets(cfg.Auth.TicketTTL, cfg.Auth.TicketsPerPrincipal)
 	}
-	svc, err := a.adminService(notify, log)
+	// A tenant's live sessions: this process's, or (in a cluster) every replica's.
+	var sessions interface {
+		server.SessionLister
+		admin.SessionEnder
+	} = localSessions{f.hub}
+	if cl != nil {
+		sessions = cl
+	}
+	svc, err := a.adminService(notify, sessions, log)
 	if err != nil {
 		return nil, err
 	}
@@ -290,9 +299,9 @@ func buildDeps(cfg config.Config, a *app, f frontEnd, tasks *task.Manager, cl *c
 		Logger: log, Limits: cfg.Limits, QueryTokens: cfg.QueryTokensAllowed(), Origins: cfg.Server.AllowedOrigins,
 		Verifier: a.verifier, Signer: a.signer, Tickets: tickets, Revocations: revocations,
 		Tenants: a.tenants, Audit: a.recorder, Hub: f.hub, Tasks: tasks, Limiter: f.limiter, Conns: f.connCaps, IPs: f.ips,
-		MaxBodySize: cfg.Server.MaxBodyBytes, Pprof: cfg.Ops.Pprof, Metrics: mx.HTTP(), MetricsHandler: mx.Handler(),
+		MaxBodySize: cfg.Server.MaxBodyBytes, Pprof: cfg.Ops.Pprof, Metrics: mx.HTTP(), MetricsHandler: mx.Handler(), RequestMetrics: mx.HTTP(),
 		Store: a.db, Keys: a.keys, AuditLog: auditLog, Validator: f.validator, TenantDefaults: f.swarmLimits,
-		Admin: svc, RevokeCancelsTasks: cfg.Auth.RevokeCancelsTasks, AuthFailureBurst: cfg.Audit.AuthFailureBurst,
+		Admin: svc, Sessions: sessions, RevokeCancelsTasks: cfg.Auth.RevokeCancelsTasks, AuthFailureBurst: cfg.Audit.AuthFailureBurst,
 		// Ready: the database answers, and Redis too in a cluster.
 		Ready: func(ctx context.Context) error {
 			if err := a.db.Ping(ctx); err != nil {

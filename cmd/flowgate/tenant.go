@@ -92,7 +92,7 @@ func tenantCreate(ctx context.Context, a *app, id, name string, stdout, stderr i
 	if err != nil {
 		return usageError("%v", err)
 	}
-	svc, err := a.adminService(nil, cliLogger(stderr))
+	svc, err := a.adminService(nil, nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func tenantSetStatus(ctx context.Context, a *app, id, status string, stdout, std
 		_, err := fmt.Fprintf(stdout, "tenant %s is already %s\n", id, status)
 		return err
 	}
-	svc, err := a.adminService(nil, cliLogger(stderr))
+	svc, err := a.adminService(nil, nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}
@@ -248,7 +248,7 @@ func tenantSetBudget(ctx context.Context, a *app, id string, fs *flag.FlagSet, u
 	if _, err := validation.New().TenantPatch(validation.TenantPatch{Limits: &lim}, validation.Limits{}); err != nil {
 		return usageError("%v", err)
 	}
-	svc, err := a.adminService(nil, cliLogger(stderr))
+	svc, err := a.adminService(nil, nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}

@@ -68,7 +68,7 @@ func runToken(ctx context.Context, args []string, getenv func(string) string, st
 		return err
 	}
 	defer a.close(context.WithoutCancel(ctx))
-	svc, err := a.adminService(nil, cliLogger(stderr))
+	svc, err := a.adminService(nil, nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func runTokenList(ctx context.Context, args []string, getenv func(string) string
 	if _, err := a.db.GetTenant(ctx, *tenant); err != nil {
 		return fmt.Errorf("tenant %s: %w", *tenant, err)
 	}
-	svc, err := a.adminService(nil, cliLogger(stderr))
+	svc, err := a.adminService(nil, nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}
@@ -206,7 +206,7 @@ func runTokenRevoke(ctx context.Context, args []string, getenv func(string) stri
 		}
 		scope = *tenant
 	}
-	svc, err := a.adminService(nil, cliLogger(stderr))
+	svc, err := a.adminService(nil, nil, cliLogger(stderr))
 	if err != nil {
 		return err
 	}

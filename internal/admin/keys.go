@@ -44,10 +44,13 @@ type Options struct {
 	// auth.max_token_lifetime and auth.signing.max_ttl): a revocation given no expiry is kept
 	// that long, which outlives every token it could name.
 	TokenHorizon time.Duration
-	AuditLog Exporter
+	AuditLog     Exporter
 	// Touch moves a tenant's change marker (store.DB.TouchTenant): every other process polls it
 	// and drops the tenant's cached key.
 	Touch func(ctx context.Context, tenant string) error
+	// Sessions ends live sessions (the server's hub, or the cluster); nil in the CLI, which
+	// holds none: TerminateSession answers ErrUnavailable.
+	Sessions SessionEnder
 	// Notify, when set, tells this process (and, through it, its cluster) of a change at
 	// once: caches, a suspended tenant's sessions and tasks, a revoked token's sessions. The
 	// CLI has none: running servers learn from the store.

@@ -24,6 +24,7 @@ const (
 	ActionAuthFailure        = "auth.failure"
 	ActionSessionOpen        = "session.open"
 	ActionSessionClose       = "session.close"
+	ActionSessionTerminate   = "session.terminate"
 	ActionAuthzDenied        = "authz.denied"
 	ActionValidationRejected = "validation.rejected"
 	ActionRateLimitDenied    = "ratelimit.denied"

@@ -16,13 +16,16 @@ func nodeChannel(node string) string { return "fg:node:" + node }
 // message is what travels on the bus (changes every node applies) and on a node's own
 // channel (commands for the node running a task).
 type message struct {
-	Op     string    `json:"op"` // revoke | tenant | key | cancel | hold
+	Op     string    `json:"op"` // revoke | tenant | key | cancel | hold | sessions | endsession
 	Tenant string    `json:"tenant,omitempty"`
 	JTI    string    `json:"jti,omitempty"`
 	Exp    time.Time `json:"exp,omitzero"`
 	Task   string    `json:"task,omitempty"`
 	Cancel bool      `json:"cancel,omitempty"` // revoke: cancel the token's tasks too
-	From   string    `json:"from"`
+	// Session and Reply: a question every node answers on the Reply channel (sessions.go).
+	Session string `json:"session,omitempty"`
+	Reply   string `json:"reply,omitempty"`
+	From    string `json:"from"`
 }
 
 func (c *Cluster) send(ctx context.Context, channel string, m message) error {
@@ -116,5 +119,7 @@ func (c *Cluster) apply(ctx context.Context, m message) {
 		if c.local != nil && m.Task != "" {
 			c.local.HoldLocal(m.Task)
 		}
+	case "sessions", "endsession":
+		c.answer(ctx, m)
 	}
 }

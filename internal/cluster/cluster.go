@@ -39,6 +39,8 @@ type Handlers struct {
 	Revoked       func(ctx context.Context, tenant, jti string, exp time.Time, cancelTasks bool)
 	TenantChanged func(ctx context.Context, tenant string)
 	KeyChanged    func(ctx context.Context, tenant string)
+	// Sessions is this node's hub: it answers other nodes' session questions.
+	Sessions SessionHub
 }
 
 // Options configures a Cluster.
@@ -52,6 +54,8 @@ type Options struct {
 	StreamMaxLen      int64
 	EventTTL          time.Duration
 	Now               func() time.Time
+	// Observer, when set, is told the latency and outcome of every Redis command.
+	Observer Observer
 }
 
 // Cluster is one node's view of the cluster. Run drives its background work.
@@ -109,6 +113,9 @@ func New(opts Options) (*Cluster, error) {
 		opts.EventTTL = time.Hour
 	}
 	c := &Cluster{opts: opts, rdb: redis.NewClient(ro), log: opts.Logger, slots: map[string]slot{}}
+	if opts.Observer != nil {
+		c.rdb.AddHook(observeHook{opts.Observer})
+	}
 	c.pub = newPublisher(c)
 	return c, nil
 }

@@ -129,6 +129,17 @@ func (s Sessions) Rejected(code, scope string) {
 // SlowConsumer counts a connection closed for not taking what was sent.
 func (s Sessions) SlowConsumer() { s.m.slowConsumers.Inc() }
 
+// FramesSent counts data frames written to a client and their payload bytes; the session
+// writer reports once per pass, not per frame.
+func (s Sessions) FramesSent(frames, bytes int) {
+	if frames > 0 {
+		s.m.wsFramesSent.Add(float64(frames))
+	}
+	if bytes > 0 {
+		s.m.wsBytesSent.Add(float64(bytes))
+	}
+}
+
 // HTTP reports refusals of the HTTP surface (server.Metrics).
 type HTTP struct{ m *Metrics }
 
@@ -143,6 +154,48 @@ func (h HTTP) AuthFailure(reason string) {
 // Rejected counts a handshake refused by a cap or rate limit before the session exists.
 func (h HTTP) Rejected(scope string) {
 	h.m.rateLimited.WithLabelValues(h.m.scopes.clamp(scope)).Inc()
+}
+
+// Request counts a finished request of the public listener and observes its latency. route
+// is the matched pattern without its method ("other" when none matched); an upgraded
+// WebSocket reports 101 and the time to its hand-off, not the connection's life.
+func (h HTTP) Request(route, method string, status int, d time.Duration) {
+	route, method = h.m.routes.clamp(route), h.m.methods.clamp(method)
+	h.m.httpRequests.WithLabelValues(route, method, statusClass(status)).Inc()
+	h.m.httpDuration.WithLabelValues(route, method).Observe(max(d, 0).Seconds())
+}
+
+// Store reports database latency and failures (store.Observer).
+type Store struct{ m *Metrics }
+
+// Store returns the adapter for store.DB.SetObserver.
+func (m *Metrics) Store() Store { return Store{m} }
+
+// Observe records one store operation; err is nil unless the database failed.
+func (s Store) Observe(op string, d time.Duration, err error) {
+	op = s.m.storeOps.clamp(op)
+	s.m.storeDuration.WithLabelValues(op).Observe(max(d, 0).Seconds())
+	if err != nil {
+		s.m.storeErrors.WithLabelValues(op).Inc()
+	}
+}
+
+// Redis reports Redis command latency and failures (cluster.Observer).
+type Redis struct{ m *Metrics }
+
+// Redis returns the adapter for cluster.Options.Observer.
+func (m *Metrics) Redis() Redis { return Redis{m} }
+
+// Observe records one Redis command; a zero d (a blocking read) is counted but not timed,
+// and err is nil unless the command failed.
+func (r Redis) Observe(cmd string, d time.Duration, err error) {
+	cmd = r.m.redisCmds.clamp(cmd)
+	if d > 0 {
+		r.m.redisDuration.WithLabelValues(cmd).Observe(d.Seconds())
+	}
+	if err != nil {
+		r.m.redisErrors.WithLabelValues(cmd).Inc()
+	}
 }
 
 // SecretFetch is secrets.CacheOptions.OnFetch: one provider fetch, its outcome and latency.

@@ -1,5 +1,7 @@
 package metrics
 
+import "sync"
+
 // Other is the label value every unknown input is clamped to, so that no caller (and no
 // client) can grow a label set: values come from the fixed lists below or become "other".
 const Other = "other"
@@ -71,6 +73,47 @@ func auditActions() []string {
 
 func outcomes() []string { return []string{"success", "failure"} }
 
+// httpMethods are the methods the public listener serves (HEAD through its GET routes,
+// OPTIONS for CORS preflights).
+func httpMethods() []string {
+	return []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
+}
+
+// storeOps are the store.Op* constants (store.Ops).
+func storeOps() []string {
+	return []string{"query", "exec", "tx", "task_write", "append_events", "append_audit", "ping"}
+}
+
+// redisCommands are the commands the cluster package sends, as the Redis hook names them
+// ("script" for EVAL and EVALSHA, "pipeline" for a pipeline or MULTI/EXEC, "dial" for a
+// new connection). Others (the client's own HELLO, for one) are counted as "other".
+func redisCommands() []string {
+	return []string{
+		"ping", "publish", "set", "getdel", "exists", "zadd", "zrem", "pexpire",
+		"xadd", "xrange", "xrevrange", "xread", "script", "pipeline", "dial",
+	}
+}
+
+// maxRoutes bounds the route label: the public listener registers about thirty patterns.
+const maxRoutes = 64
+
+// statusClass groups an HTTP status code by its first digit.
+func statusClass(code int) string {
+	switch {
+	case code >= 100 && code < 200:
+		return "1xx"
+	case code >= 200 && code < 300:
+		return "2xx"
+	case code >= 300 && code < 400:
+		return "3xx"
+	case code >= 400 && code < 500:
+		return "4xx"
+	case code >= 500 && code < 600:
+		return "5xx"
+	}
+	return Other
+}
+
 // labelSet is one fixed list of label values, for clamping.
 type labelSet map[string]struct{}
 
@@ -88,6 +131,38 @@ func (s labelSet) clamp(v string) string {
 		return v
 	}
 	return Other
+}
+
+// cappedSet admits the first max distinct values it is shown and clamps the rest to Other:
+// for a label whose values come from code (route patterns) but are not listed here.
+type cappedSet struct {
+	max  int
+	mu   sync.RWMutex
+	seen map[string]struct{}
+}
+
+func newCappedSet(max int) *cappedSet {
+	return &cappedSet{max: max, seen: make(map[string]struct{}, max)}
+}
+
+// clamp returns v while the set has room for it (or already holds it), Other otherwise.
+func (s *cappedSet) clamp(v string) string {
+	s.mu.RLock()
+	_, ok := s.seen[v]
+	s.mu.RUnlock()
+	if ok {
+		return v
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.seen[v]; ok {
+		return v
+	}
+	if len(s.seen) >= s.max {
+		return Other
+	}
+	s.seen[v] = struct{}{}
+	return v
 }
 
 // closeClass maps a WebSocket close code to its class.

@@ -34,8 +34,8 @@ type Options struct {
 }
 
 // Metrics owns a Prometheus registry and every flowgate collector on it. Nothing is registered
-// on prometheus.DefaultRegisterer. The adapters it hands out (Tasks, Sessions, HTTP,
-// SecretFetch, AuditHooks) are safe for concurrent use.
+// on prometheus.DefaultRegisterer. The adapters it hands out (Tasks, Sessions, HTTP, Egress,
+// Store, Redis, SecretFetch, AuditHooks) are safe for concurrent use.
 type Metrics struct {
 	reg *prometheus.Registry
 	log *slog.Logger
@@ -74,8 +74,21 @@ type Metrics struct {
 	auditBatchFailures prometheus.Counter
 	auditCheckpoints   *prometheus.CounterVec
 
+	httpRequests  *prometheus.CounterVec
+	httpDuration  *prometheus.HistogramVec
+	storeDuration *prometheus.HistogramVec
+	storeErrors   *prometheus.CounterVec
+	redisDuration *prometheus.HistogramVec
+	redisErrors   *prometheus.CounterVec
+	wsFramesSent  prometheus.Counter
+	wsBytesSent   prometheus.Counter
+
 	// The fixed label values each input is clamped to.
 	statuses, types, codes, scopes, reasons, fetchOutcomes, actions labelSet
+	methods, storeOps, redisCmds                                    labelSet
+	// routes are the public listener's route patterns: code-defined, so bounded already, but
+	// capped anyway so that a handler reporting a raw path could not grow the series.
+	routes *cappedSet
 }
 
 // New builds the registry: flowgate's series (every bounded label value pre-initialised at
@@ -135,9 +148,24 @@ func New(opts Options) *Metrics {
 	m.auditBatchFailures = f.counter("audit_batch_failures_total", "Audit append transactions that failed.")
 	m.auditCheckpoints = f.counterVec("audit_checkpoints_total", "Audit checkpoint runs, by outcome.", "outcome")
 
+	m.httpRequests = f.counterVec("http_requests_total", "Requests of the public listener, by route pattern, method and status class (1xx: WebSocket upgrade).",
+		"route", "method", "class")
+	m.httpDuration = f.histogramVec("http_request_duration_seconds", "Latency of public listener requests, by route pattern and method (WebSocket upgrades: until the connection is handed to its session).",
+		[]float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30}, "route", "method")
+	m.storeDuration = f.histogramVec("store_operation_duration_seconds", "Latency of database operations, by operation.",
+		[]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}, "op")
+	m.storeErrors = f.counterVec("store_errors_total", "Database operations that failed (not found, conflicts and invalid input are outcomes, not failures), by operation.", "op")
+	m.redisDuration = f.histogramVec("redis_command_duration_seconds", "Latency of Redis commands (cluster mode), by command; blocking reads are not timed.",
+		[]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5}, "cmd")
+	m.redisErrors = f.counterVec("redis_errors_total", "Redis commands that failed (an empty answer is not a failure), by command.", "cmd")
+	m.wsFramesSent = f.counter("ws_frames_sent_total", "WebSocket data frames written to clients (replies and task events; pings and closes are not counted).")
+	m.wsBytesSent = f.counter("ws_bytes_sent_total", "Payload bytes of the WebSocket data frames written to clients (before WebSocket framing).")
+
 	m.statuses, m.types, m.codes = newLabelSet(taskStatuses()), newLabelSet(messageTypes()), newLabelSet(rejectionCodes())
 	m.scopes, m.reasons = newLabelSet(rateLimitScopes()), newLabelSet(authReasons())
 	m.fetchOutcomes, m.actions = newLabelSet(secretOutcomes()), newLabelSet(auditActions())
+	m.methods, m.storeOps, m.redisCmds = newLabelSet(httpMethods()), newLabelSet(storeOps()), newLabelSet(redisCommands())
+	m.routes = newCappedSet(maxRoutes)
 
 	// Pre-initialise every bounded series at zero (and "other" where inputs are clamped).
 	for _, v := range closeClasses() {
@@ -177,6 +205,16 @@ func New(opts Options) *Metrics {
 	}
 	for _, v := range tokenKinds {
 		m.engineTokens.WithLabelValues(v)
+	}
+	for _, v := range storeOps() {
+		m.storeDuration.WithLabelValues(v)
+		m.storeErrors.WithLabelValues(v)
+	}
+	// Redis series exist on a single node too (at zero): dashboards and alerts need not
+	// know whether a replica runs in cluster mode.
+	for _, v := range append(redisCommands(), Other) {
+		m.redisDuration.WithLabelValues(v)
+		m.redisErrors.WithLabelValues(v)
 	}
 	return m
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -148,6 +149,10 @@ func TestSeriesPreinitialised(t *testing.T) {
 		{"flowgate_secret_fetch_duration_seconds", "outcome", secretOutcomes()},
 		{"flowgate_audit_write_failures_total", "action", auditActions()},
 		{"flowgate_audit_checkpoints_total", "outcome", outcomes()},
+		{"flowgate_store_operation_duration_seconds", "op", storeOps()},
+		{"flowgate_store_errors_total", "op", storeOps()},
+		{"flowgate_redis_command_duration_seconds", "cmd", append(redisCommands(), Other)},
+		{"flowgate_redis_errors_total", "cmd", append(redisCommands(), Other)},
 	} {
 		for _, v := range tc.values {
 			mustValue(t, m, tc.name, map[string]string{tc.label: v}, 0)
@@ -156,7 +161,8 @@ func TestSeriesPreinitialised(t *testing.T) {
 	for _, name := range []string{"flowgate_connections", "flowgate_connections_opened_total", "flowgate_tasks_started_total",
 		"flowgate_task_queue_wait_seconds", "flowgate_task_events_total", "flowgate_engine_output_bytes_total",
 		"flowgate_slow_consumer_closes_total", "flowgate_audit_records_written_total", "flowgate_audit_batch_size",
-		"flowgate_audit_batch_duration_seconds", "flowgate_audit_batch_failures_total"} {
+		"flowgate_audit_batch_duration_seconds", "flowgate_audit_batch_failures_total",
+		"flowgate_ws_frames_sent_total", "flowgate_ws_bytes_sent_total"} {
 		mustValue(t, m, name, nil, 0)
 	}
 }
@@ -167,7 +173,8 @@ func TestLabelsAreBounded(t *testing.T) {
 	before := map[string]int{}
 	names := []string{"flowgate_auth_failures_total", "flowgate_messages_total", "flowgate_rejections_total",
 		"flowgate_tasks_total", "flowgate_ratelimit_denials_total", "flowgate_secret_fetches_total",
-		"flowgate_audit_write_failures_total", "flowgate_connections_closed_total"}
+		"flowgate_audit_write_failures_total", "flowgate_connections_closed_total",
+		"flowgate_store_operation_duration_seconds", "flowgate_store_errors_total"}
 	for _, n := range names {
 		before[n] = seriesCount(t, m, n)
 	}
@@ -184,6 +191,8 @@ func TestLabelsAreBounded(t *testing.T) {
 		m.AuditHooks().Failure(v, errors.New("x"))
 		m.Sessions().SessionOpened()
 		m.Sessions().SessionClosed(4000 + i)
+		m.Store().Observe(v, time.Millisecond, errors.New("x"))
+		m.Redis().Observe(v, time.Millisecond, errors.New("x"))
 	}
 	for _, n := range names {
 		// Each may have grown by exactly one series: "other".
@@ -194,6 +203,61 @@ func TestLabelsAreBounded(t *testing.T) {
 	mustValue(t, m, "flowgate_auth_failures_total", map[string]string{"reason": Other}, 1000)
 	mustValue(t, m, "flowgate_ratelimit_denials_total", map[string]string{"scope": Other}, 3000)
 	mustValue(t, m, "flowgate_connections", nil, 0)
+	// Redis has an "other" series from the start (the client's own commands land there).
+	for _, n := range []string{"flowgate_redis_command_duration_seconds", "flowgate_redis_errors_total"} {
+		if got, want := seriesCount(t, m, n), len(redisCommands())+1; got != want {
+			t.Errorf("%s: %d series, want %d", n, got, want)
+		}
+	}
+	mustValue(t, m, "flowgate_redis_errors_total", map[string]string{"cmd": Other}, 1000)
+	mustValue(t, m, "flowgate_store_errors_total", map[string]string{"op": Other}, 1000)
+}
+
+// Routes are patterns from code, but a handler reporting raw paths still cannot grow the
+// series past maxRoutes (+ other); methods and classes come from fixed sets.
+func TestHTTPLabelsAreBounded(t *testing.T) {
+	m := New(Options{})
+	h := m.HTTP()
+	for i := range 1000 {
+		h.Request(fmt.Sprintf("/v1/admin/tenants/tenant-%d", i), fmt.Sprintf("M%d", i), 200+i, time.Millisecond)
+	}
+	routes := map[string]bool{}
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "flowgate_http_requests_total" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			for _, l := range s.GetLabel() {
+				switch l.GetName() {
+				case "route":
+					routes[l.GetValue()] = true
+				case "method":
+					if l.GetValue() != Other {
+						t.Errorf("method %q", l.GetValue())
+					}
+				case "class":
+					if !slices.Contains([]string{"2xx", "3xx", "4xx", "5xx", Other}, l.GetValue()) {
+						t.Errorf("class %q", l.GetValue())
+					}
+				}
+			}
+		}
+	}
+	if len(routes) != maxRoutes+1 || !routes[Other] {
+		t.Fatalf("%d route values, want %d and %q", len(routes), maxRoutes+1, Other)
+	}
+}
+
+func TestStatusClass(t *testing.T) {
+	for code, want := range map[int]string{101: "1xx", 200: "2xx", 204: "2xx", 302: "3xx", 404: "4xx", 429: "4xx", 500: "5xx", 503: "5xx", 0: Other, 99: Other, 600: Other} {
+		if got := statusClass(code); got != want {
+			t.Errorf("statusClass(%d) = %s, want %s", code, got, want)
+		}
+	}
 }
 
 func TestAdapters(t *testing.T) {
@@ -261,6 +325,40 @@ func TestAdapters(t *testing.T) {
 	mustValue(t, m, "flowgate_audit_write_failures_total", map[string]string{"action": "task.create"}, 1)
 	mustValue(t, m, "flowgate_audit_checkpoints_total", map[string]string{"outcome": "success"}, 1)
 	mustValue(t, m, "flowgate_audit_checkpoints_total", map[string]string{"outcome": "failure"}, 1)
+
+	h.Request("/ws", "GET", 101, 5*time.Millisecond)
+	h.Request("/v1/admin/tenants/{id}", "PATCH", 200, time.Millisecond)
+	h.Request("/v1/admin/tenants/{id}", "PATCH", 503, time.Millisecond)
+	h.Request("other", "GET", 404, time.Millisecond)
+	mustValue(t, m, "flowgate_http_requests_total", map[string]string{"route": "/ws", "method": "GET", "class": "1xx"}, 1)
+	mustValue(t, m, "flowgate_http_requests_total", map[string]string{"route": "/v1/admin/tenants/{id}", "method": "PATCH", "class": "2xx"}, 1)
+	mustValue(t, m, "flowgate_http_requests_total", map[string]string{"route": "/v1/admin/tenants/{id}", "method": "PATCH", "class": "5xx"}, 1)
+	mustValue(t, m, "flowgate_http_requests_total", map[string]string{"route": "other", "method": "GET", "class": "4xx"}, 1)
+	mustValue(t, m, "flowgate_http_request_duration_seconds", map[string]string{"route": "/v1/admin/tenants/{id}", "method": "PATCH"}, 2)
+
+	st := m.Store()
+	st.Observe("query", 2*time.Millisecond, nil)
+	st.Observe("append_audit", 3*time.Millisecond, errors.New("disk full"))
+	mustValue(t, m, "flowgate_store_operation_duration_seconds", map[string]string{"op": "query"}, 1)
+	mustValue(t, m, "flowgate_store_operation_duration_seconds", map[string]string{"op": "append_audit"}, 1)
+	mustValue(t, m, "flowgate_store_errors_total", map[string]string{"op": "query"}, 0)
+	mustValue(t, m, "flowgate_store_errors_total", map[string]string{"op": "append_audit"}, 1)
+
+	rd := m.Redis()
+	rd.Observe("script", time.Millisecond, nil)
+	rd.Observe("xread", 0, nil) // blocking read: counted by the caller, not timed
+	rd.Observe("dial", time.Second, errors.New("connection refused"))
+	mustValue(t, m, "flowgate_redis_command_duration_seconds", map[string]string{"cmd": "script"}, 1)
+	mustValue(t, m, "flowgate_redis_command_duration_seconds", map[string]string{"cmd": "xread"}, 0)
+	mustValue(t, m, "flowgate_redis_command_duration_seconds", map[string]string{"cmd": "dial"}, 1)
+	mustValue(t, m, "flowgate_redis_errors_total", map[string]string{"cmd": "dial"}, 1)
+	mustValue(t, m, "flowgate_redis_errors_total", map[string]string{"cmd": "script"}, 0)
+
+	ss.FramesSent(3, 300)
+	ss.FramesSent(1, 20)
+	ss.FramesSent(0, 0)
+	mustValue(t, m, "flowgate_ws_frames_sent_total", nil, 4)
+	mustValue(t, m, "flowgate_ws_bytes_sent_total", nil, 320)
 }
 
 func TestCloseClasses(t *testing.T) {

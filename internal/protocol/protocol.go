@@ -99,8 +99,10 @@ const (
 	ReasonTokenExpired    = "token_expired"
 	ReasonTokenRevoked    = "token_revoked"
 	ReasonTenantSuspended = "tenant_suspended"
-	ReasonReauthMismatch  = "reauth_mismatch"
-	ReasonShutdown        = "server shutting down"
+	// ReasonSessionTerminated: an admin ended the session (DELETE …/sessions/{sid}).
+	ReasonSessionTerminated = "session_terminated"
+	ReasonReauthMismatch    = "reauth_mismatch"
+	ReasonShutdown          = "server shutting down"
 )
 
 // Time formats t the way every timestamp on the wire is written: UTC, millisecond precision.

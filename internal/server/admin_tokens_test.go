@@ -373,8 +373,8 @@ func TestTokenListAndRevokeWithoutExpiry(t *testing.T) {
 	type listed struct {
 		Tokens []struct {
 			JTI, Sub, IssuedAt, ExpiresAt, IssuedBy string
-			Permissions                            []string
-			Revoked, Expired                       bool
+			Permissions                             []string
+			Revoked, Expired                        bool
 		}
 	}
 	list := func(token, tenant, query string) (int, listed) {

@@ -31,7 +31,7 @@ func (d *Deps) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Princ
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flowgate"`)
 		}
-		writeProblem(w, r, status, code, detail)
+		writeAuthProblem(w, r, status, code, reason, detail, 0)
 	}
 	if !d.origins.check(r) {
 		deny(http.StatusForbidden, protocol.CodeForbidden, "origin_not_allowed", "authentication failed: origin_not_allowed", nil)

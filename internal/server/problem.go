@@ -9,10 +9,13 @@ import (
 
 // problem is an RFC 9457 problem+json body with flowgate's error code.
 type problem struct {
-	Type         string            `json:"type"`
-	Title        string            `json:"title"`
-	Status       int               `json:"status"`
-	Code         string            `json:"code"`
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Code   string `json:"code"`
+	// Reason says why a credential was refused (auth.Reason*: token_expired,
+	// origin_not_allowed, …), so a client can tell an expired token from a bad one.
+	Reason       string            `json:"reason,omitempty"`
 	Detail       string            `json:"detail,omitempty"`
 	RequestID    string            `json:"requestId,omitempty"`
 	RetryAfterMs int64             `json:"retryAfterMs,omitempty"`
@@ -26,7 +29,17 @@ func writeProblem(w http.ResponseWriter, r *http.Request, status int, code, deta
 }
 
 func writeProblemExt(w http.ResponseWriter, r *http.Request, status int, code, detail string, retryAfter time.Duration, fields map[string]string) {
+	writeProblemBody(w, r, status, code, "", detail, retryAfter, fields)
+}
+
+// writeAuthProblem answers a refused credential with its reason.
+func writeAuthProblem(w http.ResponseWriter, r *http.Request, status int, code, reason, detail string, retryAfter time.Duration) {
+	writeProblemBody(w, r, status, code, reason, detail, retryAfter, nil)
+}
+
+func writeProblemBody(w http.ResponseWriter, r *http.Request, status int, code, reason, detail string, retryAfter time.Duration, fields map[string]string) {
 	p := problem{
+		Reason:    reason,
 		Type:      "https://flowgate.dev/errors/" + code,
 		Title:     http.StatusText(status),
 		Status:    status,

@@ -27,7 +27,11 @@ func Public(d *Deps) http.Handler {
 	mux.Handle("GET /healthz", handleHealth())
 	mux.Handle("GET /readyz", handleReady(d))
 	mux.Handle("GET /.well-known/jwks.json", handleJWKS(d))
-	mux.Handle("POST /v1/ws-ticket", handleTicket(d))
+	mux.Handle("POST /v1/ws-ticket", withCORS(handleTicket(d)))
+	mux.Handle("OPTIONS /v1/ws-ticket", handlePreflight("POST"))
+	mux.Handle("GET /v1/whoami", withCORS(handleWhoami(d)))
+	mux.Handle("OPTIONS /v1/whoami", handlePreflight("GET"))
+	mux.Handle("GET /v1/openapi.json", handleOpenAPI())
 
 	// Tenants and keys (admin_tenants.go, admin_keys.go).
 	mux.Handle("GET /v1/admin/tenants", handleTenantList(d))
@@ -40,6 +44,13 @@ func Public(d *Deps) http.Handler {
 	mux.Handle("PUT /v1/admin/tenants/{id}/key", handleKeyPut(d))
 	mux.Handle("DELETE /v1/admin/tenants/{id}/key", handleKeyDelete(d))
 	mux.Handle("/v1/admin/tenants/{id}/key", methodNotAllowed("GET, PUT, DELETE"))
+
+	// Live sessions (admin_sessions.go).
+	mux.Handle("GET /v1/admin/tenants/{id}/sessions", handleSessionList(d))
+	mux.Handle("DELETE /v1/admin/tenants/{id}/sessions", handleSessionTerminate(d))
+	mux.Handle("/v1/admin/tenants/{id}/sessions", methodNotAllowed("GET, DELETE"))
+	mux.Handle("DELETE /v1/admin/tenants/{id}/sessions/{sid}", handleSessionTerminate(d))
+	mux.Handle("/v1/admin/tenants/{id}/sessions/{sid}", methodNotAllowed("DELETE"))
 
 	// Tokens and revocation (admin_tokens.go).
 	mux.Handle("POST /v1/admin/tenants/{id}/tokens", handleTokenIssue(d))
@@ -76,6 +87,7 @@ func Public(d *Deps) http.Handler {
 	h = withSecurityHeaders(h)
 	h = withAccessLog(d.Logger, d.clientIP, h)
 	h = withRecover(d.Logger, h)
+	h = withHTTPMetrics(d.RequestMetrics, mux, h) // inside withRequestID: see there
 	h = withRequestID(h)
 	return h
 }

@@ -115,6 +115,8 @@ type Deps struct {
 	TenantDefaults validation.Limits // global bounds a tenant's limits are checked against
 	// RevokeCancelsTasks is auth.revoke_cancels_tasks: a revocation's default for cancelTasks.
 	RevokeCancelsTasks bool
+	// Sessions lists a tenant's live sessions: this process's hub, or every replica's.
+	Sessions SessionLister
 
 	// Ready reports whether dependencies (store, cache) can serve; nil means ready.
 	Ready func(ctx context.Context) error
@@ -125,6 +127,8 @@ type Deps struct {
 	// MetricsHandler serves /metrics on the ops listener.
 	MetricsHandler http.Handler
 	Pprof          bool
+	// RequestMetrics counts and times the public listener's requests (httpmetrics.go).
+	RequestMetrics RequestMetrics
 
 	// AuthFailureBurst is how many auth.failure records one client address block may cause
 	// per reason and minute (audit.auth_failure_burst); 0 = DefaultAuthBurst.

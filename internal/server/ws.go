@@ -51,7 +51,7 @@ func handleWS(d *Deps) http.Handler {
 				rec.Tenant, rec.Actor = p.Tenant, audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}
 			}
 			d.recordAuthFailure(context.WithoutCancel(ctx), ipKey, rec)
-			writeProblemExt(w, r, status, code, detail, retry, nil)
+			writeAuthProblem(w, r, status, code, reason, detail, retry)
 		}
 
 		if !websocket.IsWebSocketUpgrade(r) {

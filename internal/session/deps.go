@@ -64,6 +64,9 @@ type Metrics interface {
 	// reply queue overflowed or a write timed out). Subscriptions dropped by a task's
 	// backpressure are counted by the task manager.
 	SlowConsumer()
+	// FramesSent counts data frames written to the client and their payload bytes, once per
+	// writer pass.
+	FramesSent(frames, bytes int)
 }
 
 // Options configures sessions; one value is shared by every session of a hub.

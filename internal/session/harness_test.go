@@ -66,6 +66,7 @@ type envConfig struct {
 	burst           int
 	expiresIn       time.Duration // the principal's token lifetime
 	quiet           bool          // discard the hub's logs
+	metrics         session.Metrics
 }
 
 // env is one hub serving WebSocket sessions over an httptest server, as internal/server
@@ -122,6 +123,7 @@ func newEnv(tb testing.TB, cfg envConfig) *env {
 		MessagesPerSecond: cfg.perSecond,
 		MessageBurst:      cfg.burst,
 		Now:               time.Now,
+		Metrics:           cfg.metrics,
 	}
 	stopPoller := func() {}
 	if cfg.mode != noPoller {

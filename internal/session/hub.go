@@ -3,6 +3,8 @@ package session
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -100,6 +102,58 @@ func (h *Hub) CloseJTI(tenant, jti string) int {
 // CloseTenant closes the sessions of a suspended tenant.
 func (h *Hub) CloseTenant(id string) int {
 	return h.CloseWhere(func(t, _, _ string) bool { return t == id }, protocol.ClosePolicyViolation, protocol.ReasonTenantSuspended)
+}
+
+// Info describes a live session to an admin: whose, from where, since when. Never the token.
+type Info struct {
+	ID            string
+	Tenant        string
+	Subject       string
+	JTI           string
+	IP            string
+	Origin        string
+	UserAgent     string
+	ConnectedAt   time.Time
+	Subscriptions int
+	Node          string // the replica holding it; set by the cluster
+}
+
+// Sessions lists tenant's live sessions in this process, oldest first, at most limit.
+func (h *Hub) Sessions(tenant string, limit int) []Info {
+	var out []Info
+	for _, s := range h.snapshot() {
+		p := s.Principal()
+		if p.Tenant != tenant {
+			continue
+		}
+		s.mu.Lock()
+		subs := len(s.subs)
+		s.mu.Unlock()
+		out = append(out, Info{ID: s.id, Tenant: p.Tenant, Subject: p.Subject, JTI: p.JTI, IP: s.meta.IP,
+			Origin: s.meta.Origin, UserAgent: s.meta.UserAgent, ConnectedAt: s.connected, Subscriptions: subs})
+	}
+	slices.SortFunc(out, func(a, b Info) int {
+		if c := a.ConnectedAt.Compare(b.ConnectedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out
+}
+
+// Terminate closes tenant's session id with 1008 session_terminated. It reports whether the
+// session was here; another tenant's session is never touched.
+func (h *Hub) Terminate(tenant, id string) bool {
+	for _, s := range h.snapshot() {
+		if s.id == id && s.Principal().Tenant == tenant {
+			s.closeWith(protocol.ClosePolicyViolation, protocol.ReasonSessionTerminated)
+			return true
+		}
+	}
+	return false
 }
 
 // Run sweeps once a second until ctx ends: pings due, expired tokens, revoked tokens and

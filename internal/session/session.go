@@ -44,6 +44,7 @@ type Session struct {
 	opts      *Options
 	conn      *websocket.Conn
 	meta      Meta
+	connected time.Time // when the hub took it: the admin API's connectedAt
 	principal atomic.Pointer[auth.Principal]
 	onEnd     func()
 
@@ -124,6 +125,7 @@ func (h *Hub) Start(ctx context.Context, conn *websocket.Conn, br *bufio.Reader,
 	// Everything the hub's sweep and its Close* may touch is set before the session is
 	// registered: from then on they can reach it.
 	now := o.Now()
+	s.connected = now
 	s.nextPing = now.Add(o.PingInterval)
 	s.readDeadline = now.Add(o.PongTimeout)
 	conn.SetReadLimit(o.MaxMessageBytes)
@@ -391,11 +393,16 @@ func (s *Session) writeLoop() {
 		if err == nil && ping {
 			err = s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(s.opts.WriteTimeout))
 		}
+		// Frames and bytes written this pass, reported once at its end: per-frame counter
+		// updates would be a shared cache line bounced between every writer.
+		var sent, sentBytes int
 		for _, f := range queue {
 			if err != nil {
 				break
 			}
-			err = s.conn.WriteMessage(websocket.TextMessage, f)
+			if err = s.conn.WriteMessage(websocket.TextMessage, f); err == nil {
+				sent, sentBytes = sent+1, sentBytes+len(f)
+			}
 		}
 		more := false
 		for _, sub := range subs {
@@ -408,6 +415,7 @@ func (s *Session) writeLoop() {
 				if err = s.conn.WriteMessage(websocket.TextMessage, f); err != nil {
 					break
 				}
+				sent, sentBytes = sent+1, sentBytes+len(f)
 			}
 			if err != nil {
 				break
@@ -427,6 +435,9 @@ func (s *Session) writeLoop() {
 			if ferr := batch.Flush(); err == nil {
 				err = ferr
 			}
+		}
+		if m := s.opts.Metrics; m != nil && err == nil && sent > 0 {
+			m.FramesSent(sent, sentBytes)
 		}
 		if err != nil {
 			// The peer is gone, or too slow to take a frame within the write timeout: the

@@ -35,7 +35,8 @@ func (db *DB) AppendAudit(ctx context.Context, chains []string, seal func(map[st
 	if !slices.IsSorted(chains) || len(slices.Compact(slices.Clone(chains))) != len(chains) {
 		return fmt.Errorf("%w: audit chains must be sorted and distinct", ErrInvalid)
 	}
-	return db.InTx(ctx, func(tx *sql.Tx) error {
+	start := db.clock()
+	err := db.inTx(ctx, func(tx *sql.Tx) error {
 		heads, err := lockAuditHeads(ctx, db, tx, chains)
 		if err != nil {
 			return err
@@ -77,6 +78,8 @@ func (db *DB) AppendAudit(ctx context.Context, chains []string, seal func(map[st
 		}
 		return nil
 	})
+	db.done(OpAppendAudit, start, err)
+	return err
 }
 
 func lockAuditHeads(ctx context.Context, db *DB, tx *sql.Tx, chains []string) (map[string]audit.Head, error) {
@@ -138,7 +141,7 @@ func insertAuditRecords(ctx context.Context, db *DB, tx *sql.Tx, recs []audit.St
 // snapshot); chains that lost their head row are found by a loose index scan of the records and
 // a scan of the (small) checkpoints table.
 func (db *DB) AuditChains(ctx context.Context) ([]audit.ChainState, error) {
-	rows, err := db.db.QueryContext(ctx, db.Rebind(`
+	rows, err := db.read(ctx, db.Rebind(`
 		SELECT h.chain, h.seq, h.hash,
 			COALESCE((SELECT MAX(r.seq) FROM audit_records r WHERE r.chain = h.chain), 0),
 			COALESCE((SELECT MAX(c.seq) FROM audit_checkpoints c WHERE c.chain = h.chain AND c.kind = 'checkpoint'), 0),
@@ -184,7 +187,7 @@ func (db *DB) AuditChains(ctx context.Context) ([]audit.ChainState, error) {
 			headSeq  sql.NullInt64
 			headHash sql.NullString
 		)
-		err := db.db.QueryRowContext(ctx, db.Rebind(`
+		err := db.readRow(ctx, db.Rebind(`
 			SELECT (SELECT seq FROM audit_heads WHERE chain = ?), (SELECT hash FROM audit_heads WHERE chain = ?),
 				COALESCE((SELECT MAX(seq) FROM audit_records WHERE chain = ?), 0),
 				COALESCE((SELECT MAX(seq) FROM audit_checkpoints WHERE chain = ? AND kind = 'checkpoint'), 0),
@@ -207,7 +210,7 @@ func (db *DB) AuditChains(ctx context.Context) ([]audit.ChainState, error) {
 }
 
 func (db *DB) auditChainNames(ctx context.Context, q string, args ...any) ([]string, error) {
-	rows, err := db.db.QueryContext(ctx, db.Rebind(q), args...)
+	rows, err := db.read(ctx, db.Rebind(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -294,7 +297,7 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.StoredQuery) ([]audit.Stor
 }
 
 func (db *DB) queryAuditRecords(ctx context.Context, q string, args ...any) ([]audit.StoredRecord, error) {
-	return queryRows(ctx, db.db, "audit records", db.Rebind(q), scanAuditRecord, args...)
+	return queryRows(ctx, db, db.db, "audit records", db.Rebind(q), scanAuditRecord, args...)
 }
 
 func scanAuditRecord(s scanner) (audit.StoredRecord, error) {
@@ -311,7 +314,7 @@ func scanAuditRecord(s scanner) (audit.StoredRecord, error) {
 
 // AuditCheckpoints implements audit.Storage.
 func (db *DB) AuditCheckpoints(ctx context.Context, chain, kind string, afterSeq int64, limit int) ([]audit.Checkpoint, error) {
-	return queryRows(ctx, db.db, "audit checkpoints", db.Rebind(`
+	return queryRows(ctx, db, db.db, "audit checkpoints", db.Rebind(`
 		SELECT chain, kind, seq, hash, time_ms, key_id, signature FROM audit_checkpoints
 		WHERE chain = ? AND kind = ? AND seq > ? ORDER BY seq LIMIT ?`), scanCheckpoint, chain, kind, afterSeq, limit)
 }
@@ -342,7 +345,7 @@ func (db *DB) AddAuditCheckpoints(ctx context.Context, cps []audit.Checkpoint) e
 			args = append(args, c.Chain, c.Kind, c.Seq, c.Hash, c.Time.UnixMilli(), c.KeyID, c.Signature)
 		}
 		q.WriteString(" ON CONFLICT (chain, kind, seq) DO NOTHING")
-		if _, err := db.w.ExecContext(ctx, db.Rebind(q.String()), args...); err != nil {
+		if _, err := db.write(ctx, db.Rebind(q.String()), args...); err != nil {
 			return fmt.Errorf("store: add audit checkpoints: %w", err)
 		}
 	}
@@ -351,7 +354,7 @@ func (db *DB) AddAuditCheckpoints(ctx context.Context, cps []audit.Checkpoint) e
 
 // AddAuditManifest implements audit.Storage.
 func (db *DB) AddAuditManifest(ctx context.Context, m audit.StoredManifest, keep int) (bool, error) {
-	res, err := db.w.ExecContext(ctx, db.Rebind(`
+	res, err := db.write(ctx, db.Rebind(`
 		INSERT INTO audit_manifests (seq, time_ms, prev_hash, body, hash, key_id, signature)
 		VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (seq) DO NOTHING`),
 		m.Seq, m.TimeMS, m.PrevHash, string(m.Body), m.Hash, m.KeyID, m.Signature)
@@ -362,7 +365,7 @@ func (db *DB) AddAuditManifest(ctx context.Context, m audit.StoredManifest, keep
 	if err != nil {
 		return false, fmt.Errorf("store: add audit manifest: %w", err)
 	}
-	if _, err := db.w.ExecContext(ctx, db.Rebind(`DELETE FROM audit_manifests WHERE seq <= ?`), m.Seq-int64(keep)); err != nil {
+	if _, err := db.write(ctx, db.Rebind(`DELETE FROM audit_manifests WHERE seq <= ?`), m.Seq-int64(keep)); err != nil {
 		return n == 1, fmt.Errorf("store: prune audit manifests: %w", err)
 	}
 	return n == 1, nil
@@ -370,7 +373,7 @@ func (db *DB) AddAuditManifest(ctx context.Context, m audit.StoredManifest, keep
 
 // AuditManifests implements audit.Storage.
 func (db *DB) AuditManifests(ctx context.Context, limit int) ([]audit.StoredManifest, error) {
-	return queryRows(ctx, db.db, "audit manifests", db.Rebind(`
+	return queryRows(ctx, db, db.db, "audit manifests", db.Rebind(`
 		SELECT seq, time_ms, prev_hash, body, hash, key_id, signature FROM audit_manifests
 		ORDER BY seq DESC LIMIT ?`), scanManifest, limit)
 }
@@ -389,7 +392,7 @@ func scanManifest(s scanner) (audit.StoredManifest, error) {
 
 // DeleteAuditRecords implements audit.Storage.
 func (db *DB) DeleteAuditRecords(ctx context.Context, chain string, afterSeq, throughSeq int64) (int64, error) {
-	res, err := db.w.ExecContext(ctx, db.Rebind("DELETE FROM audit_records WHERE chain = ? AND seq > ? AND seq <= ?"),
+	res, err := db.write(ctx, db.Rebind("DELETE FROM audit_records WHERE chain = ? AND seq > ? AND seq <= ?"),
 		chain, afterSeq, throughSeq)
 	if err != nil {
 		return 0, fmt.Errorf("store: delete audit records: %w", err)
@@ -403,7 +406,7 @@ func (db *DB) DeleteAuditRecords(ctx context.Context, chain string, afterSeq, th
 
 // DeleteAuditCheckpoints implements audit.Storage.
 func (db *DB) DeleteAuditCheckpoints(ctx context.Context, chain string, throughSeq int64) error {
-	_, err := db.w.ExecContext(ctx, db.Rebind(`
+	_, err := db.write(ctx, db.Rebind(`
 		DELETE FROM audit_checkpoints WHERE chain = ?
 		AND ((kind = 'checkpoint' AND seq <= ?) OR (kind = 'anchor' AND seq < ?))`),
 		chain, throughSeq, throughSeq)

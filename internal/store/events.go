@@ -76,6 +76,7 @@ func (db *DB) AppendEvents(ctx context.Context, events []record.Event) error {
 		return err
 	}
 	var err error
+	start := db.clock()
 	if db.group != nil {
 		// SQLite: the batch joins the task writes' group transaction on the one writer
 		// instead of queueing for the connection behind them.
@@ -83,10 +84,11 @@ func (db *DB) AppendEvents(ctx context.Context, events []record.Event) error {
 			return db.insertEvents(ctx, tx, events, eventsKeepLonger)
 		})
 	} else {
-		err = db.InTx(ctx, func(tx *sql.Tx) error {
+		err = db.inTx(ctx, func(tx *sql.Tx) error {
 			return db.insertEvents(ctx, tx, events, eventsKeepLonger)
 		})
 	}
+	db.done(OpAppendEvents, start, err)
 	if err != nil {
 		return fmt.Errorf("store: append task events: %w", err)
 	}
@@ -166,7 +168,7 @@ func (db *DB) TaskEvents(ctx context.Context, taskID string, afterSeq int64, lim
 			first, last int64
 			frames      []byte
 		}
-		rows, err := queryRows(ctx, db.db, "read task events", q, func(s scanner) (run, error) {
+		rows, err := queryRows(ctx, db, db.db, "read task events", q, func(s scanner) (run, error) {
 			var r run
 			if err := s.Scan(&r.first, &r.last, &r.frames); err != nil {
 				return run{}, fmt.Errorf("store: read task events: %w", err)
@@ -226,7 +228,7 @@ func (db *DB) PruneTaskEvents(ctx context.Context, endedBefore time.Time, limit 
 		limit = defaultPruneTasks
 	}
 	limit = min(limit, maxPruneTasks)
-	found, err := queryRows(ctx, db.db, "prune task events", db.Rebind(`
+	found, err := queryRows(ctx, db, db.db, "prune task events", db.Rebind(`
 		WITH RECURSIVE ids(id) AS (
 			SELECT MIN(task_id) FROM task_events
 			UNION ALL
@@ -246,7 +248,7 @@ func (db *DB) PruneTaskEvents(ctx context.Context, endedBefore time.Time, limit 
 	}
 	// The search ran outside the write transaction (on SQLite it would hold the one writer
 	// for its whole scan); an ended task stays ended, so its ids are still prunable now.
-	counts, err := queryRows(ctx, db.w, "prune task events", db.Rebind("DELETE FROM task_events WHERE task_id IN (?"+
+	counts, err := queryRows(ctx, db, db.w, "prune task events", db.Rebind("DELETE FROM task_events WHERE task_id IN (?"+
 		strings.Repeat(", ?", len(found)-1)+") RETURNING last_seq - first_seq + 1"), func(s scanner) (int64, error) {
 		var n int64
 		if err := s.Scan(&n); err != nil {

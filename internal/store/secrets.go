@@ -31,7 +31,7 @@ const secretCols = "tenant, ciphertext, nonce, fingerprint, version, created_at,
 
 // GetSecret returns the tenant's sealed key, or ErrNotFound.
 func (db *DB) GetSecret(ctx context.Context, tenant string) (SecretRecord, error) {
-	row := db.db.QueryRowContext(ctx, db.Rebind("SELECT "+secretCols+" FROM local_secrets WHERE tenant = ?"), tenant)
+	row := db.readRow(ctx, db.Rebind("SELECT "+secretCols+" FROM local_secrets WHERE tenant = ?"), tenant)
 	return scanSecret(row)
 }
 
@@ -49,7 +49,7 @@ func (db *DB) PutSecret(ctx context.Context, rec SecretRecord) (SecretRecord, er
 		return SecretRecord{}, fmt.Errorf("%w: fingerprint longer than %d bytes", ErrInvalid, MaxFingerprintBytes)
 	}
 	now := db.TimeArg(db.timeNow())
-	row := db.db.QueryRowContext(ctx, db.Rebind(
+	row := db.readRow(ctx, db.Rebind(
 		`INSERT INTO local_secrets (`+secretCols+`) VALUES (?, ?, ?, ?, 1, ?, ?)
 		ON CONFLICT (tenant) DO UPDATE SET
 			ciphertext = excluded.ciphertext,
@@ -68,7 +68,7 @@ func (db *DB) PutSecret(ctx context.Context, rec SecretRecord) (SecretRecord, er
 
 // DeleteSecret removes the tenant's sealed key, or returns ErrNotFound if there is none.
 func (db *DB) DeleteSecret(ctx context.Context, tenant string) error {
-	res, err := db.w.ExecContext(ctx, db.Rebind("DELETE FROM local_secrets WHERE tenant = ?"), tenant)
+	res, err := db.write(ctx, db.Rebind("DELETE FROM local_secrets WHERE tenant = ?"), tenant)
 	if err != nil {
 		return fmt.Errorf("store: delete secret: %w", err)
 	}

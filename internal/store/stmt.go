@@ -115,6 +115,7 @@ func (db *DB) queryTx(ctx context.Context, tx *sql.Tx, query string, args ...any
 }
 
 // exec runs a write (already rebound) outside a transaction, on the writer, prepared once.
+// Its callers (the task writes) observe it, under their own operation name.
 func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	s, err := db.wstmts.get(ctx, db.w, query)
 	if err != nil {
@@ -126,14 +127,18 @@ func (db *DB) exec(ctx context.Context, query string, args ...any) (sql.Result, 
 	return s.ExecContext(ctx, args...)
 }
 
-// writeRow runs a write that returns a row (UPDATE … RETURNING) on the writer.
+// writeRow runs a write that returns a row (UPDATE … RETURNING) on the writer. Like exec,
+// it is observed by its caller.
 func (db *DB) writeRow(ctx context.Context, query string, args ...any) *sql.Row {
 	return rowOn(ctx, &db.wstmts, db.w, query, args...)
 }
 
 // queryRow runs a read (already rebound), prepared once per connection.
 func (db *DB) queryRow(ctx context.Context, query string, args ...any) *sql.Row {
-	return rowOn(ctx, &db.stmts, db.db, query, args...)
+	start := db.clock()
+	row := rowOn(ctx, &db.stmts, db.db, query, args...)
+	db.done(OpQuery, start, row.Err())
+	return row
 }
 
 func rowOn(ctx context.Context, c *stmtCache, pool *sql.DB, query string, args ...any) *sql.Row {

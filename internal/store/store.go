@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/pressly/goose/v3"
@@ -88,6 +89,7 @@ type DB struct {
 	now      func() time.Time
 	provider *goose.Provider
 	stmts    stmtCache
+	obs      atomic.Pointer[observerRef] // SetObserver
 }
 
 // Open opens the database, checks it answers and, unless cfg.SkipMigrations, applies pending
@@ -237,7 +239,10 @@ func (db *DB) Driver() string { return db.dialect.name() }
 func (db *DB) SQL() *sql.DB { return db.db }
 
 // Ping checks that the database answers, for /readyz.
-func (db *DB) Ping(ctx context.Context) error { return db.db.PingContext(ctx) }
+func (db *DB) Ping(ctx context.Context) (err error) {
+	defer db.track(OpPing, db.clock(), &err)
+	return db.db.PingContext(ctx)
+}
 
 // Rebind turns the "?" placeholders of query into the driver's own ("$1", "$2", … for
 // PostgreSQL). Question marks inside quoted strings or identifiers are left alone; the
@@ -264,7 +269,13 @@ func (db *DB) NullTimeArg(t *time.Time) any {
 // InTx runs fn in a transaction, committing if fn returns nil and rolling back otherwise (fn's
 // error is returned as is). On SQLite the transaction holds the database write lock from its
 // start, so keep it short.
-func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+func (db *DB) InTx(ctx context.Context, fn func(tx *sql.Tx) error) (err error) {
+	defer db.track(OpTx, db.clock(), &err)
+	return db.inTx(ctx, fn)
+}
+
+// inTx is InTx for the operations observed under a name of their own.
+func (db *DB) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 	tx, err := db.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("store: begin: %w", err)
@@ -312,7 +323,8 @@ type scanner interface {
 
 // queryRows runs query on h (the read pool, or the writer for a statement that writes) and
 // scans every row; op names the operation in errors.
-func queryRows[T any](ctx context.Context, h *sql.DB, op, query string, scan func(scanner) (T, error), args ...any) ([]T, error) {
+func queryRows[T any](ctx context.Context, db *DB, h *sql.DB, op, query string, scan func(scanner) (T, error), args ...any) (_ []T, err error) {
+	defer db.track(OpQuery, db.clock(), &err)
 	rows, err := h.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("store: %s: %w", op, err)

@@ -123,6 +123,7 @@ func (db *DB) CreateTask(ctx context.Context, t Task) (Task, error) {
 	args = append(args, usageArgs(t.Usage)...)
 	args = append(args, t.PermissionDenials)
 	var err error
+	start := db.clock()
 	if db.group != nil {
 		err = db.group.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			_, err := db.execTx(ctx, tx, q, args...)
@@ -131,6 +132,7 @@ func (db *DB) CreateTask(ctx context.Context, t Task) (Task, error) {
 	} else {
 		_, err = db.exec(ctx, q, args...)
 	}
+	db.done(OpTaskWrite, start, err)
 	switch {
 	case db.dialect.isUniqueViolation(err):
 		return Task{}, fmt.Errorf("task %s: %w", t.ID, ErrConflict)
@@ -216,6 +218,7 @@ func (db *DB) UpdateTask(ctx context.Context, tenant, id string, u TaskUpdate) (
 		t   Task
 		err error
 	)
+	start := db.clock()
 	if db.group != nil {
 		err = db.group.do(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			t, err = scanTask(db.rowTx(ctx, tx, q, args...))
@@ -224,6 +227,7 @@ func (db *DB) UpdateTask(ctx context.Context, tenant, id string, u TaskUpdate) (
 	} else {
 		t, err = scanTask(db.writeRow(ctx, q, args...))
 	}
+	db.done(OpTaskWrite, start, err)
 	if !errors.Is(err, ErrNotFound) {
 		return t, err
 	}
@@ -267,7 +271,7 @@ func (db *DB) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
 	}
 	q += " ORDER BY created_at DESC, id DESC LIMIT ?"
 	args = append(args, clampLimit(f.Limit))
-	return queryRows(ctx, db.db, "list tasks", db.Rebind(q), scanTask, args...)
+	return queryRows(ctx, db, db.db, "list tasks", db.Rebind(q), scanTask, args...)
 }
 
 func scanTask(s scanner) (Task, error) {
@@ -339,7 +343,7 @@ func normTimePtr(t *time.Time) *time.Time {
 // StaleNodes lists the nodes that own pending or running tasks but whose heartbeat is older
 // than before (or that never registered): replicas presumed dead, for the cluster reaper.
 func (db *DB) StaleNodes(ctx context.Context, before time.Time) ([]string, error) {
-	return queryRows(ctx, db.db, "stale nodes", db.Rebind(`SELECT DISTINCT t.node FROM tasks t
+	return queryRows(ctx, db, db.db, "stale nodes", db.Rebind(`SELECT DISTINCT t.node FROM tasks t
 		LEFT JOIN nodes n ON n.id = t.node
 		WHERE t.status IN (?, ?) AND t.node <> '' AND (n.heartbeat_at IS NULL OR n.heartbeat_at < ?)`),
 		scanString, TaskPending, TaskRunning, db.TimeArg(before))

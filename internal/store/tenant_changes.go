@@ -23,7 +23,7 @@ func (db *DB) TouchTenant(ctx context.Context, id string) (Tenant, error) {
 // UpdatedAt and ID of the last tenant returned.
 func (db *DB) TenantsChangedSince(ctx context.Context, since time.Time, afterID string, limit int) ([]Tenant, error) {
 	s := db.TimeArg(normTime(since))
-	return queryRows(ctx, db.db, "tenants changed", db.Rebind(
+	return queryRows(ctx, db, db.db, "tenants changed", db.Rebind(
 		"SELECT "+tenantCols+" FROM tenants WHERE updated_at > ? OR (updated_at = ? AND id > ?)"+
 			" ORDER BY updated_at, id LIMIT ?"), scanTenant, s, s, afterID, clampLimit(limit))
 }

@@ -91,7 +91,7 @@ func (db *DB) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
 	if err != nil {
 		return Tenant{}, fmt.Errorf("store: encode tenant limits: %w", err)
 	}
-	_, err = db.w.ExecContext(ctx, db.Rebind(
+	_, err = db.write(ctx, db.Rebind(
 		"INSERT INTO tenants ("+tenantCols+") VALUES (?, ?, ?, ?, ?, ?, ?)"),
 		t.ID, t.Name, t.Status, string(limits), t.KeyRef, db.TimeArg(t.CreatedAt), db.TimeArg(t.UpdatedAt))
 	if db.dialect.isUniqueViolation(err) {
@@ -105,14 +105,14 @@ func (db *DB) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
 
 // GetTenant returns the tenant or ErrNotFound.
 func (db *DB) GetTenant(ctx context.Context, id string) (Tenant, error) {
-	row := db.db.QueryRowContext(ctx, db.Rebind("SELECT "+tenantCols+" FROM tenants WHERE id = ?"), id)
+	row := db.readRow(ctx, db.Rebind("SELECT "+tenantCols+" FROM tenants WHERE id = ?"), id)
 	return scanTenant(row)
 }
 
 // ListTenants returns tenants ordered by id, starting after afterID ("" = from the start), at
 // most limit of them (see DefaultListLimit, MaxListLimit).
 func (db *DB) ListTenants(ctx context.Context, limit int, afterID string) ([]Tenant, error) {
-	return queryRows(ctx, db.db, "list tenants", db.Rebind(
+	return queryRows(ctx, db, db.db, "list tenants", db.Rebind(
 		"SELECT "+tenantCols+" FROM tenants WHERE id > ? ORDER BY id LIMIT ?"), scanTenant, afterID, clampLimit(limit))
 }
 

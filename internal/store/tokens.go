@@ -42,7 +42,7 @@ func (db *DB) RevokeToken(ctx context.Context, r RevokedToken) error {
 	if r.RevokedAt.IsZero() {
 		r.RevokedAt = db.timeNow()
 	}
-	_, err := db.w.ExecContext(ctx, db.Rebind(
+	_, err := db.write(ctx, db.Rebind(
 		`INSERT INTO revoked_tokens (jti, tenant, expires_at, revoked_at, revoked_by)
 		VALUES (?, ?, ?, ?, ?) ON CONFLICT (tenant, jti) DO NOTHING`),
 		r.JTI, r.Tenant, db.TimeArg(r.ExpiresAt), db.TimeArg(r.RevokedAt), r.RevokedBy)
@@ -56,7 +56,7 @@ func (db *DB) RevokeToken(ctx context.Context, r RevokedToken) error {
 // tenant (and not yet pruned).
 func (db *DB) IsRevoked(ctx context.Context, tenant, jti string) (bool, error) {
 	var n int
-	err := db.db.QueryRowContext(ctx, db.Rebind(
+	err := db.readRow(ctx, db.Rebind(
 		"SELECT COUNT(*) FROM revoked_tokens WHERE jti = ? AND tenant IN (?, ?)"), jti, tenant, AnyTenant).Scan(&n)
 	if err != nil {
 		return false, fmt.Errorf("store: check revocation: %w", err)
@@ -67,7 +67,7 @@ func (db *DB) IsRevoked(ctx context.Context, tenant, jti string) (bool, error) {
 // ListRevoked returns revocations recorded at or after since, oldest first, at most
 // MaxRevokedList of them; a zero since lists all. Used to warm and refresh an in-memory set.
 func (db *DB) ListRevoked(ctx context.Context, since time.Time) ([]RevokedToken, error) {
-	rows, err := db.db.QueryContext(ctx, db.Rebind(
+	rows, err := db.read(ctx, db.Rebind(
 		`SELECT jti, tenant, expires_at, revoked_at, revoked_by FROM revoked_tokens
 		WHERE revoked_at >= ? ORDER BY revoked_at, tenant, jti LIMIT ?`),
 		db.TimeArg(since), MaxRevokedList)
@@ -91,7 +91,7 @@ func (db *DB) ListRevoked(ctx context.Context, since time.Time) ([]RevokedToken,
 
 // PruneRevoked deletes revocations of tokens that expired before now and returns how many.
 func (db *DB) PruneRevoked(ctx context.Context, now time.Time) (int, error) {
-	res, err := db.w.ExecContext(ctx, db.Rebind("DELETE FROM revoked_tokens WHERE expires_at < ?"), db.TimeArg(now))
+	res, err := db.write(ctx, db.Rebind("DELETE FROM revoked_tokens WHERE expires_at < ?"), db.TimeArg(now))
 	if err != nil {
 		return 0, fmt.Errorf("store: prune revoked tokens: %w", err)
 	}

@@ -46,7 +46,7 @@ func (db *DB) UsageSummary(ctx context.Context, f record.UsageFilter) ([]record.
 		CAST(COALESCE(SUM(usage_cost_usd), 0) AS DOUBLE PRECISION), CAST(COALESCE(SUM(usage_num_turns), 0) AS BIGINT)
 		FROM tasks WHERE tenant = ? AND ended_at IS NOT NULL AND ended_at >= ? AND ended_at < ?
 		GROUP BY ` + key + ` ORDER BY ` + key + ` LIMIT ?`)
-	return queryRows(ctx, db.db, "usage summary", q, func(s scanner) (record.UsageRow, error) {
+	return queryRows(ctx, db, db.db, "usage summary", q, func(s scanner) (record.UsageRow, error) {
 		var (
 			r     record.UsageRow
 			turns sql.NullInt64

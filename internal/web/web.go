@@ -8,8 +8,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net/http"
 	"path"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -63,7 +65,8 @@ func Handler() http.Handler {
 }
 
 type handler struct {
-	files map[string]*file // URL path → file
+	files    map[string]*file // URL path → file
+	sdkExact string           // "/sdk/v1.2.3/": the path that never changes
 }
 
 func newHandler(fsys fs.FS) (*handler, error) {
@@ -91,7 +94,33 @@ func newHandler(fsys fs.FS) (*handler, error) {
 	if h.files["/ui/index.html"] == nil || h.files["/sdk/flowgate.js"] == nil {
 		return nil, fmt.Errorf("web: embedded files: index.html or flowgate.js missing")
 	}
+	ver, err := SDKVersion(h.files["/sdk/flowgate.js"].data)
+	if err != nil {
+		return nil, err
+	}
+	// Versioned paths (DESIGN §19): /sdk/v<major>/ follows compatible releases, /sdk/v<x.y.z>/
+	// never changes. Both serve the very files of /sdk/.
+	major, _, _ := strings.Cut(ver, ".")
+	for p, f := range maps.Clone(h.files) {
+		if name, ok := strings.CutPrefix(p, "/sdk/"); ok {
+			h.files["/sdk/v"+major+"/"+name] = f
+			h.files["/sdk/v"+ver+"/"+name] = f
+		}
+	}
+	h.sdkExact = "/sdk/v" + ver + "/"
 	return h, nil
+}
+
+// sdkVersionLine is how flowgate.js states its version; the npm package's version is the same.
+var sdkVersionLine = regexp.MustCompile(`(?m)^export const VERSION = '(\d+\.\d+\.\d+)';$`)
+
+// SDKVersion reads the semantic version the SDK source declares.
+func SDKVersion(src []byte) (string, error) {
+	m := sdkVersionLine.FindSubmatch(src)
+	if m == nil {
+		return "", fmt.Errorf("web: flowgate.js declares no VERSION = 'x.y.z'")
+	}
+	return string(m[1]), nil
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -122,8 +151,17 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hdr.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=(), payment=(), usb=()")
 	}
 	hdr.Set("Content-Type", f.ctype)
-	// The names carry no content hash, so every use revalidates; the ETag makes that a 304.
-	hdr.Set("Cache-Control", "no-cache")
+	switch {
+	case strings.HasPrefix(p, h.sdkExact):
+		// An exact version's files never change.
+		hdr.Set("Cache-Control", "public, max-age=31536000, immutable")
+	case strings.HasPrefix(p, "/sdk/v"):
+		// A major version only gets compatible releases; a day bounds how long a fix waits.
+		hdr.Set("Cache-Control", "public, max-age=86400, immutable")
+	default:
+		// The names carry no version, so every use revalidates; the ETag makes that a 304.
+		hdr.Set("Cache-Control", "no-cache")
+	}
 	hdr.Set("ETag", f.etag)
 	http.ServeContent(w, r, f.name, time.Time{}, bytes.NewReader(f.data))
 }

@@ -103,12 +103,52 @@ test('connect by subprotocol, ticket and (explicit) query; welcome carries permi
   }
 });
 
-test('a bad token is refused before the welcome', async () => {
+test('a bad token is refused before the welcome, and the SDK says so', async () => {
   const c = client({ token: 'not-a-jwt', reconnect: false });
-  await assert.rejects(c.connect(), (e) => e instanceof FlowgateError && e.code === 'connect_failed');
+  await assert.rejects(c.connect(), (e) => e instanceof FlowgateError && e.code === 'unauthorized' && e.closeCode !== undefined);
   assert.equal(c.state, 'closed');
   const t = client({ token: 'not-a-jwt', tokenTransport: 'ticket' });
   await assert.rejects(t.connect(), (e) => e instanceof FlowgateError && e.code === 'unauthorized');
+  // With reconnect on, a refusal the same token cannot get past ends the client, with the reason.
+  const r = client({ token: 'not-a-jwt' });
+  const closed = new Promise((res) => r.on('state', (s) => { if (s.state === 'closed') res(s); }));
+  await assert.rejects(r.connect(), (e) => e.code === 'unauthorized');
+  assert.equal((await closed).state, 'closed');
+});
+
+test('a refused handshake is diagnosed: token_expired, forbidden_origin, or the gateway is down', async (t) => {
+  await t.test('token_expired', async () => {
+    // A gateway without clock leeway, so a token is refused the moment it expires.
+    const strict = await startGateway({ env: { FLOWGATE_AUTH_LEEWAY: '0s' } });
+    try {
+      const token = strict.token(['--tenant', 'demo', '--sub', 'expiring', '--perm', 'swarm:execute', '--ttl', '1s']);
+      const exp = JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString()).exp * 1000;
+      await new Promise((res) => setTimeout(res, Math.max(0, exp - Date.now()) + 1100));
+      const c = new FlowgateClient({ url: strict.url, token, reconnect: false });
+      await assert.rejects(c.connect(), (e) => e instanceof FlowgateError && e.code === 'token_expired' && e.reason === 'token_expired');
+    } finally {
+      await strict.stop();
+    }
+  });
+  await t.test('forbidden_origin', async () => {
+    // What a browser on a page the gateway does not allow sends: its Origin, on both the
+    // handshake and the diagnosis request.
+    const origin = 'https://not-allowed.example';
+    class OriginWebSocket extends globalThis.WebSocket {
+      constructor(url, protocols) { super(url, { protocols, headers: { Origin: origin } }); }
+    }
+    const originFetch = (url, init = {}) => fetch(url, { ...init, headers: { ...init.headers, Origin: origin } });
+    const c = client({ WebSocket: OriginWebSocket, fetch: originFetch, reconnect: false });
+    await assert.rejects(c.connect(), (e) => e instanceof FlowgateError && e.code === 'forbidden_origin');
+  });
+  await t.test('the gateway is down', async () => {
+    const down = await startGateway();
+    const url = down.url;
+    const token = down.token(['--tenant', 'demo', '--sub', 'x', '--perm', 'swarm:execute', '--ttl', '1h']);
+    await down.stop();
+    const c = new FlowgateClient({ url, token, reconnect: false });
+    await assert.rejects(c.connect(), (e) => e instanceof FlowgateError && e.code === 'connect_failed');
+  });
 });
 
 test('two concurrent swarms each resolve to their own task', async () => {

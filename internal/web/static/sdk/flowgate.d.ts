@@ -109,10 +109,22 @@ export interface StateEvent {
   delayMs?: number;
   code?: number;
   reason?: string;
+  /** with state 'closed' after a refused reconnect: why (code unauthorized, token_expired, …) */
+  error?: FlowgateError;
 }
+
+/**
+ * Codes of a refused connection: `unauthorized` (bad, revoked or unknown token),
+ * `token_expired`, `forbidden_origin` (this page's origin is not allowed), `tenant_suspended`,
+ * or `connect_failed` (the gateway accepted the token but refused or dropped the connection,
+ * or could not be asked).
+ */
+export type RefusalCode = 'unauthorized' | 'token_expired' | 'forbidden_origin' | 'tenant_suspended' | 'connect_failed';
 
 export declare class FlowgateError extends Error {
   code: string;
+  /** why the gateway refused the credential: token_expired, token_revoked, origin_not_allowed, … */
+  reason?: string;
   fields?: Record<string, string>;
   retryAfterMs?: number;
   taskId?: string;
@@ -122,6 +134,7 @@ export declare class FlowgateError extends Error {
 }
 
 export declare function httpBase(wsUrl: string): string;
+export declare function refusalCode(problem: { code?: string; reason?: string } | null): string | null;
 export declare function fetchTicket(
   token: string,
   opts: { url?: string; ticketUrl?: string; fetch?: typeof fetch },

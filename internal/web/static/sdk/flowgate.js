@@ -62,7 +62,7 @@
 
 export const PROTOCOL = 'flowgate.v1';
 export const BEARER_PREFIX = 'flowgate.bearer.';
-export const VERSION = '0.1.0';
+export const VERSION = '1.0.0';
 
 const TERMINAL = new Set(['success', 'failed', 'timeout', 'cancelled', 'interrupted']);
 // Close reasons after which reconnecting with the same credentials cannot help.
@@ -75,14 +75,17 @@ const WS_OPEN = 1;
 export class FlowgateError extends Error {
   /**
    * @param {string} message
-   * @param {{code?: string, fields?: Record<string,string>, retryAfterMs?: number, taskId?: string, task?: TaskComplete, frame?: ServerMessage, closeCode?: number}} [info]
+   * @param {{code?: string, reason?: string, fields?: Record<string,string>, retryAfterMs?: number, taskId?: string, task?: TaskComplete, frame?: ServerMessage, closeCode?: number}} [info]
    */
   constructor(message, info = {}) {
     super(message);
     this.name = 'FlowgateError';
-    /** error code: a gateway code (validation_failed, rate_limited, …) or a client one
-     * (not_connected, connection_lost, timeout, task_failed, too_many_requests, closed) */
+    /** error code: a gateway code (validation_failed, rate_limited, …), a refused connection's
+     * (unauthorized, token_expired, forbidden_origin, tenant_suspended, connect_failed) or a
+     * client one (not_connected, connection_lost, timeout, task_failed, too_many_requests, closed) */
     this.code = info.code || 'error';
+    /** why the gateway refused the credential (token_expired, token_revoked, origin_not_allowed, …) */
+    if (info.reason) this.reason = info.reason;
     if (info.fields) this.fields = info.fields;
     if (info.retryAfterMs !== undefined) this.retryAfterMs = info.retryAfterMs;
     if (info.taskId) this.taskId = info.taskId;
@@ -91,6 +94,22 @@ export class FlowgateError extends Error {
     if (info.closeCode !== undefined) this.closeCode = info.closeCode;
   }
 }
+
+/**
+ * The SDK's code for a credential the gateway refused, from its problem answer: what a user
+ * can act on (sign in again, fix the page's origin, ask an admin) rather than a bare 1006.
+ * @param {{code?: string, reason?: string}|null} problem
+ */
+export function refusalCode(problem) {
+  if (!problem || typeof problem !== 'object') return null;
+  if (problem.reason === 'origin_not_allowed') return 'forbidden_origin';
+  if (problem.reason === 'token_expired') return 'token_expired';
+  if (typeof problem.code === 'string' && problem.code) return problem.code;
+  return null;
+}
+
+// Refusals another attempt with the same credentials cannot fix: reconnecting stops.
+const FATAL_REFUSALS = new Set(['unauthorized', 'forbidden_origin', 'forbidden', 'tenant_suspended']);
 
 function errorFromFrame(m) {
   return new FlowgateError(String(m.error || m.code || 'request failed'), {
@@ -134,8 +153,8 @@ export async function fetchTicket(token, { url, ticketUrl, fetch: f } = {}) {
   let body = null;
   try { body = await res.json(); } catch { body = null; }
   if (!res.ok || !body || typeof body.ticket !== 'string') {
-    throw new FlowgateError('ticket refused: HTTP ' + res.status + (body && body.code ? ' ' + body.code : ''), {
-      code: (body && body.code) || 'ticket_refused',
+    throw new FlowgateError('ticket refused: HTTP ' + res.status + (body && body.code ? ' ' + body.code : '') + (body && body.reason ? ' (' + body.reason + ')' : ''), {
+      code: refusalCode(body) || 'ticket_refused', reason: body && body.reason, closeCode: 1006,
     });
   }
   return body;
@@ -346,7 +365,9 @@ export class FlowgateClient {
         clearTimeout(timer);
         this._ws = null;
         this._gen++;
-        reject(new FlowgateError('connection refused or closed before the welcome frame (code ' + code + (reason ? ', ' + reason : '') + ')', { code: 'connect_failed', closeCode: code }));
+        const refused = new FlowgateError('connection refused or closed before the welcome frame (code ' + code + (reason ? ', ' + reason : '') + ')', { code: 'connect_failed', closeCode: code });
+        // A refused handshake tells a browser nothing (1006): ask the gateway why.
+        this._diagnose(token).then((d) => reject(d ? new FlowgateError(d.message, { code: d.code, reason: d.reason, closeCode: code }) : refused), () => reject(refused));
       };
       ws.onerror = () => {
         if (gen !== this._gen) return;
@@ -376,6 +397,34 @@ export class FlowgateClient {
         this._closed(code, reason);
       };
     });
+  }
+
+  /**
+   * Asks GET /v1/whoami with the token after a handshake failed before the welcome frame, and
+   * returns why the gateway refuses it, or null when it accepts it (the refusal was a limit or
+   * a drain) or cannot be asked (it is down).
+   * @param {string} token
+   * @returns {Promise<{code: string, reason?: string, message: string}|null>}
+   */
+  async _diagnose(token) {
+    const f = this._fetch || globalThis.fetch;
+    if (typeof f !== 'function') return null;
+    let res;
+    try {
+      const signal = typeof AbortSignal !== 'undefined' && AbortSignal.timeout ? AbortSignal.timeout(this._connectTimeoutMs) : undefined;
+      res = await f(httpBase(this.url) + '/v1/whoami', {
+        headers: { Authorization: 'Bearer ' + token, Accept: 'application/json' }, credentials: 'omit', cache: 'no-store', signal,
+      });
+    } catch {
+      return null;
+    }
+    if (res.ok) return null;
+    let body = null;
+    try { body = await res.json(); } catch { body = null; }
+    const code = refusalCode(body);
+    if (!code) return null;
+    const why = body.reason ? body.reason.replace(/_/g, ' ') : code.replace(/_/g, ' ');
+    return { code, reason: body.reason, message: 'the gateway refused the connection: ' + why };
   }
 
   _welcome(msg) {
@@ -433,7 +482,16 @@ export class FlowgateClient {
         (err) => {
           if (this._connecting === p) this._connecting = null;
           if (!this._wanted) return;
-          this._scheduleReconnect(err && err.closeCode !== undefined ? err.closeCode : 1006, '');
+          const code = err && err.closeCode !== undefined ? err.closeCode : 1006;
+          const why = (err && err.reason) || (err && err.code) || '';
+          if (err && (FATAL_REFUSALS.has(err.code) || (err.code === 'token_expired' && !this._getToken))) {
+            // The same credentials would be refused again: stop, and say why.
+            this._wanted = false;
+            this._failTasks(err);
+            this._setState('closed', { code, reason: why, error: err });
+            return;
+          }
+          this._scheduleReconnect(code, why);
         },
       );
     }, delayMs);

@@ -1,0 +1,141 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/flowgate/flowgate/internal/admin"
+	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/session"
+)
+
+// A tenant's live sessions (DESIGN §19):
+//
+//	GET    /v1/admin/tenants/{id}/sessions?limit=          → 200 {"sessions":[…],"complete":true}
+//	DELETE /v1/admin/tenants/{id}/sessions/{sid}           → 204 (also ?session={sid} on the collection)
+//
+// tenant:admin of that tenant, or platform:admin. A terminated session is closed with 1008
+// session_terminated, on whichever replica holds it, and audited session.terminate.
+
+// SessionLister lists a tenant's live sessions; complete is false when a replica did not
+// answer in time.
+type SessionLister interface {
+	ListSessions(ctx context.Context, tenant string, limit int) (list []session.Info, complete bool, err error)
+}
+
+// maxSessionList bounds one answer; defaultSessionList is a page without ?limit=.
+const (
+	maxSessionList     = 1000
+	defaultSessionList = 200
+)
+
+// sessionListed is one live session: whose, from where, since when. Never the token.
+type sessionListed struct {
+	SessionID     string `json:"sessionId"`
+	Sub           string `json:"sub"`
+	JTI           string `json:"jti,omitempty"`
+	IP            string `json:"ip,omitempty"`
+	Origin        string `json:"origin,omitempty"`
+	UserAgent     string `json:"userAgent,omitempty"`
+	ConnectedAt   string `json:"connectedAt"`
+	Subscriptions int    `json:"subscriptions"`
+	Node          string `json:"node,omitempty"`
+}
+
+func handleSessionList(d *Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		p, ok := d.authenticate(w, r)
+		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
+			return
+		}
+		q, errs := queryParams(r.URL.Query(), "limit")
+		limit := defaultSessionList
+		if v, ok := q["limit"]; ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > maxSessionList {
+				errs.add("limit", fmt.Sprintf("must be a whole number from 1 to %d", maxSessionList))
+			}
+			limit = n
+		}
+		if errs.any() {
+			d.invalid(w, r, p, id, errs.err())
+			return
+		}
+		if d.Sessions == nil {
+			writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "sessions cannot be listed here")
+			return
+		}
+		list, complete, err := d.Sessions.ListSessions(r.Context(), id, limit)
+		if err != nil {
+			d.internalError(w, r, err)
+			return
+		}
+		out := struct {
+			Sessions []sessionListed `json:"sessions"`
+			// Complete is false when a replica did not answer in time: the list may miss its
+			// sessions.
+			Complete bool `json:"complete"`
+		}{Sessions: make([]sessionListed, 0, len(list)), Complete: complete}
+		for _, s := range list {
+			out.Sessions = append(out.Sessions, sessionListed{SessionID: s.ID, Sub: s.Subject, JTI: s.JTI, IP: s.IP,
+				Origin: s.Origin, UserAgent: s.UserAgent, ConnectedAt: apiTime(s.ConnectedAt), Subscriptions: s.Subscriptions, Node: s.Node})
+		}
+		writeJSON(w, http.StatusOK, out)
+	})
+}
+
+// handleSessionTerminate ends one live session of the tenant: {sid} in the path, or
+// ?session= on the collection.
+func handleSessionTerminate(d *Deps) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		p, ok := d.authenticate(w, r)
+		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
+			return
+		}
+		sid := r.PathValue("sid")
+		errs := fieldErrs{}
+		if sid == "" {
+			var q map[string]string
+			q, errs = queryParams(r.URL.Query(), "session")
+			sid = q["session"]
+			if sid == "" {
+				errs.add("session", "is required")
+			}
+		}
+		if len(sid) > 128 || !printableASCII(sid) {
+			errs.add("session", "is not a session id")
+		}
+		if errs.any() {
+			d.invalid(w, r, p, id, errs.err())
+			return
+		}
+		err := d.Admin.TerminateSession(r.Context(), d.actor(r, p), id, sid)
+		switch {
+		case errors.Is(err, admin.ErrNoSession):
+			writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such live session")
+		case errors.Is(err, admin.ErrNotRecorded):
+			d.auditUnavailable(w, r, err)
+		case errors.Is(err, admin.ErrUnavailable):
+			writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "sessions cannot be ended here")
+		case err != nil:
+			d.internalError(w, r, err)
+		default:
+			w.WriteHeader(http.StatusNoContent)
+		}
+	})
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}

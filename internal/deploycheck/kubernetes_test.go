@@ -50,6 +50,14 @@ func TestKubernetesKustomizationListsEveryManifest(t *testing.T) {
 		if !strings.HasPrefix(f, k8sDir+"/") || path.Base(f) == "kustomization.yaml" {
 			continue
 		}
+		// A subdirectory is a kustomization of its own (monitoring/: needs the operator's CRDs).
+		if dir := path.Dir(f); dir != k8sDir {
+			sub := yamlDocs(t, dir+"/kustomization.yaml")[0]
+			if !slices.Contains(strs(getList(sub, "resources")), path.Base(f)) {
+				t.Errorf("%s is not in %s/kustomization.yaml", f, dir)
+			}
+			continue
+		}
 		if !slices.Contains(listed, path.Base(f)) {
 			t.Errorf("%s is not in kustomization.yaml", f)
 		}
@@ -265,6 +273,29 @@ func TestKubernetesServices(t *testing.T) {
 	dep := oneObject(t, objs, "Deployment", "flowgate")
 	if !sameLabels(getMap(pdb, "spec", "selector", "matchLabels"), getMap(dep, "spec", "selector", "matchLabels")) {
 		t.Error("PDB does not select the Deployment's pods")
+	}
+}
+
+// The ServiceMonitor (DESIGN §19, for the Prometheus Operator) scrapes the ops Service's
+// named port at /metrics: it selects exactly that Service, in flowgate's namespace.
+func TestKubernetesServiceMonitor(t *testing.T) {
+	objs := k8sObjects(t)
+	sm := oneObject(t, objs, "ServiceMonitor", "flowgate")
+	ops := oneObject(t, objs, "Service", "flowgate-ops")
+	if !sameLabels(getMap(sm, "spec", "selector", "matchLabels"), getMap(ops, "metadata", "labels")) {
+		t.Error("the ServiceMonitor does not select the flowgate-ops Service by its labels")
+	}
+	if pub := oneObject(t, objs, "Service", "flowgate"); sameLabels(getMap(sm, "spec", "selector", "matchLabels"), getMap(pub, "metadata", "labels")) {
+		t.Error("the ServiceMonitor also selects the public Service")
+	}
+	ns := getString(oneObject(t, objs, "Namespace", "flowgate"), "metadata", "name")
+	if got := strs(getList(sm, "spec", "namespaceSelector", "matchNames")); !slices.Equal(got, []string{ns}) {
+		t.Errorf("namespaceSelector %v; want [%s]", got, ns)
+	}
+	eps := getList(sm, "spec", "endpoints")
+	portName := getString(getList(ops, "spec", "ports")[0], "name")
+	if len(eps) != 1 || getString(eps[0], "port") != portName || getString(eps[0], "path") != "/metrics" {
+		t.Errorf("endpoints %v; want port %s, path /metrics", eps, portName)
 	}
 }
 

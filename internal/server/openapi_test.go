@@ -540,6 +540,26 @@ func TestOpenAPILimits(t *testing.T) {
 	for _, p := range oasCheckLimits(t, schema, stored, accepted) {
 		t.Error(p)
 	}
+	// docs/api.md's table of limits names every field, and only those.
+	guide, err := os.ReadFile("../../docs/api.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := regexp.MustCompile("(?m)^\\| `([a-zA-Z]+)` \\| ").FindAllStringSubmatch(string(guide), -1)
+	inTable := map[string]bool{}
+	for _, r := range rows {
+		inTable[r[1]] = true
+	}
+	for name := range stored {
+		if !inTable[name] {
+			t.Errorf("docs/api.md's table of tenant limits lacks %q", name)
+		}
+	}
+	for name := range inTable {
+		if _, ok := stored[name]; !ok && strings.ToLower(name) != name {
+			t.Errorf("docs/api.md's table of tenant limits names %q, which tenant.Limits does not have", name)
+		}
+	}
 }
 
 // oasCheckLimits lists what schema lacks to describe the limit fields: stored (json name →

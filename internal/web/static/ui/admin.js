@@ -1,8 +1,9 @@
-// Admin views of the dashboard: tenants, engine keys and the audit log, over the gateway's
-// HTTP admin API (DESIGN §9) with the pasted token as a bearer token. A view is shown only
-// when the token's permissions allow it; the API checks again anyway.
+// Admin views of the dashboard: tenants, engine keys and the audit log, plus the tenant-wide
+// task list of the Swarms view, over the gateway's HTTP admin API (DESIGN §9) with the pasted
+// token as a bearer token. A view is shown only when the token's permissions allow it; the
+// API checks again anyway. Every time shown is UTC, ISO 8601 (DESIGN §19).
 
-import { h, $, say, replace, when } from './dom.js';
+import { h, $, say, replace, utc, utcTime, labelCells, shortId } from './dom.js';
 
 const TENANT_ID = /^[a-z0-9][a-z0-9-]{1,62}$/;
 
@@ -33,15 +34,25 @@ function listOf(body, ...names) {
   return [];
 }
 
+/** A token fingerprint ("sha256:…") that a narrow column may break after its algorithm only. */
+function fingerprint(fp) {
+  const at = fp.indexOf(':') + 1;
+  return at > 0 ? h('code', { class: 'fp' }, fp.slice(0, at), h('wbr'), fp.slice(at)) : h('code', { class: 'fp', text: fp });
+}
+
 function fieldsText(fields) {
   return fields ? ' ' + Object.entries(fields).map(([k, v]) => `${k}: ${v}`).join('; ') : '';
 }
 
 export class Admin {
-  /** @param {{token: () => string, onUnauthorized?: () => void}} opts */
+  /** @param {{token: () => string, onUnauthorized?: () => void, openTask?: (task: {id: string, owner: string, status: string, objective: string}) => void}} opts */
   constructor(opts) {
     this.token = opts.token;
     this.onUnauthorized = opts.onUnauthorized || (() => {});
+    this.openTask = opts.openTask || (() => {});
+    this.allTasks = [];
+    this.allTasksNext = '';
+    this.busy = {};
     this.welcome = null;
     this.can = () => false;
     this.tenants = [];
@@ -60,11 +71,19 @@ export class Admin {
     this.page = 0;
     replace($('tenants-table').tBodies[0]);
     replace($('audit-table').tBodies[0]);
+    replace($('all-tasks-table').tBodies[0]);
+    this.allTasks = [];
+    this.allTasksNext = '';
+    $('all-tasks-card').hidden = !(welcome && can('task:admin'));
+    this.expandAllTasks(false);
     replace($('key-meta'));
-    for (const id of ['tenants-msg', 'key-msg', 'budget-msg', 'tokens-msg', 'audit-msg', 'audit-verify-result']) say($(id), '');
+    for (const id of ['tenants-msg', 'key-msg', 'budget-msg', 'tokens-msg', 'sessions-msg', 'audit-msg', 'audit-verify-result', 'all-tasks-msg']) say($(id), '');
     $('token-issued').hidden = true;
     $('token-value').value = '';
     $('audit-tenant-field').hidden = !can('platform:admin');
+    // A platform admin reviews the whole platform: every chain unless it narrows the scope.
+    $('audit-tenant').value = can('platform:admin') ? '@all' : '';
+    $('audit-page').textContent = '';
   }
 
   canTenants() { return !!this.welcome && this.can('platform:admin'); }
@@ -76,24 +95,44 @@ export class Admin {
     $('tenants-more').addEventListener('click', () => this.loadTenants(true));
     $('tenant-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.createTenant(); });
     $('key-load').addEventListener('click', () => this.loadKey());
-    $('key-tenant').addEventListener('change', () => { this.loadKey(); this.loadUsage(); this.loadTokens(); });
+    $('key-tenant').addEventListener('change', () => { this.loadKey(); this.loadUsage(); this.loadTokens(); this.loadSessions(); });
     $('key-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.setKey(); });
     $('key-delete').addEventListener('click', () => this.deleteKey());
     $('budget-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.setBudget(); });
     $('token-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.issueToken(); });
+    $('sessions-refresh').addEventListener('click', () => this.loadSessions());
     $('audit-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.cursors = ['']; this.page = 0; this.loadAudit(); });
     $('audit-next').addEventListener('click', () => { if (this.nextCursor) { this.cursors[this.page + 1] = this.nextCursor; this.page++; this.loadAudit(); } });
     $('audit-prev').addEventListener('click', () => { if (this.page > 0) { this.page--; this.loadAudit(); } });
     $('audit-first').addEventListener('click', () => { this.page = 0; this.loadAudit(); });
     $('audit-export').addEventListener('click', () => this.exportAudit());
     $('audit-verify').addEventListener('click', () => this.verifyAudit());
+    $('all-tasks-toggle').addEventListener('click', () => {
+      const open = $('all-tasks-toggle').getAttribute('aria-expanded') !== 'true';
+      this.expandAllTasks(open);
+      if (open) this.loadAllTasks();
+    });
+    $('all-tasks-form').addEventListener('submit', (ev) => { ev.preventDefault(); this.loadAllTasks(); });
+    $('all-tasks-more').addEventListener('click', () => this.loadAllTasks(true));
   }
 
   /** Called when a view's tab is selected. */
   show(name) {
-    if (name === 'tenants') this.loadTenants();
-    if (name === 'keys') this.prepareKeys();
-    if (name === 'audit' && $('audit-table').tBodies[0].rows.length === 0) this.loadAudit();
+    if (name === 'tenants') this.loading(name, this.loadTenants());
+    if (name === 'keys') this.loading(name, this.prepareKeys());
+    if (name === 'audit' && $('audit-table').tBodies[0].rows.length === 0) this.loading(name, this.loadAudit());
+  }
+
+  /** Marks a view aria-busy until its data is in (assistive technology waits for it). */
+  async loading(name, work) {
+    const view = $('view-' + name);
+    this.busy[name] = (this.busy[name] || 0) + 1;
+    view.setAttribute('aria-busy', 'true');
+    try {
+      await work;
+    } finally {
+      if (--this.busy[name] === 0) view.removeAttribute('aria-busy');
+    }
   }
 
   async api(method, path, body, { raw = false } = {}) {
@@ -114,6 +153,59 @@ export class Admin {
     if (res.status === 204) return null;
     const text = await res.text();
     return text ? JSON.parse(text) : null;
+  }
+
+  // ---- tenant-wide tasks (task:admin) -------------------------------------------------
+
+  expandAllTasks(open) {
+    const btn = $('all-tasks-toggle');
+    btn.setAttribute('aria-expanded', String(open));
+    btn.textContent = open ? "Hide all users' tasks" : "Show all users' tasks";
+    $('all-tasks-body').hidden = !open;
+  }
+
+  /** One page of the tenant's tasks, every owner (GET /v1/admin/tasks); `more` continues it. */
+  async loadAllTasks(more = false) {
+    const msg = $('all-tasks-msg');
+    say(msg, '');
+    const q = new URLSearchParams({ limit: '50' });
+    const status = $('all-tasks-status').value;
+    const owner = $('all-tasks-owner').value.trim();
+    if (status) q.set('status', status);
+    if (owner) q.set('owner', owner);
+    if (more && this.allTasksNext) q.set('before', this.allTasksNext);
+    const seq = (this.allTasksSeq = (this.allTasksSeq || 0) + 1);
+    let body;
+    try {
+      body = await this.api('GET', '/v1/admin/tasks?' + q);
+    } catch (e) {
+      if (seq === this.allTasksSeq) say(msg, "Could not list the tenant's tasks: " + e.message + fieldsText(e.fields), 'error');
+      return;
+    }
+    if (seq !== this.allTasksSeq) return; // a newer listing was asked for meanwhile
+    const list = listOf(body, 'tasks');
+    this.allTasks = more ? this.allTasks.concat(list) : list;
+    this.allTasksNext = String(pick(body, 'next') || '');
+    $('all-tasks-more').hidden = !this.allTasksNext;
+    this.renderAllTasks();
+  }
+
+  renderAllTasks() {
+    const rows = this.allTasks.map((t) => {
+      const task = {
+        id: String(pick(t, 'id') ?? ''), owner: String(pick(t, 'owner') ?? ''),
+        status: String(pick(t, 'status') ?? ''), objective: String(pick(t, 'objective') ?? ''),
+      };
+      return h('tr', { 'data-task-id': task.id },
+        h('td', {}, utcTime(pick(t, 'createdAt'))),
+        h('td', { text: task.owner }),
+        h('td', {}, h('span', { class: 'badge', 'data-status': task.status, text: task.status })),
+        h('td', {}, h('span', { class: 'objective-cell', text: task.objective })),
+        h('td', {}, h('button', { type: 'button', class: 'small-btn', title: 'Show this task in the Task pane', on: { click: () => this.openTask(task) } },
+          'Show ', h('code', { text: shortId(task.id) }))));
+    });
+    replace($('all-tasks-table').tBodies[0], rows.length ? rows : h('tr', {}, h('td', { colspan: '5', class: 'muted', text: 'No task matches.' })));
+    labelCells($('all-tasks-table'));
   }
 
   // ---- tenants ------------------------------------------------------------------------
@@ -151,13 +243,14 @@ export class Admin {
         h('td', {}, h('code', { text: id })),
         h('td', { text: pick(t, 'name') ?? '' }),
         h('td', {}, h('span', { class: 'badge', 'data-status': status, text: status })),
-        h('td', { text: when(pick(t, 'createdAt')) }),
+        h('td', {}, utcTime(pick(t, 'createdAt'))),
         h('td', {}, h('button', {
           type: 'button', class: status === 'suspended' ? '' : 'danger', 'aria-label': `${label} tenant ${id}`,
           on: { click: () => this.setTenantStatus(id, next) },
         }, label)));
     });
     replace($('tenants-table').tBodies[0], rows.length ? rows : h('tr', {}, h('td', { colspan: '5', class: 'muted', text: 'No tenants.' })));
+    labelCells($('tenants-table'));
   }
 
   async createTenant() {
@@ -212,6 +305,7 @@ export class Admin {
     await this.loadKey();
     await this.loadUsage();
     await this.loadTokens();
+    await this.loadSessions();
   }
 
   // ---- tokens -------------------------------------------------------------------------
@@ -237,8 +331,8 @@ export class Admin {
       return h('tr', {},
         h('td', { text: String(pick(t, 'sub') ?? '') }),
         h('td', { text: (pick(t, 'permissions') || []).join(', ') }),
-        h('td', { text: String(pick(t, 'issuedAt') ?? '') }),
-        h('td', { text: String(pick(t, 'expiresAt') ?? '') }),
+        h('td', {}, utcTime(pick(t, 'issuedAt'))),
+        h('td', {}, utcTime(pick(t, 'expiresAt'))),
         h('td', { text: state }),
         h('td', {}, h('code', { text: jti })),
         h('td', {}, state === 'valid' ? h('button', {
@@ -247,6 +341,54 @@ export class Admin {
         }, 'Revoke') : ''));
     });
     replace(body, rows.length ? rows : h('tr', {}, h('td', { colspan: '7', class: 'muted', text: 'No token issued yet.' })));
+    labelCells($('tokens-table'));
+  }
+
+  /** The selected tenant's live sessions on every replica, each with an End button. */
+  async loadSessions(keepMessage = false) {
+    const body = $('sessions-table').tBodies[0];
+    const msg = $('sessions-msg');
+    let l;
+    if (!keepMessage) say(msg, '');
+    try {
+      l = await this.api('GET', '/v1/admin/tenants/' + encodeURIComponent($('key-tenant').value) + '/sessions?limit=200');
+    } catch (e) {
+      replace(body);
+      say(msg, 'Could not list the sessions: ' + e.message, 'error');
+      return;
+    }
+    if (pick(l, 'complete') === false) say(msg, 'A replica did not answer in time: its sessions are missing from the list.', 'error');
+    const own = this.welcome ? String(pick(this.welcome, 'sessionId') ?? '') : '';
+    const rows = listOf(l, 'sessions').map((x) => {
+      const sid = String(pick(x, 'sessionId') ?? '');
+      return h('tr', {},
+        h('td', { text: String(pick(x, 'sub') ?? '') + (sid === own ? ' (this page)' : '') }),
+        h('td', {}, utcTime(pick(x, 'connectedAt'))),
+        h('td', { text: String(pick(x, 'ip') ?? '') }),
+        h('td', { text: String(pick(x, 'origin') ?? '') }),
+        h('td', { text: String(pick(x, 'subscriptions') ?? 0) }),
+        h('td', { text: String(pick(x, 'node') ?? '') }),
+        h('td', {}, h('code', { text: sid })),
+        h('td', {}, sid === own ? '' : h('button', {
+          type: 'button', class: 'danger', 'aria-label': 'End session ' + sid,
+          on: { click: () => this.endSession(sid) },
+        }, 'End')));
+    });
+    replace(body, rows.length ? rows : h('tr', {}, h('td', { colspan: '8', class: 'muted', text: 'No live session.' })));
+    labelCells($('sessions-table'));
+  }
+
+  async endSession(sid) {
+    const msg = $('sessions-msg');
+    const tenant = $('key-tenant').value;
+    if (!window.confirm(`End session ${sid}? The client is disconnected (it may reconnect while its token is valid).`)) return;
+    try {
+      await this.api('DELETE', '/v1/admin/tenants/' + encodeURIComponent(tenant) + '/sessions/' + encodeURIComponent(sid));
+      say(msg, 'Session ' + sid + ' ended.', 'ok');
+    } catch (e) {
+      say(msg, 'Could not end the session: ' + e.message, 'error');
+    }
+    await this.loadSessions(true);
   }
 
   async issueToken() {
@@ -281,17 +423,37 @@ export class Admin {
   async loadUsage() {
     const tenant = $('key-tenant').value;
     const body = $('usage-table').tBodies[0];
+    const seq = (this.usageSeq = (this.usageSeq || 0) + 1);
     say($('usage-msg'), '');
     replace(body);
     replace($('usage-budget'));
-    let u;
-    try {
-      u = await this.api('GET', '/v1/admin/usage?groupBy=day&tenant=' + encodeURIComponent(tenant));
-    } catch (e) {
-      say($('usage-msg'), 'Could not read the usage: ' + e.message, 'error');
+    // The usage and the budget are asked for together and shown together (never the rows of
+    // one answer with the budget of an older one, when the tenant changes meanwhile).
+    const settle = (p) => p.then((v) => ({ v }), (e) => ({ e }));
+    const [usage, ten] = await Promise.all([
+      settle(this.api('GET', '/v1/admin/usage?groupBy=day&tenant=' + encodeURIComponent(tenant))),
+      settle(this.api('GET', '/v1/admin/tenants/' + encodeURIComponent(tenant))),
+    ]);
+    if (seq !== this.usageSeq) return;
+    if (ten.v) {
+      const lim = pick(ten.v, 'limits') || {};
+      const usd = Number(pick(lim, 'budgetUsdPerDay')) || 0;
+      const tok = Number(pick(lim, 'tokensPerDay')) || 0;
+      const parts = [];
+      if (usd > 0) parts.push('$' + usd.toFixed(2) + ' a day');
+      if (tok > 0) parts.push(tok.toLocaleString('en-US') + ' tokens a day');
+      say($('usage-budget'), parts.length ? 'Daily budget (UTC): ' + parts.join(', ') + '.' : 'No daily budget.');
+      // Limits are the platform's to set (DESIGN §9); a tenant admin sees them only.
+      $('budget-form').hidden = !this.can('platform:admin');
+      $('budget-help').hidden = $('budget-form').hidden;
+      $('budget-usd').value = usd > 0 ? String(usd) : '';
+      $('budget-tokens').value = tok > 0 ? String(tok) : '';
+    }
+    if (usage.e) {
+      say($('usage-msg'), 'Could not read the usage: ' + usage.e.message, 'error');
       return;
     }
-    const rows = listOf(u, 'rows');
+    const rows = listOf(usage.v, 'rows');
     const costs = rows.map((r) => Number(pick(r, 'costUsd')) || 0);
     const busiest = Math.max(0, ...costs);
     replace(body, rows.map((r, i) => {
@@ -306,21 +468,7 @@ export class Admin {
           'aria-label': 'cost of ' + String(pick(r, 'key') ?? '') + ' against the busiest day' })));
     }));
     if (rows.length === 0) replace(body, h('tr', {}, h('td', { colspan: '5', text: 'No task ended in the last 30 days.' })));
-    try {
-      const t = await this.api('GET', '/v1/admin/tenants/' + encodeURIComponent(tenant));
-      const lim = pick(t, 'limits') || {};
-      const usd = Number(pick(lim, 'budgetUsdPerDay')) || 0;
-      const tok = Number(pick(lim, 'tokensPerDay')) || 0;
-      const parts = [];
-      if (usd > 0) parts.push('$' + usd.toFixed(2) + ' a day');
-      if (tok > 0) parts.push(tok.toLocaleString('en-US') + ' tokens a day');
-      say($('usage-budget'), parts.length ? 'Daily budget (UTC): ' + parts.join(', ') + '.' : 'No daily budget.');
-      // Limits are the platform's to set (DESIGN §9); a tenant admin sees them only.
-      $('budget-form').hidden = !this.can('platform:admin');
-      $('budget-help').hidden = $('budget-form').hidden;
-      $('budget-usd').value = usd > 0 ? String(usd) : '';
-      $('budget-tokens').value = tok > 0 ? String(tok) : '';
-    } catch { /* the usage is still shown */ }
+    labelCells($('usage-table'));
   }
 
   /** Sets the selected tenant's daily budget (PATCH limits; empty or 0 lifts a cap). */
@@ -369,7 +517,7 @@ export class Admin {
       replace(meta, h('dt', { text: 'Key' }), h('dd', { text: 'none set' }));
       return;
     }
-    const rows = [['Fingerprint', fp], ['Provider', pick(m, 'provider')], ['Version', pick(m, 'version')], ['Updated', when(pick(m, 'updatedAt'))], ['Secret id', pick(m, 'secretId')]];
+    const rows = [['Fingerprint', fp], ['Provider', pick(m, 'provider')], ['Version', pick(m, 'version')], ['Updated (UTC)', utc(pick(m, 'updatedAt'))], ['Secret id', pick(m, 'secretId')]];
     replace(meta, rows.filter(([, v]) => v).flatMap(([k, v]) => [h('dt', { text: k }), h('dd', {}, k === 'Fingerprint' ? h('code', { class: 'fingerprint', text: v }) : String(v))]));
   }
 
@@ -415,7 +563,7 @@ export class Admin {
     for (const k of ['since', 'until']) {
       const v = $('audit-' + k).value;
       if (v) {
-        const t = new Date(v);
+        const t = new Date(v + 'Z'); // the fields are labelled UTC, like every time shown
         if (!Number.isNaN(t.getTime())) add(k, t.toISOString());
       }
     }
@@ -441,22 +589,31 @@ export class Admin {
     const rows = records.map((r) => {
       const actor = pick(r, 'actor') || {};
       const target = pick(r, 'target') || {};
+      const source = pick(r, 'source') || {};
       const details = pick(r, 'details');
       const outcome = String(pick(r, 'outcome') ?? '');
       const tgt = [pick(target, 'type'), pick(target, 'id')].filter(Boolean).join(' ');
-      return h('tr', {},
-        h('td', {}, h('time', { datetime: String(pick(r, 'time') ?? ''), text: when(pick(r, 'time')) })),
+      const fp = String(pick(actor, 'tokenFp') ?? '');
+      const [ip, origin, ua] = ['ip', 'origin', 'userAgent'].map((k) => String(pick(source, k) ?? ''));
+      return h('tr', { 'data-record-id': String(pick(r, 'id') ?? '') },
+        h('td', {}, utcTime(pick(r, 'time'))),
         h('td', { text: pick(r, 'tenant') || 'platform' }),
         h('td', {}, h('code', { text: pick(r, 'action') ?? '' })),
         h('td', {}, h('span', { class: 'badge', 'data-status': outcome, text: outcome })),
         h('td', { text: pick(actor, 'sub') ?? '' }),
-        h('td', { text: tgt }),
+        h('td', {}, fp ? fingerprint(fp) : ''),
+        h('td', {}, ip || origin || ua ? h('span', { class: 'source' },
+          ip ? h('span', { text: ip }) : null,
+          origin ? h('span', { text: origin }) : null,
+          ua ? h('span', { class: 'ua small muted', title: ua, text: ua }) : null) : ''),
+        h('td', { class: 'target', text: tgt }),
         h('td', { text: pick(r, 'reason') ?? '' }),
         h('td', {}, details && Object.keys(details).length
-          ? h('details', {}, h('summary', { text: 'details' }), h('pre', { text: JSON.stringify(details, null, 2) }))
+          ? h('details', {}, h('summary', { text: 'details' }), h('pre', { tabindex: '0', text: JSON.stringify(details, null, 2) }))
           : ''));
     });
-    replace($('audit-table').tBodies[0], rows.length ? rows : h('tr', {}, h('td', { colspan: '8', class: 'muted', text: 'No records match.' })));
+    replace($('audit-table').tBodies[0], rows.length ? rows : h('tr', {}, h('td', { colspan: '10', class: 'muted', text: 'No records match.' })));
+    labelCells($('audit-table'));
     $('audit-prev').disabled = this.page === 0;
     $('audit-first').disabled = this.page === 0;
     $('audit-next').disabled = !this.nextCursor;

@@ -10,6 +10,16 @@ const TOKEN_KEY = 'flowgate.token';
 const TRANSPORT_KEY = 'flowgate.transport';
 const MAX_EVENTS = 1000; // kept per task; the oldest are dropped beyond it
 const LIVE = new Set(['pending', 'running']);
+// How a task's end reads in the detail pane. A cancellation is what someone asked for: neutral,
+// never an error; an interruption (the server stopped under the task) warns.
+// `repeats` matches the start of a reason that only says the status again.
+const ENDS = {
+  cancelled: { label: 'Cancelled', kind: 'neutral', repeats: /^cancell?ed\b[:\s-]*/i },
+  interrupted: { label: 'Interrupted', kind: 'warn', repeats: /^interrupted\b[:\s-]*/i },
+  timeout: { label: 'Timed out', kind: 'error', repeats: /^timed out\b[:\s-]*/i },
+  failed: { label: 'Failed', kind: 'error', repeats: /^failed\b[:\s-]*/i },
+};
+const REASONS = { tenant_suspended: 'the tenant was suspended', token_revoked: 'the token was revoked' };
 
 const wsUrl = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + '/ws';
 
@@ -22,7 +32,11 @@ let selected = null;
 let listed = []; // the last tasks() answer
 let lastIdentity = '';
 
-const admin = new Admin({ token: () => token, onUnauthorized: () => say($('connect-msg'), 'The token was refused by the admin API.', 'error') });
+const admin = new Admin({
+  token: () => token,
+  onUnauthorized: () => say($('connect-msg'), 'The token was refused by the admin API.', 'error'),
+  openTask: (row) => openOtherTask(row),
+});
 
 // ---- connection -------------------------------------------------------------------------
 
@@ -92,7 +106,18 @@ async function connect() {
     refreshTasks();
   } catch (e) {
     if (client === c) client = null;
-    say(msg, 'Could not connect: ' + (e && e.message ? e.message : 'error') + '. Check the token and that it has not expired.', 'error');
+    say(msg, refusalText(e), 'error');
+  }
+}
+
+/** What a refused connection means to the person at the keyboard (the SDK asked the gateway why). */
+function refusalText(e) {
+  switch (e && e.code) {
+    case 'token_expired': return 'Could not connect: the token has expired (token_expired). Paste a new one.';
+    case 'unauthorized': return 'Could not connect: the gateway does not accept this token (unauthorized' + (e.reason ? ': ' + e.reason : '') + ').';
+    case 'forbidden_origin': return 'Could not connect: this page\'s origin is not allowed to connect (forbidden_origin): add it to server.allowed_origins.';
+    case 'tenant_suspended': return 'Could not connect: the tenant is suspended (tenant_suspended).';
+    default: return 'Could not connect: ' + (e && e.message ? e.message : 'error') + (e && e.code ? ' (' + e.code + ')' : '') + '.';
   }
 }
 
@@ -280,23 +305,41 @@ async function refreshTasks() {
   for (const s of listed) {
     const t = model(s.taskId);
     t.objective = t.objective || s.objective;
+    t.foreign = false;
+    // A final status in the list wins over what a follow last saw (after a server restart the
+    // task ended "interrupted" without this page being told): the task is no longer live.
     if (!t.following || !LIVE.has(s.status)) t.status = s.status;
+    if (!LIVE.has(t.status)) t.following = false;
     t.createdAt = s.createdAt;
   }
   renderTaskList();
+  if (selected) renderDetail();
+}
+
+/**
+ * Opens a task of the tenant-wide list (another user's, for a task:admin token) in the detail
+ * pane, without adding it to the token's own task list.
+ */
+function openOtherTask(row) {
+  if (!client || !client.connected) return;
+  const own = client.welcome && row.owner === client.welcome.user;
+  if (!tasks.has(row.id)) model(row.id, { objective: row.objective, status: row.status, foreign: !own });
+  const t = tasks.get(row.id);
+  if (!LIVE.has(row.status)) t.status = row.status;
+  follow(row.id);
 }
 
 function renderTaskList() {
   const ul = $('task-list');
   const order = [...listed.map((s) => s.taskId)];
-  for (const id of tasks.keys()) if (!order.includes(id)) order.unshift(id);
+  for (const [id, t] of tasks) if (!order.includes(id) && !t.foreign) order.unshift(id);
   const rows = order.map((id) => renderTaskRow(tasks.get(id))).filter(Boolean);
   replace(ul, rows);
   $('tasks-empty').hidden = rows.length > 0;
 }
 
 function renderTaskRow(t) {
-  if (!t) return null;
+  if (!t || t.foreign) return null;
   const connected = !!(client && client.connected);
   const live = LIVE.has(t.status);
   const li = t.row || h('li', { class: 'task' });
@@ -304,7 +347,7 @@ function renderTaskRow(t) {
   li.dataset.taskId = t.taskId;
   li.classList.toggle('selected', selected === t.taskId);
   replace(li,
-    h('button', { type: 'button', class: 'link task-open', 'aria-label': 'Show task ' + shortId(t.taskId), on: { click: () => follow(t.taskId) } },
+    h('button', { type: 'button', class: 'link task-open', title: 'Show task ' + shortId(t.taskId), on: { click: () => follow(t.taskId) } },
       h('span', { class: 'task-obj', text: t.objective || '(objective not shown)' })),
     h('span', { class: 'badge', 'data-status': t.status, text: t.status }),
     h('code', { class: 'small', text: shortId(t.taskId) }),
@@ -325,12 +368,23 @@ function select(taskId) {
 }
 
 function eventRow(e) {
-  return h('li', { class: 'ev', 'data-type': e.type },
+  return h('li', { class: 'ev', 'data-type': e.type, 'data-status': e.type === 'task_complete' ? e.status : undefined },
     h('span', { class: 'ev-seq', text: typeof e.seq === 'number' ? '#' + e.seq : '' }),
     h('time', { class: 'ev-time', datetime: e.serverTime || e.createdAt || '', text: clock(e.serverTime || e.createdAt) }),
     h('span', { class: 'ev-type', text: e.type }),
     h('span', { class: 'ev-text', text: describe(e) }),
   );
+}
+
+/** The end of a task as the detail pane shows it ({text, kind}), or null while it runs. */
+function outcome(t) {
+  if (t.status === 'success') return t.result ? { text: t.result, kind: 'ok' } : null;
+  const end = ENDS[t.status];
+  if (!end) return t.error ? { text: 'Error: ' + t.error, kind: 'error' } : null;
+  // The reason without the status word it may repeat ("cancelled", "interrupted: …").
+  const raw = String(t.error || '').trim();
+  const reason = REASONS[raw] || raw.replace(end.repeats, '');
+  return { text: reason ? end.label + ': ' + reason : end.label, kind: end.kind };
 }
 
 /** Redraws the selected task; with `added`, only appends that event to the log. */
@@ -356,23 +410,25 @@ function renderDetail(added) {
       h('strong', { text: a.id }), ' ', h('span', { text: a.type }), a.name ? h('span', { class: 'muted small', text: ' ' + a.name }) : null)));
   $('agents-count').textContent = String(t.agents.size);
   const res = $('detail-result');
-  if (t.result || t.error) {
-    res.hidden = false;
-    res.textContent = t.error ? 'Error: ' + t.error : t.result;
-    res.dataset.kind = t.error ? 'error' : 'ok';
-  } else {
-    res.hidden = true;
+  const end = outcome(t);
+  res.hidden = !end;
+  if (end) {
+    res.textContent = end.text;
+    res.dataset.kind = end.kind;
   }
   const log = $('events');
+  const box = $('events-log'); // the scrolling box around the list
   const last = t.events[t.events.length - 1];
   if (added && last === added && log.dataset.taskId === t.taskId && log.childElementCount === t.events.length - 1) {
-    const stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 8;
+    const stick = box.scrollTop + box.clientHeight >= box.scrollHeight - 8;
     log.append(eventRow(added));
-    if (stick) log.scrollTop = log.scrollHeight;
-  } else {
+    if (stick) box.scrollTop = box.scrollHeight;
+  } else if (log.dataset.taskId !== t.taskId || log.childElementCount !== t.events.length) {
+    // Redrawn only when it shows something else: a status change alone (a task list answer)
+    // leaves the log, and where the reader scrolled it, as it is.
     log.dataset.taskId = t.taskId;
     replace(log, t.events.map(eventRow));
-    log.scrollTop = log.scrollHeight;
+    box.scrollTop = box.scrollHeight;
   }
   $('events-count').textContent = String(t.events.length);
 }

@@ -59,6 +59,41 @@ export function when(iso) {
   return new Date(t).toLocaleString([], { hour12: false });
 }
 
+/** "2026-12-07T13:45:01Z": an ISO time in UTC to the second, or the input when unparsable. */
+export function utc(iso) {
+  const t = Date.parse(iso || '');
+  if (!Number.isFinite(t)) return iso ? String(iso) : '';
+  return new Date(t).toISOString().replace(/\.\d{3}Z$/, 'Z');
+}
+
+/**
+ * A <time> element showing utc(iso), with the full value in its datetime attribute. A narrow
+ * column may break it before the "T" only (between date and time), never inside either.
+ */
+export function utcTime(iso) {
+  const text = utc(iso);
+  const at = text.indexOf('T');
+  if (at < 0) return h('time', { datetime: iso ? String(iso) : '', text });
+  return h('time', { class: 'utc', datetime: String(iso) },
+    h('span', { text: text.slice(0, at) }), h('wbr'), h('span', { text: text.slice(at) }));
+}
+
+/**
+ * Names each body cell after its column header (data-label), for the stacked phone layout of
+ * table.stack; a cell spanning columns (an empty-table message) gets none. Empty cells are
+ * marked data-empty (the stacked layout leaves them out).
+ */
+export function labelCells(table) {
+  const heads = [...table.tHead.rows[0].cells].map((c) => c.textContent.trim());
+  for (const row of table.tBodies[0].rows) {
+    [...row.cells].forEach((c, i) => {
+      if (c.colSpan > 1 || !heads[i]) c.removeAttribute('data-label');
+      else c.dataset.label = heads[i];
+      c.toggleAttribute('data-empty', c.colSpan === 1 && c.childElementCount === 0 && c.textContent.trim() === '');
+    });
+  }
+}
+
 export function shortId(id) {
   return typeof id === 'string' && id.length > 8 ? id.slice(0, 8) : String(id ?? '');
 }

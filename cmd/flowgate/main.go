@@ -82,6 +82,7 @@ commands:
   token list --tenant T                          the tokens issued for a tenant (from the audit)
   token revoke --jti J [--tenant T]              revoke a token (every tenant without --tenant)
   sessions list|end --url U --tenant T ...       a tenant's live sessions, through the running gateway
+  tasks --url U [--owner S] [--status S]         every user's tasks of the tenant (task:admin), through the gateway
   tenant create|list|suspend|resume|budget ...   manage tenants
   key set|delete --tenant T                      set (key on stdin) or delete a tenant's engine key
   audit verify|export [--tenant T]               check the audit chains / dump NDJSON
@@ -126,6 +127,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runUsage(ctx, rest, getenv, stdout, stderr)
 	case "sessions":
 		return runSessions(ctx, rest, getenv, stdout, stderr)
+	case "tasks":
+		return runTasks(ctx, rest, getenv, stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintf(stdout, "flowgate %s (commit %s, %s)\n", version, commit, goVersion())
 		return nil

@@ -80,6 +80,15 @@ func TestSessionsListAndTerminate(t *testing.T) {
 	if out, err := g.cli(t, "", "sessions", "end", "--url", g.HTTP, "--tenant", "other", "--session", id, "--token-file", tokenFile); err == nil || !strings.Contains(out, "404") {
 		t.Fatalf("flowgate sessions end on another tenant: %v\n%s", err, out)
 	}
+	// Every user's tasks of the tenant, for a task:admin token, through the same API.
+	startSwarm(t, keep, "listed by the admin sim:pace=0", nil)
+	taskAdmin := filepath.Join(t.TempDir(), "task-admin.token")
+	if err := os.WriteFile(taskAdmin, []byte(g.token(t, "demo", "lead", "1h", "task:admin")), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := g.cli(t, "", "tasks", "--url", g.HTTP, "--token-file", taskAdmin); err != nil || !strings.Contains(out, "listed by the admin") || !strings.Contains(out, "demo-user") {
+		t.Fatalf("flowgate tasks: %v\n%s", err, out)
+	}
 
 	if status, body, _ := g.do(t, http.MethodDelete, "/v1/admin/tenants/demo/sessions/"+id, admin, ""); status != http.StatusNoContent {
 		t.Fatalf("DELETE session = %d %s", status, body)

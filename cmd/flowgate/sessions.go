@@ -52,11 +52,7 @@ func runSessions(ctx context.Context, args []string, getenv func(string) string,
 	if base == "" || tenant == "" || (sub == "end" && sid == "") || fs.NArg() > 0 {
 		return usageError("sessions %s needs --url and --tenant%s", sub, map[bool]string{true: " and --session", false: ""}[sub == "end"])
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return usageError("--url %q is not an http(s) URL", base)
-	}
-	token, err := swarmToken(f, getenv, stderr)
+	api, err := newAPIClient(base, f, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -65,16 +61,12 @@ func runSessions(ctx context.Context, args []string, getenv func(string) string,
 	if sub == "end" {
 		method, path = http.MethodDelete, path+"/"+url.PathEscape(sid)
 	}
-	body, err := adminRequest(ctx, method, strings.TrimRight(u.String(), "/")+path, token)
+	body, err := api.call(ctx, method, path)
 	if err != nil {
 		return err
 	}
 	if sub == "end" {
 		_, err := fmt.Fprintf(stdout, "session %s ended\n", sid)
-		return err
-	}
-	if asJSON {
-		_, err := stdout.Write(append(body, '\n'))
 		return err
 	}
 	var a struct {
@@ -84,8 +76,8 @@ func runSessions(ctx context.Context, args []string, getenv func(string) string,
 		}
 		Complete bool
 	}
-	if err := json.Unmarshal(body, &a); err != nil {
-		return fmt.Errorf("sessions: the answer is not the API's: %w", err)
+	if done, err := printOrDecode(body, asJSON, stdout, &a); done || err != nil {
+		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "SESSION\tSUB\tIP\tCONNECTED\tSUBSCRIPTIONS\tNODE")
@@ -101,16 +93,45 @@ func runSessions(ctx context.Context, args []string, getenv func(string) string,
 	return nil
 }
 
-// adminRequest calls the gateway's admin API and returns the body of a 2xx answer; any other
-// answer is an error carrying the problem's code and detail (never the token).
-func adminRequest(ctx context.Context, method, u, token string) ([]byte, error) {
+// apiClient calls the running gateway's admin API, for the commands about what only the
+// server holds (live sessions, every user's tasks): the store has none of it.
+type apiClient struct{ base, token string }
+
+// newAPIClient checks --url and picks the token (--token-file or $FLOWGATE_TOKEN).
+func newAPIClient(base string, f swarmFlags, getenv func(string) string, stderr io.Writer) (apiClient, error) {
+	u, err := url.Parse(base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return apiClient{}, usageError("--url %q is not an http(s) URL", base)
+	}
+	token, err := swarmToken(f, getenv, stderr)
+	if err != nil {
+		return apiClient{}, err
+	}
+	return apiClient{base: strings.TrimRight(u.String(), "/"), token: token}, nil
+}
+
+// printOrDecode prints the API's answer as it is with --json (done), or decodes it into v.
+func printOrDecode(body []byte, asJSON bool, stdout io.Writer, v any) (done bool, err error) {
+	if asJSON {
+		_, err := stdout.Write(append(body, '\n'))
+		return true, err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return false, fmt.Errorf("the answer is not the API's: %w", err)
+	}
+	return false, nil
+}
+
+// call sends method path and returns the body of a 2xx answer; any other answer is an error
+// carrying the problem's code and detail (never the token).
+func (c apiClient) call(ctx context.Context, method, path string) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Accept", "application/json")
 	hc := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	res, err := hc.Do(req)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -40,11 +39,7 @@ func runTasks(ctx context.Context, args []string, getenv func(string) string, st
 	if base == "" || fs.NArg() > 0 {
 		return usageError("tasks needs --url (and no arguments)")
 	}
-	u, err := url.Parse(base)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return usageError("--url %q is not an http(s) URL", base)
-	}
-	token, err := swarmToken(f, getenv, stderr)
+	api, err := newAPIClient(base, f, getenv, stderr)
 	if err != nil {
 		return err
 	}
@@ -54,12 +49,8 @@ func runTasks(ctx context.Context, args []string, getenv func(string) string, st
 			q.Set(k, v)
 		}
 	}
-	body, err := adminRequest(ctx, "GET", strings.TrimRight(u.String(), "/")+"/v1/admin/tasks?"+q.Encode(), token)
+	body, err := api.call(ctx, "GET", "/v1/admin/tasks?"+q.Encode())
 	if err != nil {
-		return err
-	}
-	if asJSON {
-		_, err := stdout.Write(append(body, '\n'))
 		return err
 	}
 	var a struct {
@@ -68,8 +59,8 @@ func runTasks(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		Next string
 	}
-	if err := json.Unmarshal(body, &a); err != nil {
-		return fmt.Errorf("tasks: the answer is not the API's: %w", err)
+	if done, err := printOrDecode(body, asJSON, stdout, &a); done || err != nil {
+		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "TASK\tOWNER\tSTATUS\tCREATED\tOBJECTIVE")

@@ -16,6 +16,17 @@ import (
 // shape: authenticate → authorize (permission and tenant scope) → decode strictly →
 // validate (internal/validation) → audit (fail closed for changes) → act → answer.
 
+// tenantAdmin authenticates a request on /v1/admin/tenants/{id}/… and authorizes it for that
+// tenant's admin (or a platform admin); ok is false once the refusal has been answered.
+func (d *Deps) tenantAdmin(w http.ResponseWriter, r *http.Request) (id string, p *auth.Principal, ok bool) {
+	id = r.PathValue("id")
+	p, ok = d.authenticate(w, r)
+	if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
+		return "", nil, false
+	}
+	return id, p, true
+}
+
 // authorize checks that p holds one of perms and may act on tenant ("" = no tenant scope).
 // A principal of another tenant gets 404 for a tenant-scoped resource, never 403: the
 // answer must not confirm that the tenant exists.

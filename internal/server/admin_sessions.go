@@ -3,12 +3,9 @@ package server
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"strconv"
 
 	"github.com/flowgate/flowgate/internal/admin"
-	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/session"
 )
@@ -48,20 +45,12 @@ type sessionListed struct {
 
 func handleSessionList(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
+		id, p, ok := d.tenantAdmin(w, r)
+		if !ok {
 			return
 		}
 		q, errs := queryParams(r.URL.Query(), "limit")
-		limit := defaultSessionList
-		if v, ok := q["limit"]; ok {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > maxSessionList {
-				errs.add("limit", fmt.Sprintf("must be a whole number from 1 to %d", maxSessionList))
-			}
-			limit = n
-		}
+		limit := limitParam(q, errs, defaultSessionList, maxSessionList)
 		if errs.any() {
 			d.invalid(w, r, p, id, errs.err())
 			return
@@ -93,9 +82,8 @@ func handleSessionList(d *Deps) http.Handler {
 // ?session= on the collection.
 func handleSessionTerminate(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
+		id, p, ok := d.tenantAdmin(w, r)
+		if !ok {
 			return
 		}
 		sid := r.PathValue("sid")

@@ -296,14 +296,19 @@ func trimField(s string) string {
 
 // pageLimit reads ?limit= (1-maxAdminPage, default defaultAdminPage) into errs.
 func pageLimit(q map[string]string, errs fieldErrs) int {
+	return limitParam(q, errs, defaultAdminPage, maxAdminPage)
+}
+
+// limitParam reads ?limit= (1-most, default def), reporting a bad value in errs.
+func limitParam(q map[string]string, errs fieldErrs, def, most int) int {
 	raw, ok := q["limit"]
 	if !ok {
-		return defaultAdminPage
+		return def
 	}
 	n, err := strconv.Atoi(raw)
-	if err != nil || len(raw) > 4 || n < 1 || n > maxAdminPage {
-		errs.add("limit", "must be an integer between 1 and "+strconv.Itoa(maxAdminPage))
-		return defaultAdminPage
+	if err != nil || len(raw) > 12 || n < 1 || n > most {
+		errs.add("limit", "must be an integer between 1 and "+strconv.Itoa(most))
+		return def
 	}
 	return n
 }

@@ -2,9 +2,7 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/tenant"
@@ -57,9 +55,8 @@ type tokenRevoked struct {
 
 func handleTokenIssue(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
+		id, p, ok := d.tenantAdmin(w, r)
+		if !ok {
 			return
 		}
 		if d.Signer == nil {
@@ -195,20 +192,12 @@ const defaultTokenList = 50
 // revoke one without knowing its expiry. tenant:admin of that tenant, or platform:admin.
 func handleTokenList(d *Deps) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id := r.PathValue("id")
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, id, auth.PermTenantAdmin) {
+		id, p, ok := d.tenantAdmin(w, r)
+		if !ok {
 			return
 		}
 		q, errs := queryParams(r.URL.Query(), "limit")
-		limit := defaultTokenList
-		if v, ok := q["limit"]; ok {
-			n, err := strconv.Atoi(v)
-			if err != nil || n < 1 || n > admin.MaxTokenList {
-				errs.add("limit", fmt.Sprintf("must be a whole number from 1 to %d", admin.MaxTokenList))
-			}
-			limit = n
-		}
+		limit := limitParam(q, errs, defaultTokenList, admin.MaxTokenList)
 		if errs.any() {
 			d.invalid(w, r, p, id, errs.err())
 			return

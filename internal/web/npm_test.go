@@ -22,7 +22,7 @@ var topLevelExport = regexp.MustCompile(`^export (?:(?:async )?function\*? |clas
 // export lists, import.meta) is an error, so the package cannot drift silently from its source.
 func cjsFromESM(src []byte) ([]byte, error) {
 	var out bytes.Buffer
-	out.WriteString("'use strict';\n// Generated from internal/web/static/sdk/flowgate.js by\n" +
+	out.WriteString("'use strict';\n// Generated from flowgate.mjs (the one source) by\n" +
 		"// `go test ./internal/web -run TestNPMPackage -update`. Do not edit.\n")
 	var names []string
 	def := ""
@@ -30,20 +30,20 @@ func cjsFromESM(src []byte) ([]byte, error) {
 		trimmed := strings.TrimRight(line, "\n")
 		switch {
 		case strings.Contains(trimmed, "import.meta") || strings.Contains(trimmed, "import("):
-			return nil, fmt.Errorf("flowgate.js:%d: %q has no CommonJS rewrite", i+1, trimmed)
+			return nil, fmt.Errorf("flowgate.mjs:%d: %q has no CommonJS rewrite", i+1, trimmed)
 		case topLevelExport.MatchString(trimmed):
 			names = append(names, topLevelExport.FindStringSubmatch(trimmed)[1])
 			out.WriteString(strings.TrimPrefix(line, "export "))
 		case strings.HasPrefix(trimmed, "export default "):
 			def = strings.TrimSuffix(strings.TrimPrefix(trimmed, "export default "), ";")
 		case strings.HasPrefix(trimmed, "export") || strings.HasPrefix(trimmed, "import "):
-			return nil, fmt.Errorf("flowgate.js:%d: %q has no CommonJS rewrite", i+1, trimmed)
+			return nil, fmt.Errorf("flowgate.mjs:%d: %q has no CommonJS rewrite", i+1, trimmed)
 		default:
 			out.WriteString(line)
 		}
 	}
 	if len(names) == 0 {
-		return nil, fmt.Errorf("flowgate.js exports nothing")
+		return nil, fmt.Errorf("flowgate.mjs exports nothing")
 	}
 	fmt.Fprintf(&out, "\nmodule.exports = { %s };\n", strings.Join(names, ", "))
 	if def != "" {
@@ -52,14 +52,15 @@ func cjsFromESM(src []byte) ([]byte, error) {
 	return out.Bytes(), nil
 }
 
-// TestNPMPackage: internal/web/npm is the npm package of the SDK, generated from the one
-// source the gateway serves (DESIGN §19); its version is the source's VERSION.
+// TestNPMPackage: internal/web/npm is the npm package of the SDK. flowgate.mjs is the one
+// source (the gateway serves it as /sdk/flowgate.js); its CommonJS twin and the CommonJS
+// declarations are generated from it (DESIGN §19); the version is the source's VERSION.
 func TestNPMPackage(t *testing.T) {
-	src, err := os.ReadFile("static/sdk/flowgate.js")
+	src, err := os.ReadFile("npm/flowgate.mjs")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dts, err := os.ReadFile("static/sdk/flowgate.d.ts")
+	dts, err := os.ReadFile("npm/flowgate.d.ts")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,9 @@ func TestNPMPackage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string][]byte{"flowgate.mjs": src, "flowgate.cjs": cjs, "flowgate.d.ts": dts, "flowgate.d.cts": dts}
+	// flowgate.d.cts repeats the declarations for require(): with "type": "module", TypeScript
+	// reads a .d.ts as ESM, and CommonJS consumers need their own file.
+	want := map[string][]byte{"flowgate.cjs": cjs, "flowgate.d.cts": dts}
 	for name, data := range want {
 		p := filepath.Join("npm", name)
 		if *update {
@@ -78,7 +81,7 @@ func TestNPMPackage(t *testing.T) {
 		}
 		got, err := os.ReadFile(p)
 		if err != nil || !bytes.Equal(got, data) {
-			t.Errorf("%s is not what flowgate.js makes of it (%v): run go test ./internal/web -run TestNPMPackage -update", p, err)
+			t.Errorf("%s is not what flowgate.mjs makes of it (%v): run go test ./internal/web -run TestNPMPackage -update", p, err)
 		}
 	}
 	ver, err := SDKVersion(src)
@@ -98,7 +101,7 @@ func TestNPMPackage(t *testing.T) {
 		t.Fatal(err)
 	}
 	if pkg.Version != ver {
-		t.Errorf("npm/package.json version %s; flowgate.js says %s", pkg.Version, ver)
+		t.Errorf("npm/package.json version %s; flowgate.mjs says %s", pkg.Version, ver)
 	}
 	for _, f := range pkg.Files {
 		if _, err := os.Stat(filepath.Join("npm", f)); err != nil {

@@ -16,8 +16,14 @@ import (
 	"time"
 )
 
-//go:embed static
+// The dashboard, and the SDK: the npm package's module is the one source of the served
+// /sdk/flowgate.js (internal/web/npm; TestNPMPackage keeps its CommonJS twin in step).
+//
+//go:embed static npm/flowgate.mjs npm/flowgate.d.ts
 var static embed.FS
+
+// sdkFiles maps the SDK's served names to the package's files.
+var sdkFiles = map[string]string{"/sdk/flowgate.js": "npm/flowgate.mjs", "/sdk/flowgate.d.ts": "npm/flowgate.d.ts"}
 
 // CSP is the Content-Security-Policy of everything this package serves. No inline script or
 // style anywhere: the dashboard renders engine output, which is untrusted, so a script
@@ -64,6 +70,11 @@ func Handler() http.Handler {
 	return h
 }
 
+func newFile(name string, data []byte, ctype string) *file {
+	sum := sha256.Sum256(data)
+	return &file{name: name, data: data, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
+}
+
 type handler struct {
 	files    map[string]*file // URL path → file
 	sdkExact string           // "/sdk/v1.2.3/": the path that never changes
@@ -83,13 +94,19 @@ func newHandler(fsys fs.FS) (*handler, error) {
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(data)
-		urlPath := strings.TrimPrefix(p, "static")
-		h.files[urlPath] = &file{name: d.Name(), data: data, ctype: ctype, etag: `"` + hex.EncodeToString(sum[:12]) + `"`}
+		h.files[strings.TrimPrefix(p, "static")] = newFile(d.Name(), data, ctype)
 		return nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("web: embedded files: %w", err)
+	}
+	for urlPath, name := range sdkFiles {
+		data, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return nil, fmt.Errorf("web: embedded files: %w", err)
+		}
+		ctype, _ := contentType(path.Ext(urlPath))
+		h.files[urlPath] = newFile(path.Base(urlPath), data, ctype)
 	}
 	if h.files["/ui/index.html"] == nil || h.files["/sdk/flowgate.js"] == nil {
 		return nil, fmt.Errorf("web: embedded files: index.html or flowgate.js missing")

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"testing/fstest"
 )
 
 func serve(t *testing.T, method, target string, header http.Header) *http.Response {
@@ -226,5 +227,9 @@ func TestNewHandlerNeedsTheFiles(t *testing.T) {
 	}
 	if _, err := newHandler(sub); err == nil {
 		t.Error("a tree without static/ was accepted")
+	}
+	noSDK := fstest.MapFS{"static/ui/index.html": {Data: []byte("<!doctype html>")}}
+	if _, err := newHandler(noSDK); err == nil {
+		t.Error("a tree without the SDK was accepted")
 	}
 }

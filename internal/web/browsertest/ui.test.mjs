@@ -23,7 +23,7 @@ import { join } from 'node:path';
 
 import { chromium } from 'playwright-core';
 import { startGateway, startProxy, repoRoot, flowgateBinary } from '../sdktest/gateway.mjs';
-import { FlowgateClient } from '../static/sdk/flowgate.js';
+import { FlowgateClient } from '../npm/flowgate.mjs';
 
 const AXE_SOURCE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
 const VIEWPORTS = { desktop: { width: 1400, height: 900 }, phone: { width: 390, height: 844 } };

@@ -1,5 +1,5 @@
 'use strict';
-// Generated from internal/web/static/sdk/flowgate.js by
+// Generated from flowgate.mjs (the one source) by
 // `go test ./internal/web -run TestNPMPackage -update`. Do not edit.
 // flowgate.js — the flowgate.v1 WebSocket client for browsers and Node ≥ 20.
 //

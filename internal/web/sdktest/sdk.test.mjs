@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
-import { FlowgateClient, FlowgateError } from '../static/sdk/flowgate.js';
+import { FlowgateClient, FlowgateError } from '../npm/flowgate.mjs';
 import { startGateway, startProxy, repoRoot } from './gateway.mjs';
 
 if (typeof globalThis.WebSocket !== 'function') {
@@ -75,7 +75,7 @@ test('the gateway serves the SDK it is tested as', async () => {
   assert.equal(res.status, 200);
   assert.match(res.headers.get('content-type'), /^text\/javascript/);
   const body = await res.text();
-  assert.equal(body, readFileSync(join(repoRoot, 'internal/web/static/sdk/flowgate.js'), 'utf8'));
+  assert.equal(body, readFileSync(join(repoRoot, 'internal/web/npm/flowgate.mjs'), 'utf8'));
   const dts = await fetch(gw.http + '/sdk/flowgate.d.ts');
   assert.equal(dts.status, 200);
 });

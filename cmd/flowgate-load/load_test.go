@@ -263,6 +263,17 @@ func TestModes(t *testing.T) {
 		}
 	})
 
+	// burst: paced, all started together, every event's latency counted (no warm-up).
+	t.Run("burst", func(t *testing.T) {
+		rep := load(t, nil, append(gwArgs(g, "burst", "burst-"), "--clients", "4", "--rate", "50", "--duration", "1s")...)
+		if rep["mode"] != "burst" || field(t, rep, "result", "events") != 4*(50+3+2) {
+			t.Fatalf("burst report: mode %v, events %v", rep["mode"], field(t, rep, "result", "events"))
+		}
+		if n := field(t, rep, "result", "latencyMs", "count"); n != 4*(50+3+2) {
+			t.Fatalf("burst latency samples = %v, want every event's", n)
+		}
+	})
+
 	t.Run("spawn", func(t *testing.T) {
 		rep := load(t, nil, append(gwArgs(g, "spawn", "spawn-"), "--swarms", "8", "--clients", "2", "--inflight", "2", "--events", "20")...)
 		if field(t, rep, "result", "completed") != 8 || field(t, rep, "result", "createdMs", "count") != 8 ||

@@ -78,6 +78,11 @@ func figures() []figure {
 		{"paced", "engine→client max ms", "lower", path("result", "latencyMs", "max")},
 		{"paced", "events delivered %", "higher", delivered},
 		{"paced", "server peak RSS MiB", "lower", scaled(path("result", "rss", "peakKiB"), 1.0/1024)},
+		{"burst", "engine→client p50 ms", "lower", path("result", "latencyMs", "p50")},
+		{"burst", "engine→client p99 ms", "lower", path("result", "latencyMs", "p99")},
+		{"burst", "engine→client max ms", "lower", path("result", "latencyMs", "max")},
+		{"burst", "events delivered %", "higher", delivered},
+		{"burst", "server peak RSS MiB", "lower", scaled(path("result", "rss", "peakKiB"), 1.0/1024)},
 	}
 }
 

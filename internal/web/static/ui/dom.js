@@ -52,13 +52,6 @@ export function clock(iso) {
   return new Date(t).toLocaleTimeString([], { hour12: false });
 }
 
-/** A readable local date and time from an ISO time. */
-export function when(iso) {
-  const t = Date.parse(iso || '');
-  if (!Number.isFinite(t)) return iso ? String(iso) : '';
-  return new Date(t).toLocaleString([], { hour12: false });
-}
-
 /** "2026-12-07T13:45:01Z": an ISO time in UTC to the second, or the input when unparsable. */
 export function utc(iso) {
   const t = Date.parse(iso || '');

@@ -92,7 +92,7 @@ func minter(cfg *config) (func(sub string) (string, error), error) {
 		return nil, fmt.Errorf("signing key: %w", err)
 	}
 	signer, err := auth.NewSigner(auth.SignerOptions{
-		Issuer: cfg.issuer, Audience: cfg.audience, Key: key, DefaultTTL: cfg.tokenTTL, MaxTTL: cfg.tokenTTL,
+		Issuer: cfg.issuer, Audience: cfg.audience, TenantClaim: "tenant", Key: key, DefaultTTL: cfg.tokenTTL, MaxTTL: cfg.tokenTTL,
 	})
 	if err != nil {
 		return nil, err

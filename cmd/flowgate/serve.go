@@ -247,11 +247,9 @@ func buildFrontEnd(cfg config.Config, a *app, eng engineParts, tasks *task.Manag
 	if cl != nil {
 		swarms, f.connCaps = cl.Swarms(f.limiter), cl.Connections(f.conns)
 	}
-	p := eng.profile
-	f.swarmLimits = validation.Limits{
-		MaxObjectiveChars: l.MaxObjectiveChars, MaxObjectiveBytes: l.MaxObjectiveBytes, MaxAgents: l.MaxAgents,
-		MaxTimeoutSeconds: l.MaxTimeoutSeconds, DefaultAgents: l.DefaultAgents, DefaultTimeoutSeconds: l.DefaultTimeoutSeconds,
-		Strategies: p.Strategies(), Modes: p.Modes(), DefaultStrategy: p.DefaultStrategy(), DefaultMode: p.DefaultMode(),
+	f.swarmLimits = swarmLimits(l, eng.profile)
+	if err := f.swarmLimits.Check(); err != nil {
+		return frontEnd{}, err
 	}
 	f.hub = session.NewHub(session.Options{
 		Logger: log, Tasks: tasks, Poller: poller, Validator: f.validator, Verifier: a.verifier, Revocations: revocations, Metrics: mx.Sessions(),

@@ -42,14 +42,14 @@ func NewSigner(opts SignerOptions) (*Signer, error) {
 	if opts.Issuer == "" || opts.Audience == "" {
 		return nil, errors.New("auth: signer needs an issuer and an audience")
 	}
-	if opts.TenantClaim == "" {
-		opts.TenantClaim = "tenant"
-	}
-	if opts.MaxTTL <= 0 {
-		opts.MaxTTL = 24 * time.Hour
-	}
-	if opts.DefaultTTL <= 0 || opts.DefaultTTL > opts.MaxTTL {
-		opts.DefaultTTL = min(time.Hour, opts.MaxTTL)
+	// auth.tenant_claim and auth.signing.*_ttl come from config.Default: none is filled here.
+	switch {
+	case opts.TenantClaim == "":
+		return nil, errors.New("auth: signer needs auth.tenant_claim")
+	case opts.MaxTTL <= 0:
+		return nil, errors.New("auth: auth.signing.max_ttl must be positive")
+	case opts.DefaultTTL <= 0 || opts.DefaultTTL > opts.MaxTTL:
+		return nil, errors.New("auth: auth.signing.default_ttl must be positive and at most auth.signing.max_ttl")
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now

@@ -28,7 +28,7 @@ type keys struct {
 	otherEd ed25519.PrivateKey
 }
 
-func newKeys(t *testing.T) keys {
+func newKeys(t testing.TB) keys {
 	t.Helper()
 	r, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {
@@ -240,7 +240,7 @@ func TestSignerRoundTrip(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
 	_, old, _ := ed25519.GenerateKey(rand.Reader)
 	now := testNow
-	s, err := NewSigner(SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: key, Previous: []ed25519.PrivateKey{old}, Now: func() time.Time { return now }})
+	s, err := NewSigner(SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: key, TenantClaim: "tenant", DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour, Previous: []ed25519.PrivateKey{old}, Now: func() time.Time { return now }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestSignerRoundTrip(t *testing.T) {
 		t.Fatalf("principal %+v vs issued %+v", p, iss)
 	}
 	// A token from the previous key still verifies during the overlap window.
-	prev, _ := NewSigner(SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: old, Now: func() time.Time { return now }})
+	prev, _ := NewSigner(SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: old, TenantClaim: "tenant", DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour, Now: func() time.Time { return now }})
 	oldTok, _ := prev.Issue(IssueRequest{Tenant: "demo", Subject: "u", Permissions: []string{PermSwarmExecute}})
 	if _, err := v.Verify(context.Background(), oldTok.Token); err != nil {
 		t.Fatalf("previous key: %v", err)
@@ -435,4 +435,29 @@ func signRaw(t *testing.T, key []byte, payload string) string {
 		t.Fatal(err)
 	}
 	return unsigned + "." + enc.EncodeToString(sig)
+}
+
+// TestNewSignerRefusesMissingBounds: the signer's claim name and lifetimes are configuration
+// (auth.tenant_claim, auth.signing.*): a zero is refused, never replaced by a value of its own.
+func TestNewSignerRefusesMissingBounds(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	ok := SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: key, TenantClaim: "tenant", DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour}
+	if _, err := NewSigner(ok); err != nil {
+		t.Fatalf("complete options refused: %v", err)
+	}
+	for _, tt := range []struct {
+		key   string
+		spoil func(*SignerOptions)
+	}{
+		{"auth.tenant_claim", func(o *SignerOptions) { o.TenantClaim = "" }},
+		{"auth.signing.max_ttl", func(o *SignerOptions) { o.MaxTTL = 0 }},
+		{"auth.signing.default_ttl", func(o *SignerOptions) { o.DefaultTTL = 0 }},
+		{"auth.signing.default_ttl", func(o *SignerOptions) { o.DefaultTTL = 25 * time.Hour }},
+	} {
+		o := ok
+		tt.spoil(&o)
+		if _, err := NewSigner(o); err == nil || !strings.Contains(err.Error(), tt.key) {
+			t.Errorf("%s: err = %v; want it named", tt.key, err)
+		}
+	}
 }

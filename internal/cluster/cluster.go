@@ -100,17 +100,16 @@ func New(opts Options) (*Cluster, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	if opts.HeartbeatInterval <= 0 {
-		opts.HeartbeatInterval = 2 * time.Second
-	}
-	if opts.HeartbeatTTL <= opts.HeartbeatInterval {
-		opts.HeartbeatTTL = 5 * opts.HeartbeatInterval
-	}
-	if opts.StreamMaxLen <= 0 {
-		opts.StreamMaxLen = 100000
-	}
-	if opts.EventTTL <= 0 {
-		opts.EventTTL = time.Hour
+	// The cluster.* keys' values come from config.Default: none is filled in here.
+	switch {
+	case opts.HeartbeatInterval <= 0:
+		return nil, errors.New("cluster: cluster.heartbeat_interval must be positive")
+	case opts.HeartbeatTTL <= opts.HeartbeatInterval:
+		return nil, errors.New("cluster: cluster.heartbeat_ttl must be longer than cluster.heartbeat_interval")
+	case opts.StreamMaxLen <= 0:
+		return nil, errors.New("cluster: cluster.stream_max_len must be positive")
+	case opts.EventTTL <= 0:
+		return nil, errors.New("cluster: cluster.event_ttl must be positive")
 	}
 	c := &Cluster{opts: opts, rdb: redis.NewClient(ro), log: opts.Logger, slots: map[string]slot{}}
 	if opts.Observer != nil {

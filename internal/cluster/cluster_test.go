@@ -9,6 +9,7 @@ import (
 	"github.com/flowgate/flowgate/internal/clocktest"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -55,7 +56,7 @@ func randomName(prefix string) string {
 func newCluster(t *testing.T, node string, now func() time.Time) *Cluster {
 	t.Helper()
 	c, err := New(Options{RedisURL: redisURL(t), Node: node, Store: storetest.Open(t, store.DriverSQLite),
-		HeartbeatInterval: 100 * time.Millisecond, HeartbeatTTL: time.Second, Now: now})
+		HeartbeatInterval: 100 * time.Millisecond, HeartbeatTTL: time.Second, StreamMaxLen: 100000, EventTTL: time.Hour, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -319,4 +320,33 @@ func TestAddSpendIsSharedAndExact(t *testing.T) {
 	if err != nil || got != (task.DaySpend{NanoUSD: 2000, Tokens: 300}) {
 		t.Fatalf("a negative addition = %+v, %v", got, err)
 	}
+}
+
+// TestNewRefusesZeroBounds: the cluster.* values come from the configuration, never from here.
+func TestNewRefusesZeroBounds(t *testing.T) {
+	ok := Options{RedisURL: "redis://127.0.0.1:6379", Node: "n", Store: storetest.Open(t, store.DriverSQLite),
+		HeartbeatInterval: time.Second, HeartbeatTTL: 5 * time.Second, StreamMaxLen: 10, EventTTL: time.Hour}
+	for _, tt := range []struct {
+		key   string
+		spoil func(*Options)
+	}{
+		{"cluster.heartbeat_interval", func(o *Options) { o.HeartbeatInterval = 0 }},
+		{"cluster.heartbeat_ttl", func(o *Options) { o.HeartbeatTTL = o.HeartbeatInterval }},
+		{"cluster.stream_max_len", func(o *Options) { o.StreamMaxLen = 0 }},
+		{"cluster.event_ttl", func(o *Options) { o.EventTTL = -time.Second }},
+	} {
+		o := ok
+		tt.spoil(&o)
+		if c, err := New(o); err == nil || !strings.Contains(err.Error(), tt.key) {
+			if c != nil {
+				c.Close()
+			}
+			t.Errorf("%s: err = %v; want it named", tt.key, err)
+		}
+	}
+	c, err := New(ok)
+	if err != nil {
+		t.Fatalf("complete options refused: %v", err)
+	}
+	c.Close()
 }

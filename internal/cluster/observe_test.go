@@ -47,7 +47,8 @@ func (l *cmdLog) take() []redisObservation {
 
 func TestObserverHook(t *testing.T) {
 	l := &cmdLog{}
-	c, err := New(Options{RedisURL: redisURL(t), Node: randomName("n-"), Store: storetest.Open(t, store.DriverSQLite), Observer: l})
+	c, err := New(Options{RedisURL: redisURL(t), Node: randomName("n-"), Store: storetest.Open(t, store.DriverSQLite), Observer: l,
+		HeartbeatInterval: 2 * time.Second, HeartbeatTTL: 10 * time.Second, StreamMaxLen: 100000, EventTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,8 @@ func TestObserverDialFailure(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close() // nothing listens there any more
 	l := &cmdLog{}
-	c, err := New(Options{RedisURL: "redis://" + addr, Node: randomName("n-"), Store: storetest.Open(t, store.DriverSQLite), Observer: l})
+	c, err := New(Options{RedisURL: "redis://" + addr, Node: randomName("n-"), Store: storetest.Open(t, store.DriverSQLite), Observer: l,
+		HeartbeatInterval: 2 * time.Second, HeartbeatTTL: 10 * time.Second, StreamMaxLen: 100000, EventTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

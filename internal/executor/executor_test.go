@@ -11,7 +11,6 @@ import (
 	"github.com/flowgate/flowgate/internal/proctest"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -674,33 +673,14 @@ func TestGatewayDeathKillsTask(t *testing.T) {
 		t.Run(string(mode), func(t *testing.T) {
 			mark := newMarker()
 			root := filepath.Join(t.TempDir(), "tasks")
-			cmd := exec.Command(self(t), "helper-gateway", string(mode), root, mark)
-			cmd.Env = []string{"PATH=/usr/bin:/bin"}
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			buf := make([]byte, 256)
-			n, _ := stdout.Read(buf)
-			if !strings.Contains(string(buf[:n]), "ready") {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("helper said %q", buf[:n])
-			}
+			cmd := proctest.StartHelper(t, self(t), "helper-gateway", string(mode), root, mark)
 			if len(survivors(mark)) < 3 {
 				t.Errorf("expected the task's processes to run, found %v", survivors(mark))
 			}
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
 			// The kernel (PIDNS) or the supervisor (PGroup) cleans up asynchronously.
-			deadline := time.Now().Add(10 * time.Second)
-			for len(survivors(mark)) > 0 && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
+			proctest.WaitGone(mark, 10*time.Second)
 			noSurvivors(t, mark)
 		})
 	}

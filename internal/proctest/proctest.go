@@ -3,11 +3,16 @@
 package proctest
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
+	"testing"
+	"time"
 )
 
 // Marker is a fresh string to put in a command line and find it again.
@@ -32,4 +37,37 @@ func Survivors(mark string) []int {
 		}
 	}
 	return pids
+}
+
+// StartHelper starts argv (usually the test binary re-run as a helper) with only PATH set and
+// its stderr on the test's, and waits for its first line, which must start with "ready". The
+// test kills it when it wants; a cleanup kills it should the test end first.
+func StartHelper(t testing.TB, argv ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, _ := bufio.NewReader(stdout).ReadString('\n')
+	if !strings.HasPrefix(line, "ready") {
+		t.Fatalf("helper said %q", line)
+	}
+	return cmd
+}
+
+// WaitGone waits up to d for every process carrying mark to be gone (the kernel and the
+// supervisors clean up asynchronously) and returns those still there.
+func WaitGone(mark string, d time.Duration) []int {
+	deadline := time.Now().Add(d)
+	for len(Survivors(mark)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	return Survivors(mark)
 }

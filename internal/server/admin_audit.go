@@ -44,7 +44,12 @@ const (
 
 // auditRoutes serves the three audit routes and counts the walks in progress.
 type auditRoutes struct {
-	d  *Deps
+	*adminAPI
+	validator *validation.Validator
+	auditLog  AuditReader
+	// admin runs exports, which are recorded as they stream.
+	admin *admin.Service
+
 	mu sync.Mutex
 	// walks counts walks by the caller's tenant; total is their sum. The map holds only
 	// tenants with a walk running, so it is bounded by maxAuditWalks.
@@ -52,8 +57,8 @@ type auditRoutes struct {
 	total int
 }
 
-func newAuditRoutes(d *Deps) *auditRoutes {
-	return &auditRoutes{d: d, walks: map[string]int{}}
+func newAuditRoutes(api *adminAPI, validator *validation.Validator, auditLog AuditReader, svc *admin.Service) *auditRoutes {
+	return &auditRoutes{adminAPI: api, validator: validator, auditLog: auditLog, admin: svc, walks: map[string]int{}}
 }
 
 // auditPage is the answer of GET /v1/admin/audit. Each record is its canonical JSON (the form
@@ -68,7 +73,6 @@ type auditPage struct {
 // false when the request must stop; a malformed tenant is reported in errs after the caller's
 // own scope was authorized (so a token without audit:read learns nothing about parameters).
 func (a *auditRoutes) scope(w http.ResponseWriter, r *http.Request, p *auth.Principal, vals map[string][]string, errs fieldErrs) (string, bool) {
-	d := a.d
 	raw, given := vals["tenant"]
 	delete(vals, "tenant")
 	switch {
@@ -82,20 +86,20 @@ func (a *auditRoutes) scope(w http.ResponseWriter, r *http.Request, p *auth.Prin
 		}
 		if !p.Has(auth.PermPlatformAdmin) {
 			// Beyond any one tenant: answered like another tenant's scope.
-			d.auditDenied(r, p, "tenant scope", raw[0])
+			a.auditDenied(r, p, "tenant scope", raw[0])
 			writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
 			return "", false
 		}
 		return scope, true
 	case tenant.ValidID(raw[0]):
-		if !d.authorize(w, r, p, raw[0], auth.PermAuditRead) {
+		if !a.authorize(w, r, p, raw[0], auth.PermAuditRead) {
 			return "", false
 		}
 		return raw[0], true
 	default:
 		errs.add("tenant", "must be a tenant id, @platform or @all")
 	}
-	if !d.authorize(w, r, p, p.Tenant, auth.PermAuditRead) {
+	if !a.authorize(w, r, p, p.Tenant, auth.PermAuditRead) {
 		return "", false
 	}
 	return p.Tenant, true
@@ -104,7 +108,6 @@ func (a *auditRoutes) scope(w http.ResponseWriter, r *http.Request, p *auth.Prin
 // filters reads and validates the filter parameters; export refuses limit and cursor, which
 // only page a query.
 func (a *auditRoutes) filters(w http.ResponseWriter, r *http.Request, p *auth.Principal, export bool) (audit.Filter, bool) {
-	d := a.d
 	vals := r.URL.Query()
 	errs := fieldErrs{}
 	scope, ok := a.scope(w, r, p, vals, errs)
@@ -119,11 +122,11 @@ func (a *auditRoutes) filters(w http.ResponseWriter, r *http.Request, p *auth.Pr
 			}
 		}
 	}
-	q, err := d.Validator.AuditQuery(vals)
+	q, err := a.validator.AuditQuery(vals)
 	if err != nil {
 		var ve *validation.Error
 		if !errors.As(err, &ve) {
-			d.internalError(w, r, err)
+			a.internalError(w, r, err)
 			return audit.Filter{}, false
 		}
 		for k, v := range ve.Fields {
@@ -131,7 +134,7 @@ func (a *auditRoutes) filters(w http.ResponseWriter, r *http.Request, p *auth.Pr
 		}
 	}
 	if errs.any() {
-		d.invalid(w, r, p, p.Tenant, errs.err())
+		a.invalid(w, r, p, p.Tenant, errs.err())
 		return audit.Filter{}, false
 	}
 	f := audit.Filter{
@@ -151,11 +154,11 @@ func (a *auditRoutes) filters(w http.ResponseWriter, r *http.Request, p *auth.Pr
 func (a *auditRoutes) filterError(w http.ResponseWriter, r *http.Request, p *auth.Principal, err error) {
 	switch {
 	case errors.Is(err, audit.ErrInvalidCursor):
-		a.d.invalid(w, r, p, p.Tenant, fieldErrs{"cursor": "must be the nextCursor of a previous page of the same query"}.err())
+		a.invalid(w, r, p, p.Tenant, fieldErrs{"cursor": "must be the nextCursor of a previous page of the same query"}.err())
 	case errors.Is(err, audit.ErrInvalidFilter), errors.Is(err, audit.ErrScopeRequired):
-		a.d.invalid(w, r, p, p.Tenant, fieldErrs{"query": "the filter is not accepted"}.err())
+		a.invalid(w, r, p, p.Tenant, fieldErrs{"query": "the filter is not accepted"}.err())
 	default:
-		a.d.internalError(w, r, err)
+		a.internalError(w, r, err)
 	}
 }
 
@@ -164,7 +167,7 @@ func (a *auditRoutes) acquire(w http.ResponseWriter, r *http.Request, tenant str
 	a.mu.Lock()
 	if a.total >= maxAuditWalks || a.walks[tenant] >= maxTenantWalks {
 		a.mu.Unlock()
-		a.d.metrics().rejected("audit_walks")
+		a.metrics.rejected("audit_walks")
 		writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited,
 			"too many audit exports and verifications are running; retry later", auditBusyRetry, nil)
 		return nil, false
@@ -187,8 +190,7 @@ func (a *auditRoutes) acquire(w http.ResponseWriter, r *http.Request, tenant str
 
 func (a *auditRoutes) handleQuery() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := a.d
-		p, ok := d.authenticate(w, r)
+		p, ok := a.authenticate(w, r)
 		if !ok {
 			return
 		}
@@ -196,7 +198,7 @@ func (a *auditRoutes) handleQuery() http.Handler {
 		if !ok {
 			return
 		}
-		recs, next, err := d.AuditLog.Query(r.Context(), f)
+		recs, next, err := a.auditLog.Query(r.Context(), f)
 		if err != nil {
 			a.filterError(w, r, p, err)
 			return
@@ -205,7 +207,7 @@ func (a *auditRoutes) handleQuery() http.Handler {
 		for _, rec := range recs {
 			b, err := audit.MarshalCanonical(rec)
 			if err != nil {
-				d.internalError(w, r, err)
+				a.internalError(w, r, err)
 				return
 			}
 			out.Records = append(out.Records, b)
@@ -216,13 +218,12 @@ func (a *auditRoutes) handleQuery() http.Handler {
 
 func (a *auditRoutes) handleExport() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := a.d
 		if r.Method == http.MethodHead {
 			// An export is recorded as one; a HEAD would record an export that sent nothing.
 			methodNotAllowed("GET").ServeHTTP(w, r)
 			return
 		}
-		p, ok := d.authenticate(w, r)
+		p, ok := a.authenticate(w, r)
 		if !ok {
 			return
 		}
@@ -236,16 +237,16 @@ func (a *auditRoutes) handleExport() http.Handler {
 		}
 		defer release()
 		sw := &lazyStream{w: w}
-		err := d.Admin.ExportAudit(r.Context(), d.actor(r, p), f, p.Tenant, sw)
+		err := a.admin.ExportAudit(r.Context(), a.actor(r, p), f, p.Tenant, sw)
 		switch {
 		case err == nil:
 			sw.start()
 			return
 		case errors.Is(err, admin.ErrNotRecorded):
-			d.auditUnavailable(w, r, err)
+			a.auditUnavailable(w, r, err)
 			return
 		}
-		d.Logger.Error("audit export failed", "request_id", requestIDFrom(r.Context()), "scope", f.Tenant, "err", err)
+		a.log.Error("audit export failed", "request_id", requestIDFrom(r.Context()), "scope", f.Tenant, "err", err)
 		if !sw.started {
 			writeProblem(w, r, http.StatusInternalServerError, protocol.CodeInternal, "internal error")
 			return
@@ -282,8 +283,7 @@ func (s *lazyStream) Write(b []byte) (int, error) {
 
 func (a *auditRoutes) handleVerify() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		d := a.d
-		p, ok := d.authenticate(w, r)
+		p, ok := a.authenticate(w, r)
 		if !ok {
 			return
 		}
@@ -298,7 +298,7 @@ func (a *auditRoutes) handleVerify() http.Handler {
 			errs.add(k, v)
 		}
 		if errs.any() {
-			d.invalid(w, r, p, p.Tenant, errs.err())
+			a.invalid(w, r, p, p.Tenant, errs.err())
 			return
 		}
 		release, ok := a.acquire(w, r, p.Tenant)
@@ -310,13 +310,13 @@ func (a *auditRoutes) handleVerify() http.Handler {
 		if scope != audit.ScopeAll {
 			opts.Tenant = &scope
 		}
-		rep, err := d.AuditLog.Verify(r.Context(), opts)
+		rep, err := a.auditLog.Verify(r.Context(), opts)
 		if err != nil {
-			d.internalError(w, r, err)
+			a.internalError(w, r, err)
 			return
 		}
 		if p := rep.FirstProblem; p != nil {
-			d.Logger.Error("audit chain fails verification", "chain", chainLabel(p.Tenant), "seq", p.Seq,
+			a.log.Error("audit chain fails verification", "chain", chainLabel(p.Tenant), "seq", p.Seq,
 				"kind", string(p.Kind), "detail", p.Detail, "request_id", requestIDFrom(r.Context()))
 		}
 		writeJSON(w, http.StatusOK, rep)

@@ -337,7 +337,7 @@ func TestAuditVerifyRoute(t *testing.T) {
 
 func TestAuditWalksAreBounded(t *testing.T) {
 	t.Parallel()
-	a := newAuditRoutes(&Deps{})
+	a := newAuditRoutes(&adminAPI{authenticator: &authenticator{}}, nil, nil, nil)
 	take := func(tenant string) (func(), int) {
 		w := httptest.NewRecorder()
 		rel, ok := a.acquire(w, httptest.NewRequestWithContext(context.Background(), "GET", "/", nil), tenant)

@@ -38,40 +38,40 @@ func viewKey(m secrets.Metadata) keyView {
 	}
 }
 
-func handleKeyGet(d *Deps) http.Handler {
+func handleKeyGet(rt *tenantRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, t, ok := d.tenantRequest(w, r, auth.PermTenantAdmin)
+		_, t, ok := rt.tenantRequest(w, r, auth.PermTenantAdmin)
 		if !ok {
 			return
 		}
-		meta, err := d.Keys.Describe(r.Context(), t.ID, t.KeyRef)
+		meta, err := rt.keys.Describe(r.Context(), t.ID, t.KeyRef)
 		if err != nil {
-			d.keyError(w, r, err)
+			rt.keyError(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, viewKey(meta))
 	})
 }
 
-func handleKeyPut(d *Deps) http.Handler {
+func handleKeyPut(rt *tenantRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, t, ok := d.tenantRequest(w, r, auth.PermTenantAdmin)
+		p, t, ok := rt.tenantRequest(w, r, auth.PermTenantAdmin)
 		if !ok {
 			return
 		}
 		id := t.ID
 		var body validation.KeyPut
-		if !d.decodeJSON(w, r, &body) {
+		if !rt.decodeJSON(w, r, &body) {
 			return
 		}
-		in, err := d.Validator.KeyPut(body)
+		in, err := rt.validator.KeyPut(body)
 		if err != nil {
-			d.invalid(w, r, p, id, err)
+			rt.invalid(w, r, p, id, err)
 			return
 		}
-		meta, created, err := d.Admin.SetKey(r.Context(), d.actor(r, p), t.ID, t.KeyRef, in.APIKey)
+		meta, created, err := rt.admin.SetKey(r.Context(), rt.actor(r, p), t.ID, t.KeyRef, in.APIKey)
 		if err != nil {
-			d.adminError(w, r, err)
+			rt.adminError(w, r, err)
 			return
 		}
 		status := http.StatusOK
@@ -82,14 +82,14 @@ func handleKeyPut(d *Deps) http.Handler {
 	})
 }
 
-func handleKeyDelete(d *Deps) http.Handler {
+func handleKeyDelete(rt *tenantRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, t, ok := d.tenantRequest(w, r, auth.PermTenantAdmin)
+		p, t, ok := rt.tenantRequest(w, r, auth.PermTenantAdmin)
 		if !ok {
 			return
 		}
-		if _, err := d.Admin.DeleteKey(r.Context(), d.actor(r, p), t.ID, t.KeyRef); err != nil {
-			d.adminError(w, r, err)
+		if _, err := rt.admin.DeleteKey(r.Context(), rt.actor(r, p), t.ID, t.KeyRef); err != nil {
+			rt.adminError(w, r, err)
 			return
 		}
 		w.Header().Set("Cache-Control", "no-store")
@@ -98,23 +98,23 @@ func handleKeyDelete(d *Deps) http.Handler {
 }
 
 // actor is who asks, for the admin service's audit records.
-func (d *Deps) actor(r *http.Request, p *auth.Principal) admin.Actor {
-	return admin.Actor{Sub: p.Subject, TokenFP: p.TokenFP, Source: d.source(r), RequestID: requestIDFrom(r.Context())}
+func (a *adminAPI) actor(r *http.Request, p *auth.Principal) admin.Actor {
+	return admin.Actor{Sub: p.Subject, TokenFP: p.TokenFP, Source: a.source(r), RequestID: requestIDFrom(r.Context())}
 }
 
 // adminError answers an admin service error: a refused change whose record could not be
 // written, or a provider error.
-func (d *Deps) adminError(w http.ResponseWriter, r *http.Request, err error) {
+func (rt *tenantRoutes) adminError(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, admin.ErrNotRecorded) {
-		d.auditUnavailable(w, r, err)
+		rt.auditUnavailable(w, r, err)
 		return
 	}
-	d.keyError(w, r, err)
+	rt.keyError(w, r, err)
 }
 
 // keyError answers a secrets provider error. Provider errors never carry key material, and
 // their text stays in the log.
-func (d *Deps) keyError(w http.ResponseWriter, r *http.Request, err error) {
+func (rt *tenantRoutes) keyError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, secrets.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "this tenant has no engine key")
@@ -124,12 +124,12 @@ func (d *Deps) keyError(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.Is(err, secrets.ErrInvalid):
 		// The tenant's keyRef names a secret the provider refuses to use for it (e.g. one not
 		// tagged with the tenant): a state problem for the platform admin to fix, not a request error.
-		d.Logger.Warn("tenant key reference refused by the secrets provider", "path", r.URL.Path, "err", err)
+		rt.log.Warn("tenant key reference refused by the secrets provider", "path", r.URL.Path, "err", err)
 		writeProblem(w, r, http.StatusConflict, codeConflict, "the tenant's key reference cannot be used; a platform admin must fix it")
 	case errors.Is(err, secrets.ErrUnavailable):
-		d.Logger.Error("secrets provider unavailable", "path", r.URL.Path, "request_id", requestIDFrom(r.Context()), "err", err)
+		rt.log.Error("secrets provider unavailable", "path", r.URL.Path, "request_id", requestIDFrom(r.Context()), "err", err)
 		writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeTenantKeyUnavailable, "the secrets provider is unavailable; retry later")
 	default:
-		d.internalError(w, r, err)
+		rt.internalError(w, r, err)
 	}
 }

@@ -43,25 +43,34 @@ type sessionListed struct {
 	Node          string `json:"node,omitempty"`
 }
 
-func handleSessionList(d *Deps) http.Handler {
+// sessionRoutes serves a tenant's live sessions.
+type sessionRoutes struct {
+	*adminAPI
+	// sessions is nil when this process cannot list them.
+	sessions SessionLister
+	// admin ends a session, on whichever replica holds it, and records it.
+	admin *admin.Service
+}
+
+func handleSessionList(rt *sessionRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, p, ok := d.tenantAdmin(w, r)
+		id, p, ok := rt.tenantAdmin(w, r)
 		if !ok {
 			return
 		}
 		q, errs := queryParams(r.URL.Query(), "limit")
 		limit := limitParam(q, errs, defaultSessionList, maxSessionList)
 		if errs.any() {
-			d.invalid(w, r, p, id, errs.err())
+			rt.invalid(w, r, p, id, errs.err())
 			return
 		}
-		if d.Sessions == nil {
+		if rt.sessions == nil {
 			writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "sessions cannot be listed here")
 			return
 		}
-		list, complete, err := d.Sessions.ListSessions(r.Context(), id, limit)
+		list, complete, err := rt.sessions.ListSessions(r.Context(), id, limit)
 		if err != nil {
-			d.internalError(w, r, err)
+			rt.internalError(w, r, err)
 			return
 		}
 		out := struct {
@@ -80,9 +89,9 @@ func handleSessionList(d *Deps) http.Handler {
 
 // handleSessionTerminate ends one live session of the tenant: {sid} in the path, or
 // ?session= on the collection.
-func handleSessionTerminate(d *Deps) http.Handler {
+func handleSessionTerminate(rt *sessionRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, p, ok := d.tenantAdmin(w, r)
+		id, p, ok := rt.tenantAdmin(w, r)
 		if !ok {
 			return
 		}
@@ -100,19 +109,19 @@ func handleSessionTerminate(d *Deps) http.Handler {
 			errs.add("session", "is not a session id")
 		}
 		if errs.any() {
-			d.invalid(w, r, p, id, errs.err())
+			rt.invalid(w, r, p, id, errs.err())
 			return
 		}
-		err := d.Admin.TerminateSession(r.Context(), d.actor(r, p), id, sid)
+		err := rt.admin.TerminateSession(r.Context(), rt.actor(r, p), id, sid)
 		switch {
 		case errors.Is(err, admin.ErrNoSession):
 			writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such live session")
 		case errors.Is(err, admin.ErrNotRecorded):
-			d.auditUnavailable(w, r, err)
+			rt.auditUnavailable(w, r, err)
 		case errors.Is(err, admin.ErrUnavailable):
 			writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "sessions cannot be ended here")
 		case err != nil:
-			d.internalError(w, r, err)
+			rt.internalError(w, r, err)
 		default:
 			w.WriteHeader(http.StatusNoContent)
 		}

@@ -66,16 +66,16 @@ func viewTask(t record.Task) taskView {
 	return v
 }
 
-func handleTaskList(d *Deps) http.Handler {
+func handleTaskList(api *adminAPI, store TenantStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := d.authenticate(w, r)
+		p, ok := api.authenticate(w, r)
 		if !ok {
 			return
 		}
 		q, errs := queryParams(r.URL.Query(), "tenant", "owner", "status", "limit", "before")
 		// Scope before anything else is answered: another tenant's tasks are a 404.
 		scope := scopeParam(q, p, errs)
-		if !d.authorize(w, r, p, scope, auth.PermTaskAdmin) {
+		if !api.authorize(w, r, p, scope, auth.PermTaskAdmin) {
 			return
 		}
 		f := record.Filter{Tenant: scope, Limit: pageLimit(q, errs)}
@@ -99,14 +99,14 @@ func handleTaskList(d *Deps) http.Handler {
 			f.Before, f.BeforeID = before, beforeID
 		}
 		if errs.any() {
-			d.invalid(w, r, p, p.Tenant, errs.err())
+			api.invalid(w, r, p, p.Tenant, errs.err())
 			return
 		}
 		limit := f.Limit
 		f.Limit = limit + 1
-		list, err := d.Store.ListTasks(r.Context(), f)
+		list, err := store.ListTasks(r.Context(), f)
 		if err != nil {
-			d.internalError(w, r, err)
+			api.internalError(w, r, err)
 			return
 		}
 		out := struct {

@@ -41,10 +41,22 @@ const (
 // the client goes away.
 const actionTimeout = 30 * time.Second
 
-func handleTenantList(d *Deps) http.Handler {
+// tenantRoutes serves /v1/admin/tenants and a tenant's engine key (admin_keys.go).
+type tenantRoutes struct {
+	*adminAPI
+	// store is read directly, not through the tenant cache: an admin sees the stored state.
+	store TenantStore
+	// admin makes every change, so the CLI and the API record and notify them alike.
+	admin     *admin.Service
+	validator *validation.Validator
+	defaults  validation.Limits // the global bounds a tenant's limits are checked against
+	keys      KeyAdmin
+}
+
+func handleTenantList(rt *tenantRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, "", auth.PermPlatformAdmin) {
+		p, ok := rt.authenticate(w, r)
+		if !ok || !rt.authorize(w, r, p, "", auth.PermPlatformAdmin) {
 			return
 		}
 		q, errs := queryParams(r.URL.Query(), "limit", "after")
@@ -54,12 +66,12 @@ func handleTenantList(d *Deps) http.Handler {
 			errs.add("after", "must be a tenant id (the next value of the previous page)")
 		}
 		if errs.any() {
-			d.invalid(w, r, p, p.Tenant, errs.err())
+			rt.invalid(w, r, p, p.Tenant, errs.err())
 			return
 		}
-		list, lerr := d.Store.ListTenants(r.Context(), limit+1, after)
+		list, lerr := rt.store.ListTenants(r.Context(), limit+1, after)
 		if lerr != nil {
-			d.internalError(w, r, lerr)
+			rt.internalError(w, r, lerr)
 			return
 		}
 		out := struct {
@@ -77,25 +89,25 @@ func handleTenantList(d *Deps) http.Handler {
 	})
 }
 
-func handleTenantCreate(d *Deps) http.Handler {
+func handleTenantCreate(rt *tenantRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, "", auth.PermPlatformAdmin) {
+		p, ok := rt.authenticate(w, r)
+		if !ok || !rt.authorize(w, r, p, "", auth.PermPlatformAdmin) {
 			return
 		}
 		var body validation.TenantCreate
-		if !d.decodeJSON(w, r, &body) {
+		if !rt.decodeJSON(w, r, &body) {
 			return
 		}
-		in, err := d.Validator.TenantCreate(body, d.TenantDefaults)
+		in, err := rt.validator.TenantCreate(body, rt.defaults)
 		if err != nil {
-			d.invalid(w, r, p, p.Tenant, err)
+			rt.invalid(w, r, p, p.Tenant, err)
 			return
 		}
-		created, err := d.Admin.CreateTenant(r.Context(), d.actor(r, p),
+		created, err := rt.admin.CreateTenant(r.Context(), rt.actor(r, p),
 			tenant.Tenant{ID: in.ID, Name: in.Name, Limits: storeLimits(in.Limits)})
 		if err != nil {
-			d.tenantError(w, r, err)
+			rt.tenantError(w, r, err)
 			return
 		}
 		w.Header().Set("Location", "/v1/admin/tenants/"+created.ID)
@@ -103,9 +115,9 @@ func handleTenantCreate(d *Deps) http.Handler {
 	})
 }
 
-func handleTenantGet(d *Deps) http.Handler {
+func handleTenantGet(rt *tenantRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, t, ok := d.tenantRequest(w, r, auth.PermTenantAdmin)
+		_, t, ok := rt.tenantRequest(w, r, auth.PermTenantAdmin)
 		if !ok {
 			return
 		}
@@ -113,30 +125,30 @@ func handleTenantGet(d *Deps) http.Handler {
 	})
 }
 
-func handleTenantPatch(d *Deps) http.Handler {
+func handleTenantPatch(rt *tenantRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, current, ok := d.tenantRequest(w, r, auth.PermTenantAdmin)
+		p, current, ok := rt.tenantRequest(w, r, auth.PermTenantAdmin)
 		if !ok {
 			return
 		}
 		id := current.ID
 		var body validation.TenantPatch
-		if !d.decodeJSON(w, r, &body) {
+		if !rt.decodeJSON(w, r, &body) {
 			return
 		}
-		in, err := d.Validator.TenantPatch(body, d.TenantDefaults)
+		in, err := rt.validator.TenantPatch(body, rt.defaults)
 		if err != nil {
-			d.invalid(w, r, p, id, err)
+			rt.invalid(w, r, p, id, err)
 			return
 		}
 		// A tenant admin may rename its tenant; suspending it or raising its own limits is
 		// the platform's decision.
 		if (in.Status != nil || in.Limits != nil) && !p.Has(auth.PermPlatformAdmin) {
-			d.auditDenied(r, p, "status and limits need platform:admin", id)
+			rt.auditDenied(r, p, "status and limits need platform:admin", id)
 			writeProblem(w, r, http.StatusForbidden, protocol.CodeForbidden, "only a platform admin may change a tenant's status or limits")
 			return
 		}
-		updated, err := d.Admin.UpdateTenant(r.Context(), d.actor(r, p), id, func(t *tenant.Tenant) {
+		updated, err := rt.admin.UpdateTenant(r.Context(), rt.actor(r, p), id, func(t *tenant.Tenant) {
 			if in.Name != nil {
 				t.Name = *in.Name
 			}
@@ -148,7 +160,7 @@ func handleTenantPatch(d *Deps) http.Handler {
 			}
 		})
 		if err != nil {
-			d.tenantError(w, r, err)
+			rt.tenantError(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, admin.ViewTenant(updated))
@@ -157,46 +169,46 @@ func handleTenantPatch(d *Deps) http.Handler {
 
 // tenantRequest is the start of every /v1/admin/tenants/{id}/… handler: authenticate, check
 // perms and the tenant scope, then read the tenant.
-func (d *Deps) tenantRequest(w http.ResponseWriter, r *http.Request, perms ...string) (*auth.Principal, tenant.Tenant, bool) {
+func (rt *tenantRoutes) tenantRequest(w http.ResponseWriter, r *http.Request, perms ...string) (*auth.Principal, tenant.Tenant, bool) {
 	id := r.PathValue("id")
-	p, ok := d.authenticate(w, r)
-	if !ok || !d.authorize(w, r, p, id, perms...) {
+	p, ok := rt.authenticate(w, r)
+	if !ok || !rt.authorize(w, r, p, id, perms...) {
 		return nil, tenant.Tenant{}, false
 	}
-	t, ok := d.loadTenant(w, r, id)
+	t, ok := rt.loadTenant(w, r, id)
 	return p, t, ok
 }
 
 // loadTenant reads tenant id from the store (not the cache: an admin sees the stored state)
 // and answers 404 when it does not exist.
-func (d *Deps) loadTenant(w http.ResponseWriter, r *http.Request, id string) (tenant.Tenant, bool) {
+func (rt *tenantRoutes) loadTenant(w http.ResponseWriter, r *http.Request, id string) (tenant.Tenant, bool) {
 	if !tenant.ValidID(id) {
 		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
 		return tenant.Tenant{}, false
 	}
-	t, err := d.Store.GetTenant(r.Context(), id)
+	t, err := rt.store.GetTenant(r.Context(), id)
 	switch {
 	case errors.Is(err, tenant.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
 		return tenant.Tenant{}, false
 	case err != nil:
-		d.internalError(w, r, err)
+		rt.internalError(w, r, err)
 		return tenant.Tenant{}, false
 	}
 	return t, true
 }
 
 // tenantError answers an admin service error of a tenant change.
-func (d *Deps) tenantError(w http.ResponseWriter, r *http.Request, err error) {
+func (rt *tenantRoutes) tenantError(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, admin.ErrNotRecorded):
-		d.auditUnavailable(w, r, err)
+		rt.auditUnavailable(w, r, err)
 	case errors.Is(err, tenant.ErrExists):
 		writeProblem(w, r, http.StatusConflict, codeConflict, "a tenant with this id already exists")
 	case errors.Is(err, tenant.ErrNotFound):
 		writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "no such resource")
 	default:
-		d.internalError(w, r, err)
+		rt.internalError(w, r, err)
 	}
 }
 

@@ -100,7 +100,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := auth.NewSigner(auth.SignerOptions{Issuer: "flowgate-test", Audience: "flowgate", Key: key})
+	signer, err := auth.NewSigner(auth.SignerOptions{Issuer: "flowgate-test", Audience: "flowgate", Key: key, TenantClaim: "tenant", MaxTTL: 24 * time.Hour, DefaultTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,11 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	d := &Deps{
 		Logger: log, Verifier: verifier, Revocations: auth.NewRevocations(nil), Tenants: dir, Audit: f.audit,
 		MaxBodySize: fixtureMaxBody, Store: db, Keys: f.provider, AuditLog: rec, Validator: validation.New(),
-		TenantDefaults: validation.Limits{MaxAgents: 20, Strategies: []string{"auto", "parallel", "sequential"}},
+		TenantDefaults: validation.Limits{
+			MaxObjectiveChars: 1000, MaxObjectiveBytes: 4000, MaxAgents: 20, MaxTimeoutSeconds: 3600,
+			DefaultAgents: 3, DefaultTimeoutSeconds: 600, DefaultStrategy: "auto", DefaultMode: "centralized",
+			Strategies: []string{"auto", "parallel", "sequential"}, Modes: []string{"centralized", "distributed"},
+		},
 	}
 	notify := fixtureNotifier{
 		tenant: func(t store.Tenant) {

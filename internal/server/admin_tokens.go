@@ -53,33 +53,45 @@ type tokenRevoked struct {
 	CancelTasks bool `json:"cancelTasks"`
 }
 
-func handleTokenIssue(d *Deps) http.Handler {
+// tokenRoutes serves token issuing, listing and revocation. The revocation list it checks
+// for room is the authenticator's, the one that refuses revoked tokens.
+type tokenRoutes struct {
+	*adminAPI
+	signer    *auth.Signer // nil: this gateway does not issue tokens
+	validator *validation.Validator
+	// admin issues, lists and revokes, recording each.
+	admin *admin.Service
+	// revokeCancelsTasks is auth.revoke_cancels_tasks: a revocation's default for cancelTasks.
+	revokeCancelsTasks bool
+}
+
+func handleTokenIssue(rt *tokenRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, p, ok := d.tenantAdmin(w, r)
+		id, p, ok := rt.tenantAdmin(w, r)
 		if !ok {
 			return
 		}
-		if d.Signer == nil {
+		if rt.signer == nil {
 			writeProblem(w, r, http.StatusNotFound, protocol.CodeNotFound, "this gateway does not issue tokens (auth.signing is disabled)")
 			return
 		}
 		var body validation.TokenIssue
-		if !d.decodeJSON(w, r, &body) {
+		if !rt.decodeJSON(w, r, &body) {
 			return
 		}
-		req, err := d.Validator.TokenIssue(body, d.Signer.MaxTTL())
+		req, err := rt.validator.TokenIssue(body, rt.signer.MaxTTL())
 		if err != nil {
-			d.invalid(w, r, p, id, err)
+			rt.invalid(w, r, p, id, err)
 			return
 		}
 		for _, perm := range req.Permissions {
 			if reason := grantRefusal(p, perm); reason != "" {
-				d.auditDenied(r, p, reason, id)
+				rt.auditDenied(r, p, reason, id)
 				writeProblem(w, r, http.StatusForbidden, protocol.CodeForbidden, "this token may not grant "+perm)
 				return
 			}
 		}
-		iss, err := d.Admin.IssueToken(r.Context(), d.actor(r, p),
+		iss, err := rt.admin.IssueToken(r.Context(), rt.actor(r, p),
 			auth.IssueRequest{Tenant: id, Subject: req.Sub, Permissions: req.Permissions, TTL: req.TTL})
 		switch {
 		case errors.Is(err, tenant.ErrNotFound):
@@ -89,10 +101,10 @@ func handleTokenIssue(d *Deps) http.Handler {
 			writeProblem(w, r, http.StatusConflict, protocol.CodeTenantSuspended, "the tenant is suspended")
 			return
 		case errors.Is(err, admin.ErrNotRecorded):
-			d.auditUnavailable(w, r, err)
+			rt.auditUnavailable(w, r, err)
 			return
 		case err != nil:
-			d.internalError(w, r, err)
+			rt.internalError(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusCreated, tokenIssued{Token: iss.Token, JTI: iss.JTI, ExpiresAt: apiTime(iss.ExpiresAt)})
@@ -112,20 +124,20 @@ func grantRefusal(p *auth.Principal, perm string) string {
 	return ""
 }
 
-func handleTokenRevoke(d *Deps) http.Handler {
+func handleTokenRevoke(rt *tokenRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := d.authenticate(w, r)
-		if !ok || !d.authorize(w, r, p, "", auth.PermTenantAdmin) {
+		p, ok := rt.authenticate(w, r)
+		if !ok || !rt.authorize(w, r, p, "", auth.PermTenantAdmin) {
 			return
 		}
 		var body validation.TokenRevoke
-		if !d.decodeJSON(w, r, &body) {
+		if !rt.decodeJSON(w, r, &body) {
 			return
 		}
 		now := time.Now()
-		in, err := d.Validator.TokenRevoke(body, now)
+		in, err := rt.validator.TokenRevoke(body, now)
 		if err != nil {
-			d.invalid(w, r, p, p.Tenant, err)
+			rt.invalid(w, r, p, p.Tenant, err)
 			return
 		}
 		// The scope comes from who asks, never from the body.
@@ -138,32 +150,32 @@ func handleTokenRevoke(d *Deps) http.Handler {
 		var keep time.Time
 		if !in.ExpiresAt.IsZero() {
 			keep = in.ExpiresAt.UTC()
-			if d.Signer != nil {
-				if floor := now.Add(d.Signer.MaxTTL()).UTC(); floor.After(keep) {
+			if rt.signer != nil {
+				if floor := now.Add(rt.signer.MaxTTL()).UTC(); floor.After(keep) {
 					keep = floor
 				}
 			}
 		}
-		view.CancelTasks = d.RevokeCancelsTasks
+		view.CancelTasks = rt.revokeCancelsTasks
 		if in.CancelTasks != nil {
 			view.CancelTasks = *in.CancelTasks
 		}
-		if !d.Revocations.Room(scope) {
+		if !rt.revocations.Room(scope) {
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeQuotaExceeded, "too many live revocations for this tenant", time.Minute, nil)
 			return
 		}
-		keep, err = d.Admin.RevokeToken(r.Context(), d.actor(r, p), admin.Revocation{
+		keep, err = rt.admin.RevokeToken(r.Context(), rt.actor(r, p), admin.Revocation{
 			JTI: in.JTI, Tenant: scope, ExpiresAt: in.ExpiresAt, KeepUntil: keep, CancelTasks: view.CancelTasks,
 		})
 		switch {
 		case errors.Is(err, admin.ErrNotRecorded):
-			d.auditUnavailable(w, r, err)
+			rt.auditUnavailable(w, r, err)
 			return
 		case errors.Is(err, admin.ErrInvalidJTI):
-			d.invalid(w, r, p, p.Tenant, &validation.Error{Fields: map[string]string{"jti": "is not a valid token id"}})
+			rt.invalid(w, r, p, p.Tenant, &validation.Error{Fields: map[string]string{"jti": "is not a valid token id"}})
 			return
 		case err != nil:
-			d.internalError(w, r, err)
+			rt.internalError(w, r, err)
 			return
 		}
 		view.KeptUntil = apiTime(keep)
@@ -190,21 +202,21 @@ const defaultTokenList = 50
 // handleTokenList lists the tokens issued for a tenant, newest first, from its audit chain
 // (token.issue), each with whether it is revoked or expired: what a tenant admin needs to
 // revoke one without knowing its expiry. tenant:admin of that tenant, or platform:admin.
-func handleTokenList(d *Deps) http.Handler {
+func handleTokenList(rt *tokenRoutes) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		id, p, ok := d.tenantAdmin(w, r)
+		id, p, ok := rt.tenantAdmin(w, r)
 		if !ok {
 			return
 		}
 		q, errs := queryParams(r.URL.Query(), "limit")
 		limit := limitParam(q, errs, defaultTokenList, admin.MaxTokenList)
 		if errs.any() {
-			d.invalid(w, r, p, id, errs.err())
+			rt.invalid(w, r, p, id, errs.err())
 			return
 		}
-		toks, err := d.Admin.ListTokens(r.Context(), id, time.Time{}, limit)
+		toks, err := rt.admin.ListTokens(r.Context(), id, time.Time{}, limit)
 		if err != nil {
-			d.internalError(w, r, err)
+			rt.internalError(w, r, err)
 			return
 		}
 		now := time.Now()

@@ -68,7 +68,7 @@ func newTokFixture(t *testing.T, origins ...string) *tokFixture {
 	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := auth.NewSigner(auth.SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: key, MaxTTL: 24 * time.Hour})
+	signer, err := auth.NewSigner(auth.SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: key, MaxTTL: 24 * time.Hour, TenantClaim: "tenant", DefaultTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}

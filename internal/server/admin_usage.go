@@ -21,16 +21,16 @@ type usageTotal struct {
 	record.Usage
 }
 
-func handleUsage(d *Deps) http.Handler {
+func handleUsage(api *adminAPI, store TenantStore) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := d.authenticate(w, r)
+		p, ok := api.authenticate(w, r)
 		if !ok {
 			return
 		}
 		q, errs := queryParams(r.URL.Query(), "tenant", "from", "to", "groupBy")
 		// Scope before anything else is answered: another tenant's usage is a 404.
 		scope := scopeParam(q, p, errs)
-		if !d.authorize(w, r, p, scope, auth.PermTenantAdmin) {
+		if !api.authorize(w, r, p, scope, auth.PermTenantAdmin) {
 			return
 		}
 		f := record.UsageFilter{Tenant: scope, GroupBy: record.UsageByDay, To: time.Now().UTC()}
@@ -66,13 +66,13 @@ func handleUsage(d *Deps) http.Handler {
 			errs.add("from", "must be before to")
 		}
 		if errs.any() {
-			d.invalid(w, r, p, p.Tenant, errs.err())
+			api.invalid(w, r, p, p.Tenant, errs.err())
 			return
 		}
 		f.Limit = maxUsageRows + 1
-		rows, err := d.Store.UsageSummary(r.Context(), f)
+		rows, err := store.UsageSummary(r.Context(), f)
 		if err != nil {
-			d.internalError(w, r, err)
+			api.internalError(w, r, err)
 			return
 		}
 		out := struct {

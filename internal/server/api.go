@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"strings"
@@ -19,21 +20,21 @@ import (
 
 // authenticate checks the bearer token of an API request. API calls take the
 // Authorization header only: never a query string, never a ticket.
-func (d *Deps) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
+func (a *authenticator) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Principal, bool) {
 	deny := func(status int, code, reason, detail string, p *auth.Principal) {
-		d.metrics().authFailure(reason)
+		a.metrics.authFailure(reason)
 		rec := audit.Record{Action: audit.ActionAuthFailure, Outcome: audit.OutcomeDenied, Reason: reason,
-			Source: d.source(r), RequestID: requestIDFrom(r.Context()), Details: map[string]any{"path": r.URL.Path}}
+			Source: a.source(r), RequestID: requestIDFrom(r.Context()), Details: map[string]any{"path": r.URL.Path}}
 		if p != nil {
 			rec.Tenant, rec.Actor = p.Tenant, audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}
 		}
-		d.recordAuthFailure(context.WithoutCancel(r.Context()), d.clientBlock(r), rec)
+		a.recordAuthFailure(context.WithoutCancel(r.Context()), a.clientBlock(r), rec)
 		if status == http.StatusUnauthorized {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="flowgate"`)
 		}
 		writeAuthProblem(w, r, status, code, reason, detail, 0)
 	}
-	if !d.origins.check(r) {
+	if !a.origins.check(r) {
 		deny(http.StatusForbidden, protocol.CodeForbidden, "origin_not_allowed", "authentication failed: origin_not_allowed", nil)
 		return nil, false
 	}
@@ -43,10 +44,10 @@ func (d *Deps) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Princ
 		deny(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonMissing, "authentication failed: "+auth.ReasonMissing, nil)
 		return nil, false
 	}
-	p, rf := d.authenticateCredential(r.Context(), auth.Credential{Source: auth.SourceHeader, Value: strings.TrimSpace(tok)}, surfaceAPI)
+	p, rf := a.authenticateCredential(r.Context(), auth.Credential{Source: auth.SourceHeader, Value: strings.TrimSpace(tok)}, surfaceAPI)
 	if rf != nil {
 		if rf.unavailable {
-			d.Logger.Error("tenant lookup failed", "tenant", rf.p.Tenant, "err", rf.cause)
+			a.log.Error("tenant lookup failed", "tenant", rf.p.Tenant, "err", rf.cause)
 			writeProblem(w, r, rf.status, rf.code, "temporarily unavailable")
 			return nil, false
 		}
@@ -56,13 +57,13 @@ func (d *Deps) authenticate(w http.ResponseWriter, r *http.Request) (*auth.Princ
 	return p, true
 }
 
-func (d *Deps) source(r *http.Request) audit.Source {
-	return audit.Source{IP: d.clientIP(r), Origin: trimHeader(r.Header.Get("Origin"), 256), UserAgent: trimHeader(r.UserAgent(), 256)}
+func (a *authenticator) source(r *http.Request) audit.Source {
+	return audit.Source{IP: a.clientIP(r), Origin: trimHeader(r.Header.Get("Origin"), 256), UserAgent: trimHeader(r.UserAgent(), 256)}
 }
 
-// decodeJSON reads a JSON request body strictly: a JSON content type, at most MaxBodySize
+// decodeJSON reads a JSON request body strictly: a JSON content type, at most maxBody
 // bytes, one object, no unknown fields, nothing after it.
-func (d *Deps) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+func (a *adminAPI) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || mt != "application/json" {
@@ -70,7 +71,7 @@ func (d *Deps) decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 			return false
 		}
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, d.MaxBodySize))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -165,13 +166,13 @@ func jsonProblem(err error) string {
 }
 
 // handleTicket exchanges a bearer token for a single-use WebSocket ticket (DESIGN §4).
-func handleTicket(d *Deps) http.Handler {
+func handleTicket(authn *authenticator, tickets TicketStore, log *slog.Logger) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := d.authenticate(w, r)
+		p, ok := authn.authenticate(w, r)
 		if !ok {
 			return
 		}
-		t, exp, err := d.Tickets.Issue(p)
+		t, exp, err := tickets.Issue(p)
 		switch {
 		case errors.Is(err, auth.ErrTooManyTickets):
 			// This principal's (or, rarely, everyone's) outstanding tickets: they expire
@@ -179,7 +180,7 @@ func handleTicket(d *Deps) http.Handler {
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many outstanding tickets", time.Second, nil)
 			return
 		case err != nil:
-			d.Logger.Error("ticket not issued", "err", err)
+			log.Error("ticket not issued", "err", err)
 			writeProblemExt(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "tickets are unavailable", time.Second, nil)
 			return
 		}

@@ -131,12 +131,12 @@ func (f *authFlood) flush(ctx context.Context, rec func(context.Context, audit.R
 
 // recordAuthFailure writes an auth.failure record unless the flood control counts it into a
 // summary instead.
-func (d *Deps) recordAuthFailure(ctx context.Context, block string, rec audit.Record) {
-	if d.authFlood != nil && !d.authFlood.admit(block, rec.Reason, rec.Source, time.Now()) {
+func (a *authenticator) recordAuthFailure(ctx context.Context, block string, rec audit.Record) {
+	if a.flood != nil && !a.flood.admit(block, rec.Reason, rec.Source, time.Now()) {
 		return
 	}
-	if err := d.Audit.Record(ctx, rec); err != nil {
-		d.Logger.Error("audit write failed", "action", rec.Action, "err", err)
+	if err := a.audit.Record(ctx, rec); err != nil {
+		a.log.Error("audit write failed", "action", rec.Action, "err", err)
 	}
 }
 

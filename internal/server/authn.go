@@ -3,12 +3,55 @@ package server
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/clientip"
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/tenant"
 )
+
+// authenticator says who is asking and whether they may: the one authentication sequence,
+// the authorization of admin routes, and the audit records and metrics of their refusals.
+// The WebSocket handshake, the HTTP API and the admin routes share one, so a credential is
+// judged, and its refusal recorded and flood-limited, the same way on every surface.
+type authenticator struct {
+	log         *slog.Logger
+	verifier    Verifier
+	tickets     TicketStore // only the handshake presents tickets
+	revocations *auth.Revocations
+	tenants     Tenants
+	audit       Auditor
+	flood       *authFlood // nil: every auth.failure record is written
+	ips         IPResolver
+	origins     originPolicy
+	queryTokens bool // the handshake may take a token from the query string
+	metrics     metricsShim
+}
+
+func (a *authenticator) clientIP(r *http.Request) string {
+	if a.ips == nil {
+		return ""
+	}
+	ip := a.ips.IP(r)
+	if !ip.IsValid() {
+		return ""
+	}
+	return ip.String()
+}
+
+// clientBlock is the rate-limit key of a request's client: its IPv4 address, or its IPv6 /64.
+func (a *authenticator) clientBlock(r *http.Request) string {
+	if a.ips == nil {
+		return "unknown"
+	}
+	ip := a.ips.IP(r)
+	if !ip.IsValid() {
+		return "unknown"
+	}
+	return clientip.Block(ip).String()
+}
 
 // surface is where a credential is presented. The authentication sequence is one; it differs
 // between surfaces only where authn_test.go's table pins it.
@@ -45,24 +88,24 @@ func (rf *refusal) detail() string {
 
 // authenticateCredential is the one authentication sequence (DESIGN §5): verify the token (or
 // redeem the ticket) → revocation → the tenant exists → the tenant is active.
-func (d *Deps) authenticateCredential(ctx context.Context, cred auth.Credential, s surface) (*auth.Principal, *refusal) {
+func (a *authenticator) authenticateCredential(ctx context.Context, cred auth.Credential, s surface) (*auth.Principal, *refusal) {
 	var (
 		p   *auth.Principal
 		err error
 	)
 	// Only the handshake extracts tickets (auth.FromRequest); the API reads the bearer header.
 	if cred.Source == auth.SourceTicket {
-		p, err = d.Tickets.Redeem(cred.Value)
+		p, err = a.tickets.Redeem(cred.Value)
 	} else {
-		p, err = d.Verifier.Verify(ctx, cred.Value)
+		p, err = a.verifier.Verify(ctx, cred.Value)
 	}
 	if err != nil {
 		return nil, &refusal{status: http.StatusUnauthorized, code: protocol.CodeUnauthorized, reason: auth.ReasonOf(err)}
 	}
-	if d.Revocations.Revoked(p.Tenant, p.JTI) {
+	if a.revocations.Revoked(p.Tenant, p.JTI) {
 		return nil, &refusal{status: http.StatusUnauthorized, code: protocol.CodeUnauthorized, reason: auth.ReasonRevoked, p: p}
 	}
-	t, err := d.Tenants.Get(ctx, p.Tenant)
+	t, err := a.tenants.Get(ctx, p.Tenant)
 	switch {
 	case errors.Is(err, tenant.ErrNotFound):
 		return nil, &refusal{status: http.StatusUnauthorized, code: protocol.CodeUnauthorized, reason: auth.ReasonTenantUnknown, p: p}

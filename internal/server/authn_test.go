@@ -35,7 +35,7 @@ func (m mapTenants) Get(_ context.Context, id string) (store.Tenant, error) {
 // admin of a suspended tenant through.
 func TestAuthenticationSequence(t *testing.T) {
 	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := auth.NewSigner(auth.SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: key, MaxTTL: time.Hour})
+	signer, err := auth.NewSigner(auth.SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: key, MaxTTL: time.Hour, TenantClaim: "tenant", DefaultTTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,9 +43,9 @@ func TestAuthenticationSequence(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &Deps{
-		Verifier: verifier, Tickets: auth.NewTickets(0, 0, nil), Revocations: auth.NewRevocations(nil),
-		Tenants: mapTenants{"acme": store.TenantActive, "frozen": store.TenantSuspended, "broken": store.TenantActive},
+	a := &authenticator{
+		verifier: verifier, tickets: auth.NewTickets(0, 0, nil), revocations: auth.NewRevocations(nil),
+		tenants: mapTenants{"acme": store.TenantActive, "frozen": store.TenantSuspended, "broken": store.TenantActive},
 	}
 	mint := func(tenantID string, perms ...string) (string, string) {
 		t.Helper()
@@ -57,7 +57,7 @@ func TestAuthenticationSequence(t *testing.T) {
 	}
 	user, _ := mint("acme", auth.PermSwarmExecute)
 	revoked, revokedJTI := mint("acme", auth.PermSwarmExecute)
-	if err := d.Revocations.Add("acme", revokedJTI, time.Now().Add(time.Hour)); err != nil {
+	if err := a.revocations.Add("acme", revokedJTI, time.Now().Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	ghost, _ := mint("ghost", auth.PermSwarmExecute)
@@ -69,7 +69,7 @@ func TestAuthenticationSequence(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tk, _, err := d.Tickets.Issue(p)
+		tk, _, err := a.tickets.Issue(p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -113,7 +113,7 @@ func TestAuthenticationSequence(t *testing.T) {
 		}{{surfaceHandshake, tc.handshake}, {surfaceAPI, tc.api}} {
 			name := map[surface]string{surfaceHandshake: "handshake", surfaceAPI: "api"}[s.surface]
 			t.Run(tc.name+"/"+name, func(t *testing.T) {
-				p, rf := d.authenticateCredential(context.Background(), tc.cred(), s.surface)
+				p, rf := a.authenticateCredential(context.Background(), tc.cred(), s.surface)
 				var got want
 				if rf != nil {
 					got = want{rf.status, rf.code, rf.reason}

@@ -9,12 +9,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
-	"github.com/flowgate/flowgate/internal/clientip"
 	"github.com/flowgate/flowgate/internal/config"
 	"github.com/flowgate/flowgate/internal/ratelimit"
 	"github.com/flowgate/flowgate/internal/secrets"
@@ -134,32 +132,9 @@ type Deps struct {
 	// per reason and minute (audit.auth_failure_burst); 0 = DefaultAuthBurst.
 	AuthFailureBurst int
 
-	origins         originPolicy
-	writeBufferPool *sync.Pool
-	authFlood       *authFlood
-}
-
-func (d *Deps) clientIP(r *http.Request) string {
-	if d.IPs == nil {
-		return ""
-	}
-	a := d.IPs.IP(r)
-	if !a.IsValid() {
-		return ""
-	}
-	return a.String()
-}
-
-// clientBlock is the rate-limit key of a request's client: its IPv4 address, or its IPv6 /64.
-func (d *Deps) clientBlock(r *http.Request) string {
-	if d.IPs == nil {
-		return "unknown"
-	}
-	a := d.IPs.IP(r)
-	if !a.IsValid() {
-		return "unknown"
-	}
-	return clientip.Block(a).String()
+	// authFlood is set by Public and kept here for FlushAuthFailures and FlushAllAuthFailures,
+	// which the server calls on its own schedule.
+	authFlood *authFlood
 }
 
 type metricsShim struct{ m Metrics }
@@ -190,5 +165,3 @@ func NewHTTPServer(h http.Handler, readHeaderTimeout, idleTimeout time.Duration,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 }
-
-func (d *Deps) metrics() metricsShim { return metricsShim{d.Metrics} }

@@ -20,9 +20,9 @@ type whoami struct {
 	ExpiresAt   string   `json:"expiresAt,omitempty"`
 }
 
-func handleWhoami(d *Deps) http.Handler {
+func handleWhoami(authn *authenticator) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p, ok := d.authenticate(w, r)
+		p, ok := authn.authenticate(w, r)
 		if !ok {
 			return
 		}

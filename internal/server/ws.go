@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -14,21 +15,57 @@ import (
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/config"
 	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/ratelimit"
 	"github.com/flowgate/flowgate/internal/session"
 )
+
+// handshake is what a WebSocket handshake needs besides authentication: the per-address
+// bucket and connection caps it takes before any other work, and the hub its session
+// starts in.
+type handshake struct {
+	*authenticator
+	limits   config.Limits
+	limiter  *ratelimit.Limiter
+	conns    ConnCounter
+	hub      *session.Hub
+	draining func() bool // new connections are refused once shutdown began
+	// writeBuffers is shared by every connection: an idle one holds no write buffer.
+	writeBuffers *sync.Pool
+}
+
+// withIPLimit puts every request of the public listener through the per-address limiter
+// (limits.ip_handshakes_per_second, the same bucket as WebSocket handshakes) before any other
+// work: authentication, the Origin check and their audit records come after it. WebSocket
+// upgrades take their bucket in the handshake itself; health probes are exempt (load
+// balancers poll them from a few addresses).
+func (hs *handshake) withIPLimit(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Path == "/healthz" || r.URL.Path == "/readyz", websocket.IsWebSocketUpgrade(r), hs.limiter == nil:
+		default:
+			if dec := hs.limiter.Allow("hs:"+hs.clientBlock(r), rate.Limit(hs.limits.IPHandshakesPerSecond), hs.limits.IPHandshakeBurst, time.Now()); !dec.OK {
+				hs.metrics.rejected("handshake_ip")
+				writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many requests from this address", dec.RetryAfter, nil)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
 
 // handleWS authenticates a WebSocket handshake and hands the connection to a session.
 // Every refusal happens before the upgrade, as an HTTP status with a problem+json body, and
 // leaves an audit record; nothing about the session exists until all checks pass.
-func handleWS(d *Deps) http.Handler {
+func handleWS(hs *handshake) http.Handler {
 	up := &websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		// Zero: gorilla reads through the buffered reader the hijack returns, which
 		// captureReader makes (see there).
 		ReadBufferSize:    0,
 		WriteBufferSize:   4096,
-		WriteBufferPool:   d.writeBufferPool,
+		WriteBufferPool:   hs.writeBuffers,
 		Subprotocols:      []string{protocol.Name},
 		EnableCompression: false,
 		// Origin is checked below, before authentication, with the configured policy.
@@ -39,18 +76,18 @@ func handleWS(d *Deps) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := r.Context()
-		ip := d.clientIP(r)
+		ip := hs.clientIP(r)
 		// Caps and rate limits count an IPv6 client's whole /64: one host holds many addresses.
-		ipKey := d.clientBlock(r)
+		ipKey := hs.clientBlock(r)
 		src := audit.Source{IP: ip, Origin: trimHeader(r.Header.Get("Origin"), 256), UserAgent: trimHeader(r.UserAgent(), 256)}
 		refuse := func(status int, code, reason, detail string, retry time.Duration, p *auth.Principal) {
-			d.metrics().authFailure(reason)
+			hs.metrics.authFailure(reason)
 			rec := audit.Record{Action: audit.ActionAuthFailure, Outcome: audit.OutcomeDenied, Reason: reason,
 				Source: src, RequestID: requestIDFrom(ctx), Details: map[string]any{"status": status}}
 			if p != nil {
 				rec.Tenant, rec.Actor = p.Tenant, audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}
 			}
-			d.recordAuthFailure(context.WithoutCancel(ctx), ipKey, rec)
+			hs.recordAuthFailure(context.WithoutCancel(ctx), ipKey, rec)
 			writeAuthProblem(w, r, status, code, reason, detail, retry)
 		}
 
@@ -58,18 +95,18 @@ func handleWS(d *Deps) http.Handler {
 			writeProblem(w, r, http.StatusUpgradeRequired, "upgrade_required", "this endpoint speaks WebSocket (flowgate.v1)")
 			return
 		}
-		if d.Draining() {
+		if hs.draining() {
 			writeProblemExt(w, r, http.StatusServiceUnavailable, protocol.CodeServerDraining, "the server is shutting down", time.Second, nil)
 			return
 		}
 		// Caps before anything else, the Origin check and its audit record included: a flood
 		// never reaches the verifier or the audit log.
-		if dec := d.Limiter.Allow("hs:"+ipKey, rate.Limit(d.Limits.IPHandshakesPerSecond), d.Limits.IPHandshakeBurst, time.Now()); !dec.OK {
-			d.metrics().rejected("handshake_ip")
+		if dec := hs.limiter.Allow("hs:"+ipKey, rate.Limit(hs.limits.IPHandshakesPerSecond), hs.limits.IPHandshakeBurst, time.Now()); !dec.OK {
+			hs.metrics.rejected("handshake_ip")
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many handshakes from this address", dec.RetryAfter, nil)
 			return
 		}
-		if !d.origins.check(r) {
+		if !hs.origins.check(r) {
 			refuse(http.StatusForbidden, protocol.CodeForbidden, "origin_not_allowed", "this Origin may not connect", 0, nil)
 			return
 		}
@@ -91,25 +128,25 @@ func handleWS(d *Deps) http.Handler {
 		// connection through a trusted proxy is counted here under the client it names.
 		counted := countedFrom(ctx)
 		if !counted.global {
-			releaseGlobal, ok := d.Conns.Acquire("global", d.Limits.GlobalConnections)
+			releaseGlobal, ok := hs.conns.Acquire("global", hs.limits.GlobalConnections)
 			if !ok {
-				d.metrics().rejected("connections_global")
+				hs.metrics.rejected("connections_global")
 				writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "the server is at its connection limit", capRetryAfter, nil)
 				return
 			}
 			releases = append(releases, releaseGlobal)
 		}
 		if counted.block != ipKey {
-			releaseIP, ok := d.Conns.Acquire("ip:"+ipKey, d.Limits.IPConnections)
+			releaseIP, ok := hs.conns.Acquire("ip:"+ipKey, hs.limits.IPConnections)
 			if !ok {
-				d.metrics().rejected("connections_ip")
+				hs.metrics.rejected("connections_ip")
 				writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many connections from this address", capRetryAfter, nil)
 				return
 			}
 			releases = append(releases, releaseIP)
 		}
 
-		cred, err := auth.FromRequest(r, protocol.BearerPrefix, d.QueryTokens)
+		cred, err := auth.FromRequest(r, protocol.BearerPrefix, hs.queryTokens)
 		if errors.Is(err, auth.ErrConflictingCredentials) {
 			refuse(http.StatusBadRequest, protocol.CodeUnauthorized, auth.ReasonConflict, "the request carries two different credentials", 0, nil)
 			return
@@ -118,24 +155,24 @@ func handleWS(d *Deps) http.Handler {
 			refuse(http.StatusUnauthorized, protocol.CodeUnauthorized, auth.ReasonOf(err), "authentication required: "+auth.ReasonOf(err), 0, nil)
 			return
 		}
-		p, rf := d.authenticateCredential(ctx, cred, surfaceHandshake)
+		p, rf := hs.authenticateCredential(ctx, cred, surfaceHandshake)
 		if rf != nil {
 			if rf.unavailable {
-				d.Logger.Error("tenant lookup failed", "tenant", rf.p.Tenant, "err", rf.cause)
+				hs.log.Error("tenant lookup failed", "tenant", rf.p.Tenant, "err", rf.cause)
 				writeProblem(w, r, rf.status, rf.code, "temporarily unavailable")
 				return
 			}
 			refuse(rf.status, rf.code, rf.reason, rf.detail(), 0, rf.p)
 			return
 		}
-		releaseUser, ok := d.Conns.Acquire("user:"+p.Tenant+"\x00"+p.Subject, d.Limits.UserConnections)
+		releaseUser, ok := hs.conns.Acquire("user:"+p.Tenant+"\x00"+p.Subject, hs.limits.UserConnections)
 		if !ok {
-			d.metrics().rejected("connections_user")
+			hs.metrics.rejected("connections_user")
 			rec := audit.Record{Action: audit.ActionRateLimitDenied, Outcome: audit.OutcomeDenied, Reason: "user connection limit",
 				Tenant: p.Tenant, Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Source: src, RequestID: requestIDFrom(ctx),
-				Details: map[string]any{"scope": "user_connections", "limit": d.Limits.UserConnections}}
-			if err := d.Audit.Record(context.WithoutCancel(ctx), rec); err != nil {
-				d.Logger.Error("audit write failed", "action", rec.Action, "err", err)
+				Details: map[string]any{"scope": "user_connections", "limit": hs.limits.UserConnections}}
+			if err := hs.audit.Record(context.WithoutCancel(ctx), rec); err != nil {
+				hs.log.Error("audit write failed", "action", rec.Action, "err", err)
 			}
 			writeProblemExt(w, r, http.StatusTooManyRequests, protocol.CodeRateLimited, "too many connections for this user", 5*time.Second, nil)
 			return
@@ -145,14 +182,14 @@ func handleWS(d *Deps) http.Handler {
 		// The session exists only once its opening is on record (fail closed); the record
 		// carries the id the session will use, so open and close pair up.
 		sessionID := session.NewID()
-		if err := d.Audit.Record(ctx, audit.Record{
+		if err := hs.audit.Record(ctx, audit.Record{
 			Action: audit.ActionSessionOpen, Outcome: audit.OutcomeSuccess, Tenant: p.Tenant,
 			Actor: audit.Actor{Sub: p.Subject, TokenFP: p.TokenFP}, Source: src, RequestID: requestIDFrom(ctx), SessionID: sessionID,
 			// The token's jti: a reviewer can tie the session to the token.issue and
 			// token.revoke records of the same token.
 			Details: map[string]any{"credential": cred.Source, "jti": p.JTI},
 		}); err != nil {
-			d.Logger.Error("audit write failed; connection refused", "err", err)
+			hs.log.Error("audit write failed; connection refused", "err", err)
 			writeProblem(w, r, http.StatusServiceUnavailable, protocol.CodeInternal, "temporarily unavailable")
 			return
 		}
@@ -164,7 +201,7 @@ func handleWS(d *Deps) http.Handler {
 		}
 		handedOff = true
 		// A fresh context: the session must not keep the finished request reachable.
-		d.Hub.Start(context.Background(), conn, cw.br, p, session.Meta{IP: ip, Origin: src.Origin, UserAgent: src.UserAgent, RequestID: requestIDFrom(ctx), SessionID: sessionID}, releaseAll)
+		hs.hub.Start(context.Background(), conn, cw.br, p, session.Meta{IP: ip, Origin: src.Origin, UserAgent: src.UserAgent, RequestID: requestIDFrom(ctx), SessionID: sessionID}, releaseAll)
 	})
 }
 

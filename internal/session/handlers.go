@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
-	"sort"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -105,17 +104,13 @@ func (s *Session) handleSwarm(ctx context.Context, m *protocol.Swarm) {
 	if err != nil {
 		var ve *validation.Error
 		if errors.As(err, &ve) {
-			fields := make([]string, 0, len(ve.Fields))
-			for f := range ve.Fields {
-				fields = append(fields, f)
-			}
-			sort.Strings(fields)
 			s.audit(ctx, audit.ActionValidationRejected, audit.OutcomeDenied, "swarm request failed validation", "", reqID,
-				map[string]any{"fields": fields})
+				map[string]any{"fields": ve.Names()})
 			o.metric(func(mt Metrics) { mt.Rejected(protocol.CodeValidationFailed, "swarm") })
 			s.sendError(protocol.CodeValidationFailed, "the request is invalid", reqID, "", 0, ve.Fields)
 			return
 		}
+		o.Logger.Error("swarm not validated", "tenant", p.Tenant, "err", err)
 		s.sendError(protocol.CodeInternal, "internal error", reqID, "", 0, nil)
 		return
 	}

@@ -108,9 +108,14 @@ func newEnv(tb testing.TB, cfg envConfig) *env {
 	}
 	e := &env{audit: &fakeAudit{}, ends: map[string]*atomic.Int32{}}
 	opts := session.Options{
-		Logger:            slog.New(slog.NewTextHandler(out, nil)),
-		Tasks:             stubTasks{},
-		Validator:         validation.New(),
+		Logger:    slog.New(slog.NewTextHandler(out, nil)),
+		Tasks:     stubTasks{},
+		Validator: validation.New(),
+		SwarmLimits: validation.Limits{
+			MaxObjectiveChars: 1000, MaxObjectiveBytes: 4000, MaxAgents: 20, MaxTimeoutSeconds: 3600,
+			DefaultAgents: 3, DefaultTimeoutSeconds: 600, DefaultStrategy: "auto", DefaultMode: "centralized",
+			Strategies: []string{"auto", "parallel", "sequential"}, Modes: []string{"centralized", "distributed"},
+		},
 		Audit:             e.audit,
 		Version:           "test",
 		MaxMessageBytes:   cfg.maxMessageBytes,

@@ -239,43 +239,30 @@ func (db *DB) AuditRecords(ctx context.Context, chain string, afterSeq int64, li
 
 // QueryAudit implements audit.Storage.
 func (db *DB) QueryAudit(ctx context.Context, q audit.StoredQuery) ([]audit.StoredRecord, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, a ...any) {
-		where = append(where, cond)
-		args = append(args, a...)
-	}
+	var f filter
 	if !q.AllChains {
-		add("chain = ?", q.Chain)
+		f.add("chain = ?", q.Chain)
 	}
-	if q.ActorSub != "" {
-		add("actor_sub = ?", q.ActorSub)
-	}
-	if q.Action != "" {
-		add("action = ?", q.Action)
-	}
-	if q.Outcome != "" {
-		add("outcome = ?", q.Outcome)
-	}
+	f.equal("actor_sub", q.ActorSub)
+	f.equal("action", q.Action)
+	f.equal("outcome", q.Outcome)
 	if q.HasSince {
-		add("time_ms >= ?", q.SinceMS)
+		f.add("time_ms >= ?", q.SinceMS)
 	}
 	if q.HasUntil {
-		add("time_ms < ?", q.UntilMS)
+		f.add("time_ms < ?", q.UntilMS)
 	}
 	var order string
 	switch q.Order {
 	case audit.OrderNewest:
 		order = "time_ms DESC, chain DESC, seq DESC"
 		if q.After != nil {
-			add("(time_ms, chain, seq) < (?, ?, ?)", q.After.TimeMS, q.After.Chain, q.After.Seq)
+			f.add("(time_ms, chain, seq) < (?, ?, ?)", q.After.TimeMS, q.After.Chain, q.After.Seq)
 		}
 	case audit.OrderChainSeq:
 		order = "chain, seq"
 		if q.After != nil {
-			add("(chain, seq) > (?, ?)", q.After.Chain, q.After.Seq)
+			f.add("(chain, seq) > (?, ?)", q.After.Chain, q.After.Seq)
 		}
 	default:
 		return nil, fmt.Errorf("%w: audit query order", ErrInvalid)
@@ -283,13 +270,8 @@ func (db *DB) QueryAudit(ctx context.Context, q audit.StoredQuery) ([]audit.Stor
 	if q.Limit <= 0 {
 		return nil, fmt.Errorf("%w: audit query limit", ErrInvalid)
 	}
-	stmt := "SELECT " + auditRecordCols + " FROM audit_records"
-	if len(where) > 0 {
-		stmt += " WHERE " + strings.Join(where, " AND ")
-	}
-	stmt += " ORDER BY " + order + " LIMIT ?"
-	args = append(args, q.Limit)
-	recs, err := db.queryAuditRecords(ctx, stmt, args...)
+	stmt := "SELECT " + auditRecordCols + " FROM audit_records" + f.where() + " ORDER BY " + order + " LIMIT ?"
+	recs, err := db.queryAuditRecords(ctx, stmt, append(f.args, q.Limit)...)
 	if err != nil {
 		return nil, fmt.Errorf("store: query audit: %w", err)
 	}

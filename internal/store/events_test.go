@@ -228,8 +228,7 @@ func TestPruneTaskEvents(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, driver string) {
 		ctx := t.Context()
-		db := storetest.Open(t, driver)
-		storetest.CreateTenant(t, db, "acme")
+		db := storetest.OpenWithTenants(t, driver, "acme")
 		now := time.Now().UTC()
 		mk := func(id string, ended *time.Time, events int64) {
 			t.Helper()

@@ -18,8 +18,7 @@ func TestConcurrentTaskWrites(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, driver string) {
 		ctx := t.Context()
-		db := storetest.Open(t, driver)
-		storetest.CreateTenant(t, db, "acme")
+		db := storetest.OpenWithTenants(t, driver, "acme")
 		const n = 300
 		var wg sync.WaitGroup
 		errs := make([]error, n)
@@ -71,8 +70,7 @@ func TestConcurrentTaskWrites(t *testing.T) {
 func TestWriteWithEndedContextIsNotMade(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, driver string) {
-		db := storetest.Open(t, driver)
-		storetest.CreateTenant(t, db, "acme")
+		db := storetest.OpenWithTenants(t, driver, "acme")
 		ctx, cancel := context.WithCancel(t.Context())
 		cancel()
 		if _, err := db.CreateTask(ctx, newTask("late", "acme", "alice")); !errors.Is(err, context.Canceled) {

@@ -16,8 +16,7 @@ func TestSecrets(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, driver string) {
 		ctx := t.Context()
-		db := storetest.Open(t, driver)
-		storetest.CreateTenant(t, db, "acme")
+		db := storetest.OpenWithTenants(t, driver, "acme")
 
 		if _, err := db.GetSecret(ctx, "acme"); !errors.Is(err, store.ErrNotFound) {
 			t.Fatalf("get missing = %v", err)
@@ -74,8 +73,7 @@ func TestSecretVersionsConcurrent(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, driver string) {
 		ctx := t.Context()
-		db := storetest.Open(t, driver)
-		storetest.CreateTenant(t, db, "acme")
+		db := storetest.OpenWithTenants(t, driver, "acme")
 		const writers = 20
 		var (
 			wg       sync.WaitGroup

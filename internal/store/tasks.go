@@ -239,39 +239,21 @@ func (db *DB) UpdateTask(ctx context.Context, tenant, id string, u TaskUpdate) (
 }
 
 // ListTasks returns the tasks matching f, newest first.
-func (db *DB) ListTasks(ctx context.Context, f TaskFilter) ([]Task, error) {
-	var (
-		where []string
-		args  []any
-	)
-	add := func(cond string, a ...any) {
-		where = append(where, cond)
-		args = append(args, a...)
-	}
-	if f.Tenant != "" {
-		add("tenant = ?", f.Tenant)
-	}
-	if f.Owner != "" {
-		add("owner = ?", f.Owner)
-	}
-	if f.Status != "" {
-		add("status = ?", f.Status)
-	}
-	if !f.Before.IsZero() {
-		if f.BeforeID != "" {
-			add("(created_at < ? OR (created_at = ? AND id < ?))",
-				db.TimeArg(f.Before), db.TimeArg(f.Before), f.BeforeID)
+func (db *DB) ListTasks(ctx context.Context, tf TaskFilter) ([]Task, error) {
+	var f filter
+	f.equal("tenant", tf.Tenant)
+	f.equal("owner", tf.Owner)
+	f.equal("status", tf.Status)
+	if !tf.Before.IsZero() {
+		if tf.BeforeID != "" {
+			f.add("(created_at < ? OR (created_at = ? AND id < ?))",
+				db.TimeArg(tf.Before), db.TimeArg(tf.Before), tf.BeforeID)
 		} else {
-			add("created_at < ?", db.TimeArg(f.Before))
+			f.add("created_at < ?", db.TimeArg(tf.Before))
 		}
 	}
-	q := "SELECT " + taskCols + " FROM tasks"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY created_at DESC, id DESC LIMIT ?"
-	args = append(args, clampLimit(f.Limit))
-	return queryRows(ctx, db, db.db, "list tasks", db.Rebind(q), scanTask, args...)
+	q := "SELECT " + taskCols + " FROM tasks" + f.where() + " ORDER BY created_at DESC, id DESC LIMIT ?"
+	return queryRows(ctx, db, db.db, "list tasks", db.Rebind(q), scanTask, append(f.args, clampLimit(tf.Limit))...)
 }
 
 func scanTask(s scanner) (Task, error) {

@@ -27,9 +27,7 @@ func TestTaskLifecycle(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, driver string) {
 		ctx := t.Context()
-		db := storetest.Open(t, driver)
-		storetest.CreateTenant(t, db, "acme")
-		storetest.CreateTenant(t, db, "other")
+		db := storetest.OpenWithTenants(t, driver, "acme", "other")
 
 		created, err := db.CreateTask(ctx, newTask("task-1", "acme", "alice"))
 		if err != nil {
@@ -115,9 +113,7 @@ func TestListTasks(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, driver string) {
 		ctx := t.Context()
-		db := storetest.Open(t, driver)
-		storetest.CreateTenant(t, db, "acme")
-		storetest.CreateTenant(t, db, "other")
+		db := storetest.OpenWithTenants(t, driver, "acme", "other")
 		base := time.Date(2026, 2, 1, 12, 0, 0, 0, time.UTC)
 		// 10 tasks of acme alternating alice/bob, one second apart, plus two with the same time.
 		for i := range 10 {

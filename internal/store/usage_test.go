@@ -14,9 +14,7 @@ func TestUsageSummary(t *testing.T) {
 	t.Parallel()
 	storetest.Each(t, func(t *testing.T, driver string) {
 		ctx := t.Context()
-		db := storetest.Open(t, driver)
-		storetest.CreateTenant(t, db, "acme")
-		storetest.CreateTenant(t, db, "other")
+		db := storetest.OpenWithTenants(t, driver, "acme", "other")
 		day1 := time.Date(2026, 12, 6, 23, 59, 0, 0, time.UTC)
 		day2 := time.Date(2026, 12, 7, 0, 1, 0, 0, time.UTC)
 		for _, tk := range []struct {

@@ -102,8 +102,10 @@ func benchForward(b *testing.B, subs int) {
 		n:     b.N,
 		start: make(chan struct{}),
 	}
-	m, err := task.NewManager(task.Options{Runner: runner, Keys: staticKey{}, Store: db, Audit: rec,
-		MaxLogEvents: b.N + 10, MaxLogBytes: int64(b.N+10) * 1024})
+	opts := task.Options{Runner: runner, Keys: staticKey{}, Store: db, Audit: rec,
+		MaxLogEvents: b.N + 10, MaxLogBytes: int64(b.N+10) * 1024}
+	task.BoundLikeDefaults(&opts)
+	m, err := task.NewManager(opts)
 	if err != nil {
 		b.Fatal(err)
 	}

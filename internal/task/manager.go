@@ -198,40 +198,39 @@ func NewManager(opts Options) (*Manager, error) {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	def := func(v *int, d int) {
-		if *v <= 0 {
-			*v = d
+	// Every bound below is a configuration key (DESIGN §6, tasks.*): config.Default is the one
+	// source of their values, so a zero here is a wiring mistake, refused rather than filled.
+	for _, f := range []struct {
+		key string
+		v   int64
+	}{
+		{"limits.executor_pool", int64(opts.Pool)},
+		{"limits.user_concurrent_tasks", int64(opts.UserConcurrent)},
+		{"limits.tenant_concurrent_tasks", int64(opts.TenantConcurrent)},
+		{"limits.send_queue_messages", int64(opts.SendQueueMessages)},
+		{"limits.send_queue_bytes", int64(opts.SendQueueBytes)},
+		{"limits.write_timeout", int64(opts.WriteTimeout)},
+		{"tasks.retention", int64(opts.Retention)},
+		{"tasks.max_retained_tasks", int64(opts.MaxRetained)},
+		{"tasks.max_result_bytes", int64(opts.MaxResultBytes)},
+		{"tasks.max_task_log_bytes", opts.MaxLogBytes},
+		{"tasks.max_task_log_events", int64(opts.MaxLogEvents)},
+		{"tasks.list_limit", int64(opts.ListLimit)},
+		{"cluster.heartbeat_interval", int64(opts.HoldInterval)},
+	} {
+		if f.v <= 0 {
+			return nil, fmt.Errorf("task: %s must be positive (got %d)", f.key, f.v)
 		}
 	}
-	def(&opts.Pool, 64)
-	def(&opts.UserConcurrent, 5)
-	def(&opts.TenantConcurrent, 50)
-	def(&opts.MaxRetained, 10000)
-	def(&opts.MaxResultBytes, 64<<10)
-	def(&opts.MaxLogEvents, 1000000)
-	def(&opts.SendQueueMessages, 256)
-	def(&opts.SendQueueBytes, 1<<20)
-	def(&opts.ListLimit, 50)
 	if opts.Queue < 0 {
 		opts.Queue = 0
 	}
-	if opts.MaxLogBytes <= 0 {
-		opts.MaxLogBytes = 64 << 20
-	}
-	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = 10 * time.Second
-	}
-	if opts.Retention <= 0 {
-		opts.Retention = 15 * time.Minute
-	}
+	// Not configuration: how long one store or key-provider call may take.
 	if opts.KeyFetchTimeout <= 0 {
 		opts.KeyFetchTimeout = 10 * time.Second
 	}
 	if opts.PersistTimeout <= 0 {
 		opts.PersistTimeout = 5 * time.Second
-	}
-	if opts.HoldInterval <= 0 {
-		opts.HoldInterval = 2 * time.Second
 	}
 	m := &Manager{
 		opts:     opts,

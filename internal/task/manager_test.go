@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/flowgate/flowgate/internal/config"
 	"os"
 	"reflect"
 	"runtime"
@@ -78,6 +79,7 @@ func newManager(t *testing.T, e env, script string, mod func(*Options)) *Manager
 	}
 	opts := Options{Runner: exe, Keys: e.keys, Store: e.db, Audit: e.rec, Pool: 4, Queue: 4, UserConcurrent: 3,
 		TenantConcurrent: 5, DetachGrace: time.Minute, WriteTimeout: 200 * time.Millisecond, Events: e.db}
+	boundLikeDefaults(&opts)
 	if mod != nil {
 		mod(&opts)
 	}
@@ -577,5 +579,60 @@ func TestRetainedMemoryIsBounded(t *testing.T) {
 	}
 	if snap, err := m.Status(context.Background(), p, ids[0]); err != nil || snap.Status != protocol.StatusSuccess {
 		t.Fatalf("status of an evicted task: %+v %v", snap, err)
+	}
+}
+
+// boundLikeDefaults gives the bounds a test leaves zero config.Default's values (the manager
+// refuses zero bounds: it has no defaults of its own).
+func boundLikeDefaults(o *Options) {
+	c := config.Default()
+	set := func(p *int, v int) {
+		if *p == 0 {
+			*p = v
+		}
+	}
+	set(&o.Pool, c.Limits.ExecutorPool)
+	set(&o.UserConcurrent, c.Limits.UserConcurrentTasks)
+	set(&o.TenantConcurrent, c.Limits.TenantConcurrentTasks)
+	set(&o.SendQueueMessages, c.Limits.SendQueueMessages)
+	set(&o.SendQueueBytes, c.Limits.SendQueueBytes)
+	set(&o.MaxRetained, c.Tasks.MaxRetainedTasks)
+	set(&o.MaxResultBytes, c.Tasks.MaxResultBytes)
+	set(&o.MaxLogEvents, c.Tasks.MaxTaskLogEvents)
+	set(&o.ListLimit, c.Tasks.ListLimit)
+	if o.MaxLogBytes == 0 {
+		o.MaxLogBytes = c.Tasks.MaxTaskLogBytes
+	}
+	for _, d := range []struct {
+		p *time.Duration
+		v time.Duration
+	}{{&o.WriteTimeout, c.Limits.WriteTimeout}, {&o.Retention, c.Tasks.Retention}, {&o.HoldInterval, c.Cluster.HeartbeatInterval}} {
+		if *d.p == 0 {
+			*d.p = d.v
+		}
+	}
+}
+
+// TestNewManagerRefusesZeroBounds: a bound the configuration owns is never filled in here.
+func TestNewManagerRefusesZeroBounds(t *testing.T) {
+	for _, tt := range []struct {
+		key   string
+		spoil func(*Options)
+	}{
+		{"limits.executor_pool", func(o *Options) { o.Pool = 0 }},
+		{"tasks.retention", func(o *Options) { o.Retention = 0 }},
+		{"tasks.max_task_log_bytes", func(o *Options) { o.MaxLogBytes = -1 }},
+		{"cluster.heartbeat_interval", func(o *Options) { o.HoldInterval = 0 }},
+	} {
+		// Never called: NewManager only checks what it is given.
+		o := Options{Runner: struct{ Runner }{}, Keys: struct{ KeySource }{}, Store: struct{ Store }{}, Audit: struct{ Auditor }{}}
+		boundLikeDefaults(&o)
+		if _, err := NewManager(o); err != nil {
+			t.Fatalf("complete options refused: %v", err)
+		}
+		tt.spoil(&o)
+		if _, err := NewManager(o); err == nil || !strings.Contains(err.Error(), tt.key) {
+			t.Errorf("%s: err = %v; want it named", tt.key, err)
+		}
 	}
 }

@@ -191,14 +191,7 @@ func (s *scanner) value(depth int) bool {
 		_, ok := s.str()
 		return ok
 	case c == '{':
-		s.i++
-		s.skipSpace()
-		if s.peek() == '}' {
-			s.i++
-			return true
-		}
-		for {
-			s.skipSpace()
+		return s.members('}', func() bool {
 			if _, ok := s.str(); !ok {
 				return false
 			}
@@ -208,43 +201,10 @@ func (s *scanner) value(depth int) bool {
 			}
 			s.i++
 			s.skipSpace()
-			if !s.value(depth + 1) {
-				return false
-			}
-			s.skipSpace()
-			switch s.peek() {
-			case ',':
-				s.i++
-			case '}':
-				s.i++
-				return true
-			default:
-				return false
-			}
-		}
+			return s.value(depth + 1)
+		})
 	case c == '[':
-		s.i++
-		s.skipSpace()
-		if s.peek() == ']' {
-			s.i++
-			return true
-		}
-		for {
-			s.skipSpace()
-			if !s.value(depth + 1) {
-				return false
-			}
-			s.skipSpace()
-			switch s.peek() {
-			case ',':
-				s.i++
-			case ']':
-				s.i++
-				return true
-			default:
-				return false
-			}
-		}
+		return s.members(']', func() bool { return s.value(depth + 1) })
 	case c == 't':
 		return s.literal("true")
 	case c == 'f':
@@ -255,6 +215,33 @@ func (s *scanner) value(depth int) bool {
 		return s.number()
 	}
 	return false
+}
+
+// members reads an object's or an array's members, each by member, from its opening byte
+// through end.
+func (s *scanner) members(end byte, member func() bool) bool {
+	s.i++
+	s.skipSpace()
+	if s.peek() == end {
+		s.i++
+		return true
+	}
+	for {
+		s.skipSpace()
+		if !member() {
+			return false
+		}
+		s.skipSpace()
+		switch s.peek() {
+		case ',':
+			s.i++
+		case end:
+			s.i++
+			return true
+		default:
+			return false
+		}
+	}
 }
 
 func (s *scanner) literal(lit string) bool {

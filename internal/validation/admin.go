@@ -47,8 +47,11 @@ type TenantCreate struct {
 // TenantCreate validates a tenant creation against the server-wide limits (global MaxAgents
 // and the engine's strategy enum). The returned value has Name defaulted to ID.
 func (v *Validator) TenantCreate(in TenantCreate, global Limits) (TenantCreate, error) {
+	if err := boundedBy(in.Limits, global); err != nil {
+		return TenantCreate{}, err
+	}
 	errs := fieldErrors{}
-	v.check(&params{lim: global.WithDefaults()}, &in, errs)
+	v.check(&params{lim: global}, &in, errs)
 	if err := errs.err(); err != nil {
 		return TenantCreate{}, err
 	}
@@ -56,6 +59,16 @@ func (v *Validator) TenantCreate(in TenantCreate, global Limits) (TenantCreate, 
 		in.Name = in.ID
 	}
 	return in, nil
+}
+
+// boundedBy refuses an incomplete global when the tenant's limits are checked against it
+// (max_agents, allowed_strategies). The CLI, which sets neither, has no engine to ask for the
+// strategy enum and passes a zero Limits; the server passes its configured limits.
+func boundedBy(l *TenantLimits, global Limits) error {
+	if l == nil || (l.MaxAgents == nil && l.AllowedStrategies == nil) {
+		return nil
+	}
+	return global.Check()
 }
 
 // TenantPatch is the body of PATCH /v1/admin/tenants/{id}; nil fields stay as they are.
@@ -75,8 +88,11 @@ func tenantPatchRules(sl validator.StructLevel) {
 // TenantPatch validates a tenant update; at least one field must be set (else BodyField).
 // Who may change what (limits: platform:admin only) is the handler's decision.
 func (v *Validator) TenantPatch(in TenantPatch, global Limits) (TenantPatch, error) {
+	if err := boundedBy(in.Limits, global); err != nil {
+		return TenantPatch{}, err
+	}
 	errs := fieldErrors{}
-	v.check(&params{lim: global.WithDefaults()}, &in, errs)
+	v.check(&params{lim: global}, &in, errs)
 	if err := errs.err(); err != nil {
 		return TenantPatch{}, err
 	}
@@ -121,11 +137,12 @@ type TokenRequest struct {
 	TTL         time.Duration
 }
 
-// TokenIssue validates a token request; maxTTL (≤ 0: DefaultMaxTokenTTL) caps the ttl. Which
-// permissions the caller may grant (only its own, never platform:admin) is authorization.
+// TokenIssue validates a token request; maxTTL (the signer's auth.signing.max_ttl, which
+// must be positive) caps the ttl. Which permissions the caller may grant (only its own, never
+// platform:admin) is authorization.
 func (v *Validator) TokenIssue(in TokenIssue, maxTTL time.Duration) (TokenRequest, error) {
 	if maxTTL <= 0 {
-		maxTTL = DefaultMaxTokenTTL
+		return TokenRequest{}, fmt.Errorf("validation: token ttl cap is %v", maxTTL)
 	}
 	errs := fieldErrors{}
 	v.check(&params{maxTTL: maxTTL}, &in, errs)

@@ -35,10 +35,9 @@ func wantFields(t *testing.T, err error, want map[string]string) {
 }
 
 func globalLimits() Limits {
-	return Limits{
-		MaxAgents:  20,
-		Strategies: []string{"auto", "parallel", "sequential", "research", "development"},
-	}
+	l := designLimits()
+	l.Strategies = []string{"auto", "parallel", "sequential", "research", "development"}
+	return l
 }
 
 func TestTenantCreate(t *testing.T) {
@@ -93,7 +92,9 @@ func TestTenantCreate(t *testing.T) {
 		t.Fatalf("default name = %q", out.Name)
 	}
 	// MaxAgents may not exceed a server maximum lower than 20.
-	_, err := v.TenantCreate(TenantCreate{ID: "acme", Limits: &TenantLimits{MaxAgents: ptr(9)}}, Limits{MaxAgents: 8})
+	low := globalLimits()
+	low.MaxAgents = 8
+	_, err := v.TenantCreate(TenantCreate{ID: "acme", Limits: &TenantLimits{MaxAgents: ptr(9)}}, low)
 	wantFields(t, err, map[string]string{"limits.maxAgents": "server's maximum of 8"})
 }
 
@@ -189,6 +190,9 @@ func TestTokenIssue(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			if tt.maxTTL == 0 {
+				tt.maxTTL = 24 * time.Hour // auth.signing.max_ttl's default
+			}
 			out, err := v.TokenIssue(tt.in, tt.maxTTL)
 			wantFields(t, err, tt.want)
 			if err == nil && (out.TTL != tt.ttl || out.Sub != tt.in.Sub || len(out.Permissions) != len(tt.in.Permissions)) {

@@ -13,7 +13,11 @@ import (
 // validation. BenchmarkSwarm covers validation of an already decoded swarm alone.
 func BenchmarkDecodeValidate(b *testing.B) {
 	v := validation.New()
-	lim := validation.Limits{}
+	lim := validation.Limits{
+		MaxObjectiveChars: 1000, MaxObjectiveBytes: 4000, MaxAgents: 20, MaxTimeoutSeconds: 3600,
+		DefaultAgents: 3, DefaultTimeoutSeconds: 600, DefaultStrategy: "auto", DefaultMode: "centralized",
+		Strategies: []string{"auto", "parallel", "sequential"}, Modes: []string{"centralized", "distributed"},
+	}
 	cases := []struct{ name, frame string }{
 		{"swarm/short", `{"type":"swarm","objective":"flowgate-load spawn sim:pace=0 sim:events=200","options":{"agents":3},"requestId":"r1"}`},
 		{"swarm/long", `{"type":"swarm","objective":"` + strings.Repeat("Research distributed consensus algorithms and summarise. ", 15) +

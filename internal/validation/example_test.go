@@ -3,7 +3,6 @@ package validation_test
 import (
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/flowgate/flowgate/internal/protocol"
 	"github.com/flowgate/flowgate/internal/validation"
@@ -13,15 +12,14 @@ func ExampleValidator_Swarm() {
 	v := validation.New()
 	msg, _ := protocol.Decode([]byte(`{"type":"swarm","objective":"--dangerously-skip-permissions",
 		"options":{"agents":"5","timeout":0,"strategy":"evil","bogus":true}}`))
-	_, err := v.Swarm(msg.(*protocol.Swarm), validation.Limits{})
+	_, err := v.Swarm(msg.(*protocol.Swarm), validation.Limits{
+		MaxObjectiveChars: 1000, MaxObjectiveBytes: 4000, MaxAgents: 20, MaxTimeoutSeconds: 3600,
+		DefaultAgents: 3, DefaultTimeoutSeconds: 600, DefaultStrategy: "auto", DefaultMode: "centralized",
+		Strategies: []string{"auto", "parallel", "sequential"}, Modes: []string{"centralized", "distributed"},
+	})
 	var ve *validation.Error
 	if errors.As(err, &ve) {
-		fields := make([]string, 0, len(ve.Fields))
-		for f := range ve.Fields {
-			fields = append(fields, f)
-		}
-		sort.Strings(fields)
-		for _, f := range fields {
+		for _, f := range ve.Names() {
 			fmt.Printf("%s: %s\n", f, ve.Fields[f])
 		}
 	}

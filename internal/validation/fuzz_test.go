@@ -83,7 +83,7 @@ func FuzzSwarm(f *testing.F) {
 		if !ok {
 			return
 		}
-		req, err := v.Swarm(m, Limits{})
+		req, err := v.Swarm(m, designLimits())
 		if err != nil {
 			checkRejection(t, err)
 			return

@@ -3,35 +3,23 @@ package validation
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/protocol"
 )
 
-// Defaults of DESIGN §6 and of the seed clients' option enums, used for zero Limits fields.
-// They equal config.Default's limits (TestDefaultsAgreeWithValidation pins it): the server
-// always passes its configured limits, and these only serve callers that have none (the CLI).
-const (
-	DefaultMaxObjectiveChars = 1000
-	DefaultMaxObjectiveBytes = 4000
-	DefaultMaxAgents         = 20
-	DefaultMaxTimeoutSeconds = 3600
-	DefaultAgents            = 3
-	DefaultTimeoutSeconds    = 600
-	DefaultStrategy          = "auto"
-	DefaultMode              = "centralized"
-	seedStrategies           = "auto parallel sequential"
-	seedModes                = "centralized distributed"
-	maxIntegerDigits         = 18 // always fits an int64
-)
+const maxIntegerDigits = 18 // always fits an int64
 
 // Limits bounds a swarm request: the server's configuration narrowed by the tenant's limits.
-// A zero field takes the default of DESIGN §6; nil enums take the seed clients' values.
+// The validator has no defaults of its own: config.Default is the one source of them, and a
+// Limits missing a field is refused (Check) rather than filled, so the gateway, the CLI and
+// the tests cannot disagree about a swarm's bounds.
 type Limits struct {
 	MaxObjectiveChars     int
 	MaxObjectiveBytes     int
@@ -45,39 +33,45 @@ type Limits struct {
 	DefaultMode           string
 }
 
-// WithDefaults returns l with every zero field set to its default, defaults clamped to the
-// maxima and DefaultStrategy/DefaultMode replaced by the first allowed value when they are not
-// allowed. These are the effective bounds (e.g. for the connection frame's limits).
-func (l Limits) WithDefaults() Limits {
-	setInt := func(p *int, def int) {
-		if *p <= 0 {
-			*p = def
+// ErrIncompleteLimits is returned for a Limits with a zero bound or an empty enum: a wiring
+// mistake, never a client's.
+var ErrIncompleteLimits = errors.New("validation: incomplete limits")
+
+// Check reports the first missing bound of l.
+func (l Limits) Check() error {
+	for _, f := range []struct {
+		name string
+		v    int
+	}{
+		{"MaxObjectiveChars", l.MaxObjectiveChars}, {"MaxObjectiveBytes", l.MaxObjectiveBytes},
+		{"MaxAgents", l.MaxAgents}, {"MaxTimeoutSeconds", l.MaxTimeoutSeconds},
+		{"DefaultAgents", l.DefaultAgents}, {"DefaultTimeoutSeconds", l.DefaultTimeoutSeconds},
+	} {
+		if f.v <= 0 {
+			return fmt.Errorf("%w: %s is %d", ErrIncompleteLimits, f.name, f.v)
 		}
 	}
-	setInt(&l.MaxObjectiveChars, DefaultMaxObjectiveChars)
-	setInt(&l.MaxObjectiveBytes, DefaultMaxObjectiveBytes)
-	setInt(&l.MaxAgents, DefaultMaxAgents)
-	setInt(&l.MaxTimeoutSeconds, DefaultMaxTimeoutSeconds)
-	setInt(&l.DefaultAgents, DefaultAgents)
-	setInt(&l.DefaultTimeoutSeconds, DefaultTimeoutSeconds)
-	// A tenant allowed fewer agents or less time than the default gets its own maximum.
+	switch {
+	case len(l.Strategies) == 0:
+		return fmt.Errorf("%w: no strategies", ErrIncompleteLimits)
+	case len(l.Modes) == 0:
+		return fmt.Errorf("%w: no modes", ErrIncompleteLimits)
+	case l.DefaultStrategy == "":
+		return fmt.Errorf("%w: no default strategy", ErrIncompleteLimits)
+	case l.DefaultMode == "":
+		return fmt.Errorf("%w: no default mode", ErrIncompleteLimits)
+	}
+	return nil
+}
+
+// effective returns l with its defaults made consistent with its bounds: a tenant allowed
+// fewer agents or less time than the default gets its own maximum, and a default strategy or
+// mode the tenant may not use gives way to the first allowed one.
+func (l Limits) effective() Limits {
 	l.DefaultAgents = min(l.DefaultAgents, l.MaxAgents)
 	l.DefaultTimeoutSeconds = min(l.DefaultTimeoutSeconds, l.MaxTimeoutSeconds)
-	if len(l.Strategies) == 0 {
-		l.Strategies = strings.Fields(seedStrategies)
-	}
-	if len(l.Modes) == 0 {
-		l.Modes = strings.Fields(seedModes)
-	}
-	// The default must itself be allowed; otherwise the first allowed value stands in.
-	if l.DefaultStrategy == "" {
-		l.DefaultStrategy = DefaultStrategy
-	}
 	if !slices.Contains(l.Strategies, l.DefaultStrategy) {
 		l.DefaultStrategy = l.Strategies[0]
-	}
-	if l.DefaultMode == "" {
-		l.DefaultMode = DefaultMode
 	}
 	if !slices.Contains(l.Modes, l.DefaultMode) {
 		l.DefaultMode = l.Modes[0]
@@ -111,10 +105,13 @@ type swarmOptions struct {
 	Timeout  *int    `json:"timeout" validate:"omitempty,timeout"`
 }
 
-// Swarm validates a swarm message against lim and returns the request with defaults applied,
-// or an *Error naming every failing field.
+// Swarm validates a swarm message against lim and returns the request with lim's defaults
+// applied, or an *Error naming every failing field (ErrIncompleteLimits for an incomplete lim).
 func (v *Validator) Swarm(m *protocol.Swarm, lim Limits) (SwarmRequest, error) {
-	lim = lim.WithDefaults()
+	if err := lim.Check(); err != nil {
+		return SwarmRequest{}, err
+	}
+	lim = lim.effective()
 	p := &params{lim: lim}
 	errs := fieldErrors{}
 	in := swarmInput{Objective: m.Objective, RequestID: m.RequestID}

@@ -57,7 +57,7 @@ func fieldsOf(t *testing.T, err error) map[string]string {
 
 func TestSwarmRejects(t *testing.T) {
 	v := New()
-	lim := Limits{}
+	lim := designLimits()
 	emoji := strings.Repeat("😀", 1000) // 1000 runes, 4000 bytes: both limits exactly
 	tests := []struct {
 		name    string
@@ -182,7 +182,7 @@ func TestSwarmAccepts(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := v.Swarm(decodeSwarm(t, tt.frame), Limits{})
+			req, err := v.Swarm(decodeSwarm(t, tt.frame), designLimits())
 			if err != nil {
 				t.Fatalf("rejected: %v", err)
 			}
@@ -201,6 +201,12 @@ func TestSwarmAccepts(t *testing.T) {
 
 // In UTF-8 1000 runes never exceed 4000 bytes, so each limit is exercised on its own with
 // the other one loosened.
+func objectiveLimits(chars, bytes int) Limits {
+	l := designLimits()
+	l.MaxObjectiveChars, l.MaxObjectiveBytes = chars, bytes
+	return l
+}
+
 func TestObjectiveLimitsIndependent(t *testing.T) {
 	v := New()
 	emoji := strings.Repeat("😀", 1000)
@@ -210,12 +216,12 @@ func TestObjectiveLimitsIndependent(t *testing.T) {
 		objective string
 		want      string // "" when accepted
 	}{
-		{"bytes: 1001 emoji under a 2000 char limit", Limits{MaxObjectiveChars: 2000, MaxObjectiveBytes: 4000}, emoji + "😀", "at most 4000 bytes"},
-		{"bytes: 4001 bytes", Limits{MaxObjectiveChars: 2000, MaxObjectiveBytes: 4000}, emoji + "a", "at most 4000 bytes"},
-		{"bytes: exactly 4000", Limits{MaxObjectiveChars: 2000, MaxObjectiveBytes: 4000}, emoji, ""},
-		{"chars: 1001 ascii under a big byte limit", Limits{MaxObjectiveChars: 1000, MaxObjectiveBytes: 100000}, strings.Repeat("a", 1001), "at most 1000 characters"},
-		{"chars: 1001 emoji under a big byte limit", Limits{MaxObjectiveChars: 1000, MaxObjectiveBytes: 100000}, emoji + "😀", "at most 1000 characters"},
-		{"chars: exactly 1000 emoji", Limits{MaxObjectiveChars: 1000, MaxObjectiveBytes: 100000}, emoji, ""},
+		{"bytes: 1001 emoji under a 2000 char limit", objectiveLimits(2000, 4000), emoji + "😀", "at most 4000 bytes"},
+		{"bytes: 4001 bytes", objectiveLimits(2000, 4000), emoji + "a", "at most 4000 bytes"},
+		{"bytes: exactly 4000", objectiveLimits(2000, 4000), emoji, ""},
+		{"chars: 1001 ascii under a big byte limit", objectiveLimits(1000, 100000), strings.Repeat("a", 1001), "at most 1000 characters"},
+		{"chars: 1001 emoji under a big byte limit", objectiveLimits(1000, 100000), emoji + "😀", "at most 1000 characters"},
+		{"chars: exactly 1000 emoji", objectiveLimits(1000, 100000), emoji, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -233,11 +239,61 @@ func TestObjectiveLimitsIndependent(t *testing.T) {
 	}
 }
 
+// designLimits are the bounds of DESIGN §6 with the seed clients' enums: what a gateway with
+// config.Default and the sim profile passes. The validator has none of its own.
+func designLimits() Limits {
+	return Limits{
+		MaxObjectiveChars: 1000, MaxObjectiveBytes: 4000, MaxAgents: 20, MaxTimeoutSeconds: 3600,
+		DefaultAgents: 3, DefaultTimeoutSeconds: 600,
+		Strategies: []string{"auto", "parallel", "sequential"}, Modes: []string{"centralized", "distributed"},
+		DefaultStrategy: "auto", DefaultMode: "centralized",
+	}
+}
+
+// TestIncompleteLimitsRefused: a wiring mistake (a zero bound, no enum) is an error, never a
+// silent default.
+func TestIncompleteLimitsRefused(t *testing.T) {
+	v := New()
+	frame := decodeSwarm(t, swarmFrame("short", ""))
+	for _, tt := range []struct {
+		name  string
+		spoil func(*Limits)
+	}{
+		{"zero", func(l *Limits) { *l = Limits{} }},
+		{"no MaxObjectiveBytes", func(l *Limits) { l.MaxObjectiveBytes = 0 }},
+		{"no DefaultAgents", func(l *Limits) { l.DefaultAgents = 0 }},
+		{"negative timeout", func(l *Limits) { l.MaxTimeoutSeconds = -1 }},
+		{"no strategies", func(l *Limits) { l.Strategies = nil }},
+		{"no default mode", func(l *Limits) { l.DefaultMode = "" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			lim := designLimits()
+			tt.spoil(&lim)
+			if _, err := v.Swarm(frame, lim); !errors.Is(err, ErrIncompleteLimits) {
+				t.Fatalf("Swarm: err = %v; want ErrIncompleteLimits", err)
+			}
+			bounded := TenantCreate{ID: "acme", Limits: &TenantLimits{MaxAgents: ptr(2)}}
+			if _, err := v.TenantCreate(bounded, lim); !errors.Is(err, ErrIncompleteLimits) {
+				t.Fatalf("TenantCreate with maxAgents: err = %v; want ErrIncompleteLimits", err)
+			}
+		})
+	}
+	// A tenant body that sets nothing the global bounds (the CLI's) needs none.
+	if _, err := v.TenantCreate(TenantCreate{ID: "acme"}, Limits{}); err != nil {
+		t.Fatalf("TenantCreate without limits: %v", err)
+	}
+	if _, err := v.TokenIssue(TokenIssue{Sub: "u", TTL: "1h"}, 0); err == nil {
+		t.Fatal("TokenIssue with no ttl cap: no error")
+	}
+}
+
 func TestSwarmTenantLimits(t *testing.T) {
 	v := New()
 	lim := Limits{
 		MaxObjectiveChars: 10, MaxObjectiveBytes: 20, MaxAgents: 3, MaxTimeoutSeconds: 60,
+		DefaultAgents: 5, DefaultTimeoutSeconds: 600,
 		Strategies: []string{"parallel", "research"}, Modes: []string{"mesh"},
+		DefaultStrategy: "auto", DefaultMode: "centralized",
 	}
 	req, err := v.Swarm(decodeSwarm(t, swarmFrame("short", "")), lim)
 	if err != nil {
@@ -268,7 +324,7 @@ func TestSwarmUnknownOptionsBounded(t *testing.T) {
 	for i := range 200 {
 		opts["k"+strings.Repeat("x", i%40)+string(rune('a'+i%26))+string(rune('a'+i/26))] = json.RawMessage("1")
 	}
-	_, err := v.Swarm(&protocol.Swarm{Type: "swarm", Objective: ptr("x"), Options: opts}, Limits{})
+	_, err := v.Swarm(&protocol.Swarm{Type: "swarm", Objective: ptr("x"), Options: opts}, designLimits())
 	fields := fieldsOf(t, err)
 	if len(fields) > maxNamedUnknown+1 {
 		t.Fatalf("reported %d fields for 200 unknown options; want at most %d", len(fields), maxNamedUnknown+1)
@@ -296,7 +352,7 @@ func BenchmarkSwarm(b *testing.B) {
 	m := msg.(*protocol.Swarm)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := v.Swarm(m, Limits{}); err != nil {
+		if _, err := v.Swarm(m, designLimits()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -314,7 +370,7 @@ func TestConcurrentUse(t *testing.T) {
 				m := &protocol.Swarm{Type: "swarm", Objective: ptr("task"), Options: map[string]json.RawMessage{
 					"agents": json.RawMessage(strconv.Itoa(agents)),
 				}}
-				req, e := v.Swarm(m, Limits{})
+				req, e := v.Swarm(m, designLimits())
 				if (e == nil) != (agents <= 20) || (e == nil && req.Agents != agents) {
 					err = fmt.Errorf("agents %d: %+v, %v", agents, req, e)
 				}

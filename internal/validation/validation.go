@@ -19,12 +19,19 @@ type Error struct {
 	Fields map[string]string
 }
 
-func (e *Error) Error() string {
+// Names returns the failing fields' names, sorted (what an audit record lists: names, never
+// the client's values).
+func (e *Error) Names() []string {
 	keys := make([]string, 0, len(e.Fields))
 	for k := range e.Fields {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
+	return keys
+}
+
+func (e *Error) Error() string {
+	keys := e.Names()
 	var b strings.Builder
 	b.WriteString("validation failed")
 	for i, k := range keys {
@@ -95,17 +102,11 @@ func paramsFrom(ctx context.Context) *params {
 	if p, ok := ctx.Value(paramsKey{}).(*params); ok {
 		return p
 	}
-	return &params{lim: Limits{}.WithDefaults(), maxTTL: DefaultMaxTokenTTL}
+	return &params{} // only check() runs the rules, and it always passes its params
 }
 
 // check runs the struct rules on s (a pointer) and adds every failure to errs.
 func (v *Validator) check(p *params, s any, errs fieldErrors) {
-	if p.lim.MaxAgents == 0 {
-		p.lim = p.lim.WithDefaults()
-	}
-	if p.maxTTL <= 0 {
-		p.maxTTL = DefaultMaxTokenTTL
-	}
 	ctx := context.WithValue(context.Background(), paramsKey{}, p)
 	err := v.v.StructCtx(ctx, s)
 	if err == nil {

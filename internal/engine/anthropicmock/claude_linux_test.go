@@ -112,9 +112,10 @@ func (r claudeRun) result(t *testing.T) map[string]any {
 	return res
 }
 
-// assistantText joins the text blocks of every top-level assistant line.
-func (r claudeRun) assistantText() string {
-	var texts []string
+// topBlocks returns the fields named field of the content blocks of type kind in every
+// top-level assistant line (subagents' lines have a parent_tool_use_id).
+func (r claudeRun) topBlocks(kind, field string) []string {
+	var out []string
 	for _, l := range r.lines {
 		if l["type"] != "assistant" || l["parent_tool_use_id"] != nil {
 			continue
@@ -122,33 +123,20 @@ func (r claudeRun) assistantText() string {
 		msg, _ := l["message"].(map[string]any)
 		blocks, _ := msg["content"].([]any)
 		for _, b := range blocks {
-			if b, ok := b.(map[string]any); ok && b["type"] == "text" {
-				text, _ := b["text"].(string)
-				texts = append(texts, text)
+			if b, ok := b.(map[string]any); ok && b["type"] == kind {
+				v, _ := b[field].(string)
+				out = append(out, v)
 			}
 		}
 	}
-	return strings.Join(texts, "\n")
+	return out
 }
 
+// assistantText joins the text blocks of every top-level assistant line.
+func (r claudeRun) assistantText() string { return strings.Join(r.topBlocks("text", "text"), "\n") }
+
 // toolUses names the tool_use blocks of the top-level assistant lines.
-func (r claudeRun) toolUses() []string {
-	var names []string
-	for _, l := range r.lines {
-		if l["type"] != "assistant" || l["parent_tool_use_id"] != nil {
-			continue
-		}
-		msg, _ := l["message"].(map[string]any)
-		blocks, _ := msg["content"].([]any)
-		for _, b := range blocks {
-			if b, ok := b.(map[string]any); ok && b["type"] == "tool_use" {
-				name, _ := b["name"].(string)
-				names = append(names, name)
-			}
-		}
-	}
-	return names
-}
+func (r claudeRun) toolUses() []string { return r.topBlocks("tool_use", "name") }
 
 func (r claudeRun) requireSuccess(t *testing.T) map[string]any {
 	t.Helper()

@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"fmt"
 	"os"
-	"os/exec"
-	"strings"
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/proctest"
 )
 
 // setups returns every way this machine can start a task, including the relayed user-namespace
@@ -88,32 +88,13 @@ func TestGatewayDeathKillsNamespace(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			mark := marker(t)
 			killSurvivors(t, mark)
-			cmd := exec.Command(initPath(t), "helper-gateway", name, mark)
-			cmd.Env = []string{"PATH=/usr/bin:/bin"}
-			stdout, err := cmd.StdoutPipe()
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd.Stderr = os.Stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			line, _ := bufio.NewReader(stdout).ReadString('\n')
-			if !strings.HasPrefix(line, "ready") {
-				_ = cmd.Process.Kill()
-				_ = cmd.Wait()
-				t.Fatalf("helper said %q", line)
-			}
+			cmd := proctest.StartHelper(t, initPath(t), "helper-gateway", name, mark)
 			if n := len(survivors(mark)); n < 2 {
 				t.Errorf("%d marked processes running before the kill", n)
 			}
 			_ = cmd.Process.Kill()
 			_ = cmd.Wait()
-			deadline := time.Now().Add(10 * time.Second)
-			for len(survivors(mark)) > 0 && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if left := survivors(mark); len(left) > 0 {
+			if left := proctest.WaitGone(mark, 10*time.Second); len(left) > 0 {
 				t.Errorf("survivors after the gateway died: %v", left)
 			}
 		})

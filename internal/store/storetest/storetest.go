@@ -141,6 +141,16 @@ func CreateTenant(t testing.TB, db *store.DB, id string) store.Tenant {
 	return ten
 }
 
+// OpenWithTenants opens a fresh store (see Open) holding the given active tenants.
+func OpenWithTenants(t testing.TB, driver string, tenants ...string) *store.DB {
+	t.Helper()
+	db := Open(t, driver)
+	for _, id := range tenants {
+		CreateTenant(t, db, id)
+	}
+	return db
+}
+
 func randomHex(t testing.TB, n int) string {
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {

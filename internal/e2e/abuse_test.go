@@ -92,10 +92,30 @@ func TestValidationRejectsAndSpawnsNothing(t *testing.T) {
 	if m.Code != "unknown_type" || m.RequestID != "unk-1" {
 		t.Fatalf("unknown type: %s", m.Raw)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if n := enginesStarted(g) - before; n != 0 {
-		t.Fatalf("%d engines started for rejected requests", n)
+	// Then a valid swarm on the same connection, to its end: the server handles a
+	// connection's frames in order, so it has handled every rejected request before this one.
+	// The user's task list holds this task alone (a task is listed from its creation, before
+	// the reply: nothing was created for a rejected request, so nothing can start for one
+	// later), and the log shows its engine alone started.
+	m = quickSwarm(t, c, "valid-after")
+	if m.Type != "task_complete" || m.Status != "success" {
+		t.Fatalf("a valid swarm after the rejected ones: %s", m.Raw)
 	}
+	if ids := taskIDs(t, c); len(ids) != 1 || ids[0] != m.TaskID {
+		t.Fatalf("tasks after the rejected requests and one valid swarm (%s): %v", m.TaskID, ids)
+	}
+	if n := enginesStartedSince(t, g, before); n != 1 {
+		t.Fatalf("%d engines started for rejected requests", n-1)
+	}
+}
+
+// enginesStartedSince is how many engines the log shows started since it showed before, once
+// it shows at least one more: a task's "engine started" line may still be in the stderr pipe
+// when its task_complete reaches the client.
+func enginesStartedSince(t *testing.T, g *gateway, before int) int {
+	t.Helper()
+	waitFor(t, 30*time.Second, func() bool { return enginesStarted(g) > before })
+	return enginesStarted(g) - before
 }
 
 func TestShellMetacharactersReachTheEngineUnchanged(t *testing.T) {
@@ -112,6 +132,25 @@ func TestShellMetacharactersReachTheEngineUnchanged(t *testing.T) {
 			t.Fatalf("engine saw %q; want it to contain %q", res.Result, want)
 		}
 	}
+}
+
+// taskIDs lists the ids of the connection's user's tasks (the tasks message), newest first.
+func taskIDs(t *testing.T, c *client.Conn) []string {
+	t.Helper()
+	id := fmt.Sprint("tasks-", time.Now().UnixNano())
+	if err := c.Send(map[string]any{"type": "tasks", "requestId": id}); err != nil {
+		t.Fatal(err)
+	}
+	m := readUntil(t, c, 10*time.Second, func(m client.Message) bool { return m.RequestID == id })
+	var reply struct{ Tasks []struct{ TaskID string } }
+	if err := json.Unmarshal(m.Raw, &reply); err != nil || m.Type != "tasks" {
+		t.Fatalf("tasks: %s", m.Raw)
+	}
+	ids := make([]string, len(reply.Tasks))
+	for i, tk := range reply.Tasks {
+		ids[i] = tk.TaskID
+	}
+	return ids
 }
 
 // quickSwarm runs one short swarm to completion and returns the error frame, if refused.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"path/filepath"
 	"testing"
 
@@ -9,20 +8,29 @@ import (
 	"github.com/flowgate/flowgate/internal/store"
 )
 
-// auditRecords reads every audit record of a chain straight from the gateway's SQLite file,
-// as a reviewer with database access would.
-func auditRecords(t *testing.T, g *gateway, tenant string) []audit.Record {
+// auditReader opens the gateway's SQLite file as a reviewer with database access would (the
+// server may be running: SQLite in WAL mode lets another process read) and returns a reader
+// of its audit log, and the function that closes the file.
+func auditReader(t *testing.T, dataDir string) (*audit.Reader, func()) {
 	t.Helper()
-	ctx := context.Background()
-	db, err := store.Open(ctx, store.Config{Driver: "sqlite", Path: filepath.Join(g.dataDir, "flowgate.db")}, nil)
+	db, err := store.Open(t.Context(), store.Config{Driver: store.DriverSQLite, Path: filepath.Join(dataDir, "flowgate.db"), SkipMigrations: true}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
 	r, err := audit.NewReader(audit.ReaderOptions{Storage: db})
 	if err != nil {
+		db.Close()
 		t.Fatal(err)
 	}
+	return r, func() { db.Close() }
+}
+
+// auditRecords reads every audit record of a chain straight from the gateway's SQLite file.
+func auditRecords(t *testing.T, g *gateway, tenant string) []audit.Record {
+	t.Helper()
+	ctx := t.Context()
+	r, done := auditReader(t, g.dataDir)
+	defer done()
 	var out []audit.Record
 	cursor := ""
 	for {

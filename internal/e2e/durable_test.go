@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -327,8 +326,9 @@ func TestThousandFinishedTasksKeepHeapBounded(t *testing.T) {
 // Past tasks.event_retention a finished task's events are pruned (at start, then every few
 // minutes): a resume gets just its task_complete, with the task's final seq.
 func TestEventRetentionPrunes(t *testing.T) {
+	const retention = time.Second
 	dir := t.TempDir()
-	env := map[string]string{"FLOWGATE_TASKS_EVENT_RETENTION": "1s"}
+	env := map[string]string{"FLOWGATE_TASKS_EVENT_RETENTION": retention.String()}
 	g := startGateway(t, gwOptions{dataDir: dir, env: env})
 	c := g.dial(t, g.UserToken)
 	id := startSwarm(t, c, "short-lived sim:pace=0 sim:events=50", nil)
@@ -337,16 +337,18 @@ func TestEventRetentionPrunes(t *testing.T) {
 		t.Fatal(err)
 	}
 	final := live[len(live)-1]
-	g.stop()
-	time.Sleep(1500 * time.Millisecond) // the task ended more than the retention ago
-	h := startGateway(t, gwOptions{dataDir: dir, env: env})
-	deadline := time.Now().Add(20 * time.Second)
-	for !strings.Contains(h.Logs(), `"msg":"task events pruned"`) {
-		if time.Now().After(deadline) {
-			t.Fatal("no pruning logged after the restart")
-		}
-		time.Sleep(50 * time.Millisecond)
+	var ended struct{ ServerTime time.Time }
+	if err := jsonUnmarshal(final.Raw, &ended); err != nil || ended.ServerTime.IsZero() {
+		t.Fatalf("task_complete without serverTime: %s", final.Raw)
 	}
+	g.stop()
+	// The pruner's test is the wall clock: a task whose ended_at is more than the retention
+	// ago, when it runs at start. task_complete's serverTime is that ended_at (rounded down to
+	// the millisecond): restart once it is more than the retention ago. Usually nothing is
+	// left to wait: the stop took longer.
+	time.Sleep(time.Until(ended.ServerTime.Add(retention + time.Millisecond)))
+	h := startGateway(t, gwOptions{dataDir: dir, env: env})
+	h.waitLog(t, "pruning after the restart", `"msg":"task events pruned"`)
 	got := subscribeFrom(t, h.dial(t, h.UserToken), id, 0)
 	if len(got) != 1 || got[0].Type != "task_complete" || got[0].Seq != final.Seq || got[0].Status != "success" {
 		t.Fatalf("resume after pruning: %d frames, first %s; want only task_complete seq %d", len(got), got[0].Raw, final.Seq)

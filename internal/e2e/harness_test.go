@@ -202,6 +202,38 @@ func (g *gateway) Logs() string {
 	return g.logs.String()
 }
 
+// waitLog waits until the gateway's log contains s. Lines reach the harness through the
+// stderr pipe a moment after the server wrote them: even a line written before a reply the
+// client already holds is waited for, not assumed.
+func (g *gateway) waitLog(t *testing.T, what, s string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !strings.Contains(g.Logs(), s) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: the gateway log has no %s after 30s", what, s)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// janitorPass waits until the server's housekeeping (the janitor: every 2 s it reloads the
+// revocations from the store, then polls the tenant changes) has run a whole pass that began
+// after the call. Each pass logs the tenants changed since the last (debug level). A tenant
+// created now shows in the first pass whose poll read the store after it, but that pass's
+// reload may have read before the call. So a second tenant, created once the first shows,
+// shows in a later pass, begun after that one ended: its reload read everything written
+// before the call.
+func (g *gateway) janitorPass(t *testing.T) {
+	t.Helper()
+	for i := range 2 {
+		id := fmt.Sprintf("janitor-%d-%d", time.Now().UnixNano(), i)
+		if st, body, _ := g.do(t, "POST", "/v1/admin/tenants", g.AdminToken, `{"id":"`+id+`","name":"janitor pass"}`); st != http.StatusCreated {
+			t.Fatalf("create tenant %s: %d %s", id, st, body)
+		}
+		g.waitLog(t, "janitor pass", `"msg":"tenant changed; caches invalidated","tenant":"`+id+`"`)
+	}
+}
+
 // signal sends sig and waits up to d for the process to exit; it reports whether it did.
 func (g *gateway) signal(sig syscall.Signal, d time.Duration) bool {
 	_ = g.cmd.Process.Signal(sig)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -133,10 +134,25 @@ func TestHostileEngineIsConfined(t *testing.T) {
 		}
 		t.Logf("%s: ok=%v %s %s", w, p.OK, p.Error, p.Detail)
 	}
-	// Nothing the engine sent over UDP arrived; nothing it listens on is reachable.
-	time.Sleep(500 * time.Millisecond)
+	// Nothing the engine sent over UDP arrived; nothing it listens on is reachable. The engine
+	// has exited (task_complete): a datagram it sent is queued at the listener already, ahead
+	// of one the test sends now, so once the test's own is read every earlier one has been.
+	const flush = "flush from the test"
+	fc, err := net.Dial("udp4", udp.LocalAddr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fc.Write([]byte(flush)); err != nil {
+		t.Fatal(err)
+	}
+	fc.Close()
+	waitFor(t, 10*time.Second, func() bool {
+		udpMu.Lock()
+		defer udpMu.Unlock()
+		return slices.Contains(udpGot, flush)
+	})
 	udpMu.Lock()
-	if len(udpGot) > 0 {
+	if len(udpGot) > 1 || udpGot[0] != flush {
 		t.Errorf("UDP datagrams arrived from the engine: %q", udpGot)
 	}
 	udpMu.Unlock()

@@ -40,24 +40,6 @@ func idPost(t *testing.T, g *gateway, path, token, body string, hdr ...string) (
 	return g.do(t, "POST", path, token, body, hdr...)
 }
 
-// idClosed reads until the server closes the connection, within d, and returns the close.
-func idClosed(t *testing.T, c *client.Conn, d time.Duration) *client.CloseError {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for {
-		_, err := c.Read(ctx)
-		if err == nil {
-			continue
-		}
-		ce, ok := client.IsClose(err)
-		if !ok {
-			t.Fatalf("connection not closed by the server within %v: %v", d, err)
-		}
-		return ce
-	}
-}
-
 // idAlive checks that c still answers a ping.
 func idAlive(t *testing.T, c *client.Conn) {
 	t.Helper()
@@ -133,20 +115,23 @@ func TestRevokeClosesLiveSession(t *testing.T) {
 	if st, body := idRevoke(t, g, otherAdmin, ritaJTI, ritaExp); st != 200 || !strings.Contains(body, `"scope":"tenant"`) {
 		t.Fatalf("other tenant's revoke: %d %s", st, body)
 	}
-	time.Sleep(3 * time.Second) // past a sweep and a store reload
-	idAlive(t, c)
+	// Past the server's reload of the revocations from the store, she still connects: the
+	// revocation is not hers in memory (which the session sweep consults too), and her
+	// session lives.
+	g.janitorPass(t)
 	if c2, he := g.tryDial(t, client.Options{Token: rita}); he != nil {
 		t.Fatalf("rita refused after another tenant's revocation: %+v", he)
 	} else {
 		c2.Close()
 	}
+	idAlive(t, c)
 
 	// Her own tenant's admin revokes it: closed with 1008 within 5 s, no reconnect.
 	start := time.Now()
 	if st, body := idRevoke(t, g, demoAdmin, ritaJTI, ritaExp); st != 200 {
 		t.Fatalf("revoke: %d %s", st, body)
 	}
-	ce := idClosed(t, c, 5*time.Second)
+	ce := waitClosed(t, nil, c, 5*time.Second)
 	if ce.Code != 1008 || ce.Text != "token_revoked" {
 		t.Fatalf("closed with %d %q; want 1008 token_revoked", ce.Code, ce.Text)
 	}
@@ -178,7 +163,7 @@ func TestRevokeClosesLiveSession(t *testing.T) {
 	if st, body := idRevoke(t, g, g.AdminToken, olgaJTI, olgaExp); st != 200 || !strings.Contains(body, `"scope":"platform"`) {
 		t.Fatalf("platform revoke: %d %s", st, body)
 	}
-	if ce := idClosed(t, oc, 5*time.Second); ce.Code != 1008 || ce.Text != "token_revoked" {
+	if ce := waitClosed(t, nil, oc, 5*time.Second); ce.Code != 1008 || ce.Text != "token_revoked" {
 		t.Fatalf("platform revoke closed with %d %q", ce.Code, ce.Text)
 	}
 	if !auditHas(t, g, "token.revoke") {
@@ -275,6 +260,9 @@ func TestReauth(t *testing.T) {
 	short := idMint(t, g, "ray", 8*time.Second, "swarm:execute")
 	_, shortExp := idJTI(t, short)
 	c := g.dial(t, short)
+	// A witness: a session whose token expires with the short one (or a second later: minted
+	// after it) and is never reauthenticated.
+	witness := g.dial(t, idMint(t, g, "ray", 8*time.Second, "swarm:execute"))
 	long := g.token(t, "demo", "ray", "1h", "swarm:execute")
 	_, longExp := idJTI(t, long)
 	reauth(c, long, "r1")
@@ -300,8 +288,18 @@ func TestReauth(t *testing.T) {
 	if m := reply(c, "r3"); m.Type != "error" || !strings.Contains(string(m.Raw), "token_revoked") {
 		t.Fatalf("revoked reauth: %s", m.Raw)
 	}
-	// Past the first token's expiry the session lives on under the reauthenticated one.
-	time.Sleep(time.Until(shortExp) + 3*time.Second)
+	// Past the first token's expiry the session lives on under the reauthenticated one. The
+	// session sweep (every second) closes a session once its token has expired: the witness's
+	// close shows a sweep S ran past shortExp. S may judge c after the witness, so wait for a
+	// later sweep: the one that closes a session whose token expires after S ran. By then S
+	// has judged c, and would have closed it had it still held the short token.
+	if ce := waitClosed(t, nil, witness, time.Until(shortExp)+10*time.Second); ce.Code != 1008 || ce.Text != "token_expired" {
+		t.Fatalf("the witness session closed with %d %q; want 1008 token_expired", ce.Code, ce.Text)
+	}
+	later := g.dial(t, idMint(t, g, "ray", 2*time.Second, "swarm:execute"))
+	if ce := waitClosed(t, nil, later, 10*time.Second); ce.Code != 1008 || ce.Text != "token_expired" {
+		t.Fatalf("the later witness closed with %d %q; want 1008 token_expired", ce.Code, ce.Text)
+	}
 	idAlive(t, c)
 
 	// Another subject, or the same subject of another tenant: closed with 1008.
@@ -311,7 +309,7 @@ func TestReauth(t *testing.T) {
 	} {
 		c := g.dial(t, g.token(t, "demo", "ray", "1h", "swarm:execute"))
 		reauth(c, other, "rx")
-		if ce := idClosed(t, c, 5*time.Second); ce.Code != 1008 || ce.Text != "reauth_mismatch" {
+		if ce := waitClosed(t, nil, c, 5*time.Second); ce.Code != 1008 || ce.Text != "reauth_mismatch" {
 			t.Fatalf("reauth as someone else closed with %d %q; want 1008 reauth_mismatch", ce.Code, ce.Text)
 		}
 	}
@@ -792,7 +790,7 @@ func TestTokenCLI(t *testing.T) {
 	if out, err := g.cli(t, "", "token", "revoke", "--dev", "--data-dir", g.dataDir, "--jti", issued.JTI, "--tenant", "demo"); err != nil {
 		t.Fatalf("token revoke: %v\n%s", err, out)
 	}
-	ce := idClosed(t, c, 8*time.Second)
+	ce := waitClosed(t, nil, c, 8*time.Second)
 	if ce.Code != 1008 || ce.Text != "token_revoked" {
 		t.Fatalf("closed with %d %q; want 1008 token_revoked", ce.Code, ce.Text)
 	}
@@ -916,10 +914,22 @@ func TestRevokeCancelsTasks(t *testing.T) {
 				waitFor(t, 10*time.Second, func() bool { return len(procsIn(t, filepath.Join(g.dataDir, "tasks"))) == 0 })
 			})
 			if !tc.cancel {
-				time.Sleep(time.Second)
-				if m := status(id); m.Status != "running" {
-					t.Fatalf("task of a revoked token without cancelTasks: %s; want running (detached)", m.Raw)
+				// The revoke call has answered: a cancellation would have been asked for
+				// already, and a cancelled engine stops writing at once. This one writes five
+				// more events, and its task is running throughout.
+				lastSeq := func(m client.Message) int64 {
+					var st struct{ LastSeq int64 }
+					_ = json.Unmarshal(m.Raw, &st)
+					return st.LastSeq
 				}
+				from := lastSeq(status(id))
+				waitFor(t, 20*time.Second, func() bool {
+					m := status(id)
+					if m.Status != "running" {
+						t.Fatalf("task of a revoked token without cancelTasks: %s; want running (detached)", m.Raw)
+					}
+					return lastSeq(m) >= from+5
+				})
 				return
 			}
 			waitFor(t, 10*time.Second, func() bool { return status(id).Status == "cancelled" })

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +13,6 @@ import (
 	"github.com/flowgate/flowgate/internal/client"
 	"github.com/flowgate/flowgate/internal/secrets/awssm"
 	"github.com/flowgate/flowgate/internal/secrets/awssm/smtest"
-	"github.com/flowgate/flowgate/internal/store"
 )
 
 // liberal lets one user run many swarms quickly.
@@ -206,22 +204,13 @@ func TestTenantKeys(t *testing.T) {
 	})
 }
 
-// auditExport reads every audit record of the gateway's store (the server is running; SQLite
-// in WAL mode lets another process read).
+// auditExport exports every audit record of the gateway's store.
 func auditExport(t *testing.T, dataDir string) string {
 	t.Helper()
-	ctx := t.Context()
-	db, err := store.Open(ctx, store.Config{Driver: store.DriverSQLite, Path: filepath.Join(dataDir, "flowgate.db"), SkipMigrations: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	r, err := audit.NewReader(audit.ReaderOptions{Storage: db})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, done := auditReader(t, dataDir)
+	defer done()
 	var buf bytes.Buffer
-	if err := r.Export(ctx, audit.Filter{Tenant: audit.ScopeAll}, &buf); err != nil {
+	if err := r.Export(t.Context(), audit.Filter{Tenant: audit.ScopeAll}, &buf); err != nil {
 		t.Fatal(err)
 	}
 	return buf.String()
@@ -245,6 +234,7 @@ func TestAWSProviderThroughGateway(t *testing.T) {
 	for k, v := range liberal {
 		env[k] = v
 	}
+	env["FLOWGATE_LIMITS_USER_CONNECTIONS"] = "50" // one connection per concurrent swarm
 	g := startGateway(t, gwOptions{env: env})
 	tr := &transcript{}
 	const tenant = "acme-aws"
@@ -281,64 +271,62 @@ func TestAWSProviderThroughGateway(t *testing.T) {
 	if err := json.Unmarshal([]byte(tv), &tenantView); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(g.Logs(), `"tenant":"`+tenant+`","status":"active","updated_at":"`+tenantView.UpdatedAt+`"`) {
-		if time.Now().After(deadline) {
-			t.Fatal("the server did not pick up the tenant change")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	g.waitLog(t, "the server picks up the tenant change", `"tenant":"`+tenant+`","status":"active","updated_at":"`+tenantView.UpdatedAt+`"`)
 
-	c := g.dialAs(t, tr, g.token(t, tenant, "alice", "1h", "swarm:execute"))
+	// The swarms arrive at once, one per connection: the server handles a connection's frames
+	// one after the other, so swarms sent on one connection would each wait for the one before
+	// and find the key cached.
+	const n = 20
+	tok := g.token(t, tenant, "alice", "1h", "swarm:execute")
+	conns := make([]*client.Conn, n)
+	for i := range conns {
+		conns[i] = g.dialAs(t, tr, tok)
+	}
+	misses := metricValue(t, g, "flowgate_secret_cache_misses_total")
 	before := sm.Count(smtest.OpGetSecretValue)
 	release := sm.Pause(smtest.OpGetSecretValue)
-	const n = 20
-	ids := map[string]string{} // requestId → taskId
-	for i := range n {
-		id := fmt.Sprintf("aws-%d", i)
-		ids[id] = ""
+	defer release()
+	for i, c := range conns {
 		if err := c.Send(map[string]any{"type": "swarm", "objective": "concurrent sim:print-key-hash sim:pace=0 sim:events=2",
-			"options": map[string]any{"agents": 1}, "requestId": id}); err != nil {
+			"options": map[string]any{"agents": 1}, "requestId": fmt.Sprintf("aws-%d", i)}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	for sm.Count(smtest.OpGetSecretValue) == before {
-		if time.Now().After(deadline) {
-			t.Fatal("no GetSecretValue arrived")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// Give the other swarms time to queue behind the fetch in flight before it completes.
-	time.Sleep(500 * time.Millisecond)
+	waitFor(t, 30*time.Second, func() bool { return sm.Count(smtest.OpGetSecretValue) > before })
+	// Every swarm is waiting for the key before the fetch in flight completes: the cache counts
+	// a miss for each lookup that needs a fetch, shared or not.
+	waitMetric(t, g, "flowgate_secret_cache_misses_total", func(v float64) bool { return v >= misses+n }, "the swarms waiting for the key")
 	release()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	tasks := map[string]bool{}
-	hashes, done := 0, 0
-	for done < n {
-		m, err := c.Read(ctx)
-		if err != nil {
-			t.Fatalf("read: %v (%d of %d done)", err, done, n)
-		}
-		tr.add(string(m.Raw))
-		switch m.Type {
-		case "error":
-			t.Fatalf("swarm refused: %s", m.Raw)
-		case "task_created":
-			tasks[m.TaskID] = true
-		case "sim_key":
-			var k struct{ SHA256 string }
-			_ = json.Unmarshal(m.Raw, &k)
-			if tasks[m.TaskID] && k.SHA256 == sha(key) {
-				hashes++
+	hashes := 0
+	for i, c := range conns {
+		task := ""
+		for done := false; !done; {
+			m, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("read: %v (swarm %d of %d)", err, i+1, n)
 			}
-		case "task_complete":
-			if tasks[m.TaskID] {
-				if m.Status != "success" {
-					t.Fatalf("task failed: %s", m.Raw)
+			tr.add(string(m.Raw))
+			switch m.Type {
+			case "error":
+				t.Fatalf("swarm refused: %s", m.Raw)
+			case "task_created":
+				task = m.TaskID
+			case "sim_key":
+				var k struct{ SHA256 string }
+				_ = json.Unmarshal(m.Raw, &k)
+				if m.TaskID == task && k.SHA256 == sha(key) {
+					hashes++
 				}
-				done++
+			case "task_complete":
+				if m.TaskID == task {
+					if m.Status != "success" {
+						t.Fatalf("task failed: %s", m.Raw)
+					}
+					done = true
+				}
 			}
 		}
 	}

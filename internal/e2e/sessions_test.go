@@ -93,7 +93,7 @@ func TestSessionsListAndTerminate(t *testing.T) {
 	if status, body, _ := g.do(t, http.MethodDelete, "/v1/admin/tenants/demo/sessions/"+id, admin, ""); status != http.StatusNoContent {
 		t.Fatalf("DELETE session = %d %s", status, body)
 	}
-	if ce := idClosed(t, user, 5*time.Second); ce.Code != 1008 || ce.Text != "session_terminated" {
+	if ce := waitClosed(t, nil, user, 5*time.Second); ce.Code != 1008 || ce.Text != "session_terminated" {
 		t.Fatalf("closed with %d %q; want 1008 session_terminated", ce.Code, ce.Text)
 	}
 	// The other session of the same user stays.
@@ -143,7 +143,7 @@ func TestClusterSessionsAcrossReplicas(t *testing.T) {
 	if status, body, _ := a.do(t, http.MethodDelete, "/v1/admin/tenants/demo/sessions/"+onB.Welcome.SessionID, admin, ""); status != http.StatusNoContent {
 		t.Fatalf("DELETE node-b's session through node-a = %d %s", status, body)
 	}
-	if ce := idClosed(t, onB, 5*time.Second); ce.Code != 1008 || ce.Text != "session_terminated" {
+	if ce := waitClosed(t, nil, onB, 5*time.Second); ce.Code != 1008 || ce.Text != "session_terminated" {
 		t.Fatalf("node-b's session closed with %d %q", ce.Code, ce.Text)
 	}
 }

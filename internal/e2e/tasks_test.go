@@ -281,14 +281,16 @@ func TestResumeAfterReconnect(t *testing.T) {
 		return len(seen) >= 10
 	})
 	c.Abort() // drop TCP without a close handshake; the task is detached, not cancelled
-	time.Sleep(300 * time.Millisecond)
+	// The server has seen the drop once the session is gone: it detaches the session's tasks
+	// before it counts the connection closed.
+	waitMetric(t, g, "flowgate_connections", func(v float64) bool { return v == 0 }, "after the client vanished")
 
 	c2 := g.dial(t, g.UserToken)
 	last := seen[len(seen)-1]
 	if err := c2.Send(map[string]any{"type": "subscribe", "taskId": id, "afterSeq": last}); err != nil {
 		t.Fatal(err)
 	}
-	readUntil(t, c2, 60*time.Second, func(m client.Message) bool {
+	done := readUntil(t, c2, 60*time.Second, func(m client.Message) bool {
 		if m.Type == "error" {
 			t.Fatalf("subscribe: %s", m.Raw)
 		}
@@ -297,6 +299,9 @@ func TestResumeAfterReconnect(t *testing.T) {
 		}
 		return m.Type == "task_complete" && m.TaskID == id
 	})
+	if done.Status != "success" {
+		t.Fatalf("the task of the vanished client: %s; want success (detached, not cancelled)", done.Raw)
+	}
 	for i, s := range seen {
 		if s != int64(i+1) {
 			t.Fatalf("seq %d at position %d: gap or duplicate in %v", s, i, seen)
@@ -323,18 +328,8 @@ func TestFrameRules(t *testing.T) {
 			if err := tt.send(c); err != nil {
 				t.Fatal(err)
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			for {
-				_, err := c.Read(ctx)
-				if err == nil {
-					continue
-				}
-				ce, ok := client.IsClose(err)
-				if !ok || ce.Code != tt.code {
-					t.Fatalf("connection ended with %v; want close %d", err, tt.code)
-				}
-				return
+			if ce := waitClosed(t, nil, c, 10*time.Second); ce.Code != tt.code {
+				t.Fatalf("connection ended with %v; want close %d", ce, tt.code)
 			}
 		})
 	}

@@ -164,7 +164,8 @@ func (g *gateway) dialAs(t *testing.T, tr *transcript, token string) *client.Con
 	return c
 }
 
-// waitClosed reads until the server closes the connection and returns the close frame.
+// waitClosed reads until the server closes the connection, within d, and returns the close
+// frame; tr, when set, records the frames read on the way.
 func waitClosed(t *testing.T, tr *transcript, c *client.Conn, d time.Duration) *client.CloseError {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
@@ -174,7 +175,7 @@ func waitClosed(t *testing.T, tr *transcript, c *client.Conn, d time.Duration) *
 		if err != nil {
 			ce, ok := client.IsClose(err)
 			if !ok {
-				t.Fatalf("connection not closed by the server: %v", err)
+				t.Fatalf("connection not closed by the server within %v: %v", d, err)
 			}
 			return ce
 		}

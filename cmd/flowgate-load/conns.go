@@ -40,10 +40,8 @@ func dialAll(ctx context.Context, cfg *config, toks *tokens, n, readBuf int, err
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				opts := toks.options(i)
-				opts.Dialer = dialer
 				t0 := time.Now()
-				c, err := client.Dial(ctx, cfg.URL, opts)
+				c, err := dialOne(ctx, cfg, toks.options(i), i, dialer)
 				if err != nil {
 					errs.add(dialErrorKind(err), err)
 					continue
@@ -55,6 +53,18 @@ func dialAll(ctx context.Context, cfg *config, toks *tokens, n, readBuf int, err
 	}
 	wg.Wait()
 	return conns, time.Since(start)
+}
+
+// dialOne dials connection i with opts: through base, bound to source address i when
+// --source-net is given.
+func dialOne(ctx context.Context, cfg *config, opts client.Options, i int, base *websocket.Dialer) (*client.Conn, error) {
+	opts.Dialer = base
+	if cfg.src != nil {
+		d := *base
+		d.NetDialContext = cfg.src.dialFunc(i)
+		opts.Dialer = &d
+	}
+	return client.Dial(ctx, cfg.URL, opts)
 }
 
 func dialErrorKind(err error) string {
@@ -75,6 +85,8 @@ func dialErrorKind(err error) string {
 		return "dial_refused"
 	case strings.Contains(err.Error(), "too many open files"):
 		return "dial_emfile"
+	case strings.Contains(err.Error(), "address already in use"), strings.Contains(err.Error(), "cannot assign requested address"):
+		return "dial_no_port" // the source address's ephemeral ports are used up: see --source-net
 	case strings.Contains(err.Error(), "welcome"):
 		return "welcome"
 	}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -395,5 +396,120 @@ func TestUsage(t *testing.T) {
 		if !errors.As(err, &u) {
 			t.Errorf("%v: err = %v, want a usage error", args, err)
 		}
+	}
+}
+
+func TestSourceNet(t *testing.T) {
+	for _, bad := range []string{"10.0.0.0/8", "0.0.0.0/0", "127.0.0.0/7", "128.0.0.0/8", "::1/128", "::ffff:127.0.0.0/104",
+		"127.0.0.1", "bogus", ""} {
+		if _, err := parseSourceNet(bad); err == nil {
+			t.Errorf("parseSourceNet(%q) accepted a prefix outside 127.0.0.0/8", bad)
+		}
+	}
+	for _, c := range []struct {
+		cidr, prefix string
+		n            uint64
+		at           map[int]string
+	}{
+		{"127.0.0.0/8", "127.0.0.0/8", 1<<24 - 2, map[int]string{0: "127.0.0.1", 1: "127.0.0.2", 254: "127.0.0.255",
+			255: "127.0.1.0", 1<<24 - 3: "127.255.255.254", 1<<24 - 2: "127.0.0.1", 99_999: "127.1.134.160"}},
+		{"127.1.2.3/30", "127.1.2.0/30", 2, map[int]string{0: "127.1.2.1", 1: "127.1.2.2", 2: "127.1.2.1"}},
+		{"127.0.0.4/31", "127.0.0.4/31", 2, map[int]string{0: "127.0.0.4", 1: "127.0.0.5", 2: "127.0.0.4"}},
+		{"127.0.0.5/32", "127.0.0.5/32", 1, map[int]string{0: "127.0.0.5", 7: "127.0.0.5"}},
+	} {
+		sn, err := parseSourceNet(c.cidr)
+		if err != nil {
+			t.Fatalf("parseSourceNet(%q): %v", c.cidr, err)
+		}
+		if sn.prefix.String() != c.prefix || sn.n != c.n {
+			t.Errorf("%s: prefix %s with %d addresses, want %s with %d", c.cidr, sn.prefix, sn.n, c.prefix, c.n)
+		}
+		for i, want := range c.at {
+			if got := sn.addr(i).String(); got != want {
+				t.Errorf("%s: addr(%d) = %s, want %s", c.cidr, i, got, want)
+			}
+		}
+	}
+	for u, want := range map[string]bool{"ws://127.0.0.1:1/ws": true, "ws://127.9.9.9/": true, "ws://localhost:8080/ws": true,
+		"ws://[::1]:1/": false, "ws://10.0.0.1/": false, "ws://example.com/": false, "ws://[::ffff:127.0.0.1]:1/": true} {
+		pu, err := url.Parse(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := loopbackURL(pu); got != want {
+			t.Errorf("loopbackURL(%s) = %v, want %v", u, got, want)
+		}
+	}
+}
+
+func TestCheckFDs(t *testing.T) {
+	for _, c := range []struct {
+		conns, clients int
+		probe          bool
+		soft           uint64
+		ok             bool
+	}{
+		{conns: 19_936, soft: 20_000, ok: true},
+		{conns: 19_936, probe: true, soft: 20_000, ok: false},
+		{conns: 100_000, soft: 20_000, ok: false},
+		{conns: 100_000, soft: 1 << 20, ok: true},
+		{clients: 30_000, soft: 20_000, ok: false},
+		{conns: 100_000, soft: 0, ok: true}, // unknown: not checked
+	} {
+		cfg := &config{Conns: c.conns, Clients: c.clients, Probe: c.probe}
+		err := checkFDs(cfg, c.soft, c.soft)
+		var u usageError
+		if (err == nil) != c.ok || (err != nil && !errors.As(err, &u)) {
+			t.Errorf("%+v: err = %v, want ok %v", c, err, c.ok)
+		}
+	}
+	// The run refuses before it dials (nothing listens at port 1) when the limit is below
+	// what --conns needs.
+	soft, hard, err := raiseFDLimit()
+	if err != nil || soft == 0 || soft > maxConns {
+		t.Skipf("RLIMIT_NOFILE %d/%d (%v): cannot ask for more connections than it allows", soft, hard, err)
+	}
+	if soft != hard {
+		t.Errorf("soft fd limit %d not raised to the hard limit %d", soft, hard)
+	}
+	var stderr bytes.Buffer
+	err = run(context.Background(), []string{"idle", "--url", "ws://127.0.0.1:1/ws", "--no-auth", "--conns", strconv.Itoa(maxConns)},
+		func(string) string { return "" }, io.Discard, &stderr)
+	if u := usageError(""); !errors.As(err, &u) || !strings.Contains(err.Error(), "RLIMIT_NOFILE") {
+		t.Fatalf("--conns %d under RLIMIT_NOFILE %d: err = %v", maxConns, soft, err)
+	}
+}
+
+// TestIdleSourceNetProbe: with a per-IP cap of 3, 12 connections from one address are
+// mostly refused, and 12 spread over 127.0.0.0/8 are all held; the probe's swarm runs
+// during the hold and reports its timings.
+func TestIdleSourceNetProbe(t *testing.T) {
+	g, err := startGateway(map[string]string{"FLOWGATE_LIMITS_IP_CONNECTIONS": "3"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.stop)
+	args := func(prefix string, extra ...string) []string {
+		return append(append(gwArgs(g, "idle", prefix), "--conns", "12", "--settle", "100ms", "--hold", "200ms"), extra...)
+	}
+
+	rep := load(t, errNotOK, args("one-ip-")...)
+	if n := field(t, rep, "result", "connected"); n > 3 {
+		t.Fatalf("%v connections from one address under a per-IP cap of 3", n)
+	}
+
+	rep = load(t, nil, args("spread-", "--source-net", "127.0.0.0/8", "--probe")...)
+	if field(t, rep, "result", "connected") != 12 || rep["ok"] != true {
+		t.Fatal("connections from 127.0.0.0/8 were refused")
+	}
+	if rep["config"].(map[string]any)["sourceNet"] != "127.0.0.0/8" || field(t, rep, "config", "fdLimit") <= 0 {
+		t.Fatalf("config echo: %v", rep["config"])
+	}
+	pr := rep["result"].(map[string]any)["probe"].(map[string]any)
+	created, first, complete := field(t, rep, "result", "probe", "taskCreatedMs"), field(t, rep, "result", "probe", "firstEventMs"),
+		field(t, rep, "result", "probe", "taskCompleteMs")
+	if pr["status"] != "success" || field(t, rep, "result", "probe", "connectMs") <= 0 || created <= 0 || first < created ||
+		complete < first || field(t, rep, "result", "probe", "events") != probeEvents+probeAgents+2 {
+		t.Fatalf("probe: %v", pr)
 	}
 }

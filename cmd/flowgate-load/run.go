@@ -40,7 +40,8 @@ const usageText = `usage: flowgate-load MODE [flags]
 
 Modes (each prints one JSON object on stdout; exit 0 ok, 3 finished with errors, 2 usage):
   idle    hold --conns authenticated connections; connect rate, connect p50/p99,
-          server RSS per connection with --server-pid
+          server RSS per connection with --server-pid; --probe starts one swarm on one
+          more connection during the hold: swarm→task_created and →first event
   handshake  idle for throughput: --dial-concurrency 256 and --settle 0 unless given;
           handshakes/s and connect p50/p99 (its RSS figures include handshake garbage)
   stream  --clients connections, one unpaced swarm each (sim:pace=0 sim:events=E);
@@ -52,6 +53,10 @@ Modes (each prints one JSON object on stdout; exit 0 ok, 3 finished with errors,
           latency of a start burst, engine and sandbox start-ups included
   spawn   --swarms short swarms over --clients connections (--inflight each);
           swarms/s, swarm→task_created and swarm→task_complete p50/p99
+
+--source-net 127.0.0.0/8 (any mode) dials each connection from its own loopback address, so
+neither one address's ephemeral ports nor the gateway's per-IP caps bound the run; the soft
+fd limit is raised to the hard one, and a run needing more descriptors is refused up front.
 
 Authentication: --signing-key D/signing.key mints one Ed25519 token per user (--users,
 default one per connection) so per-user limits do not dominate; or one shared token from
@@ -85,6 +90,11 @@ type config struct {
 	Dialers    int    `json:"dialConcurrency"`
 	ServerPID  int    `json:"serverPid,omitempty"`
 	Directives string `json:"directives,omitempty"`
+	SourceNet  string `json:"sourceNet,omitempty"`
+	Probe      bool   `json:"probe,omitempty"`
+	// RLIMIT_NOFILE (soft, after raising it to the hard limit) the run had: the ceiling on
+	// connections one process can hold, so a reader can tell a small run from a capped one.
+	FDLimit uint64 `json:"fdLimit,omitempty"`
 
 	// Not in the output.
 	duration, warmup, hold, settle, timeout time.Duration
@@ -93,6 +103,7 @@ type config struct {
 	subPrefix                               string
 	tokenTTL                                time.Duration
 	pretty                                  bool
+	src                                     *sourceNet
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
@@ -118,6 +129,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 	defer cancel()
+
+	// Before minting: 100,000 tokens take a while, and a run that cannot hold its
+	// connections should say so at once, not fail with EMFILE halfway through the dials.
+	soft, hard, err := raiseFDLimit()
+	if err != nil {
+		fmt.Fprintln(stderr, "flowgate-load: warning: RLIMIT_NOFILE:", err)
+	}
+	cfg.FDLimit = soft
+	if err := checkFDs(cfg, soft, hard); err != nil {
+		return err
+	}
 
 	tokens, err := newTokens(cfg, getenv)
 	if err != nil {
@@ -205,6 +227,8 @@ func parseFlags(mode string, args []string, getenv func(string) string, stderr i
 	fs.IntVar(&cfg.Conns, "conns", 0, "idle: connections to hold (default 100)")
 	fs.DurationVar(&cfg.hold, "hold", 0, "idle: keep the connections open this long after the settle sample")
 	fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "idle: wait this long after the last handshake before sampling RSS")
+	fs.BoolVar(&cfg.Probe, "probe", false, "idle: after the settle sample, open one more connection (a user of its own) and time one swarm on it")
+	fs.StringVar(&cfg.SourceNet, "source-net", "", "dial connection i from address i of this CIDR (inside 127.0.0.0/8; network and broadcast skipped); needs a loopback --url")
 	fs.IntVar(&cfg.Clients, "clients", 0, "stream, paced, spawn: connections (default 4 stream, 10 paced, 4 spawn)")
 	fs.IntVar(&cfg.Events, "events", 0, "stream, spawn: body events per swarm, sim:events (default 2000 stream, 200 spawn)")
 	fs.IntVar(&cfg.Agents, "agents", 3, "options.agents of every swarm (the sim emits one agent_spawn per agent)")
@@ -253,6 +277,19 @@ func (cfg *config) check(noAuth bool, getenv func(string) string) error {
 		return usageError("--url must not carry a query or user info (tokens go in --token-file or --signing-key)")
 	}
 	cfg.URL = u.String()
+	if cfg.SourceNet != "" {
+		src, err := parseSourceNet(cfg.SourceNet)
+		if err != nil {
+			return err
+		}
+		if !loopbackURL(u) {
+			return usageError("--source-net needs a loopback --url (127.x.x.x or localhost)")
+		}
+		cfg.src, cfg.SourceNet = src, src.prefix.String()
+	}
+	if cfg.Probe && cfg.Mode != "idle" {
+		return usageError("--probe is for idle only")
+	}
 
 	explicit := 0
 	for _, set := range []bool{noAuth, cfg.signingKey != "" || cfg.hs256Secret != "", cfg.tokenFile != ""} {
@@ -377,4 +414,32 @@ func flagSet(fs *flag.FlagSet, name string) bool {
 	set := false
 	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
 	return set
+}
+
+// fdReserve is descriptors the process needs besides its connections: stdio, the poller,
+// key and token files, /proc reads.
+const fdReserve = 64
+
+// checkFDs refuses a run whose connections cannot all be open at once under the soft fd
+// limit (0: unknown, not checked).
+func checkFDs(cfg *config, soft, hard uint64) error {
+	conns := max(cfg.Conns, cfg.Clients)
+	if cfg.Probe {
+		conns++
+	}
+	need := uint64(conns) + fdReserve
+	if soft == 0 || need <= soft {
+		return nil
+	}
+	flag := "--conns"
+	if cfg.Conns == 0 {
+		flag = "--clients"
+	}
+	most := int64(soft) - fdReserve
+	if cfg.Probe {
+		most--
+	}
+	return usageError(fmt.Sprintf("%s %d needs %d file descriptors, but RLIMIT_NOFILE allows %d (hard limit %d; "+
+		"raising the hard limit takes root or CAP_SYS_RESOURCE): use %s %d or fewer, or raise the limit",
+		flag, max(cfg.Conns, cfg.Clients), need, soft, hard, flag, max(most, 0)))
 }

@@ -23,6 +23,7 @@ type tokens struct {
 	source  string
 	shared  string
 	perUser []string
+	probe   string // idle --probe's own user: its swarm must not queue behind another's limits
 }
 
 func newTokens(cfg *config, getenv func(string) string) (*tokens, error) {
@@ -62,6 +63,12 @@ func newTokens(cfg *config, getenv func(string) string) (*tokens, error) {
 			return nil, fmt.Errorf("mint token: %w", err)
 		}
 		t.perUser[i] = tok
+	}
+	if cfg.Probe {
+		// Not a number, so never one of the held connections' users.
+		if t.probe, err = mint(cfg.subPrefix + "probe"); err != nil {
+			return nil, fmt.Errorf("mint token: %w", err)
+		}
 	}
 	return t, nil
 }
@@ -110,6 +117,15 @@ func (t *tokens) options(i int) client.Options {
 	o := client.Options{TokenSource: t.source, Token: t.shared}
 	if len(t.perUser) > 0 {
 		o.Token = t.perUser[i%len(t.perUser)]
+	}
+	return o
+}
+
+// probeOptions returns the Dial options of idle --probe's connection.
+func (t *tokens) probeOptions() client.Options {
+	o := client.Options{TokenSource: t.source, Token: t.shared}
+	if t.probe != "" {
+		o.Token = t.probe
 	}
 	return o
 }

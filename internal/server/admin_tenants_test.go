@@ -2,12 +2,10 @@ package server
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flowgate/flowgate/internal/admin"
 	"io"
 	"log/slog"
 	"net/http"
@@ -17,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/admin"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
@@ -90,29 +90,10 @@ const fixtureMaxBody = 8 << 10
 
 func newAdminFixture(t *testing.T) *adminFixture {
 	t.Helper()
-	ctx := t.Context()
-	db := storetest.Open(t, store.DriverSQLite)
+	db := storetest.OpenWithTenants(t, store.DriverSQLite, "acme", "globex")
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	for _, id := range []string{"acme", "globex"} {
-		storetest.CreateTenant(t, db, id)
-	}
-	_, key, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	signer, err := auth.NewSigner(auth.SignerOptions{Issuer: "flowgate-test", Audience: "flowgate", Key: key, TenantClaim: "tenant", MaxTTL: 24 * time.Hour, DefaultTTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(auth.VerifierOptions{Issuers: []auth.IssuerConfig{signer.IssuerConfig()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := audit.NewRecorder(audit.Options{Storage: db, CheckpointInterval: -1, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rec.Close(context.WithoutCancel(ctx)) })
+	signer, verifier := testSigner(t)
+	rec := testRecorder(t, db, log)
 	mk := make([]byte, 32)
 	fp := make([]byte, 32)
 	_, _ = rand.Read(mk)

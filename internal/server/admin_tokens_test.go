@@ -2,12 +2,8 @@ package server
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"github.com/flowgate/flowgate/internal/admin"
-	"github.com/flowgate/flowgate/internal/logbuf"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -17,6 +13,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/admin"
+	"github.com/flowgate/flowgate/internal/logbuf"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
@@ -67,20 +66,8 @@ func newTokFixture(t *testing.T, origins ...string) *tokFixture {
 	}
 	logs := &logbuf.Buffer{}
 	log := slog.New(slog.NewJSONHandler(io.MultiWriter(logs, t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := auth.NewSigner(auth.SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: key, MaxTTL: 24 * time.Hour, TenantClaim: "tenant", DefaultTTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(auth.VerifierOptions{Issuers: []auth.IssuerConfig{signer.IssuerConfig()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rec, err := audit.NewRecorder(audit.Options{Storage: db, CheckpointInterval: -1, Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = rec.Close(context.WithoutCancel(t.Context())) })
+	signer, verifier := testSigner(t)
+	rec := testRecorder(t, db, log)
 	f := &tokFixture{t: t, db: db, signer: signer, verifier: verifier, rev: auth.NewRevocations(nil), recorder: rec, logs: logs}
 	d := &Deps{
 		Logger: log, Verifier: verifier, Signer: signer, Tickets: auth.NewTickets(0, 0, nil), Revocations: f.rev,

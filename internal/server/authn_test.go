@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
 	"errors"
 	"net/http"
 	"testing"
@@ -34,15 +32,7 @@ func (m mapTenants) Get(_ context.Context, id string) (store.Tenant, error) {
 // handshake redeems tickets (the API never extracts one), and only the API lets a platform
 // admin of a suspended tenant through.
 func TestAuthenticationSequence(t *testing.T) {
-	_, key, _ := ed25519.GenerateKey(rand.Reader)
-	signer, err := auth.NewSigner(auth.SignerOptions{Issuer: "flowgate", Audience: "flowgate", Key: key, MaxTTL: time.Hour, TenantClaim: "tenant", DefaultTTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifier, err := auth.NewVerifier(auth.VerifierOptions{Issuers: []auth.IssuerConfig{signer.IssuerConfig()}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	signer, verifier := testSigner(t)
 	a := &authenticator{
 		verifier: verifier, tickets: auth.NewTickets(0, 0, nil), revocations: auth.NewRevocations(nil),
 		tenants: mapTenants{"acme": store.TenantActive, "frozen": store.TenantSuspended, "broken": store.TenantActive},

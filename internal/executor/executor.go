@@ -530,7 +530,7 @@ supervise:
 			break supervise
 		case <-pollC:
 			switch {
-			case group != nil && group.Events().PidsMax > 0:
+			case group != nil && group.ForkRefusals() > 0:
 				// A fork refused at pids.max: a fork bomb spins forever at the limit.
 				res.LimitExceeded = LimitProcess
 			case e.diskMax > 0 && dirUsageAtLeast(workdir, e.diskMax):

@@ -171,3 +171,48 @@ func TestSeccompProgramAssembles(t *testing.T) {
 		}
 	}
 }
+
+// TestOnlyTheEngineIsConfined: the engine runs under the seccomp filter, and no thread of the
+// init (or of a relay) does — the init's thread that confined itself to fork the engine is
+// gone (startConfined), so nothing of the supervisor shares the engine's confinement (a
+// process in a Landlock domain may signal the others in it).
+func TestOnlyTheEngineIsConfined(t *testing.T) {
+	for name, sb := range policySetups(t, Policy{Seccomp: true}) {
+		t.Run(name, func(t *testing.T) {
+			p, err := sb.Start(Command{Path: "/bin/sleep", Args: []string{"30"}, Dir: "/", Env: []string{"PATH=/usr/bin:/bin"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { p.Kill(); _, _ = p.Wait() }()
+			engines := 0
+			var walk func(pid int)
+			walk = func(pid int) {
+				comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+				isEngine := strings.TrimSpace(string(comm)) == "sleep"
+				if isEngine {
+					engines++
+				}
+				tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+				for _, tk := range tasks {
+					status, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/status", pid, tk.Name()))
+					if err != nil {
+						continue // the thread just ended
+					}
+					filtered := strings.Contains(string(status), "\nSeccomp:\t2\n")
+					if filtered != isEngine {
+						t.Errorf("pid %d (%s) thread %s: seccomp filter %v", pid, strings.TrimSpace(string(comm)), tk.Name(), filtered)
+					}
+					children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, tk.Name()))
+					for _, c := range strings.Fields(string(children)) {
+						n, _ := strconv.Atoi(c)
+						walk(n)
+					}
+				}
+			}
+			walk(p.pid)
+			if engines != 1 {
+				t.Fatalf("found %d engine processes under the init %d", engines, p.pid)
+			}
+		})
+	}
+}

@@ -676,20 +676,8 @@ func startConfined(cfg initConfig, argv []string, attr *syscall.SysProcAttr, net
 			if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 				return fail(exitSetup, "prctl(PR_SET_NO_NEW_PRIVS): %v", err)
 			}
-			if os.Geteuid() == 0 {
-				if err := dropBoundingSet(); err != nil {
-					return fail(exitSetup, "%v", err)
-				}
-			}
-			if cfg.landlock != "" {
-				if err := restrictThread(cfg); err != nil {
-					return fail(exitSetup, "landlock: %v", err)
-				}
-			}
-			if cfg.seccomp {
-				if err := applySeccomp(SeccompOptions{AllowUDP: cfg.udp}); err != nil {
-					return fail(exitSetup, "%v", err)
-				}
+			if msg := confineThread(cfg); msg != "" {
+				return fail(exitSetup, "%s", msg)
 			}
 			a := *attr
 			a.Pdeathsig = 0

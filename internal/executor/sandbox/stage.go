@@ -44,28 +44,36 @@ func stageMain(cfg initConfig) int {
 	// gives the new program the calling thread's: everything below runs on this one thread,
 	// which is never unlocked (the other threads of this Go runtime vanish with the exec).
 	runtime.LockOSThread()
-	if os.Geteuid() == 0 {
-		// Root in a user namespace of its own (a relayed init's engine) starts with a full
-		// bounding set there; the init already emptied it everywhere else.
-		if err := dropBoundingSet(); err != nil {
-			return fail(exitSetup, "%v", err)
-		}
-	}
-	if cfg.landlock != "" {
-		if err := restrictThread(cfg); err != nil {
-			return fail(exitSetup, "landlock: %v", err)
-		}
-	}
-	// Last: the filter refuses calls (unshare, mount…) nothing above needs, but keep the stage
-	// itself out of its way.
-	if cfg.seccomp {
-		if err := applySeccomp(SeccompOptions{AllowUDP: cfg.udp}); err != nil {
-			return fail(exitSetup, "%v", err)
-		}
+	if msg := confineThread(cfg); msg != "" {
+		return fail(exitSetup, "%s", msg)
 	}
 	argv := append([]string{cfg.path}, cfg.args...)
 	err := syscall.Exec(cfg.path, argv, os.Environ())
 	return fail(exitExecFails, "start engine: %v", err)
+}
+
+// confineThread gives the calling thread what the engine inherits from it: an empty
+// capability bounding set when it is root (root in a user namespace of its own, as a relayed
+// init's engine is, starts with a full one there), the Landlock policy, and last the seccomp
+// filter (it refuses calls, such as unshare and mount, that nothing before it needs). It
+// returns why it failed, or "".
+func confineThread(cfg initConfig) string {
+	if os.Geteuid() == 0 {
+		if err := dropBoundingSet(); err != nil {
+			return err.Error()
+		}
+	}
+	if cfg.landlock != "" {
+		if err := restrictThread(cfg); err != nil {
+			return "landlock: " + err.Error()
+		}
+	}
+	if cfg.seccomp {
+		if err := applySeccomp(SeccompOptions{AllowUDP: cfg.udp}); err != nil {
+			return err.Error()
+		}
+	}
+	return ""
 }
 
 // restrictThread confines the calling thread with the stage's policy, at the best ABI the

@@ -652,8 +652,8 @@ func startEngine(cfg initConfig, attr *syscall.SysProcAttr, netns *os.File) (pid
 // namespace kills it with its init instead.
 func startConfined(cfg initConfig, argv []string, attr *syscall.SysProcAttr, netns *os.File) (pid, code int, msg string) {
 	type started struct {
-		pid, code int
-		msg       string
+		pid, code, tid int
+		msg            string
 	}
 	res := make(chan started, 1)
 	go func() {
@@ -685,11 +685,45 @@ func startConfined(cfg initConfig, argv []string, attr *syscall.SysProcAttr, net
 			if err != nil {
 				return fail(exitExecFails, "start engine: %v", err)
 			}
-			return started{pid: pid}
+			return started{pid: pid, tid: unix.Gettid()}
 		}()
 	}()
 	s := <-res
-	return s.pid, s.code, s.msg
+	if s.code != 0 {
+		return s.pid, s.code, s.msg
+	}
+	// The thread ends right after it hands over the result, but not before: until it is gone
+	// it shares the engine's domain, and a thread-directed signal from the engine would be
+	// checked against it. Report the start only once it is.
+	if err := waitThreadGone(s.tid, 2*time.Second); err != nil {
+		_ = unix.Kill(s.pid, unix.SIGKILL)
+		return 0, exitSetup, err.Error()
+	}
+	return s.pid, 0, ""
+}
+
+// waitThreadGone waits until thread tid of this process has ended. Threads other than the
+// leader are released as soon as they exit, so tgkill's existence check (signal 0) says
+// ESRCH from then on; a tid reused meanwhile by another process does not match our tgid.
+func waitThreadGone(tid int, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	pause := 10 * time.Microsecond
+	for {
+		err := unix.Tgkill(unix.Getpid(), tid, 0)
+		if err == unix.ESRCH {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("confined thread %d: %w", tid, err)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("confined thread %d did not end within %s", tid, limit)
+		}
+		time.Sleep(pause)
+		if pause < time.Millisecond {
+			pause *= 2
+		}
+	}
 }
 
 // dropBoundingSet empties the calling thread's capability bounding set and ambient set.

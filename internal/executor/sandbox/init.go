@@ -232,6 +232,17 @@ func parseInitArgs(args []string) (initConfig, error) {
 	return c, nil
 }
 
+// An init must keep its main goroutine on the process's first thread, the thread-group
+// leader: startConfined confines a new thread and lets it end, and the runtime never ends
+// the leader, so a goroutine that landed there would leave the leader confined (a
+// process-directed signal is checked against it) and stuck. A package's init runs on that
+// thread, and locking it here keeps InitMain there.
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == InitArg {
+		runtime.LockOSThread()
+	}
+}
+
 // InitMain is the flowgate sandbox init; args are the arguments after "sandbox-init". It must
 // run before anything else in main (no config, no logging on stdout: stdout and stderr belong
 // to the engine). It returns the process exit code: the engine's exit code, 128+signal if the
@@ -663,6 +674,10 @@ func startConfined(cfg initConfig, argv []string, attr *syscall.SysProcAttr, net
 			return started{code: code, msg: fmt.Sprintf(format, a...)}
 		}
 		res <- func() started {
+			if unix.Gettid() == unix.Getpid() {
+				// Never the leader (see init): its confinement would cover the whole init.
+				return fail(exitSetup, "confined start on the thread-group leader")
+			}
 			if netns != nil {
 				if err := unix.Setns(int(netns.Fd()), unix.CLONE_NEWNET); err != nil {
 					return fail(exitSetup, "network namespace: setns: %v", err)

@@ -37,6 +37,7 @@ type plan struct {
 	// Optional recorders; nil ones are skipped.
 	latency, latencyWarmup *hist // engine→client, from emittedAtNs
 	created, completed     *hist // swarm sent → task_created / task_complete
+	firstEvent             *hist // swarm sent → the task's first engine event
 }
 
 type swarmMessage struct {
@@ -178,6 +179,9 @@ func drive(ctx context.Context, c *client.Conn, p *plan, runs []*swarmRun, errs 
 			r.events++
 			if r.events == 1 {
 				r.firstEvent = now
+				if p.firstEvent != nil {
+					p.firstEvent.record(now.Sub(r.sent))
+				}
 			}
 			r.checkSeq(&fi)
 			if fi.HasEmittedAt && p.latency != nil {
@@ -393,8 +397,11 @@ func runStream(ctx context.Context, cfg *config, toks *tokens, errs *errorLog) (
 // paced: C swarms, each at R events/s.
 type pacedResult struct {
 	*swarmTotals
-	LatencyMs        latency `json:"latencyMs"`        // engine→client, after each swarm's warm-up
-	LatencyWarmupMs  latency `json:"latencyWarmupMs"`  // events in each swarm's first --warmup
+	LatencyMs       latency `json:"latencyMs"`       // engine→client, after each swarm's warm-up
+	LatencyWarmupMs latency `json:"latencyWarmupMs"` // events in each swarm's first --warmup
+	// Swarm sent → its first engine event: a start queued by the gateway (engine.max_starting)
+	// shows here, not in the latencies above, which start at the engine's write.
+	FirstEventMs     latency `json:"firstEventMs"`
 	ReceivedPerSec   float64 `json:"receivedPerSec"`   // all swarms together, first event → last task_complete
 	TargetRatePerSec int     `json:"targetRatePerSec"` // clients × rate
 }
@@ -403,11 +410,11 @@ func runPaced(ctx context.Context, cfg *config, toks *tokens, errs *errorLog) (a
 	p := &plan{
 		objective: objective("paced", cfg, fmt.Sprintf("sim:rate=%d sim:events=%d", cfg.Rate, cfg.Events)),
 		agents:    cfg.Agents, inflight: 1, warmup: cfg.warmup,
-		latency: &hist{}, latencyWarmup: &hist{},
+		latency: &hist{}, latencyWarmup: &hist{}, firstEvent: &hist{},
 	}
 	tot, _ := runSwarms(ctx, cfg, toks, errs, p, cfg.Clients)
 	res := &pacedResult{swarmTotals: tot, LatencyMs: p.latency.summary(), LatencyWarmupMs: p.latencyWarmup.summary(),
-		TargetRatePerSec: cfg.Clients * cfg.Rate}
+		FirstEventMs: p.firstEvent.summary(), TargetRatePerSec: cfg.Clients * cfg.Rate}
 	if !tot.firstEvent.IsZero() {
 		res.ReceivedPerSec = perSec(float64(tot.Events), tot.lastDone.Sub(tot.firstEvent))
 	}

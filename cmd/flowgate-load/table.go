@@ -84,6 +84,8 @@ func figures() []figure {
 		{"burst", "engine→client p50 ms", "lower", path("result", "latencyMs", "p50")},
 		{"burst", "engine→client p99 ms", "lower", path("result", "latencyMs", "p99")},
 		{"burst", "engine→client max ms", "lower", path("result", "latencyMs", "max")},
+		{"burst", "swarm→first event p50 ms", "lower", path("result", "firstEventMs", "p50")},
+		{"burst", "swarm→first event max ms", "lower", path("result", "firstEventMs", "max")},
 		{"burst", "events delivered %", "higher", delivered},
 		{"burst", "server peak RSS MiB", "lower", scaled(path("result", "rss", "peakKiB"), 1.0/1024)},
 	}

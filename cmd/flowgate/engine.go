@@ -46,7 +46,7 @@ func executorOptions(cfg config.Config, getenv func(string) string, profile *eng
 		PassEnv: e.Env, Getenv: getenv, Sandbox: mode, InitPath: initPath, Logger: log,
 		Landlock: sandbox.LandlockMode(e.Landlock), ReadPaths: e.ReadPaths, WritePaths: e.WritePaths,
 		ConnectPorts: e.ConnectPorts, RunAs: e.RunAs, Nice: e.Nice, Protect: cfg.ProtectedPaths(getenv),
-		Egress: eg, NetNS: true, Cgroups: cgm,
+		Egress: eg, NetNS: true, Cgroups: cgm, MaxStarting: e.MaxStarting,
 		MemoryMax: int64(e.MemoryMax), PidsMax: int64(e.PidsMax), WorkdirMax: int64(e.WorkdirMaxBytes),
 	}
 }

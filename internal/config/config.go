@@ -179,6 +179,9 @@ type Engine struct {
 	ConnectPorts   []int         `yaml:"connect_ports"`
 	RunAs          string        `yaml:"run_as"`
 	Nice           int           `yaml:"nice"`
+	// MaxStarting is how many engines may be starting at once (sandbox start until the
+	// engine's first line, at most 2 s each); the others wait their turn. 0: no limit.
+	MaxStarting int `yaml:"max_starting"`
 	// AnthropicBaseURL sets ANTHROPIC_BASE_URL for the claude-code and claude-flow-v2 engines
 	// (LLM gateways, regional endpoints, the test suite's mock); its host:port joins the
 	// egress allowlist.

@@ -281,6 +281,9 @@ func (c *Config) validateConfinement(bad func(key, format string, args ...any)) 
 	if e.Nice < 0 || e.Nice > 19 {
 		bad("engine.nice", "must be 0 (the gateway's own) to 19")
 	}
+	if e.MaxStarting < 0 || e.MaxStarting > 10000 {
+		bad("engine.max_starting", "must be 0 (no limit) to 10000")
+	}
 	if e.RunAs != "" {
 		u, g, ok := strings.Cut(e.RunAs, ":")
 		uid, err1 := strconv.ParseUint(u, 10, 31)

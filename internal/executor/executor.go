@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -94,6 +95,10 @@ type Options struct {
 	// by watching the task directory's total.
 	MemoryMax, PidsMax, WorkdirMax int64
 	Cgroups                        *cgroup.Manager
+	// MaxStarting (engine.max_starting) is how many engines may be starting at once: from
+	// the sandbox's start until the engine's first line of output, its exit, or StartHold.
+	// 0: no limit. See starts.
+	MaxStarting int
 
 	Logger *slog.Logger
 }
@@ -115,6 +120,7 @@ type Executor struct {
 	cgroups  *cgroup.Manager
 	limits   cgroup.Limits
 	diskMax  int64
+	starts   *startGate // nil: no limit on engines starting at once
 }
 
 // Spec is one task to run.
@@ -184,6 +190,12 @@ func New(opts Options) (*Executor, error) {
 		e.grace = opts.KillGrace
 	}
 	e.drainMax = max(e.grace, minDrainTimeout)
+	switch {
+	case opts.MaxStarting < 0:
+		return nil, fmt.Errorf("engine.max_starting: %d is negative", opts.MaxStarting)
+	case opts.MaxStarting > 0:
+		e.starts = newStartGate(opts.MaxStarting, startHold)
+	}
 	switch {
 	case opts.MaxLineBytes == 0:
 		e.maxLine = DefaultMaxLineBytes
@@ -491,6 +503,17 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 		}
 		defer group.Remove()
 	}
+	endStart := func() {}
+	if e.starts != nil {
+		if endStart, err = e.starts.acquire(ctx); err != nil {
+			outR.Close()
+			outW.Close()
+			errR.Close()
+			errW.Close()
+			return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
+		}
+		defer endStart()
+	}
 	res := Result{StartedAt: time.Now()}
 	proc, err := e.sb.Start(sandbox.Command{
 		Path: e.profile.Command(), Args: argv, Env: env, Dir: workdir, Stdout: outW, Stderr: errW,
@@ -511,8 +534,13 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 	b := newBudget(e.maxOut)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); pump(outR, readBufSize, e.maxLine, red, b, out.Stdout) }()
-	go func() { defer wg.Done(); pump(errR, errReadBufSize, e.maxLine, red, b, out.Stderr) }()
+	stdout, stderr := out.Stdout, out.Stderr
+	if e.starts != nil {
+		var spoke atomic.Bool
+		stdout, stderr = startedOn(endStart, &spoke, stdout), startedOn(endStart, &spoke, stderr)
+	}
+	go func() { defer wg.Done(); pump(outR, readBufSize, e.maxLine, red, b, stdout) }()
+	go func() { defer wg.Done(); pump(errR, errReadBufSize, e.maxLine, red, b, stderr) }()
 
 	var grace *time.Timer
 	var graceC <-chan time.Time

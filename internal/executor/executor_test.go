@@ -437,6 +437,7 @@ func TestOptionsErrors(t *testing.T) {
 		{Options{Profile: p, WorkdirRoot: t.TempDir(), KillGrace: -1}, "engine.kill_grace"},
 		{Options{Profile: p, WorkdirRoot: t.TempDir(), MaxLineBytes: 1}, "engine.max_line_bytes"},
 		{Options{Profile: p, WorkdirRoot: t.TempDir(), MaxOutputBytes: -1}, "engine.max_output_bytes"},
+		{Options{Profile: p, WorkdirRoot: t.TempDir(), MaxStarting: -1}, "engine.max_starting"},
 		{Options{Profile: p, WorkdirRoot: t.TempDir(), Sandbox: "vm", InitPath: self(t)}, "engine.sandbox"},
 		{Options{Profile: p, WorkdirRoot: t.TempDir(), InitPath: "flowgate"}, "engine.sandbox"},
 	} {

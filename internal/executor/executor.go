@@ -96,8 +96,8 @@ type Options struct {
 	MemoryMax, PidsMax, WorkdirMax int64
 	Cgroups                        *cgroup.Manager
 	// MaxStarting (engine.max_starting) is how many engines may be starting at once: from
-	// the sandbox's start until the engine's first line of output, its exit, or StartHold.
-	// 0: no limit. See starts.
+	// the sandbox's start until the engine's first line of output, its exit, or startHold
+	// (2 s). 0: no limit. See startGate.
 	MaxStarting int
 
 	Logger *slog.Logger
@@ -584,6 +584,7 @@ supervise:
 			proc.Kill()
 		}
 	}
+	endStart() // an engine that exits without a word has started and ended
 	if grace != nil {
 		grace.Stop()
 	}

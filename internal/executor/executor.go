@@ -644,6 +644,15 @@ supervise:
 	return res, nil
 }
 
+// Starts reports the engines starting now and the tasks waiting for a start slot
+// (engine.max_starting); both 0 when starts are not limited.
+func (e *Executor) Starts() (starting, waiting int) {
+	if e.starts == nil {
+		return 0, 0
+	}
+	return e.starts.counts()
+}
+
 // removeWorkdir deletes the task directory. An engine may leave read-only directories behind;
 // they are made writable and removal is retried.
 func (e *Executor) removeWorkdir(dir, taskID string) {

@@ -19,8 +19,9 @@ const startHold = 2 * time.Second
 // and the streams already flowing keep their latency; a task waits in this queue between
 // task_created and its engine's start, cancellable like the executor queue before it.
 type startGate struct {
-	slots chan struct{}
-	hold  time.Duration
+	slots   chan struct{}
+	hold    time.Duration
+	waiting atomic.Int64
 }
 
 func newStartGate(n int, hold time.Duration) *startGate {
@@ -30,6 +31,8 @@ func newStartGate(n int, hold time.Duration) *startGate {
 // acquire waits for a start slot. The returned release is idempotent and safe from any
 // goroutine; it also runs by itself after the gate's hold.
 func (g *startGate) acquire(ctx context.Context) (release func(), err error) {
+	g.waiting.Add(1)
+	defer g.waiting.Add(-1)
 	select {
 	case g.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -43,6 +46,11 @@ func (g *startGate) acquire(ctx context.Context) (release func(), err error) {
 		free()
 	}
 	return release, nil
+}
+
+// counts reports the engines starting now and the tasks waiting for a slot.
+func (g *startGate) counts() (starting, waiting int) {
+	return len(g.slots), int(g.waiting.Load())
 }
 
 // startedOn wraps deliver so that the first line (on either stream) ends the start.

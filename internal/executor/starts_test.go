@@ -34,6 +34,9 @@ func TestStartGate(t *testing.T) {
 		if len(got) != 0 {
 			t.Fatal("a second start went ahead while the slot was held")
 		}
+		if s, w := g.counts(); s != 1 || w != 1 {
+			t.Fatalf("counts while one waits: starting %d, waiting %d; want 1, 1", s, w)
+		}
 		t0 := time.Now()
 		first()
 		first() // idempotent: a second release must not free someone else's slot

@@ -240,6 +240,9 @@ type Sources struct {
 	TaskCounts func() (waiting, running int)
 	// ExecutorPool and ExecutorQueue are limits.executor_pool and limits.executor_queue.
 	ExecutorPool, ExecutorQueue int
+	// EngineStarts returns the engines starting now and the tasks waiting to start one
+	// (executor.Executor.Starts); set only when engine.max_starting limits them.
+	EngineStarts func() (starting, waiting int)
 	// SecretCache returns the secrets cache counters (secrets.Cache.Stats).
 	SecretCache func() SecretCacheStats
 	// Limiter returns the rate limiter's size (ratelimit.Limiter.Stats).
@@ -283,6 +286,13 @@ func (m *Metrics) Observe(src Sources) error {
 		pool, queue := float64(src.ExecutorPool), float64(src.ExecutorQueue)
 		gaugeFunc("executor_pool_size", "Engine processes allowed at once (limits.executor_pool).", func() float64 { return pool })
 		gaugeFunc("executor_queue_size", "Tasks allowed to wait for a slot (limits.executor_queue).", func() float64 { return queue })
+	}
+	if src.EngineStarts != nil {
+		st := src.EngineStarts
+		gaugeFunc("engine_starting", "Engines between their sandbox's start and their first line (at most engine.max_starting).",
+			func() float64 { n, _ := st(); return float64(n) })
+		gaugeFunc("engine_starts_queued", "Tasks waiting for an engine start slot (engine.max_starting).",
+			func() float64 { _, w := st(); return float64(w) })
 	}
 	if src.SecretCache != nil {
 		c := src.SecretCache

@@ -383,6 +383,7 @@ func TestObserve(t *testing.T) {
 		TaskCounts:    func() (int, int) { return 3, 7 },
 		ExecutorPool:  64,
 		ExecutorQueue: 256,
+		EngineStarts:  func() (int, int) { return 2, 5 },
 		SecretCache: func() SecretCacheStats {
 			return SecretCacheStats{Hits: 5, Misses: 2, StaleServed: 1, Evictions: 4, Entries: 9}
 		},
@@ -412,6 +413,7 @@ func TestObserve(t *testing.T) {
 		"flowgate_secret_cache_stale_served_total": 1, "flowgate_secret_cache_evictions_total": 4,
 		"flowgate_secret_cache_entries": 9, "flowgate_ratelimit_entries": 11, "flowgate_ratelimit_evictions_total": 12,
 		"flowgate_audit_queue_length": 13, "flowgate_connections_parked": 7, "flowgate_ready": 1, "flowgate_draining": 0,
+		"flowgate_engine_starting": 2, "flowgate_engine_starts_queued": 5,
 	} {
 		mustValue(t, m, name, nil, want)
 	}

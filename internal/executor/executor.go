@@ -610,8 +610,12 @@ supervise:
 	res.EndedAt = time.Now()
 	res.OutputLimitExceeded = b.exceeded.Load()
 	if res.LimitExceeded == "" {
+		var ev cgroup.Events // read once: a handful of control-group files, per task
+		if group != nil {
+			ev = group.Events()
+		}
 		switch {
-		case group != nil && group.Events().OOMKills > 0:
+		case ev.OOMKills > 0:
 			res.LimitExceeded = LimitMemory
 		case st.Signal == unix.SIGXFSZ:
 			res.LimitExceeded = LimitDisk
@@ -619,7 +623,7 @@ supervise:
 			// The last write hit RLIMIT_FSIZE (an engine that ignores SIGXFSZ gets EFBIG and
 			// may well exit 0) or filled the rest since the last poll.
 			res.LimitExceeded = LimitDisk
-		case group != nil && group.Events().PidsMax > 0:
+		case ev.PidsMax > 0:
 			res.LimitExceeded = LimitProcess
 		}
 	}

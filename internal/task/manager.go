@@ -374,18 +374,6 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 		m.log.Error("audit write failed; swarm refused", "err", err)
 		return nil, fmt.Errorf("%w: %w", ErrAudit, err)
 	}
-	pctx, pcancel := context.WithTimeout(context.WithoutCancel(ctx), m.opts.PersistTimeout)
-	_, err = m.opts.Store.CreateTask(pctx, record.Task{
-		ID: t.ID, Tenant: t.Tenant, Owner: t.Owner, Objective: t.Objective,
-		Agents: req.Engine.Agents, Strategy: req.Engine.Strategy, Mode: req.Engine.Mode,
-		TimeoutSec: int(req.Engine.Timeout / time.Second), Status: protocol.StatusPending,
-		Node: m.opts.Node, CreatedAt: now,
-	})
-	pcancel()
-	if err != nil {
-		return nil, fmt.Errorf("task: persist: %w", err)
-	}
-
 	tctx, tcancel := context.WithCancelCause(context.Background())
 	t.cancel = tcancel
 	t.stop = tctx.Done()
@@ -406,8 +394,17 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 		m.opts.Cluster.Publish(t)
 	}
 
+	// The task's row is written by run, off the reply path (task_created does not wait for a
+	// second commit after the audit record's), and before anything else of the task reaches
+	// the store or its engine starts.
+	row := record.Task{
+		ID: t.ID, Tenant: t.Tenant, Owner: t.Owner, Objective: t.Objective,
+		Agents: req.Engine.Agents, Strategy: req.Engine.Strategy, Mode: req.Engine.Mode,
+		TimeoutSec: int(req.Engine.Timeout / time.Second), Status: protocol.StatusPending,
+		Node: m.opts.Node, CreatedAt: now,
+	}
 	m.wg.Add(1)
-	go m.run(tctx, t, key)
+	go m.run(tctx, t, row, key)
 	return t, nil
 }
 
@@ -459,9 +456,21 @@ func (m *Manager) dropLive(uk userKey) {
 }
 
 // run waits for an executor slot, runs the engine and finishes the task.
-func (m *Manager) run(ctx context.Context, t *Task, key string) {
+func (m *Manager) run(ctx context.Context, t *Task, row record.Task, key string) {
 	defer m.wg.Done()
 	queued := m.now()
+	pctx, pcancel := context.WithTimeout(context.Background(), m.opts.PersistTimeout)
+	_, err := m.opts.Store.CreateTask(pctx, row)
+	pcancel()
+	if err != nil {
+		// Nothing of the task was stored: it ends without an engine, and its end is not
+		// stored either (there is no row to update).
+		m.mu.Lock()
+		m.waiting--
+		m.mu.Unlock()
+		m.finish(ctx, t, executor.Result{ExitCode: -1}, fmt.Errorf("%w: %w", errNotStored, err), false)
+		return
+	}
 	select {
 	case m.slots <- struct{}{}:
 	case <-ctx.Done():
@@ -585,6 +594,9 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 		status, errMsg = protocol.StatusCancelled, cause.Error()
 	case errors.Is(cause, errCancelled):
 		status, errMsg = protocol.StatusCancelled, "cancelled"
+	case errors.Is(runErr, errNotStored):
+		errMsg = "internal error"
+		m.log.Error("task not stored; not started", "task", t.ID, "tenant", t.Tenant, "err", runErr)
 	case runErr != nil:
 		errMsg = "engine could not be started"
 		m.log.Error("engine run failed", "task", t.ID, "tenant", t.Tenant, "err", runErr)
@@ -617,8 +629,10 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 		exitPtr = &exit
 	}
 	summary := truncateUTF8(result, 1024)
-	m.persist(t.Tenant, t.ID, record.Update{Status: status, EndedAt: &now, ExitCode: exitPtr, ResultSummary: &summary,
-		Error: &errMsg, LastSeq: &seq, Usage: storeUsage(usage), PermissionDenials: &denials})
+	if !errors.Is(runErr, errNotStored) {
+		m.persist(t.Tenant, t.ID, record.Update{Status: status, EndedAt: &now, ExitCode: exitPtr, ResultSummary: &summary,
+			Error: &errMsg, LastSeq: &seq, Usage: storeUsage(usage), PermissionDenials: &denials})
+	}
 
 	frame, _ := jsonFrame(protocol.TaskComplete{
 		Type: protocol.TypeTaskComplete, TaskID: t.ID, Seq: seq, ServerTime: protocol.Time(now),

@@ -22,6 +22,7 @@ import (
 	"github.com/flowgate/flowgate/internal/secrets"
 	"github.com/flowgate/flowgate/internal/secrets/local"
 	"github.com/flowgate/flowgate/internal/store"
+	"github.com/flowgate/flowgate/internal/task/record"
 	"github.com/flowgate/flowgate/internal/store/storetest"
 )
 
@@ -336,6 +337,39 @@ func TestAuditFailClosed(t *testing.T) {
 	}
 	if w, r := m.Counts(); w != 0 || r != 0 {
 		t.Fatalf("counts after refusal: waiting %d running %d", w, r)
+	}
+}
+
+// failingCreate is a store whose task inserts fail.
+type failingCreate struct{ Store }
+
+func (failingCreate) CreateTask(context.Context, record.Task) (record.Task, error) {
+	return record.Task{}, errors.New("disk full")
+}
+
+// The task's row is written after task_created, before the engine: a failed insert ends the
+// task "internal error" without starting anything, and frees its quota.
+func TestTaskNotStoredNeverStarts(t *testing.T) {
+	e := newEnv(t)
+	m := newManager(t, e, script, func(o *Options) { o.Store = failingCreate{e.db} })
+	tk, err := m.Create(context.Background(), principal("acme", "alice"), request("ok"), Meta{})
+	if err != nil {
+		t.Fatalf("Create = %v; the insert is not on the reply path", err)
+	}
+	select {
+	case <-tk.Done():
+	case <-time.After(10 * time.Second):
+		t.Fatal("the task never ended")
+	}
+	snap := tk.Snapshot()
+	if snap.Status != protocol.StatusFailed || snap.Error != "internal error" || snap.ExitCode != -1 || !snap.StartedAt.IsZero() {
+		t.Fatalf("task = %+v; want failed, internal error, never started", snap)
+	}
+	if snap.LastSeq != 1 {
+		t.Fatalf("%d events; want only task_complete (the engine must not run)", snap.LastSeq)
+	}
+	if w, r := m.Counts(); w != 0 || r != 0 {
+		t.Fatalf("counts after the failure: waiting %d running %d", w, r)
 	}
 }
 

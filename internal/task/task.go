@@ -28,6 +28,9 @@ var (
 	errOwnerAbandon = errors.New("owner disconnected and tasks.on_disconnect is cancel")
 )
 
+// errNotStored: the task's row could not be written, so its engine never starts.
+var errNotStored = errors.New("task not stored")
+
 // entry is one event of a task's log: the frame every subscriber receives and the
 // cumulative byte count through it (for the slow-consumer byte bound).
 type entry struct {

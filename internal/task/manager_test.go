@@ -22,8 +22,8 @@ import (
 	"github.com/flowgate/flowgate/internal/secrets"
 	"github.com/flowgate/flowgate/internal/secrets/local"
 	"github.com/flowgate/flowgate/internal/store"
-	"github.com/flowgate/flowgate/internal/task/record"
 	"github.com/flowgate/flowgate/internal/store/storetest"
+	"github.com/flowgate/flowgate/internal/task/record"
 )
 
 // TestMain lets this test binary serve as the sandbox init of the executor it drives.

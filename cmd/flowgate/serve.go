@@ -122,9 +122,8 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 // engineParts is the engine side of the gateway: the profile it runs and the executor that
 // runs it, sandboxed.
 type engineParts struct {
-	profile     *engine.Profile
-	exe         *executor.Executor
-	maxStarting int // engine.max_starting: the start gauges exist only when it is set
+	profile *engine.Profile
+	exe     *executor.Executor
 }
 
 // buildEngine resolves the engine profile, the sandbox, the egress proxy and the control
@@ -169,7 +168,7 @@ func buildEngine(cfg config.Config, a *app, getenv func(string) string, mx *metr
 	log.Info("engine", "profile", profile.Name(), "command", profile.Command(), "sandbox", string(exe.SandboxMode()),
 		"landlock_abi", exe.LandlockABI(), "network_namespace", exe.NetworkNamespace(), "seccomp", true,
 		"egress_allow", egressAllow(cfg), "run_as", cfg.Engine.RunAs)
-	return engineParts{profile: profile, exe: exe, maxStarting: cfg.Engine.MaxStarting}, nil
+	return engineParts{profile: profile, exe: exe}, nil
 }
 
 // buildTasks builds the task manager over the executor, the store and the cluster.
@@ -322,12 +321,8 @@ func buildDeps(cfg config.Config, a *app, f frontEnd, tasks *task.Manager, cl *c
 // observe registers the gauges the metrics registry reads at scrape time.
 func observe(mx *metrics.Metrics, a *app, f frontEnd, tasks *task.Manager, eng engineParts, poller *netpoll.Poller, deps *server.Deps) error {
 	l := deps.Limits
-	var starts func() (int, int)
-	if eng.maxStarting > 0 {
-		starts = eng.exe.Starts
-	}
 	if err := mx.Observe(metrics.Sources{
-		EngineStarts: starts,
+		EngineStarts: eng.exe.Starts,
 		TaskCounts:   tasks.Counts, ExecutorPool: l.ExecutorPool, ExecutorQueue: l.ExecutorQueue,
 		SecretCache: func() metrics.SecretCacheStats {
 			st := a.keys.Stats()

@@ -120,7 +120,7 @@ type Executor struct {
 	cgroups  *cgroup.Manager
 	limits   cgroup.Limits
 	diskMax  int64
-	starts   *startGate // nil: no limit on engines starting at once
+	starts   *startGate // counts the engines starting; bounds them with MaxStarting
 }
 
 // Spec is one task to run.
@@ -193,7 +193,7 @@ func New(opts Options) (*Executor, error) {
 	switch {
 	case opts.MaxStarting < 0:
 		return nil, fmt.Errorf("engine.max_starting: %d is negative", opts.MaxStarting)
-	case opts.MaxStarting > 0:
+	default:
 		e.starts = newStartGate(opts.MaxStarting, startHold)
 	}
 	switch {
@@ -503,17 +503,15 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 		}
 		defer group.Remove()
 	}
-	endStart := func() {}
-	if e.starts != nil {
-		if endStart, err = e.starts.acquire(ctx); err != nil {
-			outR.Close()
-			outW.Close()
-			errR.Close()
-			errW.Close()
-			return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
-		}
-		defer endStart()
+	endStart, err := e.starts.acquire(ctx)
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		errR.Close()
+		errW.Close()
+		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
 	}
+	defer endStart()
 	res := Result{StartedAt: time.Now()}
 	proc, err := e.sb.Start(sandbox.Command{
 		Path: e.profile.Command(), Args: argv, Env: env, Dir: workdir, Stdout: outW, Stderr: errW,
@@ -534,11 +532,8 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 	b := newBudget(e.maxOut)
 	var wg sync.WaitGroup
 	wg.Add(2)
-	stdout, stderr := out.Stdout, out.Stderr
-	if e.starts != nil {
-		var spoke atomic.Bool
-		stdout, stderr = startedOn(endStart, &spoke, stdout), startedOn(endStart, &spoke, stderr)
-	}
+	var spoke atomic.Bool
+	stdout, stderr := startedOn(endStart, &spoke, out.Stdout), startedOn(endStart, &spoke, out.Stderr)
 	go func() { defer wg.Done(); pump(outR, readBufSize, e.maxLine, red, b, stdout) }()
 	go func() { defer wg.Done(); pump(errR, errReadBufSize, e.maxLine, red, b, stderr) }()
 
@@ -648,14 +643,9 @@ supervise:
 	return res, nil
 }
 
-// Starts reports the engines starting now and the tasks waiting for a start slot
-// (engine.max_starting); both 0 when starts are not limited.
-func (e *Executor) Starts() (starting, waiting int) {
-	if e.starts == nil {
-		return 0, 0
-	}
-	return e.starts.counts()
-}
+// Starts reports the engines starting now (sandbox start to first line, exit or 2 s) and the
+// tasks waiting for a start slot (engine.max_starting; always 0 without it).
+func (e *Executor) Starts() (starting, waiting int) { return e.starts.counts() }
 
 // removeWorkdir deletes the task directory. An engine may leave read-only directories behind;
 // they are made writable and removal is retried.

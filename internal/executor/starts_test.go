@@ -70,6 +70,34 @@ func TestStartGate(t *testing.T) {
 	})
 }
 
+// Without engine.max_starting the gate only counts: nobody waits, and the count follows the
+// same ends (release or hold).
+func TestStartGateUnlimited(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := newStartGate(0, time.Second)
+		a, err := g.acquire(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := g.acquire(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		if s, w := g.counts(); s != 2 || w != 0 {
+			t.Fatalf("counts: starting %d, waiting %d; want 2, 0", s, w)
+		}
+		a()
+		a()
+		if s, _ := g.counts(); s != 1 {
+			t.Fatalf("starting %d after one release; want 1", s)
+		}
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if s, _ := g.counts(); s != 0 {
+			t.Fatalf("starting %d after the hold; want 0", s)
+		}
+	})
+}
+
 // TestMaxStarting: with engine.max_starting 1, a second engine is not started until the first
 // has written its first line (real sandboxed processes).
 func TestMaxStarting(t *testing.T) {

@@ -241,7 +241,7 @@ type Sources struct {
 	// ExecutorPool and ExecutorQueue are limits.executor_pool and limits.executor_queue.
 	ExecutorPool, ExecutorQueue int
 	// EngineStarts returns the engines starting now and the tasks waiting to start one
-	// (executor.Executor.Starts); set only when engine.max_starting limits them.
+	// (executor.Executor.Starts).
 	EngineStarts func() (starting, waiting int)
 	// SecretCache returns the secrets cache counters (secrets.Cache.Stats).
 	SecretCache func() SecretCacheStats
@@ -289,7 +289,7 @@ func (m *Metrics) Observe(src Sources) error {
 	}
 	if src.EngineStarts != nil {
 		st := src.EngineStarts
-		gaugeFunc("engine_starting", "Engines between their sandbox's start and their first line (at most engine.max_starting).",
+		gaugeFunc("engine_starting", "Engines between their sandbox's start and their first line, exit or 2 s (at most engine.max_starting when set).",
 			func() float64 { n, _ := st(); return float64(n) })
 		gaugeFunc("engine_starts_queued", "Tasks waiting for an engine start slot (engine.max_starting).",
 			func() float64 { _, w := st(); return float64(w) })

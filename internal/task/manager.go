@@ -387,9 +387,6 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 		t.budget = req.Budget
 		m.book.started(t.Tenant, req.Budget)
 	}
-	if m.events != nil {
-		m.events.track(t)
-	}
 	if m.opts.Cluster != nil {
 		m.opts.Cluster.Publish(t)
 	}
@@ -463,13 +460,18 @@ func (m *Manager) run(ctx context.Context, t *Task, row record.Task, key string)
 	_, err := m.opts.Store.CreateTask(pctx, row)
 	pcancel()
 	if err != nil {
-		// Nothing of the task was stored: it ends without an engine, and its end is not
-		// stored either (there is no row to update).
+		// Nothing of the task is stored, nor will be: no engine, no row to update at the end,
+		// no events in the log (the log's pruning finds events through their task's row), so
+		// nothing to wait for before it may leave memory.
+		t.durable.Store(true)
 		m.mu.Lock()
 		m.waiting--
 		m.mu.Unlock()
 		m.finish(ctx, t, executor.Result{ExitCode: -1}, fmt.Errorf("%w: %w", errNotStored, err), false)
 		return
+	}
+	if m.events != nil {
+		m.events.track(t) // from its first event: none exists before the engine starts
 	}
 	select {
 	case m.slots <- struct{}{}:

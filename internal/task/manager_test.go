@@ -371,6 +371,15 @@ func TestTaskNotStoredNeverStarts(t *testing.T) {
 	if w, r := m.Counts(); w != 0 || r != 0 {
 		t.Fatalf("counts after the failure: waiting %d running %d", w, r)
 	}
+	// Its task_complete is not written to the event log: with no row, nothing would ever
+	// prune it. Closing the writer drains whatever it tracks.
+	m.events.close(context.Background())
+	if evs, err := e.db.TaskEvents(context.Background(), tk.ID, 0, 0); err != nil || len(evs) != 0 {
+		t.Fatalf("event log holds %d events of a task never stored (%v)", len(evs), err)
+	}
+	if !tk.durable.Load() {
+		t.Fatal("a task never stored waits for the event log before it may leave memory")
+	}
 }
 
 func TestDetach(t *testing.T) {

@@ -215,8 +215,10 @@ func trimHeader(s string, max int) string {
 
 // readBufferSize is each connection's read buffer. Client frames are small and rare; a large
 // buffer would be held by every idle connection for nothing. gorilla reuses a hijacked
-// reader only above 256 bytes (and needs at least a control frame, 125).
-const readBufferSize = 512
+// reader only above 256 bytes (and needs at least a control frame, 125); 288 is the Go
+// allocator's next size class, so nothing is rounded up. A larger frame (a long objective)
+// is read through it: bufio hands reads of a buffer's size or more straight to the socket.
+const readBufferSize = 288
 
 // captureReader gives gorilla a small buffered reader of our making at the hijack, instead
 // of net/http's 4 KiB one, and keeps it: a session may park its connection (no goroutine)

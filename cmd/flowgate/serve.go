@@ -113,7 +113,7 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return err
 	}
-	if err := observe(mx, a, f, tasks, eng, poller, deps); err != nil {
+	if err := observe(mx, a, f, tasks, eng.exe, poller, deps); err != nil {
 		return err
 	}
 	return serve(ctx, cfg, a, deps, f, tasks, cl, eng, node, revocations, mx, stdout, log)
@@ -319,10 +319,10 @@ func buildDeps(cfg config.Config, a *app, f frontEnd, tasks *task.Manager, cl *c
 }
 
 // observe registers the gauges the metrics registry reads at scrape time.
-func observe(mx *metrics.Metrics, a *app, f frontEnd, tasks *task.Manager, eng engineParts, poller *netpoll.Poller, deps *server.Deps) error {
+func observe(mx *metrics.Metrics, a *app, f frontEnd, tasks *task.Manager, exe *executor.Executor, poller *netpoll.Poller, deps *server.Deps) error {
 	l := deps.Limits
 	if err := mx.Observe(metrics.Sources{
-		EngineStarts: eng.exe.Starts,
+		EngineStarts: exe.Starts,
 		TaskCounts:   tasks.Counts, ExecutorPool: l.ExecutorPool, ExecutorQueue: l.ExecutorQueue,
 		SecretCache: func() metrics.SecretCacheStats {
 			st := a.keys.Stats()

@@ -96,8 +96,8 @@ type Options struct {
 	MemoryMax, PidsMax, WorkdirMax int64
 	Cgroups                        *cgroup.Manager
 	// MaxStarting (engine.max_starting) is how many engines may be starting at once: from
-	// the sandbox's start until the engine's first line of output, its exit, or startHold
-	// (2 s). 0: no limit. See startGate.
+	// the task's setup (directory, control groups, sandbox) until the engine's first line of
+	// output, its exit, or startHold (2 s). 0: no limit. See startGate.
 	MaxStarting int
 
 	Logger *slog.Logger
@@ -445,6 +445,13 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
 	}
+	// The start begins here: a task queued for a start slot holds no directory, descriptor,
+	// proxy listener or control group, and setting them up counts as part of its start.
+	endStart, err := e.starts.acquire(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
+	}
+	defer endStart()
 	// Mkdir, not MkdirAll: an existing entry (a previous task, a planted symlink) is an error.
 	if err := os.Mkdir(workdir, 0o700); err != nil {
 		return Result{}, fmt.Errorf("%w: task directory: %w", ErrStart, err)
@@ -503,15 +510,6 @@ func (e *Executor) Run(ctx context.Context, spec Spec, out Output) (Result, erro
 		}
 		defer group.Remove()
 	}
-	endStart, err := e.starts.acquire(ctx)
-	if err != nil {
-		outR.Close()
-		outW.Close()
-		errR.Close()
-		errW.Close()
-		return Result{}, fmt.Errorf("%w: %w", ErrStart, err)
-	}
-	defer endStart()
 	res := Result{StartedAt: time.Now()}
 	proc, err := e.sb.Start(sandbox.Command{
 		Path: e.profile.Command(), Args: argv, Env: env, Dir: workdir, Stdout: outW, Stderr: errW,

@@ -12,8 +12,8 @@ import (
 const startHold = 2 * time.Second
 
 // startGate tracks the engines starting now and, with engine.max_starting, bounds them. A
-// start — the sandbox's namespaces, its init and the engine's own runtime coming up until its
-// first line — is the most CPU a task takes in one go (docs/performance.md, "Spawn cost");
+// start — the task directory, control groups and proxy listener, the sandbox's namespaces,
+// its init and the engine's own runtime coming up until its first line — is the most CPU a task takes in one go (docs/performance.md, "Spawn cost");
 // when a burst of swarms starts them all together they saturate the cores for seconds and
 // every running task's events wait for a CPU. Queued here, the starts run a few at a time
 // and the streams already flowing keep their latency; a task waits in this queue between

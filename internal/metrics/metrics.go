@@ -289,7 +289,7 @@ func (m *Metrics) Observe(src Sources) error {
 	}
 	if src.EngineStarts != nil {
 		st := src.EngineStarts
-		gaugeFunc("engine_starting", "Engines between their sandbox's start and their first line, exit or 2 s (at most engine.max_starting when set).",
+		gaugeFunc("engine_starting", "Engines between their task's setup and their first line, exit or 2 s (at most engine.max_starting when set).",
 			func() float64 { n, _ := st(); return float64(n) })
 		gaugeFunc("engine_starts_queued", "Tasks waiting for an engine start slot (engine.max_starting).",
 			func() float64 { _, w := st(); return float64(w) })

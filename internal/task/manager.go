@@ -455,7 +455,6 @@ func (m *Manager) dropLive(uk userKey) {
 // run waits for an executor slot, runs the engine and finishes the task.
 func (m *Manager) run(ctx context.Context, t *Task, row record.Task, key string) {
 	defer m.wg.Done()
-	queued := m.now()
 	pctx, pcancel := context.WithTimeout(context.Background(), m.opts.PersistTimeout)
 	_, err := m.opts.Store.CreateTask(pctx, row)
 	pcancel()
@@ -473,6 +472,7 @@ func (m *Manager) run(ctx context.Context, t *Task, row record.Task, key string)
 	if m.events != nil {
 		m.events.track(t) // from its first event: none exists before the engine starts
 	}
+	queued := m.now() // the executor queue's wait, not the insert's
 	select {
 	case m.slots <- struct{}{}:
 	case <-ctx.Done():

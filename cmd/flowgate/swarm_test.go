@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/client"
+	"github.com/flowgate/flowgate/internal/proctest"
 )
 
 func TestCleanEscapesTerminalControls(t *testing.T) {
@@ -205,28 +206,16 @@ func startDev(t *testing.T) *devServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
+	// Registered before Start's cleanup, so it runs after the gateway has stopped and its
+	// log is complete.
 	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(40 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
 		if t.Failed() {
 			mu.Lock()
 			t.Logf("gateway log:\n%s", logs.String())
 			mu.Unlock()
 		}
 	})
+	exited := proctest.Start(t, cmd, syscall.SIGTERM, 40*time.Second)
 	s := &devServer{bin: bin, dataDir: dir, logs: logs}
 	ready := make(chan struct{})
 	go func() {

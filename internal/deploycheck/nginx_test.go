@@ -1,13 +1,6 @@
 package deploycheck
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/flowgate/flowgate/internal/tlstest"
 )
 
 var (
@@ -101,7 +95,7 @@ func TestNginxConfigs(t *testing.T) {
 func TestNginxSyntax(t *testing.T) {
 	ngx := tool(t, "nginx", "/usr/sbin/nginx", "/usr/local/sbin/nginx")
 	dir := t.TempDir()
-	writeSelfSigned(t, filepath.Join(dir, "flowgate.crt"), filepath.Join(dir, "flowgate.key"))
+	tlstest.WriteSelfSigned(t, filepath.Join(dir, "flowgate.crt"), filepath.Join(dir, "flowgate.key"))
 	site := strings.NewReplacer("/etc/nginx/tls", dir, "/var/log/nginx", dir).Replace(string(readFile(t, "deploy/nginx/flowgate.conf")))
 	if err := os.WriteFile(filepath.Join(dir, "site.conf"), []byte(site), 0o644); err != nil {
 		t.Fatal(err)
@@ -113,29 +107,5 @@ func TestNginxSyntax(t *testing.T) {
 	out, err := exec.Command(ngx, "-t", "-p", dir, "-c", filepath.Join(dir, "nginx.conf")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
-	}
-}
-
-func writeSelfSigned(t *testing.T, certPath, keyPath string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
-		DNSNames: []string{"localhost"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
-		t.Fatal(err)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flowgate/flowgate/internal/apitest"
 	"github.com/flowgate/flowgate/internal/client"
 )
 
@@ -349,30 +350,8 @@ func (g *gateway) refusal(t *testing.T, opts client.Options) *client.HandshakeEr
 // (at most 16 MiB) and the response headers.
 func (g *gateway) do(t *testing.T, method, path, token, body string, hdr ...string) (int, string, http.Header) {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, g.HTTP+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	return resp.StatusCode, string(b), resp.Header
+	r := apitest.Do(t, http.DefaultClient, method, g.HTTP+path, token, body, hdr...)
+	return r.Status, r.Body, r.Header
 }
 
 func (g *gateway) get(t *testing.T, url, token string) (*http.Response, string) {

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/executor/sandbox"
+	"github.com/flowgate/flowgate/internal/listentest"
 )
 
 // TestHostileEngineIsConfined runs the hostile engine (./hostile) through the real gateway:
@@ -25,8 +25,8 @@ func TestHostileEngineIsConfined(t *testing.T) {
 	}
 	// An allowed destination (listed in engine.egress.allow) that echoes a line, and one
 	// nobody listed.
-	allowed := echoListener(t)
-	forbidden := echoListener(t)
+	allowed := listentest.Loopback(t, listentest.Echo)
+	forbidden := listentest.Loopback(t, listentest.Echo)
 	// A UDP listener that records whatever arrives.
 	udp, err := net.ListenPacket("udp4", "127.0.0.1:0")
 	if err != nil {
@@ -53,24 +53,14 @@ func TestHostileEngineIsConfined(t *testing.T) {
 		t.Skipf("cannot create a directory under /run: %v", err)
 	}
 	t.Cleanup(func() { os.RemoveAll(sockDir) })
-	sock, err := net.Listen("unix", filepath.Join(sockDir, "service.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sock.Close() })
-	go acceptClose(sock)
+	listentest.Serve(t, "unix", filepath.Join(sockDir, "service.sock"), listentest.Drop)
 	// And one in /var/tmp, where sockets also live and nothing is granted to engines.
 	varDir, err := os.MkdirTemp("/var/tmp", "flowgate-e2e-")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(varDir) })
-	varSock, err := net.Listen("unix", filepath.Join(varDir, "service.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { varSock.Close() })
-	go acceptClose(varSock)
+	listentest.Serve(t, "unix", filepath.Join(varDir, "service.sock"), listentest.Drop)
 	// A port that is free on the host: the engine listens on it, the test tries to reach it.
 	free := freePort(t)
 
@@ -188,36 +178,6 @@ func TestHostileEngineIsConfined(t *testing.T) {
 type hostileProbe struct {
 	Probe, Target, Error, Detail string
 	OK                           bool `json:"ok"`
-}
-
-// echoListener accepts on loopback and echoes each connection.
-func echoListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().String()
-}
-
-func acceptClose(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		c.Close()
-	}
 }
 
 // TestEngineResourceLimits: a fork bomb, a 4 GiB allocation and a task directory filled past

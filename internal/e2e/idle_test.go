@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	be "encoding/binary"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -12,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/flowgate/flowgate/internal/wstest"
 )
 
 // metricValue reads one unlabelled sample from the ops listener's /metrics.
@@ -68,29 +69,8 @@ func rawDial(t *testing.T, g *gateway) *websocket.Conn {
 	return ws
 }
 
-// clientFrame is a masked client frame (RFC 6455 §5.2), FIN set.
-func clientFrame(opcode byte, payload []byte) []byte {
-	b := []byte{0x80 | opcode}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x80|126)
-		b = be.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, 0x80|127)
-		b = be.BigEndian.AppendUint64(b, uint64(n))
-	}
-	mask := [4]byte{0x5a, 0x13, 0xc7, 0x88}
-	b = append(b, mask[:]...)
-	for i, c := range payload {
-		b = append(b, c^mask[i%4])
-	}
-	return b
-}
-
 func pingMessage(id string) []byte {
-	return clientFrame(websocket.TextMessage, []byte(`{"type":"ping","requestId":"`+id+`"}`))
+	return wstest.ClientFrame(websocket.TextMessage, []byte(`{"type":"ping","requestId":"`+id+`"}`))
 }
 
 // An idle connection is parked: it holds no goroutine on the server, and comes back for
@@ -160,7 +140,7 @@ func TestParkedConnectionFraming(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skipf("GOOS=%s: connections park only on Linux (epoll); elsewhere each keeps its reader goroutine and there is nothing to test", runtime.GOOS)
 	}
-	pong := func(payload string) []byte { return clientFrame(websocket.PongMessage, []byte(payload)) }
+	pong := func(payload string) []byte { return wstest.ClientFrame(websocket.PongMessage, []byte(payload)) }
 	join := func(parts ...[]byte) []byte {
 		var b []byte
 		for _, p := range parts {
@@ -185,7 +165,7 @@ func TestParkedConnectionFraming(t *testing.T) {
 		{"largest pong split in two", [][]byte{bigPong[:60], join(bigPong[60:], pingMessage("d1"))}, []string{"d1"}},
 		{"pong header alone", [][]byte{bigPong[:1], join(bigPong[1:], pingMessage("e1"))}, []string{"e1"}},
 		{"message split mid-frame", [][]byte{ping[:7], ping[7:]}, []string{"split"}},
-		{"client ping then message", [][]byte{join(clientFrame(websocket.PingMessage, []byte("hi")), pingMessage("f1"))}, []string{"f1"}},
+		{"client ping then message", [][]byte{join(wstest.ClientFrame(websocket.PingMessage, []byte("hi")), pingMessage("f1"))}, []string{"f1"}},
 	}
 	g := startGateway(t, gwOptions{})
 	conns := make([]*websocket.Conn, len(cases))

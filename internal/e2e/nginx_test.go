@@ -2,16 +2,9 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +17,8 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/flowgate/flowgate/internal/client"
+	"github.com/flowgate/flowgate/internal/proctest"
+	"github.com/flowgate/flowgate/internal/tlstest"
 )
 
 // TestNginxFrontsGateway runs deploy/nginx/flowgate.conf, unchanged but for addresses and
@@ -46,7 +41,7 @@ func TestNginxFrontsGateway(t *testing.T) {
 	upstream := strings.TrimPrefix(g.HTTP, "http://")
 
 	dir := t.TempDir()
-	writeCert(t, filepath.Join(dir, "flowgate.crt"), filepath.Join(dir, "flowgate.key"))
+	tlstest.WriteSelfSigned(t, filepath.Join(dir, "flowgate.crt"), filepath.Join(dir, "flowgate.key"))
 	httpPort, httpsPort := freePort(t), freePort(t)
 	conf, err := os.ReadFile(filepath.Join("..", "..", "deploy", "nginx", "flowgate.conf"))
 	if err != nil {
@@ -71,23 +66,7 @@ func TestNginxFrontsGateway(t *testing.T) {
 	cmd := exec.Command(ngx, "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
 	var out strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
+	exited := proctest.Start(t, cmd, os.Interrupt, 10*time.Second)
 	waitListening(t, "127.0.0.1:"+httpsPort, exited, &out)
 
 	tlsConf := &tls.Config{InsecureSkipVerify: true} // the test's own self-signed certificate
@@ -169,28 +148,4 @@ func waitListening(t *testing.T, addr string, exited <-chan struct{}, out fmt.St
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatalf("nginx not listening on %s:\n%s", addr, out.String())
-}
-
-func writeCert(t *testing.T, certPath, keyPath string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kd, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kd}), 0o600); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -15,6 +15,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/listentest"
 )
 
 // fakeResolver answers from a table; nothing is looked up for real.
@@ -25,26 +27,6 @@ func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 		return a, nil
 	}
 	return nil, errors.New("no such host")
-}
-
-// echoServer answers every connection by echoing it.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 type recorder struct {
@@ -99,7 +81,7 @@ func connect(t *testing.T, s *Session, target string) (string, net.Conn, *bufio.
 }
 
 func TestConnectAllowedAndCounted(t *testing.T) {
-	echo := echoServer(t)
+	echo := listentest.Loopback(t, listentest.Echo)
 	s, rec := newSession(t, []string{echo}, Options{})
 	status, c, br := connect(t, s, echo)
 	if !strings.HasPrefix(status, "200") {
@@ -121,8 +103,8 @@ func TestConnectAllowedAndCounted(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	listed := echoServer(t)
-	other := echoServer(t) // a loopback service nobody listed: the gateway's ops port, Redis…
+	listed := listentest.Loopback(t, listentest.Echo)
+	other := listentest.Loopback(t, listentest.Echo) // a loopback service nobody listed: the gateway's ops port, Redis…
 	_, listedPort, _ := net.SplitHostPort(listed)
 	var dialed []string
 	var mu sync.Mutex
@@ -229,7 +211,7 @@ func TestPlainHTTPForwarded(t *testing.T) {
 }
 
 func TestBadRequestsAndClose(t *testing.T) {
-	echo := echoServer(t)
+	echo := listentest.Loopback(t, listentest.Echo)
 	s, _ := newSession(t, []string{echo}, Options{})
 	c, err := net.Dial("tcp4", fmt.Sprintf("127.0.0.1:%d", s.Port()))
 	if err != nil {

@@ -3,7 +3,6 @@ package executor
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/flowgate/flowgate/internal/engine"
 	"github.com/flowgate/flowgate/internal/executor/sandbox"
+	"github.com/flowgate/flowgate/internal/listentest"
 )
 
 func needLandlock(t *testing.T) {
@@ -45,26 +45,6 @@ func expect(t *testing.T, got map[string]string, want map[string]string) {
 	}
 }
 
-// fakeService listens on a loopback port like a local PostgreSQL or Redis would.
-func fakeService(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
-	return l.Addr().String()
-}
-
 // dataDir lays out a gateway's data_dir as production does: key files 0600 and the task root
 // inside it.
 func dataDir(t *testing.T, parent string) (data, key string) {
@@ -84,7 +64,7 @@ func dataDir(t *testing.T, parent string) (data, key string) {
 func TestEngineConfinement(t *testing.T) {
 	needLandlock(t)
 	data, key := dataDir(t, t.TempDir())
-	postgres := fakeService(t)
+	postgres := listentest.Loopback(t, listentest.Drop) // like a local PostgreSQL
 	for _, mode := range modes {
 		t.Run(string(mode), func(t *testing.T) {
 			script := checkLib + fmt.Sprintf(`

@@ -15,6 +15,31 @@ import (
 	"time"
 )
 
+// Start starts cmd and stops it when the test ends: stop is sent first, then, after grace,
+// SIGKILL. The returned channel is closed once cmd has exited (its Wait has returned), so a
+// test can tell a server that died from one that is slow to listen.
+func Start(t testing.TB, cmd *exec.Cmd, stop os.Signal, grace time.Duration) <-chan struct{} {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(exited)
+	}()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(stop)
+		select {
+		case <-exited:
+		case <-time.After(grace):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	})
+	return exited
+}
+
 // Marker is a fresh string to put in a command line and find it again.
 func Marker() string {
 	b := make([]byte, 8)

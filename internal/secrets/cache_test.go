@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/secrets"
+	"github.com/flowgate/flowgate/internal/secrets/secretstest"
 )
 
 func newClock() *clocktest.Clock { return clocktest.New(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)) }
@@ -304,31 +305,13 @@ func TestCacheSingleflight(t *testing.T) {
 	release := p.hold()
 
 	const n = 100
-	var started, done sync.WaitGroup
-	errs := make(chan error, n)
-	for range n {
-		started.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			started.Done()
-			k, err := c.APIKey(t.Context(), "acme", "")
-			if err == nil && k != key1 {
-				err = fmt.Errorf("got %q", k)
-			}
-			errs <- err
-		}()
-	}
-	started.Wait()
-	<-p.entered
-	release()
-	done.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
+	secretstest.Stampede(t, n, func() error {
+		k, err := c.APIKey(t.Context(), "acme", "")
+		if err == nil && k != key1 {
+			err = fmt.Errorf("got %q", k)
 		}
-	}
+		return err
+	}, func() { <-p.entered; release() })
 	if got := p.gets.Load(); got != 1 {
 		t.Fatalf("%d concurrent calls cost %d fetches; want 1", n, got)
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/admin"
+	"github.com/flowgate/flowgate/internal/apitest"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
@@ -189,30 +189,8 @@ func (f *adminFixture) do(method, path, token, body string) apiResponse {
 // is, and hdr as name, value pairs.
 func doRequest(t *testing.T, srv *httptest.Server, method, path, token, body string, hdr ...string) apiResponse {
 	t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, srv.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	return apiResponse{status: resp.StatusCode, header: resp.Header, body: string(b)}
+	r := apitest.Do(t, srv.Client(), method, srv.URL+path, token, body, hdr...)
+	return apiResponse{status: r.Status, header: r.Header, body: r.Body}
 }
 
 // expect checks the status (and, for errors, the problem code).

@@ -1,10 +1,8 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -62,7 +60,7 @@ func handleWS(hs *handshake) http.Handler {
 	up := &websocket.Upgrader{
 		HandshakeTimeout: 10 * time.Second,
 		// Zero: gorilla reads through the buffered reader the hijack returns, which
-		// captureReader makes (see there).
+		// session.HijackReader makes (see there).
 		ReadBufferSize:    0,
 		WriteBufferSize:   4096,
 		WriteBufferPool:   hs.writeBuffers,
@@ -194,14 +192,14 @@ func handleWS(hs *handshake) http.Handler {
 			return
 		}
 		// Never echo the bearer subprotocol: the Upgrader answers with flowgate.v1 only.
-		cw := &captureReader{ResponseWriter: w}
+		cw := &session.HijackReader{ResponseWriter: w}
 		conn, err := up.Upgrade(cw, r, nil)
 		if err != nil {
 			return // the Upgrader has answered
 		}
 		handedOff = true
 		// A fresh context: the session must not keep the finished request reachable.
-		hs.hub.Start(context.Background(), conn, cw.br, p, session.Meta{IP: ip, Origin: src.Origin, UserAgent: src.UserAgent, RequestID: requestIDFrom(ctx), SessionID: sessionID}, releaseAll)
+		hs.hub.Start(context.Background(), conn, cw.Reader(), p, session.Meta{IP: ip, Origin: src.Origin, UserAgent: src.UserAgent, RequestID: requestIDFrom(ctx), SessionID: sessionID}, releaseAll)
 	})
 }
 
@@ -211,33 +209,4 @@ func trimHeader(s string, max int) string {
 		return s[:max]
 	}
 	return s
-}
-
-// readBufferSize is each connection's read buffer. Client frames are small and rare; a large
-// buffer would be held by every idle connection for nothing. gorilla reuses a hijacked
-// reader only above 256 bytes (and needs at least a control frame, 125); 288 is the Go
-// allocator's next size class, so nothing is rounded up. A larger frame (a long objective)
-// is read through it: bufio hands reads of a buffer's size or more straight to the socket.
-const readBufferSize = 288
-
-// captureReader gives gorilla a small buffered reader of our making at the hijack, instead
-// of net/http's 4 KiB one, and keeps it: a session may park its connection (no goroutine)
-// only when nothing is buffered above the socket, and this is how it can tell.
-type captureReader struct {
-	http.ResponseWriter
-	br *bufio.Reader
-}
-
-// Hijack implements http.Hijacker.
-func (c *captureReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := c.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("websocket: response does not implement http.Hijacker")
-	}
-	conn, rw, err := hj.Hijack()
-	if err != nil || rw.Reader.Buffered() > 0 {
-		return conn, rw, err // gorilla refuses a client that sent data before the handshake
-	}
-	c.br = bufio.NewReaderSize(conn, readBufferSize)
-	return conn, bufio.NewReadWriter(c.br, rw.Writer), nil
 }

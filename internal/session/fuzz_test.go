@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/wstest"
 )
 
 const (
@@ -85,7 +86,7 @@ func runScript(t *testing.T, e *env, script []byte) {
 		time.Sleep(fuzzPause)
 		c.raw(t, b[i:])
 	}
-	pong := func(a byte) []byte { return frame(opPong, bytes.Repeat([]byte{a}, int(a)%126)) }
+	pong := func(a byte) []byte { return wstest.ClientFrame(opPong, bytes.Repeat([]byte{a}, int(a)%126)) }
 	ping := func() []byte {
 		n++
 		id := "p" + strconv.Itoa(n)
@@ -104,7 +105,7 @@ func runScript(t *testing.T, e *env, script []byte) {
 			a := arg()
 			payload := bytes.Repeat([]byte{^a}, int(a)%126)
 			wantPongs = append(wantPongs, payload)
-			c.raw(t, frame(opPing, payload))
+			c.raw(t, wstest.ClientFrame(opPing, payload))
 		case fzPause:
 			time.Sleep(fuzzPause)
 		case fzSplitPing:
@@ -113,7 +114,7 @@ func runScript(t *testing.T, e *env, script []byte) {
 			n++
 			id := "u" + strconv.Itoa(n)
 			want = append(want, expected{protocol.TypeError, id})
-			c.raw(t, frame(opText, []byte(`{"type":"fuzz-unknown","requestId":"`+id+`"}`)))
+			c.raw(t, wstest.ClientFrame(opText, []byte(`{"type":"fuzz-unknown","requestId":"`+id+`"}`)))
 		case fzPongAndPing:
 			c.raw(t, concat(pong(arg()), ping()))
 		case fzSplitPong:

@@ -1,15 +1,12 @@
 package session_test
 
 import (
-	"bufio"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -28,6 +25,7 @@ import (
 	"github.com/flowgate/flowgate/internal/session"
 	"github.com/flowgate/flowgate/internal/task"
 	"github.com/flowgate/flowgate/internal/validation"
+	"github.com/flowgate/flowgate/internal/wstest"
 )
 
 // waitBound bounds every wait for a condition; conditions are polled, never assumed after a
@@ -168,12 +166,12 @@ func newEnv(tb testing.TB, cfg envConfig) *env {
 	}
 	expires := time.Now().Add(cfg.expiresIn)
 	e.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		cw := &captureReader{ResponseWriter: w}
+		cw := &session.HijackReader{ResponseWriter: w}
 		conn, err := up.Upgrade(cw, r, nil)
 		if err != nil {
 			return
 		}
-		br := cw.br
+		br := cw.Reader()
 		if cfg.mode == pollerNoReader {
 			br = nil
 		}
@@ -216,26 +214,6 @@ func newEnv(tb testing.TB, cfg envConfig) *env {
 		}
 	})
 	return e
-}
-
-// captureReader is internal/server's hijack wrapper: gorilla reads through a small reader
-// of ours, which the session checks before it parks.
-type captureReader struct {
-	http.ResponseWriter
-	br *bufio.Reader
-}
-
-func (c *captureReader) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	hj, ok := c.ResponseWriter.(http.Hijacker)
-	if !ok {
-		return nil, nil, errors.New("response does not implement http.Hijacker")
-	}
-	conn, rw, err := hj.Hijack()
-	if err != nil || rw.Reader.Buffered() > 0 {
-		return conn, rw, err
-	}
-	c.br = bufio.NewReaderSize(conn, 512)
-	return conn, bufio.NewReadWriter(c.br, rw.Writer), nil
 }
 
 // endCount is how many times the session's onEnd ran.
@@ -393,30 +371,6 @@ func (c *client) expectPongs(tb testing.TB, ids ...string) {
 	}
 }
 
-var maskSeq atomic.Uint32
-
-// frame is a masked client frame (RFC 6455 §5.2) with FIN set.
-func frame(opcode byte, payload []byte) []byte {
-	b := []byte{0x80 | opcode}
-	switch n := len(payload); {
-	case n < 126:
-		b = append(b, 0x80|byte(n))
-	case n <= 0xffff:
-		b = append(b, 0x80|126)
-		b = binary.BigEndian.AppendUint16(b, uint16(n))
-	default:
-		b = append(b, 0x80|127)
-		b = binary.BigEndian.AppendUint64(b, uint64(n))
-	}
-	var mask [4]byte
-	binary.BigEndian.PutUint32(mask[:], 0x9e3779b9*maskSeq.Add(1))
-	b = append(b, mask[:]...)
-	for i, c := range payload {
-		b = append(b, c^mask[i%4])
-	}
-	return b
-}
-
 const (
 	opText   = websocket.TextMessage
 	opBinary = websocket.BinaryMessage
@@ -427,7 +381,7 @@ const (
 
 func pingJSON(id string) []byte { return []byte(`{"type":"ping","requestId":"` + id + `"}`) }
 
-func pingFrame(id string) []byte { return frame(opText, pingJSON(id)) }
+func pingFrame(id string) []byte { return wstest.ClientFrame(opText, pingJSON(id)) }
 
 func concat(parts ...[]byte) []byte {
 	var b []byte

@@ -10,6 +10,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/wstest"
 )
 
 // Regression tests of four bugs these tests found in the session core (all fixed): a control
@@ -25,14 +26,14 @@ import (
 // The package docs promise an idle connection parks.
 func TestIdleAfterControlFrameParks(t *testing.T) {
 	p1 := pingFrame("a")
-	pong := frame(opPong, []byte("pong-data"))
+	pong := wstest.ClientFrame(opPong, []byte("pong-data"))
 	cases := []struct {
 		name   string
 		writes [][]byte
 	}{
 		{"data and pong in one write", [][]byte{concat(p1, pong)}},
 		{"pong split across writes", [][]byte{p1, pong[:4], pong[4:]}},
-		{"client ping", [][]byte{p1, frame(opPing, []byte("keepalive"))}},
+		{"client ping", [][]byte{p1, wstest.ClientFrame(opPing, []byte("keepalive"))}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/wstest"
 )
 
 // The welcome frame comes first; app pings are answered in order, one pong each, whether
@@ -256,21 +257,23 @@ func TestCloseCodes(t *testing.T) {
 	cases := []closeCase{
 		{
 			name:    "binary frame",
-			provoke: func(t *testing.T, _ *env, c *client) { c.raw(t, frame(opBinary, []byte{1, 2, 3})) },
+			provoke: func(t *testing.T, _ *env, c *client) { c.raw(t, wstest.ClientFrame(opBinary, []byte{1, 2, 3})) },
 			code:    protocol.CloseUnsupportedData, text: "binary frames are not supported",
 			auditCode: protocol.CloseUnsupportedData, auditReason: "binary frames are not supported",
 		},
 		{
-			name:    "invalid UTF-8",
-			provoke: func(t *testing.T, _ *env, c *client) { c.raw(t, frame(opText, []byte("{\"type\":\"ping\xff\xfe\"}"))) },
-			code:    protocol.CloseInvalidPayload, text: "invalid UTF-8",
+			name: "invalid UTF-8",
+			provoke: func(t *testing.T, _ *env, c *client) {
+				c.raw(t, wstest.ClientFrame(opText, []byte("{\"type\":\"ping\xff\xfe\"}")))
+			},
+			code: protocol.CloseInvalidPayload, text: "invalid UTF-8",
 			auditCode: protocol.CloseInvalidPayload, auditReason: "invalid UTF-8",
 		},
 		{
 			name: "oversized message",
 			cfg:  envConfig{maxMessageBytes: small},
 			provoke: func(t *testing.T, _ *env, c *client) {
-				c.raw(t, frame(opText, bytes.Repeat([]byte("x"), 2*small)))
+				c.raw(t, wstest.ClientFrame(opText, bytes.Repeat([]byte("x"), 2*small)))
 			},
 			// gorilla sends its own 1009 (no reason) before the session's.
 			code: protocol.CloseMessageTooBig, text: "",
@@ -280,9 +283,9 @@ func TestCloseCodes(t *testing.T) {
 			name: "oversized message split across frames",
 			cfg:  envConfig{maxMessageBytes: small},
 			provoke: func(t *testing.T, _ *env, c *client) {
-				first := frame(opText, bytes.Repeat([]byte("x"), small/2+1))
+				first := wstest.ClientFrame(opText, bytes.Repeat([]byte("x"), small/2+1))
 				first[0] &^= 0x80 // not FIN
-				second := frame(0, bytes.Repeat([]byte("x"), small/2+1))
+				second := wstest.ClientFrame(0, bytes.Repeat([]byte("x"), small/2+1))
 				c.raw(t, concat(first, second))
 			},
 			code: protocol.CloseMessageTooBig, text: "",
@@ -398,10 +401,10 @@ func TestCloseCodes(t *testing.T) {
 // connection parks again afterwards.
 func TestFramesReachingAParkedConnection(t *testing.T) {
 	p1, p2 := pingFrame("a"), pingFrame("b")
-	pong := frame(opPong, []byte("pong-data"))
-	emptyPong := frame(opPong, nil)
-	maxPong := frame(opPong, bytes.Repeat([]byte{0xa5}, 125))
-	ping := frame(opPing, []byte("x"))
+	pong := wstest.ClientFrame(opPong, []byte("pong-data"))
+	emptyPong := wstest.ClientFrame(opPong, nil)
+	maxPong := wstest.ClientFrame(opPong, bytes.Repeat([]byte{0xa5}, 125))
+	ping := wstest.ClientFrame(opPing, []byte("x"))
 	type tc struct {
 		name   string
 		writes [][]byte // written one by one, with a pause between
@@ -421,7 +424,7 @@ func TestFramesReachingAParkedConnection(t *testing.T) {
 		{name: "pongs around data in one write", writes: [][]byte{concat(pong, pong, p1, pong, p2)}, want: []string{"a", "b"}},
 		{name: "pong split after its header", writes: [][]byte{pong[:2], pong[2:], p1}, want: []string{"a"}},
 		{name: "pong split mid payload, data behind", writes: [][]byte{pong[:8], concat(pong[8:], p1)}, want: []string{"a"}},
-		{name: "control ping", writes: [][]byte{frame(opPing, []byte("hello")), p1}, want: []string{"a"}, pings: 1},
+		{name: "control ping", writes: [][]byte{wstest.ClientFrame(opPing, []byte("hello")), p1}, want: []string{"a"}, pings: 1},
 		{name: "control ping split", writes: [][]byte{ping[:3], concat(ping[3:], p1)}, want: []string{"a"}, pings: 1},
 	}
 

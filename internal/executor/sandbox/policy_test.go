@@ -14,6 +14,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flowgate/flowgate/internal/listentest"
 )
 
 // systemPaths is what the executor grants by default, minus the engine's directory.
@@ -45,26 +47,10 @@ func policySetups(t *testing.T, p Policy) map[string]*Sandbox {
 	return out
 }
 
-// acceptAndClose accepts and drops connections until l is closed.
-func acceptAndClose(l net.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		c.Close()
-	}
-}
-
 // listener accepts on a fresh loopback port until the test ends.
 func listener(t *testing.T) (net.Listener, uint16) {
 	t.Helper()
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go acceptAndClose(l)
+	l := listentest.Serve(t, "tcp4", "127.0.0.1:0", listentest.Drop)
 	return l, uint16(l.Addr().(*net.TCPAddr).Port)
 }
 
@@ -384,15 +370,10 @@ func TestLandlockKnownGaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	sock := filepath.Join(dir, "root.sock")
-	l, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
+	listentest.Serve(t, "unix", sock, listentest.Drop)
 	if err := os.Chmod(sock, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	go acceptAndClose(l)
 	script := checkScript + fmt.Sprintf(`check read-secret cat '%[1]s'
 check stat-secret stat '%[1]s'
 check chmod-secret chmod 0600 '%[1]s'

@@ -3,12 +3,12 @@ package awssm_test
 import (
 	"errors"
 	"github.com/flowgate/flowgate/internal/clocktest"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/secrets"
 	"github.com/flowgate/flowgate/internal/secrets/awssm/smtest"
+	"github.com/flowgate/flowgate/internal/secrets/secretstest"
 )
 
 func newSDKCache(t *testing.T, f *fixture) (*secrets.Cache, *clocktest.Clock) {
@@ -30,30 +30,13 @@ func TestCacheSDKConcurrentCallsOneFetch(t *testing.T) {
 	release := f.srv.Pause(smtest.OpGetSecretValue)
 
 	const n = 100
-	var started, done sync.WaitGroup
-	results := make(chan error, n)
-	for range n {
-		started.Add(1)
-		done.Add(1)
-		go func() {
-			defer done.Done()
-			started.Done()
-			k, err := c.APIKey(t.Context(), "acme", "")
-			if err == nil && k != keyA {
-				err = errors.New("wrong key")
-			}
-			results <- err
-		}()
-	}
-	started.Wait()
-	release()
-	done.Wait()
-	close(results)
-	for err := range results {
-		if err != nil {
-			t.Fatal(err)
+	secretstest.Stampede(t, n, func() error {
+		k, err := c.APIKey(t.Context(), "acme", "")
+		if err == nil && k != keyA {
+			err = errors.New("wrong key")
 		}
-	}
+		return err
+	}, release)
 	if got := f.srv.Count(smtest.OpGetSecretValue); got != 1 {
 		t.Fatalf("%d concurrent APIKey calls sent %d GetSecretValue; want exactly 1", n, got)
 	}

@@ -334,13 +334,23 @@ func (r *Recorder) runWriter() {
 	// task.create record); under a burst (a reconnect storm's session.open records)
 	// lingering turns many small transactions into a few large ones.
 	var lastCrowded time.Time
+	open := true
+	// take adds a request received from the queue; false once the queue is closed (this
+	// batch is then the last).
+	take := func(req *request, ok bool) bool {
+		if !ok {
+			open = false
+			return false
+		}
+		batch = append(batch, req)
+		return true
+	}
 	for {
 		req, ok := <-r.queue
 		if !ok {
 			return
 		}
 		batch = append(batch[:0], req)
-		open := true
 		// The linger is counted from the batch's first record, not reset by each arrival:
 		// a steady trickle must not hold that record until the batch is full.
 		lingering := false
@@ -348,11 +358,9 @@ func (r *Recorder) runWriter() {
 		for len(batch) < r.maxBatch {
 			select {
 			case req, ok := <-r.queue:
-				if !ok {
-					open = false
+				if !take(req, ok) {
 					break fill
 				}
-				batch = append(batch, req)
 				continue
 			default:
 			}
@@ -369,11 +377,9 @@ func (r *Recorder) runWriter() {
 			}
 			select {
 			case req, ok := <-r.queue:
-				if !ok {
-					open = false
+				if !take(req, ok) {
 					break fill
 				}
-				batch = append(batch, req)
 			case <-timer.C:
 				lingering = false
 				break fill

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"github.com/flowgate/flowgate/internal/auth/authtest"
 	"github.com/flowgate/flowgate/internal/clocktest"
 	"math/big"
 	"net/http"
@@ -158,8 +159,8 @@ func TestJWKSRotation(t *testing.T) {
 	k1, k2 := newEd(t), newEd(t)
 	srv.set(edJWK("k1", k1.Public()))
 	f := newJWKSFixture(t, map[string]*jwksServer{"https://idp.example/": srv})
-	tok1 := sign(t, jwt.SigningMethodEdDSA, "k1", k1, jwksClaims("https://idp.example/"), nil)
-	tok2 := sign(t, jwt.SigningMethodEdDSA, "k2", k2, jwksClaims("https://idp.example/"), nil)
+	tok1 := authtest.Sign(t, jwt.SigningMethodEdDSA, "k1", k1, jwksClaims("https://idp.example/"), nil)
+	tok2 := authtest.Sign(t, jwt.SigningMethodEdDSA, "k2", k2, jwksClaims("https://idp.example/"), nil)
 
 	if r := f.verify(t, tok1); r != "" {
 		t.Fatalf("k1: %s", r)
@@ -215,7 +216,7 @@ func TestJWKSIssuerBinding(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok := sign(t, jwt.SigningMethodEdDSA, tt.kid, tt.key, jwksClaims(tt.iss), nil)
+			tok := authtest.Sign(t, jwt.SigningMethodEdDSA, tt.kid, tt.key, jwksClaims(tt.iss), nil)
 			if got := f.verify(t, tok); got != tt.want {
 				t.Fatalf("reason = %q; want %q", got, tt.want)
 			}
@@ -244,7 +245,7 @@ func TestJWKSHeadersNeverFetched(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			for _, kid := range []string{"evil", "good", ""} {
 				f.clock.Advance(time.Minute) // an on-demand refresh is allowed each time
-				tok := sign(t, jwt.SigningMethodEdDSA, kid, attacker, jwksClaims("https://idp.example/"), hdr)
+				tok := authtest.Sign(t, jwt.SigningMethodEdDSA, kid, attacker, jwksClaims("https://idp.example/"), hdr)
 				if r := f.verify(t, tok); r == "" {
 					t.Fatalf("kid %q: a token carrying its own key location was accepted", kid)
 				}
@@ -271,7 +272,7 @@ func TestJWKSUnknownKidFlood(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := range 200 {
 			wg.Go(func() {
-				tok := sign(t, jwt.SigningMethodEdDSA, fmt.Sprintf("made-up-%d-%d", round, i), key, jwksClaims("https://idp.example/"), nil)
+				tok := authtest.Sign(t, jwt.SigningMethodEdDSA, fmt.Sprintf("made-up-%d-%d", round, i), key, jwksClaims("https://idp.example/"), nil)
 				if r := f.verify(t, tok); r != ReasonUnknownKey {
 					t.Errorf("made-up kid: %q; want unknown_key", r)
 				}
@@ -296,7 +297,7 @@ func TestJWKSUnknownKidFlood(t *testing.T) {
 		t.Fatalf("flood after the interval: %d fetches; want 2", n)
 	}
 	// The real key still verifies without another fetch.
-	if r := f.verify(t, sign(t, jwt.SigningMethodEdDSA, "real", key, jwksClaims("https://idp.example/"), nil)); r != "" || srv.requests.Load() != 2 {
+	if r := f.verify(t, authtest.Sign(t, jwt.SigningMethodEdDSA, "real", key, jwksClaims("https://idp.example/"), nil)); r != "" || srv.requests.Load() != 2 {
 		t.Fatalf("real kid: %q, %d fetches", r, srv.requests.Load())
 	}
 }
@@ -580,10 +581,10 @@ func TestJWKSWithStaticHS256(t *testing.T) {
 	for _, tt := range []struct {
 		name, tok, want string
 	}{
-		{"HS256 static", sign(t, jwt.SigningMethodHS256, "hs", k.hs, c, nil), ""},
-		{"RS256 from the set", sign(t, jwt.SigningMethodRS256, "rs", k.rsa, c, nil), ""},
-		{"HS256 with the set's kid, RSA public key as secret", sign(t, jwt.SigningMethodHS256, "rs", pemBytes, c, nil), ReasonAlgorithm},
-		{"HS256 with the set's kid, modulus as secret", sign(t, jwt.SigningMethodHS256, "rs", k.rsa.N.Bytes(), c, nil), ReasonAlgorithm},
+		{"HS256 static", authtest.Sign(t, jwt.SigningMethodHS256, "hs", k.hs, c, nil), ""},
+		{"RS256 from the set", authtest.Sign(t, jwt.SigningMethodRS256, "rs", k.rsa, c, nil), ""},
+		{"HS256 with the set's kid, RSA public key as secret", authtest.Sign(t, jwt.SigningMethodHS256, "rs", pemBytes, c, nil), ReasonAlgorithm},
+		{"HS256 with the set's kid, modulus as secret", authtest.Sign(t, jwt.SigningMethodHS256, "rs", k.rsa.N.Bytes(), c, nil), ReasonAlgorithm},
 	} {
 		_, err := v.Verify(context.Background(), tt.tok)
 		got := ""

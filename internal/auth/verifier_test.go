@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/flowgate/flowgate/internal/auth/authtest"
 )
 
 type keys struct {
@@ -80,22 +82,6 @@ func claims(mod func(jwt.MapClaims)) jwt.MapClaims {
 	return c
 }
 
-func sign(t *testing.T, m jwt.SigningMethod, kid string, key any, c jwt.MapClaims, hdr map[string]any) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(m, c)
-	if kid != "" {
-		tok.Header["kid"] = kid
-	}
-	for k, v := range hdr {
-		tok.Header[k] = v
-	}
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
 func TestVerify(t *testing.T) {
 	k := newKeys(t)
 	v := newVerifier(t, k)
@@ -105,15 +91,15 @@ func TestVerify(t *testing.T) {
 		token  func() string
 		reason string // "" = accepted
 	}{
-		{"HS256", func() string { return sign(t, jwt.SigningMethodHS256, "hs", k.hs, claims(nil), nil) }, ""},
-		{"RS256", func() string { return sign(t, jwt.SigningMethodRS256, "rs", k.rsa, claims(nil), nil) }, ""},
-		{"ES256", func() string { return sign(t, jwt.SigningMethodES256, "es", k.ec, claims(nil), nil) }, ""},
-		{"EdDSA", func() string { return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(nil), nil) }, ""},
+		{"HS256", func() string { return authtest.Sign(t, jwt.SigningMethodHS256, "hs", k.hs, claims(nil), nil) }, ""},
+		{"RS256", func() string { return authtest.Sign(t, jwt.SigningMethodRS256, "rs", k.rsa, claims(nil), nil) }, ""},
+		{"ES256", func() string { return authtest.Sign(t, jwt.SigningMethodES256, "es", k.ec, claims(nil), nil) }, ""},
+		{"EdDSA", func() string { return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(nil), nil) }, ""},
 		{"typ at+jwt", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(nil), map[string]any{"typ": "at+jwt"})
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(nil), map[string]any{"typ": "at+jwt"})
 		}, ""},
 		{"seed userId and scope", func() string {
-			return sign(t, jwt.SigningMethodHS256, "hs", k.hs, claims(func(c jwt.MapClaims) {
+			return authtest.Sign(t, jwt.SigningMethodHS256, "hs", k.hs, claims(func(c jwt.MapClaims) {
 				delete(c, "sub")
 				delete(c, "permissions")
 				c["userId"] = "bob"
@@ -128,67 +114,67 @@ func TestVerify(t *testing.T) {
 		{"HS256 signed with RSA public key bytes (alg confusion)", func() string {
 			der, _ := x509.MarshalPKIXPublicKey(&k.rsa.PublicKey)
 			pemBytes := pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-			return sign(t, jwt.SigningMethodHS256, "rs", pemBytes, claims(nil), nil)
+			return authtest.Sign(t, jwt.SigningMethodHS256, "rs", pemBytes, claims(nil), nil)
 		}, ReasonAlgorithm},
-		{"EdDSA key presented as HS256 kid", func() string { return sign(t, jwt.SigningMethodEdDSA, "hs", k.ed, claims(nil), nil) }, ReasonAlgorithm},
-		{"wrong key", func() string { return sign(t, jwt.SigningMethodEdDSA, "ed", k.otherEd, claims(nil), nil) }, ReasonSignature},
+		{"EdDSA key presented as HS256 kid", func() string { return authtest.Sign(t, jwt.SigningMethodEdDSA, "hs", k.ed, claims(nil), nil) }, ReasonAlgorithm},
+		{"wrong key", func() string { return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.otherEd, claims(nil), nil) }, ReasonSignature},
 		{"wrong HS secret", func() string {
-			return sign(t, jwt.SigningMethodHS256, "hs", []byte(strings.Repeat("x", 32)), claims(nil), nil)
+			return authtest.Sign(t, jwt.SigningMethodHS256, "hs", []byte(strings.Repeat("x", 32)), claims(nil), nil)
 		}, ReasonSignature},
 		{"kid of issuer B presented as issuer A", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed2", k.otherEd, claims(nil), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed2", k.otherEd, claims(nil), nil)
 		}, ReasonUnknownKey},
-		{"unknown kid", func() string { return sign(t, jwt.SigningMethodEdDSA, "nope", k.ed, claims(nil), nil) }, ReasonUnknownKey},
+		{"unknown kid", func() string { return authtest.Sign(t, jwt.SigningMethodEdDSA, "nope", k.ed, claims(nil), nil) }, ReasonUnknownKey},
 		{"unknown issuer", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["iss"] = "evil" }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["iss"] = "evil" }), nil)
 		}, ReasonUnknownIssuer},
 		{"expired", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["exp"] = testNow.Add(-time.Minute).Unix() }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["exp"] = testNow.Add(-time.Minute).Unix() }), nil)
 		}, ReasonExpired},
 		{"expired within leeway", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["exp"] = testNow.Add(-10 * time.Second).Unix() }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["exp"] = testNow.Add(-10 * time.Second).Unix() }), nil)
 		}, ""},
 		{"no exp", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { delete(c, "exp") }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { delete(c, "exp") }), nil)
 		}, ReasonMissingExp},
 		{"iat in future", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["iat"] = testNow.Add(5 * time.Minute).Unix() }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["iat"] = testNow.Add(5 * time.Minute).Unix() }), nil)
 		}, ReasonIssuedInFuture},
 		{"nbf in future", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["nbf"] = testNow.Add(5 * time.Minute).Unix() }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["nbf"] = testNow.Add(5 * time.Minute).Unix() }), nil)
 		}, ReasonNotYetValid},
 		{"wrong audience", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["aud"] = "someone-else" }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["aud"] = "someone-else" }), nil)
 		}, ReasonAudience},
 		{"no audience", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { delete(c, "aud") }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { delete(c, "aud") }), nil)
 		}, ReasonAudience},
 		{"missing tenant", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { delete(c, "tenant") }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { delete(c, "tenant") }), nil)
 		}, ReasonTenant},
 		{"tenant breaks id rule", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["tenant"] = "../acme" }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["tenant"] = "../acme" }), nil)
 		}, ReasonTenant},
 		{"missing subject", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { delete(c, "sub") }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { delete(c, "sub") }), nil)
 		}, ReasonSubject},
 		{"permissions not an array", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["permissions"] = "swarm:execute" }), nil)
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(func(c jwt.MapClaims) { c["permissions"] = "swarm:execute" }), nil)
 		}, ReasonClaims},
 		{"crit header", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(nil), map[string]any{"crit": []string{"exp"}})
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(nil), map[string]any{"crit": []string{"exp"}})
 		}, ReasonBadHeader},
 		{"typ JWE-ish", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(nil), map[string]any{"typ": "JOSE+JSON"})
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(nil), map[string]any{"typ": "JOSE+JSON"})
 		}, ReasonBadHeader},
 		{"jku header is ignored, not fetched", func() string {
-			return sign(t, jwt.SigningMethodEdDSA, "ed", k.otherEd, claims(nil), map[string]any{"jku": "http://127.0.0.1:1/jwks"})
+			return authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.otherEd, claims(nil), map[string]any{"jku": "http://127.0.0.1:1/jwks"})
 		}, ReasonSignature},
 		{"too long", func() string { return strings.Repeat("a", 8193) }, ReasonTooLong},
 		{"garbage", func() string { return "not-a-jwt" }, ReasonMalformed},
 		{"empty", func() string { return "" }, ReasonMissing},
 		{"padded base64 (not strict)", func() string {
-			s := sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(nil), nil)
+			s := authtest.Sign(t, jwt.SigningMethodEdDSA, "ed", k.ed, claims(nil), nil)
 			parts := strings.Split(s, ".")
 			return parts[0] + "=." + parts[1] + "." + parts[2]
 		}, ReasonMalformed},
@@ -218,7 +204,7 @@ func TestVerify(t *testing.T) {
 func TestPrincipalClaims(t *testing.T) {
 	k := newKeys(t)
 	v := newVerifier(t, k)
-	tok := sign(t, jwt.SigningMethodHS256, "hs", k.hs, claims(func(c jwt.MapClaims) {
+	tok := authtest.Sign(t, jwt.SigningMethodHS256, "hs", k.hs, claims(func(c jwt.MapClaims) {
 		c["permissions"] = []string{"task:admin", "swarm:execute", "swarm:execute", "made:up"}
 	}), nil)
 	p, err := v.Verify(context.Background(), tok)
@@ -356,7 +342,7 @@ func TestIssuerBoundsAndTokenEdges(t *testing.T) {
 		return v
 	}
 	tok := func(mod func(jwt.MapClaims)) string {
-		return sign(t, jwt.SigningMethodHS256, "hs", k.hs, claims(mod), nil)
+		return authtest.Sign(t, jwt.SigningMethodHS256, "hs", k.hs, claims(mod), nil)
 	}
 	admin := func(c jwt.MapClaims) { c["permissions"] = []string{"platform:admin", "swarm:execute"} }
 	adminScope := func(c jwt.MapClaims) { delete(c, "permissions"); c["scope"] = "platform:admin tenant:admin" }

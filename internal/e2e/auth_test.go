@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/auth/authtest"
 	"github.com/flowgate/flowgate/internal/client"
 )
 
@@ -86,13 +87,7 @@ func TestHandshakeRefusals(t *testing.T) {
 			"permissions": []string{"swarm:execute"}, "exp": now.Add(time.Hour).Unix(), "iat": now.Unix(), "jti": "x1"}
 	}
 	mint := func(c jwt.MapClaims, k ed25519.PrivateKey) string {
-		tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
-		tok.Header["kid"] = kid
-		s, err := tok.SignedString(k)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return authtest.Sign(t, jwt.SigningMethodEdDSA, kid, k, c, nil)
 	}
 	with := func(f func(jwt.MapClaims)) string {
 		c := base()

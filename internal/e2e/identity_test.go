@@ -29,6 +29,7 @@ import (
 
 	"github.com/flowgate/flowgate/configs"
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/auth/authtest"
 	"github.com/flowgate/flowgate/internal/client"
 )
 
@@ -79,16 +80,10 @@ func idMint(t *testing.T, g *gateway, sub string, ttl time.Duration, perms ...st
 	now := time.Now()
 	var j [16]byte
 	_, _ = rand.Read(j[:])
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
+	return authtest.Sign(t, jwt.SigningMethodEdDSA, auth.KeyID(key.Public().(ed25519.PublicKey)), key, jwt.MapClaims{
 		"iss": "flowgate", "aud": "flowgate", "sub": sub, "tenant": "demo", "permissions": perms,
 		"iat": now.Unix(), "exp": now.Add(ttl).Unix(), "jti": hex.EncodeToString(j[:]),
-	})
-	tok.Header["kid"] = auth.KeyID(key.Public().(ed25519.PublicKey))
-	s, err := tok.SignedString(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	}, nil)
 }
 
 func idCreateTenant(t *testing.T, g *gateway, id string) {
@@ -564,15 +559,10 @@ func TestSigningKeyRotation(t *testing.T) {
 	}
 	// The published set verifies the tokens: a previous-key token connects.
 	now := time.Now()
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, jwt.MapClaims{
+	s := authtest.Sign(t, jwt.SigningMethodEdDSA, prevKID, prev, jwt.MapClaims{
 		"iss": "flowgate", "aud": "flowgate", "sub": "old-timer", "tenant": "demo", "permissions": []string{"swarm:execute"},
 		"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": "prev-key-token",
-	})
-	tok.Header["kid"] = prevKID
-	s, err := tok.SignedString(prev)
-	if err != nil {
-		t.Fatal(err)
-	}
+	}, nil)
 	if c, he := g.tryDial(t, client.Options{Token: s}); he != nil || !strings.Contains(string(c.Welcome.Raw), "old-timer") {
 		t.Fatalf("previous-key token: %+v", he)
 	}
@@ -658,21 +648,9 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 		return jwt.MapClaims{"iss": iss, "aud": aud, "sub": sub, "tenant": "demo", "permissions": []string{"swarm:execute"},
 			"iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": sub + "-jti"}
 	}
-	sign := func(m jwt.SigningMethod, kid string, key any, c jwt.MapClaims, hdr map[string]any) string {
-		tok := jwt.NewWithClaims(m, c)
-		tok.Header["kid"] = kid
-		for k, v := range hdr {
-			tok.Header[k] = v
-		}
-		s, err := tok.SignedString(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	hs := sign(jwt.SigningMethodHS256, "platform-hs-1", []byte(secret), claims("https://platform.example/", "flowgate", "hs-user"), nil)
-	rs := sign(jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("https://idp.example/", "flowgate-api", "rs-user"), nil)
-	es := sign(jwt.SigningMethodES256, "ec-2", ecKey, claims("https://idp.example/", "flowgate-api", "es-user"), nil)
+	hs := authtest.Sign(t, jwt.SigningMethodHS256, "platform-hs-1", []byte(secret), claims("https://platform.example/", "flowgate", "hs-user"), nil)
+	rs := authtest.Sign(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("https://idp.example/", "flowgate-api", "rs-user"), nil)
+	es := authtest.Sign(t, jwt.SigningMethodES256, "ec-2", ecKey, claims("https://idp.example/", "flowgate-api", "es-user"), nil)
 	attacker, _ := rsa.GenerateKey(rand.Reader, 2048)
 	tests := []struct {
 		name, token string
@@ -680,10 +658,10 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 	}{
 		{"HS256 key file", hs, ""},
 		{"RS256 from the JWKS", rs, ""},
-		{"JWKS kid presented with the HS issuer", sign(jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("https://platform.example/", "flowgate", "x"), nil), "unknown_key"},
-		{"HS kid presented with the JWKS issuer", sign(jwt.SigningMethodHS256, "platform-hs-1", []byte(secret), claims("https://idp.example/", "flowgate-api", "x"), nil), "unknown_key"},
-		{"JWKS issuer, wrong audience", sign(jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("https://idp.example/", "flowgate", "x"), nil), "bad_audience"},
-		{"jku/x5u/jwk headers pointing at the attacker", sign(jwt.SigningMethodRS256, "attacker", attacker,
+		{"JWKS kid presented with the HS issuer", authtest.Sign(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("https://platform.example/", "flowgate", "x"), nil), "unknown_key"},
+		{"HS kid presented with the JWKS issuer", authtest.Sign(t, jwt.SigningMethodHS256, "platform-hs-1", []byte(secret), claims("https://idp.example/", "flowgate-api", "x"), nil), "unknown_key"},
+		{"JWKS issuer, wrong audience", authtest.Sign(t, jwt.SigningMethodRS256, "rsa-1", rsaKey, claims("https://idp.example/", "flowgate", "x"), nil), "bad_audience"},
+		{"jku/x5u/jwk headers pointing at the attacker", authtest.Sign(t, jwt.SigningMethodRS256, "attacker", attacker,
 			claims("https://idp.example/", "flowgate-api", "x"), map[string]any{"jku": trap.URL + "/jwks", "x5u": trap.URL + "/x5u",
 				"jwk": map[string]any{"kty": "RSA", "kid": "attacker", "n": idB64(attacker.N.Bytes()), "e": "AQAB"}}), "unknown_key"},
 	}
@@ -747,7 +725,7 @@ func TestExternalIssuersFromConfig(t *testing.T) {
 	before := idp.requests.Load()
 	start := time.Now()
 	for i := range 40 {
-		tok := sign(jwt.SigningMethodRS256, fmt.Sprint("made-up-", i), attacker, claims("https://idp.example/", "flowgate-api", "x"), nil)
+		tok := authtest.Sign(t, jwt.SigningMethodRS256, fmt.Sprint("made-up-", i), attacker, claims("https://idp.example/", "flowgate-api", "x"), nil)
 		if _, he := g.tryDial(t, client.Options{Token: tok}); he == nil {
 			t.Fatal("made-up kid accepted")
 		}

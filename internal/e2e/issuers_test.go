@@ -9,6 +9,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"github.com/flowgate/flowgate/internal/auth/authtest"
 	"github.com/flowgate/flowgate/internal/client"
 )
 
@@ -39,13 +40,7 @@ func TestExternalIssuerCannotEscalate(t *testing.T) {
 		if mod != nil {
 			mod(c)
 		}
-		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, c)
-		tok.Header["kid"] = "hs-1"
-		s, err := tok.SignedString([]byte(secret))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
+		return authtest.Sign(t, jwt.SigningMethodHS256, "hs-1", []byte(secret), c, nil)
 	}
 	adminAPI := g.HTTP + "/v1/admin/tenants"
 	tests := []struct {

@@ -4,8 +4,9 @@ package record
 
 import (
 	"errors"
-	"github.com/flowgate/flowgate/internal/protocol"
 	"time"
+
+	"github.com/flowgate/flowgate/internal/protocol"
 )
 
 // Statuses of a task: the wire protocol's (the task_complete statuses plus the two live
@@ -65,15 +66,8 @@ type Event struct {
 	Frame  []byte
 }
 
-// Usage is an engine's token and cost usage for one task.
-type Usage struct {
-	InputTokens              int64   `json:"inputTokens"`
-	OutputTokens             int64   `json:"outputTokens"`
-	CacheReadInputTokens     int64   `json:"cacheReadInputTokens"`
-	CacheCreationInputTokens int64   `json:"cacheCreationInputTokens"`
-	CostUSD                  float64 `json:"costUsd"`
-	NumTurns                 int     `json:"numTurns"`
-}
+// Usage is an engine's token and cost usage for one task, as task_complete reports it.
+type Usage = protocol.Usage
 
 // Update changes a live (pending or running) task; nil fields are left as they are.
 // Typical uses: {Status: running, StartedAt, Node} when the engine starts, {LastSeq} as events

@@ -85,3 +85,22 @@ func TestBoundaryCheckSeesViolations(t *testing.T) {
 		t.Fatalf("no import chain recorded for internal/tenant: %v", chain)
 	}
 }
+
+// TestBinariesLinkNoTestHelpers: the helper packages tests share (named *test: apitest,
+// proctest, smtest…) import "testing" and may fake what production must not; no command under
+// cmd/ may link one.
+func TestBinariesLinkNoTestHelpers(t *testing.T) {
+	root := moduleRoot(t)
+	cmds, err := filepath.Glob(filepath.Join(root, "cmd", "*"))
+	if err != nil || len(cmds) == 0 {
+		t.Fatalf("no commands under cmd/: %v", err)
+	}
+	for _, dir := range cmds {
+		pkg := "cmd/" + filepath.Base(dir)
+		for dep, chain := range deps(t, root, pkg) {
+			if strings.HasSuffix(filepath.Base(dep), "test") {
+				t.Errorf("%s links the test helper %s: %s", pkg, dep, strings.Join(chain, " → "))
+			}
+		}
+	}
+}

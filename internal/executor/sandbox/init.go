@@ -237,9 +237,15 @@ func parseInitArgs(args []string) (initConfig, error) {
 // the leader, so a goroutine that landed there would leave the leader confined (a
 // process-directed signal is checked against it) and stuck. A package's init runs on that
 // thread, and locking it here keeps InitMain there.
+//
+// One P as well: an init never has two goroutines with work at once, and with a second P
+// the runtime starts and parks threads to look for it (an init had 8 threads, now 6). In a
+// burst of 200 starts on two cores the inits took 33.8 % of the machine's CPU samples with
+// two Ps and 25.9 % with one (medians of 3 runs, `scripts/bench-burst --perf 12`).
 func init() {
 	if len(os.Args) > 1 && os.Args[1] == InitArg {
 		runtime.LockOSThread()
+		runtime.GOMAXPROCS(1)
 	}
 }
 

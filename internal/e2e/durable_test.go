@@ -226,6 +226,10 @@ func TestClusterSameNodeRestartInterruptsItsTasks(t *testing.T) {
 	}
 	var seqs []int64
 	readUntil(t, cb, 30*time.Second, func(m client.Message) bool {
+		if m.Type == "error" {
+			// node-a's task_created came before its row was stored: node-b cannot see it.
+			t.Fatalf("subscribe on node-b right after task_created on node-a: %s", m.Raw)
+		}
 		if m.TaskID == id && m.Seq > 0 {
 			seqs = append(seqs, m.Seq)
 		}

@@ -391,18 +391,33 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 		m.opts.Cluster.Publish(t)
 	}
 
-	// The task's row is written by run, off the reply path (task_created does not wait for a
-	// second commit after the audit record's), and before anything else of the task reaches
-	// the store or its engine starts.
+	// On one node the task's row is written by run, off the reply path (task_created does not
+	// wait for a second commit after the audit record's), and before anything else of the task
+	// reaches the store or its engine starts. In a cluster it is written here, before
+	// task_created: a client may subscribe on another replica as soon as it has the id, and
+	// that replica finds the task only through its row. Either way a failed insert ends the
+	// task the same way, in run.
 	row := record.Task{
 		ID: t.ID, Tenant: t.Tenant, Owner: t.Owner, Objective: t.Objective,
 		Agents: req.Engine.Agents, Strategy: req.Engine.Strategy, Mode: req.Engine.Mode,
 		TimeoutSec: int(req.Engine.Timeout / time.Second), Status: protocol.StatusPending,
 		Node: m.opts.Node, CreatedAt: now,
 	}
+	written, writeErr := false, error(nil)
+	if m.opts.Cluster != nil {
+		written, writeErr = true, m.createRow(row)
+	}
 	m.wg.Add(1)
-	go m.run(tctx, t, row, key)
+	go m.run(tctx, t, row, written, writeErr, key)
 	return t, nil
+}
+
+// createRow inserts a new task's row, bounded by the persist timeout.
+func (m *Manager) createRow(row record.Task) error {
+	ctx, cancel := context.WithTimeout(context.Background(), m.opts.PersistTimeout)
+	defer cancel()
+	_, err := m.opts.Store.CreateTask(ctx, row)
+	return err
 }
 
 func (m *Manager) record(p *auth.Principal, meta Meta, action, outcome, taskID, reason string, details map[string]any) audit.Record {
@@ -452,12 +467,14 @@ func (m *Manager) dropLive(uk userKey) {
 	}
 }
 
-// run waits for an executor slot, runs the engine and finishes the task.
-func (m *Manager) run(ctx context.Context, t *Task, row record.Task, key string) {
+// run writes the task's row unless Create has (written, with writeErr its outcome), waits
+// for an executor slot, runs the engine and finishes the task.
+func (m *Manager) run(ctx context.Context, t *Task, row record.Task, written bool, writeErr error, key string) {
 	defer m.wg.Done()
-	pctx, pcancel := context.WithTimeout(context.Background(), m.opts.PersistTimeout)
-	_, err := m.opts.Store.CreateTask(pctx, row)
-	pcancel()
+	err := writeErr
+	if !written {
+		err = m.createRow(row)
+	}
 	if err != nil {
 		// Nothing of the task is stored, nor will be: no engine, no row to update at the end,
 		// no events in the log (the log's pruning finds events through their task's row), so

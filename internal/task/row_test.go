@@ -11,42 +11,36 @@ import (
 	"github.com/flowgate/flowgate/internal/task/record"
 )
 
-// slowInsert delays every new task's row, as a busy database does.
+// slowInsert holds every new task's row until gate is closed, as a busy database does.
 type slowInsert struct {
 	Store
-	delay time.Duration
+	gate <-chan struct{}
 }
 
 func (s slowInsert) CreateTask(ctx context.Context, t record.Task) (record.Task, error) {
-	time.Sleep(s.delay)
+	select {
+	case <-s.gate:
+	case <-ctx.Done():
+		return record.Task{}, ctx.Err()
+	}
 	return s.Store.CreateTask(ctx, t)
 }
 
-// oneNodeCluster is a cluster of one replica: it grants every reservation and has nothing
-// to mirror. Enough for what Create asks of a cluster.
-type oneNodeCluster struct{}
-
-var _ Cluster = oneNodeCluster{}
+// oneNodeCluster grants every reservation and publishes nowhere: what Create asks of a
+// cluster. Any other call reaches the nil Cluster and panics, failing the test.
+type oneNodeCluster struct{ Cluster }
 
 func (oneNodeCluster) ReserveTask(context.Context, string, string, string, int, int) (func(), error) {
 	return func() {}, nil
 }
 func (oneNodeCluster) Publish(*Task) {}
-func (oneNodeCluster) Follow(context.Context, string, int64, func(int64, []byte)) error {
-	return errors.New("not in this test")
-}
-func (oneNodeCluster) Cancel(context.Context, string, string) error { return nil }
-func (oneNodeCluster) Hold(context.Context, string, string) error   { return nil }
-func (oneNodeCluster) LastSeq(context.Context, string) (int64, error) {
-	return 0, nil
-}
 
 // TestClusterTaskRowBeforeTaskCreated: in a cluster the task's row is in the store when
 // Create returns (when task_created goes out), however slow the insert, because another
 // replica finds a task only through its row and a client may subscribe there at once. On
-// one node the row stays off the reply path: there the task is found in memory.
+// one node the row stays off the reply path: Create returns while the insert is held, and
+// the task is found in memory.
 func TestClusterTaskRowBeforeTaskCreated(t *testing.T) {
-	const delay = 300 * time.Millisecond
 	for _, tt := range []struct {
 		name    string
 		cluster Cluster
@@ -57,8 +51,14 @@ func TestClusterTaskRowBeforeTaskCreated(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t)
+			gate := make(chan struct{})
+			if tt.wantRow {
+				// Create waits for the insert: let it through after a while, so an insert
+				// left to run would still be pending when Create returned.
+				time.AfterFunc(300*time.Millisecond, func() { close(gate) })
+			}
 			m := newManager(t, e, `echo '{"type":"result","is_error":false,"result":"ok"}'`, func(o *Options) {
-				o.Store = slowInsert{Store: e.db, delay: delay}
+				o.Store = slowInsert{Store: e.db, gate: gate}
 				o.Cluster = tt.cluster
 			})
 			tk, err := m.Create(t.Context(), principal("acme", "alice", auth.PermSwarmExecute), request("row"), Meta{})
@@ -66,6 +66,9 @@ func TestClusterTaskRowBeforeTaskCreated(t *testing.T) {
 				t.Fatal(err)
 			}
 			_, err = e.db.GetTask(t.Context(), "acme", tk.ID)
+			if !tt.wantRow {
+				close(gate)
+			}
 			switch {
 			case tt.wantRow && err != nil:
 				t.Fatalf("task_created before the task's row was stored: %v", err)

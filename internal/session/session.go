@@ -410,7 +410,14 @@ func (s *Session) writeLoop() {
 				break
 			}
 			var last, end int64
-			frames, last, end = sub.Pending(frames[:0], maxBatchFrames, maxBatchBytes)
+			if sub.Stored() {
+				var ok bool
+				if frames, last, end, ok = s.readStored(sub, frames[:0]); !ok {
+					continue
+				}
+			} else {
+				frames, last, end = sub.Pending(frames[:0], maxBatchFrames, maxBatchBytes)
+			}
 			for _, f := range frames {
 				if err = s.conn.WriteMessage(websocket.TextMessage, f); err != nil {
 					break
@@ -420,9 +427,7 @@ func (s *Session) writeLoop() {
 			if err != nil {
 				break
 			}
-			if len(frames) > 0 {
-				sub.Advance(last, end)
-			}
+			sub.Advance(last, end) // frames, or stored events the event log does not hold
 			if sub.HasPending() {
 				more = true
 			}
@@ -467,6 +472,25 @@ func (s *Session) writeLoop() {
 		}
 		s.mu.Unlock()
 	}
+}
+
+// readStored reads a subscriber's next events from the event log (a resume from far behind
+// a long task's head). The read gets its own deadline and the write deadline starts again
+// after it, so a slow store is not taken for a slow client. When the log cannot be read the
+// subscription ends with an error naming the task; the client resumes it with afterSeq.
+func (s *Session) readStored(sub *task.Subscription, dst [][]byte) (frames [][]byte, last, end int64, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.opts.WriteTimeout)
+	frames, last, end, err := sub.ReadStored(ctx, dst, maxBatchFrames, maxBatchBytes)
+	cancel()
+	if err != nil {
+		id := sub.Task().ID
+		s.opts.Logger.Error("task events could not be read from the event log; subscription ended", "session", s.id, "task", id, "err", err)
+		s.dropSub(sub)
+		s.sendError(protocol.CodeInternal, "task events could not be read; subscribe again with afterSeq", "", id, 0, nil)
+		return frames, last, end, false
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.opts.WriteTimeout))
+	return frames, last, end, true
 }
 
 func (s *Session) dropSub(sub *task.Subscription) {

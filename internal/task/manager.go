@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
@@ -671,13 +670,13 @@ func (m *Manager) finish(ctx context.Context, t *Task, res executor.Result, runE
 	subs := t.subs
 	t.headBytes.Store(end)
 	t.headSeq.Store(seq)
+	held := t.heldLocked()
 	t.mu.Unlock()
 	t.cancel(nil) // release the context's resources
 
 	m.mu.Lock()
 	m.dropLive(userKey{t.Tenant, t.Owner})
-	// The frames and the log's index of them: what the task pins in memory.
-	t.retained = t.headBytes.Load() + int64(cap(t.log))*int64(unsafe.Sizeof(entry{}))
+	t.retained = held
 	m.finished = append(m.finished, t)
 	m.retainedBytes += t.retained
 	m.evictLocked(now)
@@ -736,6 +735,7 @@ func (m *Manager) evictLocked(now time.Time) {
 		}
 		n++
 		m.retainedBytes -= t.retained
+		t.retained = 0 // no longer counted: a late trim must not change the total
 		delete(m.tasks, t.ID)
 		uk := userKey{t.Tenant, t.Owner}
 		list := m.byUser[uk]
@@ -953,14 +953,21 @@ func (m *Manager) attach(t *Task, p *auth.Principal, afterSeq int64, sub Subscri
 		maxMsgs: int64(m.opts.SendQueueMessages), maxBytes: int64(m.opts.SendQueueBytes),
 	}
 	t.mu.Lock()
-	afterSeq = max(afterSeq, t.base)
-	if !t.remote {
-		// A live task's resume point beyond its newest event is its current tail. A mirror's
+	if t.remote {
+		// A mirror holds nothing before its base. Its resume point beyond its newest event
 		// was clamped by Subscribe against the log and the stream, which it may not hold yet.
-		afterSeq = min(afterSeq, t.lastSeqLocked())
+		afterSeq = max(afterSeq, t.base)
+	} else {
+		// A local task's events before its base are in the event log (Stored); a resume
+		// point beyond its newest event is its current tail.
+		afterSeq = max(min(afterSeq, t.lastSeqLocked()), 0)
 	}
 	s.cursor.Store(afterSeq)
+	// The cumulative bytes through the cursor. Before the base they are not known; they
+	// only bound a live subscriber, and the subscriber reaches baseEnd at the base.
 	switch i := afterSeq - t.base - 1; {
+	case i == -1:
+		s.cursorBytes.Store(t.baseEnd)
 	case i >= 0 && i < int64(len(t.log)):
 		s.cursorBytes.Store(t.log[i].end)
 	case i >= 0:

@@ -139,6 +139,7 @@ type reader struct {
 	slow   chan struct{}
 	stall  bool // never read: a stuck client
 	done   chan struct{}
+	err    error // the event log could not be read (set before done closes)
 }
 
 func newReader(stall bool) *reader {
@@ -165,8 +166,16 @@ func (r *reader) run(t *testing.T, s *Subscription) {
 			}
 			for {
 				var last, end int64
-				buf, last, end = s.Pending(buf[:0], 16, 1<<20)
-				if len(buf) == 0 {
+				if s.Stored() {
+					var err error
+					if buf, last, end, err = s.ReadStored(context.Background(), buf[:0], 16, 1<<20); err != nil {
+						r.err = err
+						return
+					}
+				} else {
+					buf, last, end = s.Pending(buf[:0], 16, 1<<20)
+				}
+				if last <= s.cursor.Load() {
 					break
 				}
 				for _, f := range buf {
@@ -193,6 +202,9 @@ func (r *reader) wait(t *testing.T) []map[string]any {
 	case <-r.done:
 	case <-time.After(20 * time.Second):
 		t.Fatal("task did not finish")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()

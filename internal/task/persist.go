@@ -279,6 +279,8 @@ func (p *persister) flush() error {
 	p.m.metrics.eventsPersisted(n)
 	for _, w := range took {
 		w.ps.sub.Advance(w.last, w.end)
+		w.ps.t.persisted.Store(w.last)
+		w.ps.t.trim()
 		if w.ps.sub.HasPending() {
 			p.markDirty(w.ps)
 		}
@@ -325,6 +327,8 @@ func (p *persister) finishIfDone(ps *persistSub) {
 	}
 	ps.t.durable.Store(true)
 	ps.sub.Close()
+	ps.t.persisted.Store(ps.t.headSeq.Load())
+	ps.t.trim()
 	p.mu.Lock()
 	delete(p.all, ps)
 	delete(p.dirty, ps)

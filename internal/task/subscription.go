@@ -1,6 +1,10 @@
 package task
 
-import "sync/atomic"
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+)
 
 // Subscriber is the session side of a subscription.
 type Subscriber interface {
@@ -47,6 +51,9 @@ func (s *Subscription) Pending(dst [][]byte, maxFrames int, maxBytes int) (frame
 	log, base := t.log, t.base
 	t.mu.RUnlock()
 	lastSeq, lastEnd = from, s.cursorBytes.Load()
+	if from < base && !t.remote {
+		return dst, lastSeq, lastEnd // they left memory: ReadStored
+	}
 	// A mirror whose stream was trimmed starts after base: events before it are gone.
 	start := max(from-base, 0)
 	size := 0
@@ -62,9 +69,50 @@ func (s *Subscription) Pending(dst [][]byte, maxFrames int, maxBytes int) (frame
 	return dst, lastSeq, lastEnd
 }
 
+// Stored reports whether the next events after the cursor have left memory (a resume from
+// far behind a long task's head): ReadStored serves them from the event log, Pending does
+// not. Once false it stays false: a task never drops what a subscriber has not passed.
+func (s *Subscription) Stored() bool { return s.cursor.Load() < s.task.stored.Load() }
+
+// ReadStored is Pending for a Stored subscription: up to maxFrames frames after the cursor
+// (at least one, then as many as fit maxBytes) read from the event log, up to the first event
+// still in memory. Events the log does not hold (the store refused them) are skipped. The
+// error is the event log's.
+func (s *Subscription) ReadStored(ctx context.Context, dst [][]byte, maxFrames, maxBytes int) (frames [][]byte, lastSeq, lastEnd int64, err error) {
+	t := s.task
+	from, end := s.cursor.Load(), s.cursorBytes.Load()
+	t.mu.RLock()
+	base, baseEnd := t.base, t.baseEnd
+	t.mu.RUnlock()
+	if from >= base || t.remote || t.m.opts.Events == nil {
+		return dst, from, end, nil
+	}
+	limit := int(min(int64(maxFrames), base-from, replayStoredPage))
+	evs, err := t.m.opts.Events.TaskEvents(ctx, t.ID, from, limit)
+	if err != nil {
+		return dst, from, end, fmt.Errorf("read events of task %s after seq %d: %w", t.ID, from, err)
+	}
+	lastSeq, size := from, 0
+	for i, e := range evs {
+		if e.Seq > base || (size > 0 && size+len(e.Frame) > maxBytes) {
+			evs = evs[:i]
+			break
+		}
+		dst = append(dst, e.Frame)
+		size += len(e.Frame)
+		lastSeq = e.Seq
+	}
+	if lastSeq == base || len(evs) < limit {
+		// Through the base, or the log has nothing more before it: memory takes over.
+		return dst, base, baseEnd, nil
+	}
+	return dst, lastSeq, min(end+int64(size), baseEnd), nil
+}
+
 // Advance records that frames through seq were written to the client.
 func (s *Subscription) Advance(seq, end int64) {
-	if seq <= s.cursor.Load() {
+	prev := s.cursor.Load()
+	if seq <= prev {
 		return
 	}
 	s.cursor.Store(seq)
@@ -75,6 +123,9 @@ func (s *Subscription) Advance(seq, end int64) {
 	select {
 	case s.progress <- struct{}{}:
 	default:
+	}
+	if t := s.task; t.trimDue.Load() && prev <= t.trimHeld.Load() && t.trimDue.CompareAndSwap(true, false) {
+		t.trim()
 	}
 }
 
@@ -89,15 +140,17 @@ func (s *Subscription) Finished() bool {
 	}
 }
 
-// Rewind moves the cursor back to the first event still held, so everything is delivered
-// again. The cluster publisher uses it after Redis lost data; duplicates are refused there.
+// Rewind moves the cursor back to the first event still in memory, so everything from there
+// is delivered again. The cluster publisher uses it after Redis lost data; duplicates are
+// refused there. Older events of a long task are only in the event log, which other
+// replicas read before they follow the stream.
 func (s *Subscription) Rewind() {
 	t := s.task
 	t.mu.RLock()
-	base := t.base
+	base, baseEnd := t.base, t.baseEnd
 	t.mu.RUnlock()
 	s.cursor.Store(base)
-	s.cursorBytes.Store(0)
+	s.cursorBytes.Store(baseEnd)
 }
 
 // HasPending reports whether frames are waiting after the cursor.

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/flowgate/flowgate/internal/engine"
 	"github.com/flowgate/flowgate/internal/protocol"
@@ -54,9 +55,12 @@ type Task struct {
 	m      *Manager
 	remote bool   // a mirror of a task running on another node, fed from the cluster
 	node   string // the node running the task
-	// base is the seq before log[0]: 0 for a local task; a mirror may start later when
-	// the cluster stream was trimmed.
-	base           int64
+	// base is the seq before log[0]. A local task starts at 0 and moves base up as its
+	// stored events leave memory (trim): those are read back from the event log. A mirror
+	// may start later when the cluster stream was trimmed; its events before base are gone.
+	base int64
+	// baseEnd is the cumulative frame bytes through seq base.
+	baseEnd        int64
 	clusterRelease func()
 	follow         context.CancelFunc // stops a mirror's follower
 	cancel         context.CancelCauseFunc
@@ -65,6 +69,12 @@ type Task struct {
 
 	headSeq   atomic.Int64
 	headBytes atomic.Int64
+	// stored is base for a local task (0 for a mirror): a subscriber whose cursor is below
+	// it reads from the event log (Subscription.Stored) without taking mu.
+	stored    atomic.Int64
+	persisted atomic.Int64 // the seq the event log holds through; set by the persister only
+	trimDue   atomic.Bool  // a subscriber held trim back: its next Advance trims again
+	trimHeld  atomic.Int64 // the cursor that held it: only a subscriber there tries again
 	ended     atomic.Int64 // unix ns when the task ended; read by eviction without mu
 	durable   atomic.Bool  // every event, task_complete included, is in the event log
 	budget    Budget       // the tenant's daily cap when the task was created (zero: none)
@@ -239,6 +249,64 @@ func (t *Task) compactLocked() {
 		pos += n
 	}
 	t.log, t.block = log, nil
+}
+
+// logWindow is how many of its newest events a local task keeps in memory once they are
+// in the event log: a client resuming near the head (the common reconnect) is served from
+// memory, while a long run's older frames leave it and their memory is reused instead of
+// growing the heap into fresh pages (docs/performance.md, "A window on a running task's log").
+const logWindow = 1024
+
+// trim drops from memory the events the event log holds (persisted) that every subscriber
+// has passed, keeping the newest logWindow. It runs only when that frees at least logWindow events and
+// half the log, so the copy of what stays is paid for by what goes. The kept entries get a
+// new array: readers hold the old one without the lock and read it safely. The persister
+// calls it after each write (it alone sets persisted); when a subscriber was behind, that
+// subscriber's next Advance calls it again (a task that goes quiet still lets go), and
+// only that subscriber's: a thousand others moving on cost an atomic load each.
+func (t *Task) trim() {
+	if t.remote {
+		return
+	}
+	t.mu.Lock()
+	ceiling := min(t.persisted.Load(), t.lastSeqLocked()-logWindow)
+	low := ceiling
+	for _, s := range t.subs {
+		low = min(low, s.cursor.Load())
+	}
+	if worth := func(upTo int64) bool {
+		n := upTo - t.base
+		return n >= logWindow && n >= int64(len(t.log))/2
+	}; !worth(low) {
+		if worth(ceiling) {
+			t.trimHeld.Store(low)
+			t.trimDue.Store(true)
+		}
+		t.mu.Unlock()
+		return
+	}
+	n := low - t.base
+	kept := make([]entry, int64(len(t.log))-n, int64(len(t.log))-n+logWindow)
+	copy(kept, t.log[n:])
+	t.baseEnd = t.log[n-1].end
+	t.base += n
+	t.log = kept
+	t.stored.Store(t.base)
+	held := t.heldLocked()
+	t.mu.Unlock()
+
+	m := t.m
+	m.mu.Lock()
+	if t.retained > 0 { // finished and counted: the retained bound sees what it holds now
+		m.retainedBytes += held - t.retained
+		t.retained = held
+	}
+	m.mu.Unlock()
+}
+
+// heldLocked is the memory the task's log pins: its frames and their index.
+func (t *Task) heldLocked() int64 {
+	return t.headBytes.Load() - t.baseEnd + int64(cap(t.log))*int64(unsafe.Sizeof(entry{}))
 }
 
 // captureResult keeps the engine's final result line for task_complete: is_error decides

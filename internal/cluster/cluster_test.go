@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/flowgate/flowgate/internal/clocktest"
 	"net"
 	"os"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/flowgate/flowgate/internal/auth"
+	"github.com/flowgate/flowgate/internal/clocktest"
 	"github.com/flowgate/flowgate/internal/ratelimit"
 	"github.com/flowgate/flowgate/internal/store"
 	"github.com/flowgate/flowgate/internal/store/storetest"
@@ -97,6 +97,46 @@ func TestReserveTaskAcrossNodes(t *testing.T) {
 		t.Fatalf("after a release: %v", err)
 	} else {
 		rel()
+	}
+}
+
+// TaskReserved answers for every replica: a task reserved on one is seen from another until
+// it is released or its slot expires (a dead node); other tenants' ids and unknown ids are not.
+func TestTaskReservedAcrossNodes(t *testing.T) {
+	clk := clocktest.New(time.Now())
+	a := newCluster(t, randomName("a-"), clk.Now)
+	b := newCluster(t, randomName("b-"), clk.Now)
+	ctx := context.Background()
+	tenant, other := randomName("t"), randomName("t")
+	reserved := func(tenant, id string) bool {
+		t.Helper()
+		ok, err := b.TaskReserved(ctx, tenant, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ok
+	}
+	release, err := a.ReserveTask(ctx, tenant, randomName("u"), "task-1", 3, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reserved(tenant, "task-1") {
+		t.Fatal("a task reserved on node a is not seen from node b")
+	}
+	if reserved(other, "task-1") || reserved(tenant, "task-2") {
+		t.Fatal("another tenant's id, or an unknown id, is seen as reserved")
+	}
+	release()
+	if reserved(tenant, "task-1") {
+		t.Fatal("a released task is still reserved")
+	}
+	dead := newCluster(t, randomName("dead-"), clk.Now)
+	if _, err := dead.ReserveTask(ctx, tenant, randomName("u"), "orphan", 3, 10); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(2 * time.Second) // past the heartbeat TTL: the dead node never renewed it
+	if reserved(tenant, "orphan") {
+		t.Fatal("a dead node's expired slot is still reserved")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"time"
 
@@ -83,6 +84,19 @@ func (c *Cluster) ReserveTask(ctx context.Context, tenant, user, taskID string, 
 		return nil, &task.QuotaError{Scope: "tenant", Limit: tenantLimit}
 	}
 	return func() { c.release(keys, "task:"+taskID) }, nil
+}
+
+// TaskReserved implements task.Cluster: whether the task holds an unexpired slot of its
+// tenant's concurrent-task bound, taken by ReserveTask on whichever replica created it.
+func (c *Cluster) TaskReserved(ctx context.Context, tenant, taskID string) (bool, error) {
+	exp, err := c.rdb.ZScore(ctx, "fg:tasks:t:"+tenant, "task:"+taskID).Result()
+	switch {
+	case errors.Is(err, redis.Nil):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("cluster: task reserved: %w", err)
+	}
+	return exp > float64(c.opts.Now().UnixMilli()), nil
 }
 
 // Connections counts connections per user across replicas; other keys (per IP, global)

@@ -5,12 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/flowgate/flowgate/internal/task/record"
 	"time"
 
 	"github.com/flowgate/flowgate/internal/audit"
 	"github.com/flowgate/flowgate/internal/auth"
 	"github.com/flowgate/flowgate/internal/protocol"
+	"github.com/flowgate/flowgate/internal/task/record"
 )
 
 // Cluster connects the manager to the other replicas (internal/cluster). Nil means a
@@ -31,6 +31,9 @@ type Cluster interface {
 	Hold(ctx context.Context, node, taskID string) error
 	// LastSeq is the newest seq published for a task (0 when none).
 	LastSeq(ctx context.Context, taskID string) (int64, error)
+	// TaskReserved reports whether a task of tenant holds its concurrency slot on some
+	// replica: it was created and has not ended, though its row may not be stored yet.
+	TaskReserved(ctx context.Context, tenant, taskID string) (bool, error)
 }
 
 // ErrClusterUnavailable is a swarm refused because the cluster cannot guarantee its
@@ -51,6 +54,9 @@ func (m *Manager) lookup(ctx context.Context, p *auth.Principal, id string) (*Ta
 		return t, nil, nil
 	}
 	rec, err := m.opts.Store.GetTask(ctx, p.Tenant, id)
+	if errors.Is(err, record.ErrNotFound) && m.opts.Cluster != nil {
+		rec, err = m.awaitRow(ctx, p.Tenant, id)
+	}
 	if errors.Is(err, record.ErrNotFound) {
 		return nil, nil, ErrNotFound
 	}
@@ -61,6 +67,40 @@ func (m *Manager) lookup(ctx context.Context, p *auth.Principal, id string) (*Ta
 		return nil, nil, ErrNotFound
 	}
 	return nil, &rec, nil
+}
+
+// rowPoll is how often lookup looks for the row of a task another replica has just created.
+const rowPoll = 10 * time.Millisecond
+
+// awaitRow waits for the row of a task another replica has created and not yet stored: its
+// creator replies task_created before the insert (run writes it), and the client may
+// subscribe here at once. It waits only while the task holds its reservation, and at most
+// the persist timeout, the bound of the creator's insert: an id no replica knows is answered
+// at once. A failed insert ends the task, which frees the reservation.
+func (m *Manager) awaitRow(ctx context.Context, tenant, id string) (record.Task, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.opts.PersistTimeout)
+	defer cancel()
+	tick := time.NewTicker(rowPoll)
+	defer tick.Stop()
+	for {
+		live, err := m.opts.Cluster.TaskReserved(ctx, tenant, id)
+		if err != nil || !live {
+			// Unreachable Redis: answer as the store does, as before there was a wait.
+			return record.Task{}, record.ErrNotFound
+		}
+		select {
+		case <-ctx.Done():
+			return record.Task{}, record.ErrNotFound
+		case <-tick.C:
+		}
+		rec, err := m.opts.Store.GetTask(ctx, tenant, id)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return record.Task{}, record.ErrNotFound // the wait ran out mid-read
+		case !errors.Is(err, record.ErrNotFound):
+			return rec, err
+		}
+	}
 }
 
 // mirror returns the in-memory stand-in of a task known only from the store, holding its

@@ -390,24 +390,19 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 		m.opts.Cluster.Publish(t)
 	}
 
-	// On one node the task's row is written by run, off the reply path (task_created does not
-	// wait for a second commit after the audit record's), and before anything else of the task
-	// reaches the store or its engine starts. In a cluster it is written here, before
-	// task_created: a client may subscribe on another replica as soon as it has the id, and
-	// that replica finds the task only through its row. Either way a failed insert ends the
-	// task the same way, in run.
+	// The task's row is written by run, off the reply path (task_created does not wait for a
+	// second commit after the audit record's), and before anything else of the task reaches
+	// the store or its engine starts. In a cluster a client may subscribe on another replica
+	// before the row is there: that replica sees the task's reservation and waits for the row
+	// (lookup).
 	row := record.Task{
 		ID: t.ID, Tenant: t.Tenant, Owner: t.Owner, Objective: t.Objective,
 		Agents: req.Engine.Agents, Strategy: req.Engine.Strategy, Mode: req.Engine.Mode,
 		TimeoutSec: int(req.Engine.Timeout / time.Second), Status: protocol.StatusPending,
 		Node: m.opts.Node, CreatedAt: now,
 	}
-	written, writeErr := false, error(nil)
-	if m.opts.Cluster != nil {
-		written, writeErr = true, m.createRow(row)
-	}
 	m.wg.Add(1)
-	go m.run(tctx, t, row, written, writeErr, key)
+	go m.run(tctx, t, row, key)
 	return t, nil
 }
 
@@ -466,14 +461,11 @@ func (m *Manager) dropLive(uk userKey) {
 	}
 }
 
-// run writes the task's row unless Create has (written, with writeErr its outcome), waits
-// for an executor slot, runs the engine and finishes the task.
-func (m *Manager) run(ctx context.Context, t *Task, row record.Task, written bool, writeErr error, key string) {
+// run writes the task's row, waits for an executor slot, runs the engine and finishes the
+// task.
+func (m *Manager) run(ctx context.Context, t *Task, row record.Task, key string) {
 	defer m.wg.Done()
-	err := writeErr
-	if !written {
-		err = m.createRow(row)
-	}
+	err := m.createRow(row)
 	if err != nil {
 		// Nothing of the task is stored, nor will be: no engine, no row to update at the end,
 		// no events in the log (the log's pruning finds events through their task's row), so

@@ -92,18 +92,21 @@ func (s *Subscription) ReadStored(ctx context.Context, dst [][]byte, maxFrames, 
 	if err != nil {
 		return dst, from, end, fmt.Errorf("read events of task %s after seq %d: %w", t.ID, from, err)
 	}
-	lastSeq, size := from, 0
-	for i, e := range evs {
-		if e.Seq > base || (size > 0 && size+len(e.Frame) > maxBytes) {
-			evs = evs[:i]
+	lastSeq, size, past := from, 0, false
+	for _, e := range evs {
+		if e.Seq > base {
+			past = true
 			break
+		}
+		if size > 0 && size+len(e.Frame) > maxBytes {
+			return dst, lastSeq, min(end+int64(size), baseEnd), nil // the rest on the next call
 		}
 		dst = append(dst, e.Frame)
 		size += len(e.Frame)
 		lastSeq = e.Seq
 	}
-	if lastSeq == base || len(evs) < limit {
-		// Through the base, or the log has nothing more before it: memory takes over.
+	if lastSeq == base || past || len(evs) < limit {
+		// Through the base, or the log holds nothing more before it: memory takes over.
 		return dst, base, baseEnd, nil
 	}
 	return dst, lastSeq, min(end+int64(size), baseEnd), nil

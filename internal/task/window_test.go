@@ -140,8 +140,17 @@ func TestLogWindowStoreFailureIsAnError(t *testing.T) {
 		t.Fatalf("ReadStored = last %d, err %v; want the store's error at seq 10", last, err)
 	}
 	fl.fail.Store(false)
-	frames, last, _, err := s.ReadStored(context.Background(), nil, 16, 1<<20)
+	frames, last, end, err := s.ReadStored(context.Background(), nil, 16, 1<<20)
 	if err != nil || len(frames) != 16 || last != 26 {
 		t.Fatalf("ReadStored after recovery = %d frames through %d, %v", len(frames), last, err)
+	}
+	s.Advance(last, end)
+	// A byte bound below one frame still moves on one frame at a time, and never skips.
+	for want := int64(27); want <= 30; want++ {
+		frames, last, end, err := s.ReadStored(context.Background(), nil, 16, 1)
+		if err != nil || len(frames) != 1 || last != want {
+			t.Fatalf("ReadStored(maxBytes 1) = %d frames through %d, %v; want one, seq %d", len(frames), last, err, want)
+		}
+		s.Advance(last, end)
 	}
 }

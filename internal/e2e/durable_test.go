@@ -49,6 +49,20 @@ func collect(c *client.Conn, id string, d time.Duration) ([]client.Message, erro
 	}
 }
 
+// readEvents reads until it has n event frames of task id (frames with a seq), and returns
+// them; other frames are skipped.
+func readEvents(t *testing.T, c *client.Conn, id string, n int) []client.Message {
+	t.Helper()
+	var got []client.Message
+	readUntil(t, c, 60*time.Second, func(m client.Message) bool {
+		if m.TaskID == id && m.Seq > 0 {
+			got = append(got, m)
+		}
+		return len(got) >= n
+	})
+	return got
+}
+
 func subscribeFrom(t *testing.T, c *client.Conn, id string, afterSeq int64) []client.Message {
 	t.Helper()
 	if err := c.Send(map[string]any{"type": "subscribe", "taskId": id, "afterSeq": afterSeq}); err != nil {
@@ -96,13 +110,7 @@ func TestDurableEventsAcrossRestart(t *testing.T) {
 
 			// 2. A task streaming when the gateway is killed.
 			crash := startSwarm(t, c, "crash sim:pace=1ms sim:events=20000", nil)
-			var seen []client.Message
-			readUntil(t, c, 60*time.Second, func(m client.Message) bool {
-				if m.TaskID == crash && m.Seq > 0 {
-					seen = append(seen, m)
-				}
-				return len(seen) >= 2000
-			})
+			seen := readEvents(t, c, crash, 2000)
 			if err := g.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}

@@ -19,13 +19,7 @@ func TestResumeBehindTheLogWindow(t *testing.T) {
 			g := startGateway(t, gwOptions{dataDir: t.TempDir(), env: backend(t)})
 			c := g.dial(t, g.UserToken)
 			id := startSwarm(t, c, "window sim:pace=1ms sim:events=8000", nil)
-			var live []client.Message
-			readUntil(t, c, 60*time.Second, func(m client.Message) bool {
-				if m.TaskID == id && m.Seq > 0 {
-					live = append(live, m)
-				}
-				return len(live) >= 5000
-			})
+			live := readEvents(t, c, id, 5000)
 
 			// While it runs: from the start, through the live tail, to task_complete.
 			c2 := g.dial(t, g.UserToken)

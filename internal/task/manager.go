@@ -406,14 +406,6 @@ func (m *Manager) Create(ctx context.Context, p *auth.Principal, req Request, me
 	return t, nil
 }
 
-// createRow inserts a new task's row, bounded by the persist timeout.
-func (m *Manager) createRow(row record.Task) error {
-	ctx, cancel := context.WithTimeout(context.Background(), m.opts.PersistTimeout)
-	defer cancel()
-	_, err := m.opts.Store.CreateTask(ctx, row)
-	return err
-}
-
 func (m *Manager) record(p *auth.Principal, meta Meta, action, outcome, taskID, reason string, details map[string]any) audit.Record {
 	r := audit.Record{
 		Action: action, Outcome: outcome, Reason: reason, Tenant: p.Tenant,
@@ -465,7 +457,9 @@ func (m *Manager) dropLive(uk userKey) {
 // task.
 func (m *Manager) run(ctx context.Context, t *Task, row record.Task, key string) {
 	defer m.wg.Done()
-	err := m.createRow(row)
+	pctx, pcancel := context.WithTimeout(context.Background(), m.opts.PersistTimeout)
+	_, err := m.opts.Store.CreateTask(pctx, row)
+	pcancel()
 	if err != nil {
 		// Nothing of the task is stored, nor will be: no engine, no row to update at the end,
 		// no events in the log (the log's pruning finds events through their task's row), so

@@ -258,12 +258,12 @@ func (t *Task) compactLocked() {
 const logWindow = 1024
 
 // trim drops from memory the events the event log holds (persisted) that every subscriber
-// has passed, keeping the newest logWindow. It runs only when that frees at least logWindow events and
-// half the log, so the copy of what stays is paid for by what goes. The kept entries get a
-// new array: readers hold the old one without the lock and read it safely. The persister
-// calls it after each write (it alone sets persisted); when a subscriber was behind, that
-// subscriber's next Advance calls it again (a task that goes quiet still lets go), and
-// only that subscriber's: a thousand others moving on cost an atomic load each.
+// has passed, keeping the newest logWindow. It runs only when that frees at least logWindow
+// events and half the log, so the copy of what stays is paid for by what goes. The kept
+// entries get a new array: readers hold the old one without the lock and read it safely.
+// The persister calls it after each write (it alone sets persisted); when a subscriber was
+// behind, that subscriber's next Advance calls it again (a task that goes quiet still lets
+// go), and only that subscriber's: a thousand others moving on cost an atomic load each.
 func (t *Task) trim() {
 	if t.remote {
 		return
